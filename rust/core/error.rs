@@ -1,0 +1,65 @@
+//! The one error type of the compiled core. Every variant names the argument at fault,
+//! so the bindings can turn it into a Python exception without adding context.
+
+use std::fmt;
+
+/// What went wrong, and with which argument.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreError {
+    /// An argument is out of its domain (non-finite, negative, wrong sign, …).
+    Value { arg: &'static str, msg: String },
+    /// Array arguments whose shapes cannot be broadcast together.
+    Shape { msg: String },
+    /// A mean, minimum or similar was asked of an empty accumulator.
+    Empty { msg: String },
+}
+
+impl CoreError {
+    pub fn value(arg: &'static str, msg: impl Into<String>) -> Self {
+        CoreError::Value { arg, msg: msg.into() }
+    }
+
+    /// The argument named by the error, if it names one.
+    pub fn arg(&self) -> Option<&'static str> {
+        match self {
+            CoreError::Value { arg, .. } => Some(arg),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::Value { arg, msg } => write!(f, "{arg}: {msg}"),
+            CoreError::Shape { msg } | CoreError::Empty { msg } => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+pub type Result<T> = std::result::Result<T, CoreError>;
+
+/// `Ok(x)` when `x` is finite, else an error naming `arg`.
+#[inline]
+pub fn finite(arg: &'static str, x: f64) -> Result<f64> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(CoreError::value(arg, format!("must be finite, got {x}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_argument() {
+        let e = finite("pct", f64::NAN).unwrap_err();
+        assert_eq!(e.arg(), Some("pct"));
+        assert!(e.to_string().starts_with("pct: must be finite"));
+        assert_eq!(finite("start", 1.5), Ok(1.5));
+    }
+}

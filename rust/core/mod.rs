@@ -1,0 +1,11 @@
+//! The compiled core's math: plain Rust, no Python types. The bindings in `py/` wrap it.
+
+pub mod anneal;
+pub mod error;
+pub mod mean;
+pub mod schedule;
+pub mod smooth;
+pub mod stepper;
+
+pub use anneal::Anneal;
+pub use error::{CoreError, Result};

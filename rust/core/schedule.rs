@@ -1,0 +1,1 @@
+//! Composable schedules: pure functions of position (issue 4).
