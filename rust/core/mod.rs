@@ -8,4 +8,5 @@ pub mod smooth;
 pub mod stepper;
 
 pub use anneal::Anneal;
+pub use stepper::Stepper;
 pub use error::{CoreError, Result};

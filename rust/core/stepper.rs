@@ -43,17 +43,19 @@ impl Stepper {
         self.n = n;
     }
 
-    /// Advances one step and returns the first (or only) value.
+    /// Advances one step and returns the first (or only) value; on error it does not advance.
     #[inline]
     pub fn step_first(&mut self) -> Result<f64> {
+        let v = self.anneal.eval(self.start[0], self.end[0], self.pct_at(self.n + 1))?;
         self.n += 1;
-        self.anneal.eval(self.start[0], self.end[0], self.pct_at(self.n))
+        Ok(v)
     }
 
-    /// Advances one step and writes the value of every group into `out`.
+    /// Advances one step and appends the value of every group to `out`; on error it does not advance.
     pub fn step_into(&mut self, out: &mut Vec<f64>) -> Result<()> {
+        self.values_at(self.n + 1, out)?;
         self.n += 1;
-        self.values_at(self.n, out)
+        Ok(())
     }
 
     /// The values of every group after `n` steps, appended to `out`.

@@ -1,0 +1,58 @@
+"""The annealing formulas in plain Python.
+
+They are the oracle the compiled core is tested against, and the path for values the core
+does not take (torch tensors): the same formula, evaluated with the value's own arithmetic,
+so a tensor stays on its device. Scalars use `math`, in the order of operations DESIGN.md
+fixes, which the compiled results equal bit for bit.
+"""
+
+import math
+
+__all__ = [
+    "annealing_no",
+    "annealing_linear",
+    "annealing_exp",
+    "annealing_cos",
+    "do_annealing_poly",
+    "smoothen",
+]
+
+
+def _cos(x):
+    """`math.cos` for numbers, the value's own `cos` otherwise (tensors, arrays)."""
+    return math.cos(x) if isinstance(x, (int, float)) else x.cos()
+
+
+def annealing_no(start, end, pct):
+    """No annealing: always `start`."""
+    return start
+
+
+def annealing_linear(start, end, pct):
+    """`start + pct*(end-start)`."""
+    return start + pct * (end - start)
+
+
+def annealing_exp(start, end, pct):
+    """`start * (end/start)**pct`."""
+    return start * (end / start) ** pct
+
+
+def annealing_cos(start, end, pct):
+    """`end + (start-end)/2 * (cos(pi*pct) + 1)`."""
+    return end + (start - end) / 2 * (_cos(math.pi * pct) + 1)
+
+
+def do_annealing_poly(start, end, pct, degree):
+    """`end + (start-end) * (1-pct)**degree`."""
+    return end + (start - end) * (1 - pct) ** degree
+
+
+def smoothen(beta, values):
+    """The successive `smooth` values of fastai's `SmoothenValue(beta)` fed `values`."""
+    n, mov_avg, out = 0, 0.0, []
+    for v in values:
+        n += 1
+        mov_avg = beta * mov_avg + (1 - beta) * v
+        out.append(mov_avg / (1 - beta**n))
+    return out

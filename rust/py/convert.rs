@@ -1,0 +1,82 @@
+//! Argument conversion: Python numbers, NumPy arrays and torch tensors into the core's terms.
+
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyFloat, PyInt, PyList, PyTuple, PyType};
+
+/// One argument of an annealing function, sorted by the path that computes it.
+pub enum Arg<'py> {
+    Scalar(f64),
+    Array(PyReadonlyArrayDyn<'py, f64>),
+    /// A torch tensor: computed by the plain-Python formula, on its own device.
+    Tensor,
+}
+
+static NUMPY_GENERIC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static NUMPY_ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static REFERENCE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// A Python float or int, without calling `__float__` (which would sync a GPU tensor).
+#[inline]
+pub fn as_number(x: &Bound<'_, PyAny>) -> Option<f64> {
+    if let Ok(f) = x.cast::<PyFloat>() {
+        return Some(f.value());
+    }
+    if x.is_instance_of::<PyInt>() {
+        return x.extract::<f64>().ok();
+    }
+    None
+}
+
+/// True for a torch tensor (torch is only looked at when the caller has imported it).
+pub fn is_tensor(x: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = x.py();
+    let Ok(torch) = py.import("sys")?.getattr("modules")?.get_item("torch") else { return Ok(false) };
+    x.is_instance(&torch.getattr("Tensor")?)
+}
+
+/// `numpy.asarray(x, dtype=float64)`, with an error naming the argument.
+pub fn float_array<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArrayDyn<'py, f64>> {
+    if let Ok(a) = x.cast::<PyArrayDyn<f64>>() {
+        return Ok(a.readonly());
+    }
+    let py = x.py();
+    let asarray = NUMPY_ASARRAY.get_or_try_init(py, || py.import("numpy")?.getattr("asarray").map(Bound::unbind))?;
+    let converted = asarray
+        .bind(py)
+        .call1((x, "float64"))
+        .map_err(|e| PyTypeError::new_err(format!("{name}: cannot be read as an array of floats: {e}")))?;
+    Ok(converted.cast_into::<PyArrayDyn<f64>>()?.readonly())
+}
+
+/// Sorts an argument into a scalar, a float64 array, or a tensor; anything else is a TypeError.
+pub fn classify<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Arg<'py>> {
+    if let Some(v) = as_number(x) {
+        return Ok(Arg::Scalar(v));
+    }
+    let py = x.py();
+    let generic = NUMPY_GENERIC.import(py, "numpy", "generic")?;
+    if x.is_instance(generic)? {
+        let v = x.extract::<f64>().map_err(|_| type_error(name, x))?;
+        return Ok(Arg::Scalar(v));
+    }
+    if x.is_instance_of::<numpy::PyUntypedArray>() || x.is_instance_of::<PyList>() || x.is_instance_of::<PyTuple>() {
+        return Ok(Arg::Array(float_array(name, x)?));
+    }
+    if is_tensor(x)? {
+        return Ok(Arg::Tensor);
+    }
+    Err(type_error(name, x))
+}
+
+fn type_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
+    let ty = x.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    PyTypeError::new_err(format!("{name}: expected a number, a NumPy array or a torch tensor, got {ty}"))
+}
+
+/// The plain-Python formulas (`fastcb.reference`), for tensors and other objects.
+pub fn reference(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    Ok(REFERENCE.get_or_try_init(py, || py.import("fastcb.reference").map(Bound::unbind))?.bind(py))
+}

@@ -1,0 +1,22 @@
+//! The bindings: the only code that knows PyO3. Each submodule wraps one core module.
+
+mod anneal;
+mod convert;
+mod error;
+mod mean;
+mod schedule;
+mod smooth;
+mod stepper;
+
+use pyo3::prelude::*;
+
+/// fastcb's compiled core.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    anneal::register(m)?;
+    m.add_class::<stepper::Stepper>()?;
+    m.add_class::<smooth::SmoothenValue>()?;
+    m.add_class::<mean::WeightedMean>()?;
+    schedule::register(m)?;
+    Ok(())
+}
