@@ -1,1 +1,358 @@
-//! Composable schedules: pure functions of position (issue 4).
+//! Composable schedules: pure functions of position, in the style of fastai v2 and optax.
+//!
+//! A [`Schedule`] maps a position (a fraction of training, or a step number: the caller
+//! picks the unit) to a value. The building blocks are the annealing shapes of
+//! [`Anneal`], parts joined at edges ([`Schedule::join`], [`Schedule::combine`]) and
+//! restarts ([`Schedule::restarts`]); warm-up + decay, one-cycle, SGDR and
+//! warmup-stable-decay are built from them. Evaluation is a scalar call or a whole array
+//! in one call (on all cores when the array is long); every element of an array equals
+//! the scalar value at its position.
+
+use rayon::prelude::*;
+
+use super::anneal::{Anneal, PARALLEL_MIN_LEN};
+use super::error::{finite, CoreError, Result};
+
+/// A schedule: a pure function of position.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// `shape(start, end, pct)` at `pct = pos`; `pos` outside `[0, 1]` extrapolates.
+    Anneal { shape: Anneal, start: f64, end: f64 },
+    /// Part `i` covers positions up to `edges[i + 1]` (the last part everything after),
+    /// and sees `pct = (pos - edges[i]) / (edges[i + 1] - edges[i])`.
+    Join { edges: Vec<f64>, parts: Vec<Schedule> },
+    /// SGDR restarts: cycles of length `period`, `period * mult`, …; the inner schedule
+    /// sees the fraction of the current cycle, in `[0, 1)`.
+    Restarts { period: f64, mult: f64, inner: Box<Schedule> },
+}
+
+impl Schedule {
+    /// A constant value.
+    pub fn constant(value: f64) -> Result<Self> {
+        Ok(Schedule::Anneal { shape: Anneal::No, start: finite("value", value)?, end: value })
+    }
+
+    /// An annealing shape from `start` (pos 0) to `end` (pos 1).
+    pub fn anneal(shape: Anneal, start: f64, end: f64) -> Result<Self> {
+        shape.check_ends(start, end)?;
+        Ok(Schedule::Anneal { shape, start, end })
+    }
+
+    /// Parts joined at `edges` (one more edge than parts, strictly increasing).
+    pub fn join(edges: Vec<f64>, parts: Vec<Schedule>) -> Result<Self> {
+        if parts.is_empty() {
+            return Err(CoreError::value("scheds", "needs at least one schedule"));
+        }
+        if edges.len() != parts.len() + 1 {
+            return Err(CoreError::value(
+                "edges",
+                format!("needs one more edge than schedules: {} edges for {} schedules", edges.len(), parts.len()),
+            ));
+        }
+        for &e in &edges {
+            finite("edges", e)?;
+        }
+        if edges.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(CoreError::value("edges", format!("must be strictly increasing, got {edges:?}")));
+        }
+        Ok(Self::join_unchecked(edges, parts))
+    }
+
+    /// `join` without checks, for callers (torch's OneCycleLR) whose edges may coincide.
+    pub fn join_unchecked(edges: Vec<f64>, parts: Vec<Schedule>) -> Self {
+        Schedule::Join { edges, parts }
+    }
+
+    /// fastai v2's `combine_scheds`: part `i` takes the fraction `pcts[i]` of `[0, 1]`.
+    pub fn combine(pcts: &[f64], parts: Vec<Schedule>) -> Result<Self> {
+        if pcts.len() != parts.len() {
+            return Err(CoreError::value(
+                "pcts",
+                format!("needs one fraction per schedule: {} fractions for {} schedules", pcts.len(), parts.len()),
+            ));
+        }
+        for &p in pcts {
+            if !(finite("pcts", p)? > 0.0) {
+                return Err(CoreError::value("pcts", format!("must all be positive, got {pcts:?}")));
+            }
+        }
+        let total: f64 = pcts.iter().sum();
+        if (total - 1.0).abs() > 1e-9 {
+            return Err(CoreError::value("pcts", format!("must sum to 1, got {pcts:?} (sum {total})")));
+        }
+        let mut edges = Vec::with_capacity(pcts.len() + 1);
+        let mut acc = 0.0;
+        edges.push(0.0);
+        for &p in &pcts[..pcts.len() - 1] {
+            acc += p;
+            edges.push(acc);
+        }
+        edges.push(1.0);
+        Self::join(edges, parts)
+    }
+
+    /// SGDR: `inner` restarted every cycle; cycle `k` is `period * mult^k` long.
+    pub fn restarts(period: f64, mult: f64, inner: Schedule) -> Result<Self> {
+        if !(finite("period", period)? > 0.0) {
+            return Err(CoreError::value("period", format!("must be positive, got {period}")));
+        }
+        if !(finite("mult", mult)? >= 1.0) {
+            return Err(CoreError::value("mult", format!("must be at least 1, got {mult}")));
+        }
+        Ok(Schedule::Restarts { period, mult, inner: Box::new(inner) })
+    }
+
+    /// Warm-up from `start` to `peak` over the fraction `warmup` of `[0, 1]`, then decay to `end`.
+    pub fn warmup_decay(warmup: f64, start: f64, peak: f64, end: f64, up: Anneal, down: Anneal) -> Result<Self> {
+        if finite("warmup", warmup)? == 0.0 {
+            return Self::anneal(down, peak, end);
+        }
+        if !(warmup > 0.0 && warmup < 1.0) {
+            return Err(CoreError::value("warmup", format!("must be in [0, 1), got {warmup}")));
+        }
+        Self::combine(&[warmup, 1.0 - warmup], vec![Self::anneal(up, start, peak)?, Self::anneal(down, peak, end)?])
+    }
+
+    /// fastai's one-cycle: cosine from `max/div` up to `max` over `pct_start`, then cosine
+    /// down to `max/div_final`.
+    pub fn one_cycle(max: f64, pct_start: f64, div: f64, div_final: f64) -> Result<Self> {
+        finite("lr_max", max)?;
+        for (name, d) in [("div_factor", div), ("final_div", div_final)] {
+            if !(finite(name, d)? > 0.0) {
+                return Err(CoreError::value(name, format!("must be positive, got {d}")));
+            }
+        }
+        if !(finite("pct_start", pct_start)? > 0.0 && pct_start < 1.0) {
+            return Err(CoreError::value("pct_start", format!("must be in (0, 1), got {pct_start}")));
+        }
+        Self::warmup_decay(pct_start, max / div, max, max / div_final, Anneal::Cos, Anneal::Cos)
+    }
+
+    /// Warmup-stable-decay: `up` from `start` to `peak` over `warmup`, `peak` until
+    /// `1 - decay`, then `down` to `end` (fractions of `[0, 1]`).
+    pub fn wsd(warmup: f64, decay: f64, start: f64, peak: f64, end: f64, up: Anneal, down: Anneal) -> Result<Self> {
+        let (w, d) = (finite("warmup", warmup)?, finite("decay", decay)?);
+        if !(0.0..1.0).contains(&w) {
+            return Err(CoreError::value("warmup", format!("must be in [0, 1), got {w}")));
+        }
+        if !(d > 0.0 && w + d <= 1.0) {
+            return Err(CoreError::value("decay", format!("must be in (0, 1 - warmup], got {d} with warmup {w}")));
+        }
+        let mut pcts = Vec::new();
+        let mut parts = Vec::new();
+        if w > 0.0 {
+            pcts.push(w);
+            parts.push(Self::anneal(up, start, peak)?);
+        }
+        let stable = 1.0 - w - d;
+        if stable > 0.0 {
+            pcts.push(stable);
+            parts.push(Self::constant(peak)?);
+        }
+        pcts.push(d);
+        parts.push(Self::anneal(down, peak, end)?);
+        let total: f64 = pcts.iter().sum();
+        let last = pcts.len() - 1;
+        pcts[last] += 1.0 - total;
+        Self::combine(&pcts, parts)
+    }
+
+    /// SGDR (cosine with warm restarts) over positions in steps: cosine from `max` to `min`
+    /// over `period` steps, restarting with periods growing by `mult`.
+    pub fn sgdr(max: f64, min: f64, period: f64, mult: f64) -> Result<Self> {
+        Self::restarts(period, mult, Self::anneal(Anneal::Cos, max, min)?)
+    }
+
+    /// The value at `pos`, unchecked (NaN or infinite where the arithmetic gives it).
+    pub fn value(&self, pos: f64) -> f64 {
+        match self {
+            Schedule::Anneal { shape, start, end } => shape.value(*start, *end, pos),
+            Schedule::Join { edges, parts } => {
+                let last = parts.len() - 1;
+                let i = (0..last).find(|&i| pos <= edges[i + 1]).unwrap_or(last);
+                let (lo, hi) = (edges[i], edges[i + 1]);
+                parts[i].value((pos - lo) / (hi - lo))
+            }
+            Schedule::Restarts { period, mult, inner } => inner.value(cycle_pct(pos, *period, *mult)),
+        }
+    }
+
+    /// The checked value at `pos`: a non-finite position or result is an error.
+    pub fn eval(&self, pos: f64) -> Result<f64> {
+        finite("pos", pos)?;
+        self.check_pos(pos)?;
+        let v = self.value(pos);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(CoreError::value("pos", format!("the schedule has no finite value at {pos}")))
+        }
+    }
+
+    /// Annealing shapes of fractional degree are only defined up to the end of their part.
+    fn check_pos(&self, pos: f64) -> Result<()> {
+        match self {
+            Schedule::Anneal { shape, .. } => shape.check_pct(pos),
+            Schedule::Join { edges, parts } => {
+                let last = parts.len() - 1;
+                let i = (0..last).find(|&i| pos <= edges[i + 1]).unwrap_or(last);
+                parts[i].check_pos((pos - edges[i]) / (edges[i + 1] - edges[i]))
+            }
+            Schedule::Restarts { .. } => Ok(()),
+        }
+    }
+
+    /// The values at every position in one call, on all cores for long inputs.
+    pub fn eval_slice(&self, pos: &[f64]) -> Result<Vec<f64>> {
+        let mut out = vec![0.0; pos.len()];
+        self.fill(&mut out, |i| pos[i])?;
+        Ok(out)
+    }
+
+    /// The values at the `n` positions `i / n` (a whole schedule of `n` steps, from 0).
+    pub fn sample(&self, n: usize) -> Result<Vec<f64>> {
+        let mut out = vec![0.0; n];
+        let scale = n as f64;
+        self.fill(&mut out, |i| i as f64 / scale)?;
+        Ok(out)
+    }
+
+    /// Fills `out[i]` with the value at `pos(i)`; on a bad element, the checked error of the first.
+    fn fill(&self, out: &mut [f64], pos: impl Fn(usize) -> f64 + Sync) -> Result<()> {
+        const CHUNK: usize = 1 << 14;
+        let run = |k: usize, chunk: &mut [f64]| {
+            let base = k * CHUNK;
+            let mut ok = true;
+            for (j, o) in chunk.iter_mut().enumerate() {
+                *o = self.value(pos(base + j));
+                ok &= o.is_finite();
+            }
+            ok
+        };
+        let ok = if out.len() >= PARALLEL_MIN_LEN {
+            out.par_chunks_mut(CHUNK).enumerate().map(|(k, c)| run(k, c)).reduce(|| true, |a, b| a & b)
+        } else {
+            out.chunks_mut(CHUNK).enumerate().all(|(k, c)| run(k, c))
+        };
+        if !ok {
+            for i in 0..out.len() {
+                self.eval(pos(i))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fraction of the current SGDR cycle at `pos`: cycles of `period`, `period*mult`, ….
+pub fn cycle_pct(pos: f64, period: f64, mult: f64) -> f64 {
+    if pos < 0.0 {
+        return pos / period;
+    }
+    if mult == 1.0 {
+        return (pos % period) / period;
+    }
+    // Cycle n starts at period * (mult^n - 1) / (mult - 1).
+    let mut n = ((pos / period * (mult - 1.0) + 1.0).ln() / mult.ln()).floor();
+    let start = |n: f64| period * (mult.powf(n) - 1.0) / (mult - 1.0);
+    // Guard the logarithm's rounding at cycle boundaries.
+    if start(n) > pos {
+        n -= 1.0;
+    } else if start(n + 1.0) <= pos {
+        n += 1.0;
+    }
+    (pos - start(n)) / (period * mult.powf(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::PI;
+
+    fn cos(start: f64, end: f64) -> Schedule {
+        Schedule::anneal(Anneal::Cos, start, end).unwrap()
+    }
+
+    #[test]
+    fn anneal_is_the_shape() {
+        let s = cos(1.0, 0.0);
+        for p in [0.0, 0.25, 0.5, 1.0] {
+            assert_eq!(s.eval(p).unwrap(), Anneal::Cos.value(1.0, 0.0, p));
+        }
+        assert_eq!(Schedule::constant(3.0).unwrap().eval(0.7).unwrap(), 3.0);
+    }
+
+    #[test]
+    fn combine_joins_at_boundaries() {
+        let s = Schedule::combine(&[0.25, 0.75], vec![cos(0.1, 1.0), cos(1.0, 0.0)]).unwrap();
+        assert_eq!(s.eval(0.0).unwrap(), Anneal::Cos.value(0.1, 1.0, 0.0));
+        assert_eq!(s.eval(0.25).unwrap(), 1.0);
+        assert_eq!(s.eval(1.0).unwrap(), 0.0);
+        assert_eq!(s.eval(0.125).unwrap(), Anneal::Cos.value(0.1, 1.0, 0.5));
+        assert_eq!(s.eval(0.625).unwrap(), Anneal::Cos.value(1.0, 0.0, 0.5));
+    }
+
+    #[test]
+    fn one_cycle_matches_fastai() {
+        let s = Schedule::one_cycle(1.0, 0.3, 25.0, 25e4).unwrap();
+        assert!((s.eval(0.0).unwrap() - 1.0 / 25.0).abs() < 1e-16);
+        assert!((s.eval(0.3).unwrap() - 1.0).abs() < 1e-15);
+        assert!((s.eval(1.0).unwrap() - 1.0 / 25e4).abs() < 1e-18);
+    }
+
+    #[test]
+    fn wsd_has_three_stages() {
+        let s = Schedule::wsd(0.1, 0.2, 0.0, 1.0, 0.1, Anneal::Linear, Anneal::Cos).unwrap();
+        assert_eq!(s.eval(0.05).unwrap(), 0.5);
+        assert_eq!(s.eval(0.5).unwrap(), 1.0);
+        assert!((s.eval(1.0).unwrap() - 0.1).abs() < 1e-15);
+        let no_warmup = Schedule::wsd(0.0, 0.5, 0.0, 1.0, 0.0, Anneal::Linear, Anneal::Linear).unwrap();
+        assert_eq!(no_warmup.eval(0.75).unwrap(), 0.5);
+    }
+
+    #[test]
+    fn sgdr_restarts() {
+        let s = Schedule::sgdr(1.0, 0.0, 10.0, 2.0).unwrap();
+        assert_eq!(s.eval(0.0).unwrap(), 1.0);
+        assert_eq!(s.eval(10.0).unwrap(), 1.0);
+        assert_eq!(s.eval(30.0).unwrap(), 1.0);
+        assert_eq!(s.eval(20.0).unwrap(), 0.5 * ((PI * 0.5).cos() + 1.0));
+        let flat = Schedule::sgdr(1.0, 0.0, 4.0, 1.0).unwrap();
+        assert_eq!(flat.eval(6.0).unwrap(), flat.eval(2.0).unwrap());
+        for k in 0..20 {
+            let start = 10.0 * (2f64.powi(k) - 1.0);
+            assert_eq!(cycle_pct(start, 10.0, 2.0), 0.0, "cycle {k}");
+        }
+    }
+
+    #[test]
+    fn arrays_equal_scalars() {
+        let s = Schedule::one_cycle(0.5, 0.25, 10.0, 1e4).unwrap();
+        let n = 100_003;
+        let all = s.sample(n).unwrap();
+        for (i, v) in all.iter().enumerate() {
+            assert_eq!(*v, s.eval(i as f64 / n as f64).unwrap());
+        }
+        let pos: Vec<f64> = (0..1000).map(|i| i as f64 / 999.0).collect();
+        let vals = s.eval_slice(&pos).unwrap();
+        assert_eq!(vals[999], s.eval(1.0).unwrap());
+    }
+
+    #[test]
+    fn bad_arguments_name_themselves() {
+        let arg = |r: Result<Schedule>| r.unwrap_err().arg();
+        assert_eq!(arg(Schedule::combine(&[0.5, 0.4], vec![cos(1.0, 0.0), cos(1.0, 0.0)])), Some("pcts"));
+        assert_eq!(arg(Schedule::combine(&[0.5], vec![cos(1.0, 0.0), cos(1.0, 0.0)])), Some("pcts"));
+        assert_eq!(arg(Schedule::join(vec![0.0, 0.0], vec![cos(1.0, 0.0)])), Some("edges"));
+        assert_eq!(arg(Schedule::join(vec![0.0], vec![])), Some("scheds"));
+        assert_eq!(arg(Schedule::one_cycle(1.0, 1.5, 25.0, 1e4)), Some("pct_start"));
+        assert_eq!(arg(Schedule::one_cycle(1.0, 0.3, 0.0, 1e4)), Some("div_factor"));
+        assert_eq!(arg(Schedule::sgdr(1.0, 0.0, 0.0, 1.0)), Some("period"));
+        assert_eq!(arg(Schedule::sgdr(1.0, 0.0, 1.0, 0.5)), Some("mult"));
+        assert_eq!(arg(Schedule::anneal(Anneal::Exp, 0.0, 1.0)), Some("start"));
+        assert_eq!(arg(Schedule::wsd(0.5, 0.6, 0.0, 1.0, 0.0, Anneal::Linear, Anneal::Cos)), Some("decay"));
+        assert_eq!(cos(1.0, 0.0).eval(f64::NAN).unwrap_err().arg(), Some("pos"));
+        let frac = Schedule::anneal(Anneal::Poly(0.5), 1.0, 0.0).unwrap();
+        assert_eq!(frac.eval(1.5).unwrap_err().arg(), Some("pct"));
+        assert_eq!(frac.eval_slice(&[0.5, 2.0]).unwrap_err().arg(), Some("pct"));
+    }
+}
