@@ -2,10 +2,12 @@
 
 pub mod anneal;
 pub mod error;
+pub mod hf_sched;
 pub mod mean;
 pub mod schedule;
 pub mod smooth;
 pub mod stepper;
+pub mod torch_sched;
 
 pub use anneal::Anneal;
 pub use stepper::Stepper;
