@@ -99,7 +99,7 @@ impl Anneal {
         end: ArrayViewD<f64>,
         pct: ArrayViewD<f64>,
     ) -> Result<ArrayD<f64>> {
-        let shape = broadcast_shape(&[start.shape(), end.shape(), pct.shape()])?;
+        let shape = broadcast_shape("start, end and pct", &[start.shape(), end.shape(), pct.shape()])?;
         let dim = IxDyn(&shape);
         let (Some(s), Some(e), Some(p)) = (start.broadcast(dim.clone()), end.broadcast(dim.clone()), pct.broadcast(dim))
         else {
@@ -122,8 +122,8 @@ impl Anneal {
     }
 }
 
-/// The NumPy broadcast of several shapes, or an error naming them.
-pub fn broadcast_shape(shapes: &[&[usize]]) -> Result<Vec<usize>> {
+/// The NumPy broadcast of several shapes, or an error naming the arguments (`what`).
+pub fn broadcast_shape(what: &str, shapes: &[&[usize]]) -> Result<Vec<usize>> {
     let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut out = vec![1usize; ndim];
     for shape in shapes {
@@ -133,7 +133,7 @@ pub fn broadcast_shape(shapes: &[&[usize]]) -> Result<Vec<usize>> {
                 *o = d;
             } else if d != 1 && d != *o {
                 return Err(CoreError::Shape {
-                    msg: format!("start, end and pct have shapes {shapes:?} that do not broadcast together"),
+                    msg: format!("{what} have shapes {shapes:?} that do not broadcast together"),
                 });
             }
         }

@@ -36,10 +36,13 @@ impl Stepper {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func: must be callable"));
         }
-        let anneal = builtin_shape(func);
-        let (kind, core) = match (anneal, values(start)?, values(end)?) {
-            (Some(anneal), Some((s, s_shape)), Some((e, e_shape))) => {
-                let shape = crate::core::anneal::broadcast_shape(&[&s_shape, &e_shape])?;
+        let compiled = match builtin_shape(func) {
+            Some(anneal) => Some((anneal, values(start)?, values(end)?)),
+            None => None,
+        };
+        let (kind, core) = match compiled {
+            Some((anneal, Some((s, s_shape)), Some((e, e_shape)))) => {
+                let shape = crate::core::anneal::broadcast_shape("vals: start and end", &[&s_shape, &e_shape])?;
                 let n: usize = shape.iter().product();
                 let (s, e) = (broadcast(s, n), broadcast(e, n));
                 let kind = if s_shape.is_empty() && e_shape.is_empty() { Kind::Scalar } else { Kind::Array(shape) };

@@ -1,0 +1,139 @@
+"""Bad input raises a clear exception naming the argument, never a crash or a silent NaN."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fastcb import (
+    SmoothenValue,
+    Stepper,
+    WeightedMean,
+    annealing_cos,
+    annealing_exp,
+    annealing_linear,
+    annealing_poly,
+    do_annealing_poly,
+)
+
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+@pytest.mark.parametrize("position, name", [(0, "start"), (1, "end"), (2, "pct")])
+def test_non_finite_arguments_are_named(bad, position, name):
+    args = [1.0, 0.5, 0.5]
+    args[position] = bad
+    for f in [annealing_cos, annealing_linear, annealing_exp, annealing_poly(2)]:
+        with pytest.raises(ValueError, match=f"^{name}: must be finite"):
+            f(*args)
+
+
+def test_non_finite_elements_of_arrays_are_named():
+    with pytest.raises(ValueError, match="^pct: must be finite"):
+        annealing_cos(1.0, 0.0, np.array([0.1, np.nan, 0.3]))
+    with pytest.raises(ValueError, match="^start: must be finite"):
+        annealing_linear(np.array([1.0, np.inf]), 0.0, 0.5)
+    with pytest.raises(ValueError, match="^pct: must be finite"):
+        annealing_cos(1.0, 0.0, np.full(100_000, np.nan))
+
+
+def test_exp_needs_a_nonzero_start_and_one_sign():
+    with pytest.raises(ValueError, match="^start: annealing_exp needs a non-zero start"):
+        annealing_exp(0.0, 1.0, 0.5)
+    with pytest.raises(ValueError, match="^end: annealing_exp needs start and end of the same sign"):
+        annealing_exp(1.0, -1.0, 0.5)
+    with pytest.raises(ValueError, match="^end: "):
+        annealing_exp(np.array([1.0, 2.0]), np.array([1.0, -2.0]), 0.5)
+
+
+def test_fractional_degree_needs_one_minus_pct_at_least_zero():
+    with pytest.raises(ValueError, match=r"^pct: must be <= 1 for annealing_poly of fractional degree 0.5"):
+        do_annealing_poly(1.0, 0.0, 1.5, 0.5)
+    with pytest.raises(ValueError, match="^degree: must be finite"):
+        annealing_poly(math.nan)
+
+
+def test_overflow_is_an_error_not_an_inf():
+    with pytest.raises(ValueError, match="overflows"):
+        annealing_exp(1e300, 1e-300, -2.0)
+
+
+def test_mismatched_shapes():
+    with pytest.raises(ValueError, match="do not broadcast"):
+        annealing_cos(np.ones(2), np.ones(3), 0.5)
+    with pytest.raises(ValueError, match="vals"):
+        Stepper((np.ones(2), np.ones(3)), 10)
+    with pytest.raises(ValueError, match="^weights: shape"):
+        WeightedMean().extend([1.0, 2.0], [1.0])
+
+
+def test_wrong_types_are_type_errors_naming_the_argument():
+    with pytest.raises(TypeError, match="^start: expected a number"):
+        annealing_cos("1", 0.0, 0.5)
+    with pytest.raises(TypeError, match="^pct: expected a number"):
+        annealing_cos(1.0, 0.0, None)
+    with pytest.raises(TypeError, match="^end: cannot be read as an array"):
+        annealing_cos(1.0, ["a"], 0.5)
+    with pytest.raises(TypeError, match="^func: must be callable"):
+        Stepper((1.0, 0.0), 10, func=3)
+    with pytest.raises(TypeError, match="^value: expected a number or a torch tensor"):
+        SmoothenValue(0.9).add_value("x")
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.0, 1.5, math.nan])
+def test_beta_outside_zero_one(beta):
+    with pytest.raises(ValueError, match="^beta: must be in \\[0, 1\\)"):
+        SmoothenValue(beta)
+
+
+def test_smoothing_rejects_non_finite_values_and_keeps_its_state():
+    s = SmoothenValue(0.9)
+    s.add_value(1.0)
+    with pytest.raises(ValueError, match="^value: must be finite"):
+        s.add_value(math.nan)
+    assert s.n == 1 and s.smooth == pytest.approx(1.0)
+
+
+def test_weights_and_values():
+    m = WeightedMean()
+    with pytest.raises(ValueError, match="^weight: must be finite and non-negative"):
+        m.add(1.0, -1.0)
+    with pytest.raises(ValueError, match="^weight: must be finite and non-negative"):
+        m.add(1.0, math.nan)
+    with pytest.raises(ValueError, match="^value: must be finite"):
+        m.add(math.nan)
+    with pytest.raises(ValueError, match="^weight: "):
+        m.extend([1.0, 2.0], [1.0, -2.0])
+    assert m.count == 0, "a rejected batch adds nothing"
+    with pytest.raises(ValueError, match="empty WeightedMean"):
+        m.mean
+
+
+def test_stepper_past_the_end_of_a_fractional_poly_does_not_advance():
+    s = Stepper((1.0, 0.0), 2, annealing_poly(0.5))
+    s.step(), s.step()
+    with pytest.raises(ValueError, match="^pct: "):
+        s.step()
+    assert s.n == 2
+
+
+def test_exp_stepper_with_zero_start():
+    with pytest.raises(ValueError, match="^vals: start: annealing_exp needs a non-zero start"):
+        Stepper((0.0, 1.0), 10, annealing_exp)
+
+
+def test_a_failing_callable_is_propagated_and_does_not_advance():
+    def boom(start, end, pct):
+        raise RuntimeError("user error")
+
+    s = Stepper((1.0, 0.0), 10, boom)
+    with pytest.raises(RuntimeError, match="user error"):
+        s.step()
+    assert s.n == 0
+
+
+def test_tensor_arguments_with_bad_values_fall_to_torch_semantics():
+    out = annealing_linear(torch.tensor(1.0), 0.0, 0.5)
+    assert out.item() == 0.5

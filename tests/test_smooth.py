@@ -1,0 +1,69 @@
+"""`SmoothenValue` against the seed's formula, on numbers and on device tensors."""
+
+import copy
+import pickle
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastcb import SmoothenValue
+from fastcb import reference as ref
+
+
+@given(beta=st.floats(0.0, 0.999), values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200))
+def test_equals_the_python_formula_bit_for_bit(beta, values):
+    s = SmoothenValue(beta)
+    expected = ref.smoothen(beta, values)
+    for v, e in zip(values, expected):
+        s.add_value(v)
+        assert s.smooth.hex() == e.hex()
+    assert s.n == len(values) and s.beta == beta
+
+
+def test_tensors_are_smoothed_on_their_device_and_stay_tensors():
+    s = SmoothenValue(0.9)
+    s.add_value(1.0)
+    losses = [torch.tensor(x) for x in (2.0, 3.0, 0.5)]
+    for loss in losses:
+        s.add_value(loss)
+    assert isinstance(s.smooth, torch.Tensor) and s.smooth.device == losses[0].device and s.smooth.dim() == 0
+    expected = ref.smoothen(0.9, [1.0, 2.0, 3.0, 0.5])[-1]
+    assert s.smooth.item() == pytest.approx(expected, rel=1e-6)
+    s.add_value(1.0)  # numbers mix in once a tensor has been seen
+    assert isinstance(s.smooth, torch.Tensor) and s.n == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_tensors_never_sync():
+    s = SmoothenValue(0.98)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            s.add_value(torch.rand((), device="cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert s.smooth.device.type == "cuda"
+
+
+@pytest.mark.parametrize("copier", [lambda s: pickle.loads(pickle.dumps(s)), copy.deepcopy])
+def test_state_round_trips(copier):
+    s = SmoothenValue(0.98)
+    for v in (1.0, 2.0, 4.0):
+        s.add_value(v)
+    c = copier(s)
+    assert (c.beta, c.n, c.mov_avg, c.smooth) == (s.beta, s.n, s.mov_avg, s.smooth)
+    c.add_value(3.0), s.add_value(3.0)
+    assert c.smooth == s.smooth
+    r = SmoothenValue(0.5)
+    r.load_state_dict(s.state_dict())
+    assert r.state_dict() == s.state_dict()
+    assert repr(r).startswith("SmoothenValue(beta=0.98, n=4")
+
+
+def test_tensor_state_round_trips():
+    s = SmoothenValue(0.9)
+    s.add_value(torch.tensor(2.0))
+    c = pickle.loads(pickle.dumps(s))
+    assert torch.equal(c.smooth, s.smooth) and c.n == 1
