@@ -1,0 +1,160 @@
+"""Evaluate and plot any schedule without training: values as an array, a figure, a PNG.
+
+A *schedule* here is any of:
+
+- a `Stepper` (its remaining values, from the current one; the stepper is not moved);
+- a composable schedule of `fastcb.schedules` (sampled at `i / n_steps`);
+- an annealing function with `start=` and `end=` (sampled at `pct = i / (n_steps - 1)`);
+- a scheduler class (torch's or `fastcb.lr_scheduler`'s) or a factory taking the optimizer
+  first (transformers-style), with its arguments: it is built on a throw-away optimizer and
+  stepped `n_steps - 1` times, so value `i` is the learning rate of training step `i`.
+
+Figures are `matplotlib.figure.Figure`s made without pyplot, so nothing needs a display.
+"""
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .anneal import Stepper
+
+__all__ = ["schedule_values", "schedule_trace", "plot_schedule", "save_schedule", "make_optimizer"]
+
+_LRScheduler = torch.optim.lr_scheduler.LRScheduler
+_Plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def make_optimizer(lr=0.1, n_groups=1, kind="sgd"):
+    """A throw-away optimizer with `n_groups` param groups: `kind` is 'sgd' (momentum 0.9),
+    'adam', 'adamw', or a function of the param groups; `lr` is a number, a tensor or one per group."""
+    lrs = list(lr) if isinstance(lr, (list, tuple, np.ndarray)) else [lr] * n_groups
+    if len(lrs) != n_groups:
+        raise ValueError(f"lr: expected one learning rate per group ({n_groups}), got {len(lrs)}")
+    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": v} for v in lrs]
+    if callable(kind):
+        return kind(groups)
+    makers = {
+        "sgd": lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.9),
+        "adam": lambda g: torch.optim.Adam(g, lr=0.1),
+        "adamw": lambda g: torch.optim.AdamW(g, lr=0.1),
+    }
+    if kind not in makers:
+        raise ValueError(f"kind: expected one of {sorted(makers)} or a callable, got {kind!r}")
+    return makers[kind](groups)
+
+
+def _is_scheduler_maker(obj):
+    """A scheduler class, or a function whose first parameter is the optimizer."""
+    if isinstance(obj, type):
+        return issubclass(obj, (_LRScheduler, _Plateau))
+    if not callable(obj):
+        return False
+    try:
+        params = list(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] in ("optimizer", "opt")
+
+
+def _momenta(opt):
+    """Each group's momentum (`momentum` or `betas[0]`), or None if the optimizer has neither."""
+    out = []
+    for g in opt.param_groups:
+        if "betas" in g:
+            out.append(float(g["betas"][0]))
+        elif "momentum" in g:
+            out.append(float(g["momentum"]))
+        else:
+            return None
+    return out
+
+
+def _scheduler_trace(maker, n_steps, args, kwargs):
+    opt_args = {k: kwargs.pop(k) for k in ("lr", "n_groups", "optimizer") if k in kwargs}
+    metric = kwargs.pop("metric", 1.0)
+    opt = make_optimizer(opt_args.get("lr", 0.1), opt_args.get("n_groups", 1), opt_args.get("optimizer", "sgd"))
+    sched = maker(opt, *args, **kwargs)
+    lrs, moms = [], []
+    for i in range(n_steps):
+        if i:
+            opt.step()  # no gradients, so a no-op; torch warns when a scheduler steps first
+            sched.step(metric) if isinstance(sched, _Plateau) else sched.step()
+        lrs.append([float(g["lr"]) for g in opt.param_groups])
+        moms.append(_momenta(opt))
+    trace = {"lr": np.array(lrs, dtype=np.float64)}
+    if moms and moms[0] is not None and len({tuple(m) for m in moms}) > 1:
+        trace["momentum"] = np.array(moms, dtype=np.float64)
+    return trace
+
+
+def _stepper_values(stepper, n_steps):
+    """The stepper's current value and the rest of its schedule (or `n_steps` values)."""
+    remaining = max(stepper.n_iter - stepper.n, 0) if n_steps is None else n_steps - 1
+    first = stepper.func(stepper.start, stepper.end, stepper.n / stepper.n_iter)
+    rest = stepper.peek(remaining)
+    first = np.asarray(first, dtype=np.float64)
+    return np.concatenate([first.reshape((1, *first.shape)), np.asarray(rest, dtype=np.float64)])
+
+
+def _squeeze(a):
+    return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
+
+
+def schedule_trace(schedule, n_steps=None, *args, **kwargs):
+    """Everything a schedule sets, per step: `{'lr': values}` plus `'momentum'` where a
+    scheduler cycles it. Values have one row per step (and one column per param group if several)."""
+    if isinstance(schedule, Stepper):
+        return {"lr": _stepper_values(schedule, n_steps)}
+    if n_steps is None or int(n_steps) < 1:
+        raise ValueError(f"n_steps: expected a positive number of steps, got {n_steps!r}")
+    n_steps = int(n_steps)
+    if _is_scheduler_maker(schedule):
+        return {k: _squeeze(v) for k, v in _scheduler_trace(schedule, n_steps, args, dict(kwargs)).items()}
+    if hasattr(schedule, "sample"):
+        return {"lr": np.asarray(schedule.sample(n_steps), dtype=np.float64)}
+    if callable(schedule) and "start" in kwargs:
+        pct = np.linspace(0.0, 1.0, n_steps) if n_steps > 1 else np.zeros(1)
+        return {"lr": np.asarray(schedule(kwargs["start"], kwargs.get("end", 0.0), pct), dtype=np.float64)}
+    if callable(schedule):
+        return {"lr": np.asarray(schedule(np.arange(n_steps) / n_steps), dtype=np.float64)}
+    raise TypeError(
+        "schedule: expected a Stepper, a fastcb schedule, an annealing function (with start=, end=), "
+        f"or a scheduler class/factory with its arguments; got {type(schedule).__name__}"
+    )
+
+
+def schedule_values(schedule, n_steps=None, *args, **kwargs):
+    """The learning rates (values) of `schedule` over `n_steps` steps, as a float64 array."""
+    return schedule_trace(schedule, n_steps, *args, **kwargs)["lr"]
+
+
+def _label(schedule):
+    if isinstance(schedule, Stepper):
+        return f"Stepper ({getattr(schedule.func, '__name__', 'func')})"
+    return getattr(schedule, "__name__", type(schedule).__name__)
+
+
+def plot_schedule(schedule, n_steps=None, *args, title=None, **kwargs):
+    """A figure of the schedule's values per step (and momentum, where cycled, below them)."""
+    trace = schedule_trace(schedule, n_steps, *args, **kwargs)
+    fig = Figure(figsize=(6, 3.2 * len(trace)), layout="constrained")
+    axes = fig.subplots(len(trace), 1, squeeze=False)[:, 0]
+    for ax, (name, vals) in zip(axes, trace.items()):
+        ax.plot(np.arange(len(vals)), vals)
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate" if name == "lr" else name)
+        if vals.ndim == 2:
+            ax.legend([f"group {i}" for i in range(vals.shape[1])], fontsize="small")
+    axes[0].set_title(title or _label(schedule))
+    return fig
+
+
+def save_schedule(path, schedule, n_steps=None, *args, dpi=100, **kwargs):
+    """Write the `plot_schedule` figure to the PNG file `path` and return its `Path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_schedule(schedule, n_steps, *args, **kwargs).savefig(path, dpi=dpi, format="png")
+    return path
