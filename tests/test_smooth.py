@@ -67,3 +67,15 @@ def test_tensor_state_round_trips():
     s.add_value(torch.tensor(2.0))
     c = pickle.loads(pickle.dumps(s))
     assert torch.equal(c.smooth, s.smooth) and c.n == 1
+
+
+def test_long_runs_stay_bit_identical_once_the_bias_settles():
+    values = [((i * 7919) % 1000) / 100 for i in range(3000)]
+    s = SmoothenValue(0.9)
+    for v in values:
+        s.add_value(v)
+    assert s.smooth.hex() == ref.smoothen(0.9, values)[-1].hex()
+    restored = SmoothenValue(0.9)
+    restored.load_state_dict(s.state_dict())
+    s.add_value(1.0), restored.add_value(1.0)
+    assert restored.smooth.hex() == s.smooth.hex() == ref.smoothen(0.9, values + [1.0])[-1].hex()

@@ -8,6 +8,9 @@ pub struct Smoother {
     pub n: u64,
     pub mov_avg: f64,
     pub smooth: f64,
+    /// Set once `1 - beta**n` has rounded to 1: it stays 1 for every larger `n`, so `pow`
+    /// (the bulk of the cost of a step) can be skipped with bit-identical results.
+    debiased: bool,
 }
 
 impl Smoother {
@@ -16,7 +19,7 @@ impl Smoother {
         if !(0.0..1.0).contains(&beta) {
             return Err(CoreError::value("beta", format!("must be in [0, 1), got {beta}")));
         }
-        Ok(Smoother { beta, n: 0, mov_avg: 0.0, smooth: 0.0 })
+        Ok(Smoother { beta, n: 0, mov_avg: 0.0, smooth: 0.0, debiased: false })
     }
 
     /// `n += 1; mov_avg = beta*mov_avg + (1-beta)*v; smooth = mov_avg / (1 - beta**n)`.
@@ -25,8 +28,20 @@ impl Smoother {
         finite("value", value)?;
         self.n += 1;
         self.mov_avg = self.beta * self.mov_avg + (1.0 - self.beta) * value;
-        self.smooth = self.mov_avg / (1.0 - self.beta.powf(self.n as f64));
+        if self.debiased {
+            self.smooth = self.mov_avg / 1.0;
+        } else {
+            let bias = 1.0 - self.beta.powf(self.n as f64);
+            self.debiased = bias == 1.0;
+            self.smooth = self.mov_avg / bias;
+        }
         Ok(self.smooth)
+    }
+
+    /// Sets the step count (when restoring a state); `n` may only go forward from a settled bias.
+    pub fn set_n(&mut self, n: u64) {
+        self.n = n;
+        self.debiased = false;
     }
 }
 
@@ -40,6 +55,20 @@ mod tests {
         assert!((s.add_value(3.0).unwrap() - 3.0).abs() < 1e-14);
         assert!((s.add_value(3.0).unwrap() - 3.0).abs() < 1e-14);
         assert_eq!(s.n, 2);
+    }
+
+    #[test]
+    fn skipping_the_settled_bias_changes_no_bit() {
+        let mut s = Smoother::new(0.9).unwrap();
+        let (mut n, mut mov_avg) = (0u64, 0.0f64);
+        for i in 0..2000 {
+            let v = (i as f64).sin();
+            n += 1;
+            mov_avg = 0.9 * mov_avg + (1.0 - 0.9) * v;
+            let expected = mov_avg / (1.0 - 0.9f64.powf(n as f64));
+            assert_eq!(s.add_value(v).unwrap().to_bits(), expected.to_bits());
+        }
+        assert!(s.debiased);
     }
 
     #[test]

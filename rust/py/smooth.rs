@@ -27,7 +27,7 @@ impl SmoothenValue {
         let n = self.core.n + 1;
         let mov_avg = PyFloat::new(py, beta).mul(&mov_avg)?.add(PyFloat::new(py, 1.0 - beta).mul(value)?)?;
         let smooth = mov_avg.div(1.0 - beta.powf(n as f64))?;
-        self.core.n = n;
+        self.core.set_n(n);
         self.tensors = Some((mov_avg.unbind(), smooth.unbind()));
         Ok(())
     }
@@ -97,7 +97,7 @@ impl SmoothenValue {
     fn load_state_dict(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
         let get = |k: &str| state.get_item(k)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {k:?}")));
         let mut core = Smoother::new(get("beta")?.extract()?)?;
-        core.n = get("n")?.extract()?;
+        core.set_n(get("n")?.extract()?);
         let (mov_avg, smooth) = (get("mov_avg")?, get("smooth")?);
         let tensors = match (as_number(&mov_avg), as_number(&smooth)) {
             (Some(m), Some(s)) => {

@@ -1,0 +1,112 @@
+"""The compiled core against its pure-Python peers, in one process; prints ratios.
+
+    python benches/bench_core.py [--quick]
+
+Peers: fastai v1's Stepper (np.cos, as fastai writes it), the same with math.cos, a Python
+SmoothenValue, NumPy's vectorized cosine schedule, and the floor of any per-step call from
+Python into compiled code: one `math.cos(x)` call. Absolute times drift on a shared machine;
+the ratios are what to read.
+"""
+
+import argparse
+import math
+import sys
+import timeit
+
+import numpy as np
+
+from fastcb import SmoothenValue, Stepper, annealing_cos
+
+
+def np_annealing_cos(start, end, pct):
+    """fastai v1's annealing_cos."""
+    cos_out = np.cos(np.pi * pct) + 1
+    return end + (start - end) / 2 * cos_out
+
+
+def math_annealing_cos(start, end, pct):
+    return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+
+
+class PyStepper:
+    """fastai v1's Stepper."""
+
+    def __init__(self, vals, n_iter, func):
+        self.start, self.end = vals
+        self.n_iter, self.func, self.n = max(1, n_iter), func, 0
+
+    def step(self):
+        self.n += 1
+        return self.func(self.start, self.end, self.n / self.n_iter)
+
+
+class PySmoothenValue:
+    """fastai v1's SmoothenValue."""
+
+    def __init__(self, beta):
+        self.beta, self.n, self.mov_avg = beta, 0, 0
+
+    def add_value(self, val):
+        self.n += 1
+        self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
+        self.smooth = self.mov_avg / (1 - self.beta**self.n)
+
+
+def per_call(stmt, env, number):
+    """Best-of-7 seconds per call of `stmt`."""
+    return min(timeit.repeat(stmt, globals=env, number=number, repeat=7)) / number
+
+
+def whole_schedule(n, repeat):
+    pct = np.linspace(0.0, 1.0, n)
+    numpy_t = min(timeit.repeat(lambda: 0.1 + (1.0 - 0.1) / 2 * (np.cos(np.pi * pct) + 1), number=1, repeat=repeat))
+    ours_t = min(timeit.repeat(lambda: annealing_cos(1.0, 0.1, pct), number=1, repeat=repeat))
+    return numpy_t, ours_t
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
+    args = parser.parse_args(argv)
+    number = 20_000 if args.quick else 200_000
+    big = 10**6 if args.quick else 10**7
+    huge = 10**12
+    env = {
+        "math": math, "x": 0.3, "annealing_cos": annealing_cos,
+        "np_stepper": PyStepper((1.0, 0.0), huge, np_annealing_cos),
+        "math_stepper": PyStepper((1.0, 0.0), huge, math_annealing_cos),
+        "stepper": Stepper((1.0, 0.0), huge, annealing_cos),
+        "py_smooth": PySmoothenValue(0.98), "smooth": SmoothenValue(0.98),
+    }
+    t = {name: per_call(stmt, env, number) for name, stmt in {
+        "floor": "math.cos(x)",
+        "annealing_cos": "annealing_cos(1.0, 0.0, x)",
+        "np_stepper": "np_stepper.step()",
+        "math_stepper": "math_stepper.step()",
+        "stepper": "stepper.step()",
+        "py_smooth": "py_smooth.add_value(x)",
+        "smooth": "smooth.add_value(x)",
+    }.items()}
+    floor = t["floor"]
+    rows = [
+        ("math.cos(x) call (the floor)", t["floor"], "1.00x floor"),
+        ("fastcb annealing_cos(s, e, p)", t["annealing_cos"], f"{t['annealing_cos'] / floor:.2f}x floor (target <= 3x)"),
+        ("fastai Stepper.step (np.cos)", t["np_stepper"], ""),
+        ("fastai Stepper.step (math.cos)", t["math_stepper"], ""),
+        ("fastcb Stepper.step (cos)", t["stepper"],
+         f"{t['stepper'] / floor:.2f}x floor (target <= 2x); {t['np_stepper'] / t['stepper']:.1f}x faster than np.cos "
+         f"(target >= 8x), {t['math_stepper'] / t['stepper']:.1f}x than math.cos"),
+        ("Python SmoothenValue.add_value", t["py_smooth"], ""),
+        ("fastcb SmoothenValue.add_value", t["smooth"], f"{t['py_smooth'] / t['smooth']:.1f}x faster (target >= 4x)"),
+    ]
+    print(f"{'per call':34s} {'ns':>9s}")
+    for name, secs, note in rows:
+        print(f"{name:34s} {secs * 1e9:9.1f}  {note}")
+    numpy_t, ours_t = whole_schedule(big, 3 if args.quick else 7)
+    print(f"\nwhole cosine schedule of {big:.0e} steps: NumPy {numpy_t * 1e3:.1f} ms, "
+          f"fastcb {ours_t * 1e3:.1f} ms: {numpy_t / ours_t:.2f}x NumPy's speed (target >= 1x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
