@@ -1,0 +1,134 @@
+"""Small helpers shared by the callback layer (fastai v1's `core`/`torch_core` bits we need)."""
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = []
+
+bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+no_wd_types = bn_types + (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+bias_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def is_listy(x):
+    """True for a list or a tuple."""
+    return isinstance(x, (list, tuple))
+
+
+def listify(p=None, q=None):
+    """Make `p` a list as long as `q` (an int, a sized object, or None for `len(p)`)."""
+    if p is None:
+        p = []
+    elif isinstance(p, (str, torch.Tensor)) or not isinstance(p, Iterable):
+        p = [p]
+    else:
+        p = list(p)
+    n = q if type(q) is int else len(p) if q is None else len(q)
+    if len(p) == 1:
+        p = p * n
+    if len(p) != n:
+        raise ValueError(f"expected {n} values (one per layer group), got {len(p)}")
+    return p
+
+
+def first_el(x):
+    """The first leaf of nested lists/tuples/dicts `x`."""
+    while True:
+        if is_listy(x):
+            x = x[0]
+        elif isinstance(x, dict):
+            x = next(iter(x.values()))
+        else:
+            return x
+
+
+_camel_re1 = re.compile("(.)([A-Z][a-z]+)")
+_camel_re2 = re.compile("([a-z0-9])([A-Z])")
+
+
+def camel2snake(name):
+    """`MyCallback` -> `my_callback`."""
+    return _camel_re2.sub(r"\1_\2", _camel_re1.sub(r"\1_\2", name)).lower()
+
+
+def even_mults(start, stop, n):
+    """`n` values stepping geometrically from `start` to `stop`."""
+    if n == 1:
+        return np.array([stop], dtype=float)
+    step = (stop / start) ** (1 / (n - 1))
+    return np.array([start * step**i for i in range(n)])
+
+
+def func_name(func):
+    """The name of `func`, looking through (nested) `functools.partial`s."""
+    while not hasattr(func, "__name__") and hasattr(func, "func"):
+        func = func.func
+    return getattr(func, "__name__", type(func).__name__)
+
+
+def trainable_params(m):
+    """The parameters of `m` that require grad."""
+    return [p for p in m.parameters() if p.requires_grad]
+
+
+def flatten_model(m):
+    """The leaf modules of `m`, in order."""
+    children = list(m.children())
+    if not children:
+        return [m]
+    return [leaf for c in children for leaf in flatten_model(c)]
+
+
+def _unique(params):
+    seen, out = set(), []
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def split_no_wd_params(layer_groups):
+    """Per layer group, two lists: params that get weight decay, and norm/bias params that may not."""
+    split = []
+    for group in layer_groups:
+        decay, no_decay = [], []
+        for module in group.modules():
+            own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            if isinstance(module, no_wd_types):
+                no_decay += own
+            elif isinstance(module, bias_types):
+                bias = getattr(module, "bias", None)
+                decay += [p for p in own if p is not bias]
+                no_decay += [p for p in own if p is bias]
+            else:
+                decay += own
+        split += [_unique(decay), _unique(no_decay)]
+    return split
+
+
+def to_detach(b, cpu=False):
+    """Detach the tensors in nested `b` (moving them to the CPU only if `cpu`)."""
+    if isinstance(b, torch.Tensor):
+        b = b.detach()
+        return b.cpu() if cpu else b
+    if is_listy(b):
+        return type(b)(to_detach(o, cpu) for o in b)
+    if isinstance(b, dict):
+        return {k: to_detach(v, cpu) for k, v in b.items()}
+    return b
+
+
+def to_device(b, device, non_blocking=True):
+    """Move the tensors in nested `b` to `device`."""
+    if isinstance(b, torch.Tensor):
+        return b.to(device, non_blocking=non_blocking)
+    if is_listy(b):
+        return type(b)(to_device(o, device, non_blocking) for o in b)
+    if isinstance(b, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in b.items()}
+    return b

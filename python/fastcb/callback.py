@@ -1,0 +1,398 @@
+"""`Callback`, `CallbackHandler` and `AverageMetric`: fastai v1's callback protocol.
+
+Each event receives the handler's whole state as keyword arguments. A hook changes that
+state only by what it returns: a dict of state updates (fastai v1's later style), or the
+seed's per-event value (new `(xb, yb)`, output or loss; True to stop the epoch/training).
+"""
+
+import inspect
+
+import numpy as np
+import torch
+
+from ._utils import camel2snake, first_el, func_name, is_listy
+from .anneal import SmoothenValue, WeightedMean
+
+__all__ = [
+    "EVENTS",
+    "STATE_KEYS",
+    "Callback",
+    "CallbackHandler",
+    "AverageMetric",
+    "CallbackList",
+    "UnknownStateKeyError",
+    "add_metrics",
+]
+
+#: The ten events, in the order one training step meets them.
+EVENTS = (
+    "train_begin",
+    "epoch_begin",
+    "batch_begin",
+    "loss_begin",
+    "backward_begin",
+    "backward_end",
+    "step_end",
+    "batch_end",
+    "epoch_end",
+    "train_end",
+)
+
+#: The keys of `CallbackHandler.state_dict`: what a hook may receive and update.
+STATE_KEYS = frozenset(
+    "epoch iteration num_batch n_epochs pbar metrics train last_input last_target last_output last_loss "
+    "smooth_loss last_metrics stop_epoch stop_training skip_bwd skip_step skip_zero skip_validate".split()
+)
+
+_FLAGS = ("stop_epoch", "skip_step", "skip_zero", "skip_bwd")
+
+
+class UnknownStateKeyError(KeyError):
+    """A hook returned a dict with a key that is not in `STATE_KEYS`."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class Callback:
+    """Base class for callbacks: override any of the `on_<event>` methods (all optional)."""
+
+    _order = 0
+
+    def on_train_begin(self, **kwargs):
+        """Training is about to start: initialise state; the optimizer exists."""
+
+    def on_epoch_begin(self, **kwargs):
+        """An epoch is starting."""
+
+    def on_batch_begin(self, **kwargs):
+        """A batch is about to go through the model; may return new `(xb, yb)`."""
+
+    def on_loss_begin(self, **kwargs):
+        """The output is computed, the loss is not; may return a new output."""
+
+    def on_backward_begin(self, **kwargs):
+        """The loss is computed, the gradients are not; may return a new loss."""
+
+    def on_backward_end(self, **kwargs):
+        """The gradients are computed, the optimizer has not stepped yet."""
+
+    def on_step_end(self, **kwargs):
+        """The optimizer has stepped, the gradients are not zeroed yet."""
+
+    def on_batch_end(self, **kwargs):
+        """A batch is done; return True to end the epoch."""
+
+    def on_epoch_end(self, **kwargs):
+        """An epoch is done (validation included); return True to end training."""
+
+    def on_train_end(self, **kwargs):
+        """Training is over (always called; `exception` is False or the error raised)."""
+
+    def jump_to_epoch(self, epoch):
+        """Resume at `epoch` directly (called by the handler when training starts mid-way)."""
+
+    def get_state(self, minimal=True):
+        """This callback's attributes, minus `exclude` (and `not_min` when `minimal`)."""
+        drop = {"exclude", "not_min", *getattr(self, "exclude", ())}
+        if minimal:
+            drop.update(getattr(self, "not_min", ()))
+        return {k: v for k, v in vars(self).items() if k not in drop}
+
+    def __repr__(self):
+        try:
+            params = inspect.signature(type(self).__init__).parameters
+        except (TypeError, ValueError):
+            params = {}
+        skip = {"self", "learn", *getattr(self, "exclude", ())}
+        attrs = vars(self)
+        shown = [f"{n}={attrs[n]!r}" for n in params if n not in skip and n in attrs]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+CallbackList = list
+
+
+def add_metrics(last_metrics, mets):
+    """The state update that appends `mets` (one value or a list) to `last_metrics`."""
+    last = [] if last_metrics is None else list(last_metrics)
+    return {"last_metrics": last + (list(mets) if is_listy(mets) else [mets])}
+
+
+def overrides(obj, event):
+    """True if `obj` has its own `on_<event>` (not `Callback`'s do-nothing one)."""
+    meth = getattr(obj, "on_" + event, None)
+    if meth is None or not callable(meth):
+        return False
+    return getattr(meth, "__func__", meth) is not getattr(Callback, "on_" + event)
+
+
+def _set_batch(st, res):
+    if not is_listy(res) or len(res) != 2:
+        raise TypeError(f"on_batch_begin must return None, a dict or (xb, yb), got {type(res).__name__}")
+    st["last_input"], st["last_target"] = res
+
+
+def _flag(key):
+    def rule(st, res):
+        if res:
+            st[key] = True
+
+    return rule
+
+
+# What a non-dict return value means, per event (the seed's rules; events absent here take only dicts).
+_RETURN_RULES = {
+    "batch_begin": _set_batch,
+    "loss_begin": lambda st, res: st.__setitem__("last_output", res),
+    "backward_begin": lambda st, res: st.__setitem__("last_loss", res),
+    "backward_end": _flag("skip_step"),
+    "step_end": _flag("skip_zero"),
+    "batch_end": _flag("stop_epoch"),
+    "epoch_end": _flag("stop_training"),
+}
+
+
+def _init_state():
+    state = dict.fromkeys(STATE_KEYS)
+    state.update(epoch=0, iteration=0, num_batch=0, train=True, stop_training=False, skip_validate=False)
+    state.update(dict.fromkeys(_FLAGS, False))
+    return state
+
+
+class CallbackHandler:
+    """Runs `callbacks` (sorted by `_order`) and `metrics` at each event, keeping their shared state."""
+
+    def __init__(self, callbacks=None, metrics=None, beta=0.98):
+        callbacks = [] if callbacks is None else callbacks
+        metrics = [] if metrics is None else metrics
+        if not is_listy(callbacks):
+            raise TypeError(f"callbacks: expected a list of callbacks, got {type(callbacks).__name__}")
+        if not is_listy(metrics):
+            raise TypeError(f"metrics: expected a list of metric functions or callbacks, got {type(metrics).__name__}")
+        for m in metrics:
+            if not (isinstance(m, Callback) or callable(m)):
+                raise TypeError(f"metrics: {m!r} is neither a callable nor a Callback")
+        self.metrics = [m if isinstance(m, Callback) else AverageMetric(m) for m in metrics]
+        self.callbacks = sorted(callbacks, key=lambda o: getattr(o, "_order", 0))
+        self.beta = beta
+        self.smoothener = SmoothenValue(beta)
+        self.state_dict = _init_state()
+        self._dispatch_on = None
+        self._rebuild()
+
+    def _rebuild(self):
+        """Precompute, per event, the bound hooks to call (metrics first), with and without metrics."""
+        self.callbacks.sort(key=lambda o: getattr(o, "_order", 0))
+        self._calls = {}
+        for ev in EVENTS:
+            cbs = tuple(getattr(c, "on_" + ev) for c in self.callbacks if overrides(c, ev))
+            mets = tuple(getattr(m, "on_" + ev) for m in self.metrics if overrides(m, ev))
+            self._calls[ev] = (cbs, mets + cbs)
+        self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
+
+    def _refresh(self):
+        if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):
+            self._rebuild()
+
+    def _run(self, event, calls, kwargs=None):
+        st = self.state_dict
+        for hook in calls:
+            res = hook(**st, **kwargs) if kwargs else hook(**st)
+            if res is not None:
+                self._apply(event, hook, res)
+
+    def _apply(self, event, hook, res):
+        st = self.state_dict
+        if type(res) is dict:
+            for k, v in res.items():
+                if k not in STATE_KEYS:
+                    owner = type(getattr(hook, "__self__", hook)).__name__
+                    raise UnknownStateKeyError(
+                        f"{owner}.on_{event} returned {k!r}, which isn't a valid key in the state of the "
+                        f"callbacks; valid keys: {sorted(STATE_KEYS)}"
+                    )
+                st[k] = v
+            return
+        rule = _RETURN_RULES.get(event)
+        if rule is None:
+            owner = type(getattr(hook, "__self__", hook)).__name__
+            raise TypeError(f"{owner}.on_{event} may return None or a dict of state updates, got {type(res).__name__}")
+        rule(st, res)
+
+    def __call__(self, cb_name, call_mets=True, **kwargs):
+        """Call `on_<cb_name>` on the metrics (if `call_mets`) and callbacks that define it."""
+        if cb_name not in EVENTS:
+            raise ValueError(f"cb_name: unknown event {cb_name!r}; events are {EVENTS}")
+        self._refresh()
+        self._run(cb_name, self._calls[cb_name][1 if call_mets else 0], kwargs)
+
+    def set_dl(self, dl):
+        """Use `dl` next; if its dataset is a `Callback`, it joins the callbacks for that time."""
+        old = getattr(self, "cb_dl", None)
+        if old is not None:
+            self.callbacks.remove(old)
+            self.cb_dl = None
+        dataset = getattr(dl, "dataset", None)
+        if isinstance(dataset, Callback):
+            self.callbacks.append(dataset)
+            self.cb_dl = dataset
+        self._refresh()
+
+    def on_train_begin(self, epochs, pbar, metrics, **kwargs):
+        """About to start learning for `epochs` epochs."""
+        self._refresh()
+        self.state_dict = _init_state()
+        self.state_dict.update(n_epochs=epochs, pbar=pbar, metrics=metrics)
+        names = [getattr(m, "name", None) or camel2snake(type(m).__name__) for m in self.metrics]
+        self._run("train_begin", self._calls["train_begin"][1], {"metrics_names": names, **kwargs})
+        epoch = self.state_dict["epoch"]
+        if epoch:
+            main_bar = getattr(pbar, "main_bar", None)
+            if main_bar is not None and getattr(main_bar, "total", None) is not None:
+                main_bar.total -= epoch
+            for cb in self.callbacks:
+                jump = getattr(cb, "jump_to_epoch", None)
+                if jump is not None:
+                    jump(epoch)
+
+    def on_epoch_begin(self):
+        """A new epoch starts."""
+        self._refresh()
+        st = self.state_dict
+        st["num_batch"], st["stop_training"] = 0, False
+        self._run("epoch_begin", self._calls["epoch_begin"][1])
+
+    def on_batch_begin(self, xb, yb, train=True):
+        """Handle a new batch `xb`, `yb` (training or validation); returns the batch to use."""
+        st = self.state_dict
+        st["last_input"], st["last_target"], st["train"] = xb, yb, train
+        st["stop_epoch"] = st["skip_step"] = st["skip_zero"] = st["skip_bwd"] = False
+        calls = self._calls["batch_begin"][0 if train else 1]
+        if calls:
+            self._run("batch_begin", calls)
+        return st["last_input"], st["last_target"]
+
+    def on_loss_begin(self, out):
+        """The model produced `out`; returns the output to compute the loss on."""
+        st = self.state_dict
+        st["last_output"] = out
+        calls = self._calls["loss_begin"][0]
+        if calls:
+            self._run("loss_begin", calls)
+        return st["last_output"]
+
+    def on_backward_begin(self, loss):
+        """Smooth `loss` (on its device); returns `(loss to backprop, skip_bwd)`."""
+        st = self.state_dict
+        self.smoothener.add_value(loss.detach().float())
+        st["last_loss"], st["smooth_loss"] = loss, self.smoothener.smooth
+        calls = self._calls["backward_begin"][0]
+        if calls:
+            self._run("backward_begin", calls)
+        return st["last_loss"], st["skip_bwd"]
+
+    def on_backward_end(self):
+        """Gradients are computed; returns `skip_step`."""
+        calls = self._calls["backward_end"][0]
+        if calls:
+            self._run("backward_end", calls)
+        return self.state_dict["skip_step"]
+
+    def on_step_end(self):
+        """The optimizer stepped; returns `skip_zero`."""
+        calls = self._calls["step_end"][0]
+        if calls:
+            self._run("step_end", calls)
+        return self.state_dict["skip_zero"]
+
+    def on_batch_end(self, loss):
+        """A batch with `loss` is done; returns `stop_epoch`."""
+        st = self.state_dict
+        st["last_loss"] = loss
+        train = st["train"]
+        calls = self._calls["batch_end"][0 if train else 1]
+        if calls:
+            self._run("batch_end", calls)
+        if train:
+            st["iteration"] += 1
+            st["num_batch"] += 1
+        return st["stop_epoch"]
+
+    def on_epoch_end(self, val_loss):
+        """The epoch is done, with validation loss `val_loss` (None if not validated); returns `stop_training`."""
+        self._refresh()
+        st = self.state_dict
+        st["last_metrics"] = [val_loss]
+        self._run("epoch_end", self._calls["epoch_end"][0 if val_loss is None else 1])
+        st["epoch"] += 1
+        return st["stop_training"]
+
+    def on_train_end(self, exception):
+        """Training ended; `exception` is False or the exception that stopped it."""
+        self._refresh()
+        self._run("train_end", self._calls["train_end"][1], {"exception": exception})
+
+    @property
+    def skip_validate(self):
+        """True when a callback asked to skip validation."""
+        return self.state_dict["skip_validate"]
+
+    def __repr__(self):
+        return f"CallbackHandler(callbacks={self.callbacks!r}, metrics={self.metrics!r}, beta={self.beta!r})"
+
+
+class AverageMetric(Callback):
+    """Batch-size-weighted mean of `func(output, *targets)` over the validation set.
+
+    Per-batch values stay on their device; the exact (compensated) reduction runs once per
+    epoch in the compiled `WeightedMean`, and `metric` holds the result (a float64).
+    """
+
+    def __init__(self, func):
+        if not callable(func):
+            raise TypeError(f"func: expected a callable metric, got {type(func).__name__}")
+        self.func, self.name = func, func_name(func)
+        self.metric = None
+        self._vals, self._weights = [], []
+
+    def on_epoch_begin(self, **kwargs):
+        """Forget the previous epoch's values."""
+        self._vals, self._weights = [], []
+
+    def on_batch_end(self, last_output, last_target, **kwargs):
+        """Record the metric of this batch (a device tensor, not read here) and its size."""
+        targets = last_target if is_listy(last_target) else [last_target]
+        val = self.func(last_output, *targets)
+        self._vals.append(val.detach() if isinstance(val, torch.Tensor) else val)
+        self._weights.append(first_el(targets).shape[0])
+
+    @property
+    def count(self):
+        """The number of samples seen this epoch."""
+        return sum(self._weights)
+
+    def _values(self):
+        vals = self._vals
+        if all(isinstance(v, torch.Tensor) for v in vals):
+            try:
+                return torch.stack(vals).cpu().double().numpy().reshape(len(vals))
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(f"metric {self.name!r} must return one number per batch") from e
+        return np.array([float(v) for v in vals], dtype=np.float64)
+
+    def on_epoch_end(self, last_metrics, **kwargs):
+        """Reduce the epoch's values once and append the mean to `last_metrics`."""
+        if not self._vals:
+            self.metric = None
+            return add_metrics(last_metrics, None)
+        acc = WeightedMean()
+        acc.extend(self._values(), np.asarray(self._weights, dtype=np.float64))
+        total, weight = acc.sum, acc.total_weight
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            on_gpu = torch.distributed.get_backend() == "nccl"
+            both = torch.tensor([total, weight], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
+            torch.distributed.all_reduce(both)
+            total, weight = both.tolist()
+        self.metric = np.float64(total / weight)
+        return add_metrics(last_metrics, self.metric)

@@ -1,0 +1,22 @@
+"""fastai v1's standard callbacks."""
+
+from . import csv_logger, fp16, general_sched, lr_finder, misc, one_cycle, recorder, tracker
+from .csv_logger import *  # noqa: F403
+from .fp16 import *  # noqa: F403
+from .general_sched import *  # noqa: F403
+from .lr_finder import *  # noqa: F403
+from .misc import *  # noqa: F403
+from .one_cycle import *  # noqa: F403
+from .recorder import *  # noqa: F403
+from .tracker import *  # noqa: F403
+
+__all__ = [
+    *recorder.__all__,
+    *one_cycle.__all__,
+    *lr_finder.__all__,
+    *general_sched.__all__,
+    *tracker.__all__,
+    *csv_logger.__all__,
+    *fp16.__all__,
+    *misc.__all__,
+]

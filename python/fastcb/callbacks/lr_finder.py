@@ -1,0 +1,61 @@
+"""`LRFinder`: a mock training with exponentially growing learning rates, to pick one."""
+
+import copy
+
+import torch
+
+from ..anneal import Stepper, annealing_exp
+from ..learner import LearnerCallback
+from .one_cycle import check_lr
+
+__all__ = ["LRFinder"]
+
+
+class LRFinder(LearnerCallback):
+    """Grow the lr from `start_lr` to `end_lr` over `num_it` batches; stop early when the smoothed
+    loss exceeds 4x the best (if `stop_div`); skip validation; restore the starting weights at the end."""
+
+    def __init__(self, learn, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True):
+        super().__init__(learn)
+        start_lr, end_lr = check_lr(start_lr, "start_lr"), check_lr(end_lr, "end_lr")
+        if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it < 1:
+            raise ValueError(f"num_it: expected a positive int, got {num_it!r}")
+        self.data, self.stop_div, self.num_it = learn.data, stop_div, num_it
+        self.sched = Stepper((start_lr, end_lr), num_it, annealing_exp)
+
+    def on_train_begin(self, pbar, **kwargs):
+        """Keep the starting weights (in memory) and set the first lr."""
+        if pbar is not None:
+            pbar.clean_on_interrupt = True
+        self.opt = self.learn.opt
+        self._saved = (copy.deepcopy(self.learn.model.state_dict()), copy.deepcopy(self.opt.state_dict()))
+        self.sched.restart()
+        self.opt.lr = self.sched.start
+        self.stop, self.best_loss = None, 0.0
+        return {"skip_validate": True}
+
+    def on_batch_end(self, iteration, smooth_loss, **kwargs):
+        """Step the lr; stop when the schedule is done or the loss diverges."""
+        if iteration == 0 or smooth_loss < self.best_loss:
+            self.best_loss = smooth_loss
+        self.opt.lr = self.sched.step()
+        diverged = self.stop_div and bool(smooth_loss > 4 * self.best_loss or torch.isnan(torch.as_tensor(smooth_loss)))
+        if self.sched.is_done or diverged:
+            if self.stop is None:
+                self.stop = iteration
+            return {"stop_epoch": True, "stop_training": True}
+
+    def on_epoch_end(self, **kwargs):
+        """Stop training once stopped."""
+        if self.stop is not None:
+            return {"stop_training": True}
+
+    def on_train_end(self, **kwargs):
+        """Restore the weights and optimizer state from before the search."""
+        model_state, opt_state = self._saved
+        self.learn.model.load_state_dict(model_state)
+        self.opt.load_state_dict(opt_state)
+        if hasattr(self.learn.model, "reset"):
+            self.learn.model.reset()
+        if not getattr(self.learn, "silent", False):
+            print("LR Finder is complete, type {learner_name}.recorder.plot() to see the graph.")

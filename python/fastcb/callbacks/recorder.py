@@ -1,0 +1,201 @@
+"""`Recorder`: learning rates, momentums, losses and metrics of a training run, and their plots."""
+
+import time
+
+import numpy as np
+import torch
+from fastprogress.fastprogress import format_time
+
+from ..learner import LearnerCallback
+from ..plotting import finish_figure, plt
+
+__all__ = ["Recorder"]
+
+
+def _host(values):
+    """Device tensors among `values` brought to the CPU in one transfer (0-dim CPU tensors back)."""
+    idx = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.device.type != "cpu"]
+    if idx:
+        host = torch.stack([values[i].reshape(()) for i in idx]).cpu().unbind()
+        for i, v in zip(idx, host):
+            values[i] = v
+
+
+def _fmt(stat):
+    if stat is None:
+        return "#na#"
+    if isinstance(stat, int):
+        return str(stat)
+    return f"{float(stat):.6f}"
+
+
+class Recorder(LearnerCallback):
+    """Record, per training batch, the lr and momentum (at batch begin) and the smoothed loss; per epoch,
+    the validation loss and metrics. Runs first (`_order=-10`) so it sees the raw loss.
+
+    Losses stay on the device during an epoch and are brought to the host once at its end.
+    """
+
+    _order = -10
+
+    def __init__(self, learn, add_time=True, silent=False):
+        super().__init__(learn)
+        if getattr(self.learn, "opt", None) is None:
+            self.learn.create_opt(self.learn.lr_range(slice(3e-3)), self.learn.wd)
+        self.opt = self.learn.opt
+        self.train_dl = self.learn.data.train_dl
+        self.no_val, self.silent, self.add_time = False, silent, add_time
+        self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches = [], [], [], [], [], []
+        self.pbar, self.names, self.metrics_names = None, [], []
+
+    def on_train_begin(self, pbar, metrics_names, **kwargs):
+        """Reset the records and write the table header."""
+        self.pbar = pbar
+        self.names = ["epoch", "train_loss"] if self.no_val else ["epoch", "train_loss", "valid_loss"]
+        self.metrics_names = list(metrics_names) + list(getattr(self, "_added_met_names", []))
+        self.names += self.metrics_names
+        if self.add_time:
+            self.names.append("time")
+        if not self.silent and pbar is not None:
+            pbar.write(self.names, table=True)
+        self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches = [], [], [], [], [], []
+        self._epoch_start = 0
+
+    def on_epoch_begin(self, **kwargs):
+        """Note when the epoch started."""
+        self.start_epoch = time.time()
+        self._epoch_start = len(self.losses)
+
+    def on_batch_begin(self, train, **kwargs):
+        """Record the learning rate and momentum of this training batch."""
+        if train:
+            self.lrs.append(self.opt.lr)
+            self.moms.append(self.opt.mom)
+
+    def on_backward_begin(self, smooth_loss, **kwargs):
+        """Record the smoothed loss before any other callback can change the loss."""
+        self.losses.append(smooth_loss)
+
+    def on_epoch_end(self, epoch, num_batch, smooth_loss, last_metrics, **kwargs):
+        """Bring the epoch's losses to the host (once) and record the validation loss and metrics."""
+        self.nb_batches.append(num_batch)
+        _host(self.losses)
+        if self.losses:
+            smooth_loss = self.losses[-1]
+        if last_metrics is not None:
+            _host(last_metrics)
+            self.val_losses.append(last_metrics[0])
+        else:
+            last_metrics = [] if self.no_val else [None]
+        if len(last_metrics) > 1:
+            self.metrics.append(list(last_metrics[1:]))
+        self.format_stats([epoch, smooth_loss] + list(last_metrics))
+
+    def format_stats(self, stats):
+        """Write one row of the table (`stats` in the order of `names`)."""
+        cells = [_fmt(s) for _, s in zip(self.names, stats)]
+        if self.add_time:
+            cells.append(format_time(time.time() - getattr(self, "start_epoch", time.time())))
+        if not self.silent and self.pbar is not None:
+            self.pbar.write(cells, table=True)
+
+    def add_metric_names(self, names):
+        """Add `names` to the metric names (for callbacks that append their own metrics)."""
+        self._added_met_names = list(getattr(self, "_added_met_names", [])) + list(names)
+
+    # -- plots ----------------------------------------------------------------------------
+    @staticmethod
+    def _split(vals, skip_start, skip_end):
+        return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
+
+    def _split_val(self, vals, skip_start, skip_end):
+        val_iter = np.cumsum(self.nb_batches)
+        start = (val_iter - skip_start >= 0).nonzero()[0].min()
+        end = (val_iter[-1] - val_iter - skip_end >= 0).nonzero()[0].max() + 1
+        return vals[start:end] if skip_end > 0 else vals[start:]
+
+    def _losses(self):
+        _host(self.losses)
+        return [float(v) for v in self.losses]
+
+    def plot_lr(self, show_moms=False, skip_start=0, skip_end=0, return_fig=None):
+        """Plot the learning rate (and the momentum if `show_moms`) against iterations."""
+        lrs = self._split(self.lrs, skip_start, skip_end)
+        its = self._split(list(range(len(self.lrs))), skip_start, skip_end)
+        if show_moms:
+            fig, axs = plt.subplots(1, 2, figsize=(12, 4))
+            axs[0].plot(its, _last_group(lrs))
+            axs[1].plot(its, _last_group(self._split(self.moms, skip_start, skip_end)))
+            axs[1].set_xlabel("Iterations")
+            axs[1].set_ylabel("Momentum")
+            ax = axs[0]
+        else:
+            fig, ax = plt.subplots()
+            ax.plot(its, _last_group(lrs))
+        ax.set_xlabel("Iterations")
+        ax.set_ylabel("Learning Rate")
+        return finish_figure(fig, self.learn.path / "plot_lr.png", return_fig, self.silent)
+
+    def plot(self, skip_start=10, skip_end=5, suggestion=False, return_fig=None, show_grid=False, **kwargs):
+        """Plot loss against learning rate (log scale); with `suggestion`, mark the steepest descent
+        (kept in `min_grad_lr`)."""
+        lrs = _last_group(self._split(self.lrs, skip_start, skip_end))
+        losses = self._split(self._losses(), skip_start, skip_end)
+        if "k" in kwargs:
+            from scipy.interpolate import UnivariateSpline
+
+            losses = list(UnivariateSpline(np.arange(len(losses)), losses, **kwargs)(np.arange(len(losses))))
+        fig, ax = plt.subplots(1, 1)
+        ax.plot(lrs, losses)
+        ax.set_ylabel("Loss")
+        ax.set_xlabel("Learning Rate")
+        ax.set_xscale("log")
+        if show_grid:
+            ax.grid(True, which="both", ls="-")
+        if suggestion:
+            if len(losses) < 2:
+                raise ValueError("skip_start/skip_end: too few points left to suggest a learning rate")
+            mg = int(np.gradient(np.array(losses)).argmin())
+            self.min_grad_lr = lrs[mg]
+            ax.plot(lrs[mg], losses[mg], markersize=10, marker="o", color="red")
+            if not self.silent:
+                print(f"Min numerical gradient: {lrs[mg]:.2E}")
+                print(f"Min loss divided by 10: {lrs[int(np.argmin(losses))] / 10:.2E}")
+        return finish_figure(fig, self.learn.path / "plot.png", return_fig, self.silent)
+
+    def plot_losses(self, skip_start=0, skip_end=0, return_fig=None, show_grid=False):
+        """Plot training and validation losses against batches processed."""
+        fig, ax = plt.subplots(1, 1)
+        losses = self._losses()
+        ax.plot(self._split(list(range(len(losses))), skip_start, skip_end),
+                self._split(losses, skip_start, skip_end), label="Train")
+        vals = [float(v) for v in self.val_losses if v is not None]
+        if vals and len(vals) == len(self.nb_batches):
+            ax.plot(self._split_val(np.cumsum(self.nb_batches), skip_start, skip_end),
+                    self._split_val(vals, skip_start, skip_end), label="Validation")
+        ax.grid(show_grid)
+        ax.set_ylabel("Loss")
+        ax.set_xlabel("Batches processed")
+        ax.legend()
+        return finish_figure(fig, self.learn.path / "plot_losses.png", return_fig, self.silent)
+
+    def plot_metrics(self, skip_start=0, skip_end=0, return_fig=None, show_grid=False):
+        """Plot each metric against batches processed."""
+        if not self.metrics:
+            raise ValueError("There are no metrics to plot (train with `metrics=` and validation data).")
+        n = len(self.metrics[0])
+        fig, axes = plt.subplots(n, 1, figsize=(6, 4 * n))
+        axes = np.atleast_1d(axes).flatten()
+        val_iter = self._split_val(np.cumsum(self.nb_batches), skip_start, skip_end)
+        for i, ax in enumerate(axes):
+            values = self._split_val([float(m[i]) for m in self.metrics], skip_start, skip_end)
+            ax.plot(val_iter, values)
+            ax.grid(show_grid)
+            ax.set_ylabel(str(self.metrics_names[i]))
+            ax.set_xlabel("Batches processed")
+        return finish_figure(fig, self.learn.path / "plot_metrics.png", return_fig, self.silent)
+
+
+def _last_group(vals):
+    """Per-layer-group arrays reduced to the last group's value (what fastai plots)."""
+    return [float(np.asarray(v).reshape(-1)[-1]) if v is not None else np.nan for v in vals]

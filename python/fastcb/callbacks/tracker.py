@@ -1,0 +1,168 @@
+"""Callbacks that track a monitored value: early stopping, saving the best model, reducing the lr on
+a plateau; and stopping on a NaN loss."""
+
+import math
+
+import numpy as np
+
+
+from ..callback import Callback
+from ..learner import LearnerCallback
+
+__all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateauCallback",
+           "TerminateOnNaNCallback"]
+
+
+class TerminateOnNaNCallback(Callback):
+    """Stop training (and skip validation) as soon as the loss is NaN.
+
+    Checking reads the loss on the host every batch: a synchronisation the default loop avoids.
+    """
+
+    def __init__(self):
+        self.stop = False
+
+    def on_batch_end(self, last_loss, epoch, num_batch, **kwargs):
+        """Check `last_loss`."""
+        if self.stop:
+            return True
+        if math.isnan(float(last_loss)):
+            self.stop = True
+            print(f"Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.")
+            return {"stop_epoch": True, "stop_training": True, "skip_validate": True}
+
+
+class TrackerCallback(LearnerCallback):
+    """Keep track of the best value of `monitor` (`'train_loss'`, `'valid_loss'` or a metric's name)."""
+
+    def __init__(self, learn, monitor="valid_loss", mode="auto"):
+        super().__init__(learn)
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor: expected a name, got {type(monitor).__name__}")
+        self.monitor, self.mode = monitor, mode
+        lower = mode == "min" or (mode == "auto" and ("loss" in monitor or "error" in monitor))
+        self.operator = np.less if lower else np.greater
+
+    def on_train_begin(self, **kwargs):
+        """Reset the best value."""
+        self.best = float("inf") if self.operator is np.less else -float("inf")
+
+    def get_monitor_value(self):
+        """The latest value of `monitor` (a float; None before it exists)."""
+        rec = self.learn.recorder
+        if self.monitor == "train_loss":
+            return float(rec.losses[-1]) if rec.losses else None
+        if not rec.val_losses or rec.val_losses[-1] is None:
+            return None
+        if self.monitor == "valid_loss":
+            return float(rec.val_losses[-1])
+        names = list(rec.metrics_names)
+        if self.monitor not in names:
+            raise ValueError(f"monitor: {self.monitor!r} is not recorded; available: "
+                             f"{['train_loss', 'valid_loss', *names]}")
+        return float(rec.metrics[-1][names.index(self.monitor)]) if rec.metrics else None
+
+    def _say(self, msg):
+        if not getattr(self.learn, "silent", False):
+            print(msg)
+
+
+class EarlyStoppingCallback(TrackerCallback):
+    """Stop training when `monitor` has not improved by `min_delta` for more than `patience` epochs."""
+
+    def __init__(self, learn, monitor="valid_loss", mode="auto", min_delta=0, patience=0):
+        super().__init__(learn, monitor=monitor, mode=mode)
+        if patience < 0:
+            raise ValueError(f"patience: expected a non-negative number of epochs, got {patience!r}")
+        self.min_delta, self.patience = min_delta, patience
+        if self.operator is np.less:
+            self.min_delta *= -1
+
+    def on_train_begin(self, **kwargs):
+        """Reset the wait."""
+        self.wait = 0
+        super().on_train_begin(**kwargs)
+
+    def on_epoch_end(self, epoch, **kwargs):
+        """Compare with the best and maybe stop."""
+        current = self.get_monitor_value()
+        if current is None:
+            return None
+        if self.operator(current - self.min_delta, self.best):
+            self.best, self.wait = current, 0
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self._say(f"Epoch {epoch}: early stopping")
+                return {"stop_training": True}
+        return None
+
+
+class SaveModelCallback(TrackerCallback):
+    """Save the model as `name` when `monitor` improves (`every='improvement'`, reloaded at the end)
+    or as `name_<epoch>` after each epoch (`every='epoch'`)."""
+
+    def __init__(self, learn, monitor="valid_loss", mode="auto", every="improvement", name="bestmodel"):
+        super().__init__(learn, monitor=monitor, mode=mode)
+        if every not in ("improvement", "epoch"):
+            raise ValueError(f"every: expected 'improvement' or 'epoch', got {every!r}")
+        self.every, self.name = every, name
+
+    def jump_to_epoch(self, epoch):
+        """Load the model saved at the end of epoch `epoch-1`."""
+        try:
+            self.learn.load(f"{self.name}_{epoch - 1}", purge=False)
+            self._say(f"Loaded {self.name}_{epoch - 1}")
+        except FileNotFoundError:
+            self._say(f"Model {self.name}_{epoch - 1} not found.")
+
+    def on_epoch_end(self, epoch, **kwargs):
+        """Save if this epoch is the best so far (or every epoch)."""
+        if self.every == "epoch":
+            self.learn.save(f"{self.name}_{epoch}")
+            return
+        current = self.get_monitor_value()
+        if current is not None and self.operator(current, self.best):
+            self._say(f"Better model found at epoch {epoch} with {self.monitor} value: {current}.")
+            self.best = current
+            self.learn.save(self.name)
+
+    def on_train_end(self, **kwargs):
+        """Load the best model."""
+        if self.every == "improvement" and (self.learn.path / self.learn.model_dir / f"{self.name}.pth").is_file():
+            self.learn.load(self.name, purge=False)
+
+
+class ReduceLROnPlateauCallback(TrackerCallback):
+    """Multiply the lr by `factor` when `monitor` has not improved for more than `patience` epochs."""
+
+    def __init__(self, learn, monitor="valid_loss", mode="auto", patience=0, factor=0.2, min_delta=0, min_lr=0.001):
+        super().__init__(learn, monitor=monitor, mode=mode)
+        if not 0 < factor < 1:
+            raise ValueError(f"factor: expected a number in (0, 1), got {factor!r}")
+        self.patience, self.factor, self.min_delta, self.min_lr = patience, factor, min_delta, min_lr
+        if self.operator is np.less:
+            self.min_delta *= -1
+
+    def on_train_begin(self, **kwargs):
+        """Reset the wait."""
+        self.wait, self.opt = 0, self.learn.opt
+        super().on_train_begin(**kwargs)
+
+    def on_epoch_end(self, epoch, **kwargs):
+        """Compare with the best and maybe reduce the lr."""
+        current = self.get_monitor_value()
+        if current is None:
+            return
+        if self.operator(current - self.min_delta, self.best):
+            self.best, self.wait = current, 0
+        else:
+            self.wait += 1
+            if self.wait > self.patience and self.opt.lr > self.min_lr:
+                self.opt.lr = np.asarray(self.opt._lr) * self.factor
+                self.wait = 0
+                self._say(f"Epoch {epoch}: reducing lr to {self.opt.lr}")
+
+

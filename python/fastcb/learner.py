@@ -1,0 +1,339 @@
+"""The training loop (`fit`, `loss_batch`, `validate`), `Learner` and `LearnerCallback`."""
+
+import copy
+import math
+import weakref
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._utils import camel2snake, even_mults, first_el, flatten_model, listify, to_detach
+from .anneal import WeightedMean
+from .callback import Callback, CallbackHandler
+from .data import DatasetType
+from .optim import OptimWrapper
+from .progress import master_bar, progress_bar
+
+__all__ = ["fit", "loss_batch", "validate", "get_preds", "Learner", "LearnerCallback", "AdamW", "DEFAULT_LR", "DEFAULT_WD"]
+
+#: fastai v1's default optimizer: Adam with betas (0.9, 0.99) (decoupled decay comes from `true_wd`).
+AdamW = partial(torch.optim.Adam, betas=(0.9, 0.99))
+DEFAULT_LR = slice(3e-3)
+DEFAULT_WD = 1e-2
+
+
+def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
+    """Forward `xb`; with `loss_func`, compute the loss and, with `opt`, backprop and step. Returns the detached loss."""
+    if cb_handler is None:
+        cb_handler = CallbackHandler()
+    if not isinstance(xb, (list, tuple)):
+        xb = [xb]
+    if not isinstance(yb, (list, tuple)):
+        yb = [yb]
+    out = cb_handler.on_loss_begin(model(*xb))
+    if not loss_func:
+        return to_detach(out), to_detach(yb[0])
+    loss = loss_func(out, *yb)
+    if opt is not None:
+        loss, skip_bwd = cb_handler.on_backward_begin(loss)
+        if not skip_bwd:
+            loss.backward()
+        if not cb_handler.on_backward_end():
+            opt.step()
+        if not cb_handler.on_step_end():
+            opt.zero_grad()
+    return loss.detach()
+
+
+def _weighted_mean(losses, nums):
+    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum."""
+    vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
+    if vals.shape[1] != 1:
+        raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
+    acc = WeightedMean()
+    acc.extend(vals[:, 0], np.asarray(nums, dtype=np.float64))
+    return np.float64(acc.mean)
+
+
+def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True, n_batch=None, quiet=False):
+    """Run `model` on `dl` in eval mode; the weighted mean loss if `average`, else the per-batch results."""
+    model.eval()
+    with torch.no_grad():
+        val_losses, nums = [], []
+        if cb_handler:
+            cb_handler.set_dl(dl)
+        for xb, yb in progress_bar(dl, parent=pbar, leave=pbar is not None, quiet=quiet):
+            if cb_handler:
+                xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
+            val_losses.append(loss_batch(model, xb, yb, loss_func, cb_handler=cb_handler))
+            nums.append(first_el(yb).shape[0])
+            if cb_handler and cb_handler.on_batch_end(val_losses[-1]):
+                break
+            if n_batch and len(nums) >= n_batch:
+                break
+        if not average:
+            return val_losses
+        return _weighted_mean(val_losses, nums) if val_losses else None
+
+
+def fit(epochs, learn, callbacks=None, metrics=None):
+    """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    if len(learn.data.train_dl) == 0:
+        raise ValueError("learn.data.train_dl: is empty, can't train a model (use a smaller batch size)")
+    cb_handler = CallbackHandler(callbacks, metrics)
+    quiet = getattr(learn, "silent", False)
+    pbar = master_bar(range(epochs), quiet=quiet)
+    cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics)
+    exception = False
+    try:
+        for _ in pbar:
+            learn.model.train()
+            cb_handler.set_dl(learn.data.train_dl)
+            cb_handler.on_epoch_begin()
+            for xb, yb in progress_bar(learn.data.train_dl, parent=pbar):
+                xb, yb = cb_handler.on_batch_begin(xb, yb)
+                loss = loss_batch(learn.model, xb, yb, learn.loss_func, learn.opt, cb_handler)
+                if cb_handler.on_batch_end(loss):
+                    break
+            if not cb_handler.skip_validate and not learn.data.empty_val:
+                val_loss = validate(learn.model, learn.data.valid_dl, loss_func=learn.loss_func,
+                                    cb_handler=cb_handler, pbar=pbar)
+            else:
+                val_loss = None
+            if cb_handler.on_epoch_end(val_loss):
+                break
+    except BaseException as e:
+        exception = e
+        raise
+    finally:
+        cb_handler.on_train_end(exception)
+
+
+def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None, n_batch=None, quiet=False):
+    """`[predictions, targets]` (and per-item losses with `loss_func`) over `dl`, on the CPU."""
+    res = [torch.cat(o).cpu() for o in zip(*validate(model, dl, cb_handler=cb_handler, pbar=pbar, average=False,
+                                                      n_batch=n_batch, quiet=quiet))]
+    if loss_func is not None:
+        reduction = getattr(loss_func, "reduction", None)
+        if reduction is not None:
+            loss_func = copy.copy(loss_func)
+            loss_func.reduction = "none"
+            res.append(loss_func(res[0], res[1]))
+        else:
+            res.append(loss_func(res[0], res[1], reduction="none"))
+    if activ is not None:
+        res[0] = activ(res[0])
+    return res
+
+
+class _WeakLearner:
+    """Descriptor holding the learner weakly (and giving dataclass subclasses a `learn` field)."""
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            raise AttributeError("learn")  # no default value for the dataclass field
+        ref = obj.__dict__.get("_learn")
+        if ref is None:
+            raise AttributeError("learn")
+        learn = ref()
+        if learn is None:
+            raise ReferenceError(f"the Learner of this {type(obj).__name__} no longer exists")
+        return learn
+
+    def __set__(self, obj, value):
+        obj.__dict__["_learn"] = weakref.ref(value)
+
+
+@dataclass(eq=False, repr=False)
+class LearnerCallback(Callback):
+    """A `Callback` bound (weakly) to a `Learner`, reachable as `learn.<snake_case_class_name>`."""
+
+    learn: "Learner" = _WeakLearner()
+
+    def __post_init__(self):
+        self.exclude, self.not_min = ["_learn"], []
+        setattr(self.learn, self.cb_name, self)
+
+    def __getattr__(self, k):
+        if k in ("learn", "_learn") or k.startswith("__"):
+            raise AttributeError(k)
+        return getattr(self.learn, k)
+
+    def __setstate__(self, data):
+        self.__dict__.update(data)
+
+    @property
+    def cb_name(self):
+        """This callback's attribute name on the learner."""
+        return camel2snake(type(self).__name__)
+
+
+class Learner:
+    """Train `model` on `data` with `opt_func` to minimise `loss_func`, reporting `metrics`."""
+
+    def __init__(self, data, model, opt_func=AdamW, loss_func=None, metrics=None, true_wd=True, bn_wd=True,
+                 wd=DEFAULT_WD, train_bn=True, path=None, model_dir="models", callback_fns=None, callbacks=None,
+                 layer_groups=None, add_time=True, silent=False):
+        from .callbacks.recorder import Recorder
+
+        if not hasattr(data, "train_dl"):
+            raise TypeError(f"data: expected a DataBunch, got {type(data).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if not callable(opt_func):
+            raise TypeError(f"opt_func: expected an optimizer class or factory, got {type(opt_func).__name__}")
+        self.data, self.opt_func, self.metrics = data, opt_func, listify(metrics)
+        self.model = model.to(data.device)
+        self.loss_func = loss_func or data.loss_func
+        self.true_wd, self.bn_wd, self.wd, self.train_bn = true_wd, bn_wd, wd, train_bn
+        self.path = Path(path if path is not None else getattr(data, "path", "."))
+        self.model_dir, self.add_time, self.silent = model_dir, add_time, silent
+        self.layer_groups = list(layer_groups) if layer_groups else [nn.Sequential(*flatten_model(self.model))]
+        self.callbacks = listify(callbacks)
+        self.callback_fns = [partial(Recorder, add_time=add_time, silent=silent)] + listify(callback_fns)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(model={type(self.model).__name__}, opt_func={self.opt_func!r})"
+
+    def lr_range(self, lr):
+        """Per-layer-group learning rates from `lr` (a `slice` spreads over the groups geometrically)."""
+        if not isinstance(lr, slice):
+            return lr
+        n = len(self.layer_groups)
+        if lr.start:
+            return even_mults(lr.start, lr.stop, n)
+        return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
+
+    def create_opt(self, lr, wd=0.0):
+        """Create `self.opt` with `lr` and `wd` over the layer groups."""
+        self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd,
+                                       bn_wd=self.bn_wd)
+
+    def fit(self, epochs, lr=DEFAULT_LR, wd=None, callbacks=None):
+        """Fit for `epochs` epochs at learning rate `lr` (number, slice or per-group array) and weight decay `wd`."""
+        lr = self.lr_range(lr)
+        wd = self.wd if wd is None else wd
+        if getattr(self, "opt", None) is None:
+            self.create_opt(lr, wd)
+        else:
+            self.opt.lr, self.opt.wd = lr, wd
+        callbacks = [cb(self) for cb in self.callback_fns] + listify(callbacks)
+        fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks)
+
+    def fit_one_cycle(self, cyc_len, max_lr=DEFAULT_LR, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3,
+                      final_div=None, wd=None, callbacks=None, tot_epochs=None, start_epoch=None):
+        """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`)."""
+        from .callbacks.one_cycle import OneCycleScheduler
+
+        max_lr = self.lr_range(max_lr)
+        callbacks = listify(callbacks)
+        callbacks.append(OneCycleScheduler(self, max_lr, moms=moms, div_factor=div_factor, pct_start=pct_start,
+                                           final_div=final_div, tot_epochs=tot_epochs, start_epoch=start_epoch))
+        self.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks)
+
+    def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, wd=None):
+        """Train with an exponentially growing learning rate for `num_it` batches (`LRFinder`), then restore the weights."""
+        from .callbacks.lr_finder import LRFinder
+
+        start_lr, end_lr = self.lr_range(start_lr), self.lr_range(end_lr)
+        start_lr = np.array(start_lr) if isinstance(start_lr, (list, tuple)) else start_lr
+        end_lr = np.array(end_lr) if isinstance(end_lr, (list, tuple)) else end_lr
+        cb = LRFinder(self, start_lr, end_lr, num_it, stop_div)
+        epochs = int(math.ceil(num_it / len(self.data.train_dl)))
+        self.fit(epochs, start_lr, callbacks=[cb], wd=wd)
+
+    def split(self, split_on):
+        """Split the model into layer groups at `split_on` (modules, or a function of the model returning them)."""
+        if callable(split_on) and not isinstance(split_on, nn.Module):
+            split_on = split_on(self.model)
+        if not isinstance(split_on, (list, tuple)) or not split_on:
+            raise TypeError("split_on: expected a non-empty list of modules or layer groups")
+        self.layer_groups = [g if isinstance(g, nn.Module) else nn.Sequential(*g) for g in split_on]
+        return self
+
+    def freeze_to(self, n):
+        """Freeze the layer groups before `n` (norm layers stay trainable when `train_bn`)."""
+        from ._utils import bn_types
+
+        for g in self.layer_groups[:n]:
+            for layer in g.modules():
+                if not (self.train_bn and isinstance(layer, bn_types)):
+                    for p in layer.parameters(recurse=False):
+                        p.requires_grad_(False)
+        for g in self.layer_groups[n:]:
+            g.requires_grad_(True)
+        self.create_opt(DEFAULT_LR, self.wd)
+
+    def freeze(self):
+        """Freeze all the layer groups but the last."""
+        if len(self.layer_groups) < 2:
+            raise ValueError("layer_groups: need at least two layer groups to freeze (see `split`)")
+        self.freeze_to(-1)
+
+    def unfreeze(self):
+        """Make every layer group trainable."""
+        self.freeze_to(0)
+
+    def dl(self, ds_type=DatasetType.Valid):
+        """The data loader for `ds_type`."""
+        return self.data.dl(ds_type)
+
+    def _target(self, file):
+        if isinstance(file, (str, Path)):
+            folder = self.path / self.model_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder / f"{file}.pth"
+        if file is None:
+            raise ValueError("file: give a name (saved as path/model_dir/<file>.pth) or a file-like object")
+        return file
+
+    def save(self, file=None, return_path=False, with_opt=True):
+        """Save the model (and the optimizer, if `with_opt`) to `path/model_dir/<file>.pth` or a file-like object."""
+        target = self._target(file)
+        opt = getattr(self, "opt", None)
+        state = self.model.state_dict()
+        if with_opt and opt is not None:
+            state = {"model": state, "opt": opt.state_dict()}
+        torch.save(state, target)
+        return target if return_path else None
+
+    def load(self, file=None, device=None, strict=True, with_opt=None, purge=False, remove_module=False):
+        """Load what `save` wrote (model, and optimizer unless `with_opt=False`)."""
+        source = self._target(file)
+        device = self.data.device if device is None else device
+        state = torch.load(source, map_location=device, weights_only=True)
+        if set(state) == {"model", "opt"}:
+            model_state, opt_state = state["model"], state["opt"]
+        else:
+            model_state, opt_state = state, None
+        if remove_module:
+            model_state = {k[7:] if k.startswith("module.") else k: v for k, v in model_state.items()}
+        self.model.load_state_dict(model_state, strict=strict)
+        if opt_state is not None and (with_opt is None or with_opt):
+            if getattr(self, "opt", None) is None:
+                self.create_opt(self.lr_range(DEFAULT_LR), self.wd)
+            self.opt.load_state_dict(opt_state)
+        return self
+
+    def validate(self, dl=None, callbacks=None, metrics=None):
+        """`[valid_loss, *metrics]` of the model on `dl` (the validation set by default)."""
+        dl = self.data.valid_dl if dl is None else dl
+        metrics = self.metrics if metrics is None else metrics
+        cb_handler = CallbackHandler(self.callbacks + listify(callbacks), metrics)
+        cb_handler.on_train_begin(1, None, metrics)
+        cb_handler.on_epoch_begin()
+        val_loss = validate(self.model, dl, self.loss_func, cb_handler, quiet=self.silent)
+        cb_handler.on_epoch_end(val_loss)
+        return cb_handler.state_dict["last_metrics"]
+
+    def get_preds(self, ds_type=DatasetType.Valid, activ=None, with_loss=False, n_batch=None):
+        """Predictions and targets (and per-item losses if `with_loss`) on `ds_type`."""
+        loss_func = self.loss_func if with_loss else None
+        return get_preds(self.model, self.dl(ds_type), cb_handler=CallbackHandler(self.callbacks), activ=activ,
+                         loss_func=loss_func, n_batch=n_batch, quiet=self.silent)

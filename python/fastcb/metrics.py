@@ -1,0 +1,110 @@
+"""Metric functions `f(output, target)` returning a 0-dim tensor (wrapped in `AverageMetric` by the loop)."""
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["accuracy", "error_rate", "top_k_accuracy", "accuracy_thresh", "fbeta", "dice", "mean_squared_error",
+           "mse", "mean_absolute_error", "mae", "root_mean_squared_error", "rmse", "mean_squared_logarithmic_error",
+           "msle", "exp_rmspe", "explained_variance", "r2_score"]
+
+
+def _flatten_check(out, targ):
+    out, targ = out.contiguous().view(-1), targ.contiguous().view(-1)
+    if len(out) != len(targ):
+        raise ValueError(f"Expected output and target to have the same number of elements but got {len(out)} "
+                         f"and {len(targ)}.")
+    return out, targ
+
+
+def accuracy(input, targs):
+    """Fraction of rows whose argmax (last dim) equals the target."""
+    n = targs.shape[0]
+    return (input.argmax(dim=-1).view(n, -1) == targs.view(n, -1)).float().mean()
+
+
+def error_rate(input, targs):
+    """1 - `accuracy`."""
+    return 1 - accuracy(input, targs)
+
+
+def top_k_accuracy(input, targs, k=5):
+    """Fraction of rows whose target is among the `k` highest scores."""
+    top = input.topk(k=k, dim=-1)[1]
+    return (top == targs.unsqueeze(dim=-1).expand_as(top)).max(dim=-1)[0].float().mean()
+
+
+def accuracy_thresh(y_pred, y_true, thresh=0.5, sigmoid=True):
+    """Multi-label accuracy: predictions above `thresh` (after a sigmoid if `sigmoid`) against `y_true`."""
+    if sigmoid:
+        y_pred = y_pred.sigmoid()
+    return ((y_pred > thresh).byte() == y_true.byte()).float().mean()
+
+
+def fbeta(y_pred, y_true, thresh=0.2, beta=2, eps=1e-9, sigmoid=True):
+    """Mean over rows of the F-beta score of multi-label predictions thresholded at `thresh`."""
+    beta2 = beta**2
+    if sigmoid:
+        y_pred = y_pred.sigmoid()
+    y_pred = (y_pred > thresh).float()
+    y_true = y_true.float()
+    tp = (y_pred * y_true).sum(dim=1)
+    prec = tp / (y_pred.sum(dim=1) + eps)
+    rec = tp / (y_true.sum(dim=1) + eps)
+    return ((prec * rec) / (prec * beta2 + rec + eps) * (1 + beta2)).mean()
+
+
+def dice(input, targs, iou=False, eps=1e-8):
+    """Dice coefficient (or IoU if `iou`) for binary segmentation; 1 where both are empty."""
+    n = targs.shape[0]
+    input = input.argmax(dim=1).view(n, -1)
+    targs = targs.view(n, -1)
+    intersect = (input * targs).sum(dim=1).float()
+    union = (input + targs).sum(dim=1).float()
+    res = 2.0 * intersect / union if not iou else intersect / (union - intersect + eps)
+    return torch.where(union == 0, torch.ones_like(res), res).mean()
+
+
+def mean_squared_error(pred, targ):
+    """Mean squared error."""
+    pred, targ = _flatten_check(pred, targ)
+    return F.mse_loss(pred, targ)
+
+
+def mean_absolute_error(pred, targ):
+    """Mean absolute error."""
+    pred, targ = _flatten_check(pred, targ)
+    return torch.abs(targ - pred).mean()
+
+
+def root_mean_squared_error(pred, targ):
+    """Square root of the mean squared error (of each batch)."""
+    pred, targ = _flatten_check(pred, targ)
+    return torch.sqrt(F.mse_loss(pred, targ))
+
+
+def mean_squared_logarithmic_error(pred, targ):
+    """Mean squared error of `log(1 + x)`."""
+    pred, targ = _flatten_check(pred, targ)
+    return F.mse_loss(torch.log1p(pred), torch.log1p(targ))
+
+
+def exp_rmspe(pred, targ):
+    """Root mean squared percentage error of `exp(pred)` against `exp(targ)`."""
+    pred, targ = _flatten_check(pred, targ)
+    pred, targ = torch.exp(pred), torch.exp(targ)
+    return torch.sqrt((((targ - pred) / targ) ** 2).mean())
+
+
+def explained_variance(pred, targ):
+    """1 - Var(targ - pred) / Var(targ)."""
+    pred, targ = _flatten_check(pred, targ)
+    return 1 - torch.var(targ - pred) / torch.var(targ)
+
+
+def r2_score(pred, targ):
+    """Coefficient of determination."""
+    pred, targ = _flatten_check(pred, targ)
+    return 1 - torch.sum((targ - pred) ** 2) / torch.sum((targ - targ.mean()) ** 2)
+
+
+mse, mae, rmse, msle = mean_squared_error, mean_absolute_error, root_mean_squared_error, mean_squared_logarithmic_error

@@ -1,0 +1,328 @@
+"""`OptimWrapper`: one API for the hyper-parameters of any `torch.optim` optimizer.
+
+`lr`, `mom`, `beta`, `wd` map onto each optimizer's own keys (`momentum` or `betas[0]`;
+`betas[1]` or `alpha`; `weight_decay`), one value per layer group. With `true_wd` the
+weight decay is decoupled and applied before the step; `bn_wd=False` spares norm and bias
+parameters. Optimizers built by `create` hold two param groups per layer group (decayed,
+then norm/bias); an optimizer wrapped directly has one layer group per param group.
+"""
+
+import inspect
+
+import numpy as np
+import torch
+
+from ._utils import listify, split_no_wd_params, trainable_params
+
+__all__ = ["OptimWrapper"]
+
+_RESERVED = ("params", "lr", "momentum", "alpha", "betas", "weight_decay")
+
+
+def _num(v):
+    """NumPy and Python numbers become floats; tensors (and anything else) stay as they are."""
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def _plain(v):
+    """A hyper-parameter read out of a group, as a float when it is a one-element tensor."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return float(v)  # read once (construction / load), never per step
+    return v
+
+
+def _assign(group, key, v):
+    """Set `group[key] = v`, filling tensor hyper-parameters in place (fused/capturable optimizers)."""
+    cur = group.get(key)
+    if isinstance(cur, torch.Tensor):
+        if isinstance(v, torch.Tensor):
+            cur.copy_(v)
+        else:
+            cur.fill_(v)
+    elif isinstance(cur, (tuple, list)) and any(isinstance(c, torch.Tensor) for c in cur):
+        for c, x in zip(cur, v):
+            if isinstance(c, torch.Tensor):
+                c.fill_(x)
+        group[key] = type(cur)(c if isinstance(c, torch.Tensor) else x for c, x in zip(cur, v))
+    else:
+        group[key] = v
+
+
+def _lr_needs_value(opt_func):
+    try:
+        param = inspect.signature(opt_func).parameters.get("lr")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+class OptimWrapper:
+    """Wrap `opt` so that `lr`, `mom`, `beta`, `wd` read and set per layer group, with `true_wd` and `bn_wd`."""
+
+    def __init__(self, opt, wd=0.0, true_wd=False, bn_wd=True, *, paired=False):
+        if isinstance(opt, OptimWrapper):
+            raise TypeError("opt: already an OptimWrapper; wrap its `.opt` instead")
+        if not (hasattr(opt, "param_groups") and hasattr(opt, "step")):
+            raise TypeError(f"opt: expected a torch.optim.Optimizer, got {type(opt).__name__}")
+        if paired and len(opt.param_groups) % 2:
+            raise ValueError("paired: needs an even number of param groups (decayed, norm/bias) per layer group")
+        self.opt, self.true_wd, self.bn_wd, self.paired = opt, bool(true_wd), bool(bn_wd), paired
+        self.opt_func = type(opt)
+        self.opt_keys = [k for k in opt.param_groups[0] if k != "params"]
+        self._own_tensors()
+        self.read_defaults()
+        self.wd = wd
+
+    @classmethod
+    def create(cls, opt_func, lr, layer_groups, wd=0.0, true_wd=False, bn_wd=True):
+        """Build `opt_func` over `layer_groups` (two param groups each) and set `lr` per layer group."""
+        if not callable(opt_func):
+            raise TypeError(f"opt_func: expected an optimizer class or factory, got {type(opt_func).__name__}")
+        groups = [{"params": p} for p in split_no_wd_params(layer_groups)]
+        return cls._build(opt_func, groups, lr, wd, true_wd, bn_wd)
+
+    @classmethod
+    def _build(cls, opt_func, groups, lr, wd, true_wd, bn_wd):
+        if _lr_needs_value(opt_func):
+            groups = [{**g, "lr": 0.0} for g in groups]
+        res = cls(opt_func(groups), wd=wd, true_wd=true_wd, bn_wd=bn_wd, paired=True)
+        res.lr, res.opt_func = listify(lr, len(groups) // 2), opt_func
+        return res
+
+    def _copy_hypers_to(self, res):
+        res.mom, res.beta = self.mom, self.beta
+        for k, v in self._stats.items():
+            if k in res._stats and isinstance(v[-1], float):
+                res.set_stat(k, v[-1])
+        return res
+
+    def new(self, layer_groups, split_no_wd=True):
+        """A new `OptimWrapper` over `layer_groups` with the same optimizer and hyper-parameters."""
+        if split_no_wd:
+            res = self.create(self.opt_func, self.lr, layer_groups, self.wd, self.true_wd, self.bn_wd)
+        else:
+            opt = self.opt_func([{"params": trainable_params(g)} for g in layer_groups])
+            res = type(self)(opt, wd=self.wd, true_wd=self.true_wd, bn_wd=self.bn_wd)
+            res.lr, res.opt_func = self.lr, self.opt_func
+        return self._copy_hypers_to(res)
+
+    def new_with_params(self, param_groups):
+        """A new `OptimWrapper` over `param_groups` (decayed, norm/bias pairs) with the same hyper-parameters."""
+        groups = [{"params": list(p)} for p in param_groups]
+        same = len(groups) // 2 == len(self._lr)
+        res = self._build(self.opt_func, groups, self._lr if same else self.lr,
+                          self._wd if same else self.wd, self.true_wd, self.bn_wd)
+        return self._copy_hypers_to(res)
+
+    def __repr__(self):
+        return f"OptimWrapper over {self.opt!r}.\nTrue weight decay: {self.true_wd}"
+
+    # -- the optimizer's own methods --------------------------------------------------
+    def step(self, closure=None):
+        """Apply decoupled weight decay (if `true_wd`), then step the optimizer."""
+        if self.true_wd:
+            self._decay()
+        return self.opt.step() if closure is None else self.opt.step(closure)
+
+    def _decay(self):
+        main, norm = self._groups()
+        with torch.no_grad():
+            for i, (lr, wd) in enumerate(zip(self._lr, self._wd)):
+                if not wd:
+                    continue
+                params = [p for p in main[i]["params"] if p.grad is not None]
+                if self.bn_wd and norm:
+                    params += [p for p in norm[i]["params"] if p.grad is not None]
+                if params:
+                    torch._foreach_mul_(params, 1 - wd * lr)
+
+    def zero_grad(self, *args, **kwargs):
+        """Clear the gradients."""
+        self.opt.zero_grad(*args, **kwargs)
+
+    def __getattr__(self, k):
+        opt = self.__dict__.get("opt")
+        if opt is None or k.startswith("__"):
+            raise AttributeError(k)
+        return getattr(opt, k)
+
+    def __setstate__(self, data):
+        self.__dict__.update(data)
+
+    def clear(self):
+        """Reset the optimizer's state (moments, buffers), keeping its hyper-parameters."""
+        sd = self.opt.state_dict()
+        sd["state"] = {}
+        self.opt.load_state_dict(sd)
+
+    def state_dict(self):
+        """The optimizer's state dict plus this wrapper's hyper-parameters (key `'fastcb'`)."""
+        sd = self.opt.state_dict()
+        sd["fastcb"] = {"lr": list(self._lr), "mom": self._mom, "beta": self._beta, "wd": list(self._wd),
+                        "true_wd": self.true_wd, "bn_wd": self.bn_wd, "stats": dict(self._stats)}
+        return sd
+
+    def load_state_dict(self, sd):
+        """Restore a `state_dict()` (a plain torch optimizer state dict works too)."""
+        sd = dict(sd)
+        extra = sd.pop("fastcb", None)
+        self.opt.load_state_dict(sd)
+        self._own_tensors()
+        if extra is None:
+            wd = self._wd
+            self.read_defaults()
+            if self.true_wd:
+                self._wd = wd
+            return
+        self.true_wd, self.bn_wd = extra["true_wd"], extra["bn_wd"]
+        self._lr, self._mom, self._beta, self._wd = extra["lr"], extra["mom"], extra["beta"], extra["wd"]
+        self._stats = dict(extra["stats"])
+
+    def get_state(self):
+        """The wrapper's state minus the layer groups (fastai v1's export format)."""
+        return {"opt_state": self.opt.state_dict(), "lr": self._lr, "wd": self._wd, "beta": self._beta,
+                "mom": self._mom, "opt_func": self.opt_func, "true_wd": self.true_wd, "bn_wd": self.bn_wd}
+
+    @classmethod
+    def load_with_state_and_layer_group(cls, state, layer_groups):
+        """Rebuild from `get_state()` over `layer_groups`."""
+        res = cls.create(state["opt_func"], state["lr"], layer_groups, wd=state["wd"],
+                         true_wd=state["true_wd"], bn_wd=state["bn_wd"])
+        res._mom, res._beta = state["mom"], state["beta"]
+        res.opt.load_state_dict(state["opt_state"])
+        return res
+
+    @property
+    def n_params(self):
+        """The number of parameter tensors."""
+        return sum(len(pg["params"]) for pg in self.opt.param_groups)
+
+    # -- hyper-parameters ---------------------------------------------------------------
+    @property
+    def lr(self):
+        """Learning rate of the last layer group (`_lr` holds one per group)."""
+        return self._lr[-1]
+
+    @lr.setter
+    def lr(self, val):
+        self._lr = self.set_val("lr", listify(val, self._lr))
+
+    @property
+    def mom(self):
+        """Momentum (`momentum` or `betas[0]`); None when the optimizer has neither."""
+        return None if self._mom is None else self._mom[-1]
+
+    @mom.setter
+    def mom(self, val):
+        if val is None or self._mom is None:
+            return
+        val = listify(val, self._mom)
+        if "momentum" in self.opt_keys:
+            self._mom = self.set_val("momentum", val)
+        else:
+            self._mom = [v for v, _ in self.set_val("betas", (val, self._beta))]
+
+    @property
+    def beta(self):
+        """Second moment decay (`betas[1]` or `alpha`); None when the optimizer has neither."""
+        return None if self._beta is None else self._beta[-1]
+
+    @beta.setter
+    def beta(self, val):
+        if val is None or self._beta is None:
+            return
+        val = listify(val, self._beta)
+        if "betas" in self.opt_keys:
+            self._beta = [b for _, b in self.set_val("betas", (self._mom, val))]
+        else:
+            self._beta = self.set_val("alpha", val)
+
+    @property
+    def wd(self):
+        """Weight decay of the last layer group."""
+        return self._wd[-1]
+
+    @wd.setter
+    def wd(self, val):
+        val = [_num(v) for v in listify(val, self._wd)]
+        has_key = "weight_decay" in self.opt_keys
+        if self.true_wd:
+            if has_key:
+                self.set_val("weight_decay", [0.0] * len(val))
+        elif has_key:
+            self.set_val("weight_decay", val, bn_groups=self.bn_wd)
+            if not self.bn_wd:
+                self._set_norm("weight_decay", 0.0)
+        elif any(val):
+            raise ValueError(f"wd: {type(self.opt).__name__} has no weight_decay; use true_wd=True")
+        self._wd = val
+
+    def get_stat(self, name):
+        """Hyper-parameter `name` (`lr`, `mom`, `beta`, `wd` or any other optimizer key)."""
+        if name in ("lr", "mom", "beta", "wd"):
+            return getattr(self, name)
+        return self._stats[name][-1]
+
+    def set_stat(self, name, value):
+        """Set hyper-parameter `name` (one value or one per layer group)."""
+        if name in ("lr", "mom", "beta", "wd"):
+            setattr(self, name, value)
+        elif name in self._stats:
+            self._stats[name] = self.set_val(name, listify(value, self._stats[name]))
+        else:
+            raise KeyError(f"name: {type(self.opt).__name__} has no hyper-parameter {name!r}")
+
+    # -- helpers ------------------------------------------------------------------------
+    def _groups(self):
+        pgs = self.opt.param_groups
+        return (pgs[::2], pgs[1::2]) if self.paired else (pgs, ())
+
+    def _set_norm(self, key, v):
+        for pg in self._groups()[1]:
+            _assign(pg, key, v)
+
+    def _own_tensors(self):
+        """Give each param group its own tensor hyper-parameters (torch shares the default's tensor)."""
+        seen = set()
+        for pg in self.opt.param_groups:
+            for k, v in pg.items():
+                if isinstance(v, torch.Tensor) and k != "params":
+                    if id(v) in seen:
+                        pg[k] = v.clone()
+                    seen.add(id(pg[k]))
+
+    def read_defaults(self):
+        """Read the hyper-parameters from the optimizer's param groups."""
+        keys = self.opt_keys
+        n = len(self._groups()[0])
+        self._lr = self.read_val("lr") if "lr" in keys else [0.0] * n
+        self._mom = self.read_val("momentum") if "momentum" in keys else None
+        self._beta = self.read_val("alpha") if "alpha" in keys else None
+        if "betas" in keys:
+            self._mom, self._beta = self.read_val("betas")
+        self._wd = self.read_val("weight_decay") if "weight_decay" in keys else [0.0] * n
+        self._stats = {k: self.read_val(k) for k in keys if k not in _RESERVED}
+
+    def read_val(self, key):
+        """The values of `key` per layer group (a pair of lists for tuple values such as `betas`)."""
+        val = [pg[key] for pg in self._groups()[0]]
+        if val and isinstance(val[0], (tuple, list)):
+            return [_plain(o[0]) for o in val], [_plain(o[1]) for o in val]
+        return [_plain(v) for v in val]
+
+    def set_val(self, key, val, bn_groups=True):
+        """Set `val` (one per layer group; a pair of lists for tuples) at `key` in the param groups."""
+        if isinstance(val, tuple):
+            val = [(_num(a), _num(b)) for a, b in zip(*val)]
+        else:
+            val = [_num(v) for v in val]
+        main, norm = self._groups()
+        if len(val) != len(main):
+            raise ValueError(f"val: expected {len(main)} values for {key!r} (one per layer group), got {len(val)}")
+        for i, v in enumerate(val):
+            _assign(main[i], key, v)
+            if bn_groups and norm:
+                _assign(norm[i], key, v)
+        return val

@@ -1,0 +1,66 @@
+"""The progress bars passed to callbacks as `pbar`: fastprogress's, or quiet ones with the same interface."""
+
+from fastprogress.fastprogress import master_bar as _fp_master_bar
+from fastprogress.fastprogress import progress_bar as _fp_progress_bar
+
+__all__ = ["master_bar", "progress_bar", "QuietMasterBar", "QuietProgressBar"]
+
+
+class QuietProgressBar:
+    """Iterates `gen` without showing anything (and without any per-item work)."""
+
+    def __init__(self, gen, total=None, parent=None, leave=True):
+        self.gen, self.parent, self.leave, self.comment = gen, parent, leave, ""
+        self.total = total if total is not None else _len(gen)
+        if parent is not None:
+            parent.add_child(self)
+
+    def __iter__(self):
+        return iter(self.gen)
+
+    def __len__(self):
+        return self.total
+
+
+class QuietMasterBar:
+    """A master bar that shows nothing; `write` keeps the lines in `lines` instead of printing them."""
+
+    def __init__(self, gen, total=None, **kwargs):
+        self.main_bar = QuietProgressBar(gen, total)
+        self.child, self.lines, self.clean_on_interrupt = None, [], False
+
+    def __iter__(self):
+        return iter(self.main_bar)
+
+    def add_child(self, child):
+        """Register the current inner bar."""
+        self.child = child
+
+    def write(self, line, table=False):
+        """Record `line` (a list of cells when `table`)."""
+        self.lines.append(list(line) if table else line)
+
+    def update_graph(self, *args, **kwargs):
+        """Nothing to draw."""
+
+    def show_imgs(self, *args, **kwargs):
+        """Nothing to show."""
+
+
+def _len(gen):
+    try:
+        return len(gen)
+    except TypeError:
+        return None
+
+
+def master_bar(gen, total=None, quiet=False):
+    """The outer (epoch) bar: fastprogress's, or a `QuietMasterBar` when `quiet`."""
+    return QuietMasterBar(gen, total) if quiet else _fp_master_bar(gen, total=total)
+
+
+def progress_bar(gen, parent=None, leave=True, total=None, quiet=False):
+    """The inner (batch) bar: fastprogress's, or a quiet one when `quiet` or when `parent` is quiet."""
+    if quiet or isinstance(parent, QuietMasterBar):
+        return QuietProgressBar(gen, total, parent, leave)
+    return _fp_progress_bar(gen, total=total, parent=parent, leave=leave)
