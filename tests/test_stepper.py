@@ -153,3 +153,17 @@ def test_repr_shows_the_parameters():
 def test_load_state_dict_reports_missing_keys():
     with pytest.raises(KeyError, match="n_iter"):
         Stepper((1.0, 0.0), 10).load_state_dict({"start": 1.0, "end": 0.0, "n": 3})
+
+
+class Counting(Stepper):
+    calls = 0
+
+    def step(self):
+        type(self).calls += 1
+        return super().step()
+
+
+def test_subclasses_keep_the_compiled_step():
+    s = Counting((1.0, 0.0), 4, annealing_linear)
+    assert [s.step() for _ in range(4)] == [0.75, 0.5, 0.25, 0.0] and Counting.calls == 4
+    assert type(pickle.loads(pickle.dumps(s))) is Counting

@@ -8,7 +8,7 @@ use super::convert::float_array;
 use crate::core::mean::{self, ExactSum};
 
 /// A weighted mean whose sums are exact to float64 rounding, however many values.
-#[pyclass(module = "fastcb._core", name = "WeightedMean")]
+#[pyclass(module = "fastcb._core", name = "WeightedMean", subclass)]
 #[derive(Clone, Default)]
 pub struct WeightedMean(mean::WeightedMean);
 

@@ -9,7 +9,7 @@ use super::convert::{as_number, is_tensor};
 use crate::core::smooth::Smoother;
 
 /// The moving average of a value, debiased like Adam's (fastai v1's `SmoothenValue`).
-#[pyclass(module = "fastcb._core", name = "SmoothenValue")]
+#[pyclass(module = "fastcb._core", name = "SmoothenValue", subclass)]
 pub struct SmoothenValue {
     core: Smoother,
     /// `(mov_avg, smooth)` once a tensor was added: from then on, arithmetic is the tensor's.

@@ -22,7 +22,7 @@ enum Kind {
 }
 
 /// Steps `func` from `start` to `end` over `n_iter` iterations (fastai v1's `Stepper`).
-#[pyclass(module = "fastcb._core", name = "Stepper")]
+#[pyclass(module = "fastcb._core", name = "Stepper", subclass)]
 pub struct Stepper {
     core: core::Stepper,
     kind: Kind,
