@@ -84,24 +84,17 @@ impl Anneal {
         if v.is_finite() {
             Ok(v)
         } else {
-            Err(CoreError::value(
-                "pct",
-                format!("the result overflows float64 (start={start}, end={end}, pct={pct})"),
-            ))
+            Err(CoreError::value("pct", format!("the result overflows float64 (start={start}, end={end}, pct={pct})")))
         }
     }
 
     /// Elementwise `eval` over arrays broadcast together (NumPy rules), on all cores when
     /// the result is long. Every element equals the scalar `eval` of its arguments.
-    pub fn eval_array(
-        self,
-        start: ArrayViewD<f64>,
-        end: ArrayViewD<f64>,
-        pct: ArrayViewD<f64>,
-    ) -> Result<ArrayD<f64>> {
+    pub fn eval_array(self, start: ArrayViewD<f64>, end: ArrayViewD<f64>, pct: ArrayViewD<f64>) -> Result<ArrayD<f64>> {
         let shape = broadcast_shape("start, end and pct", &[start.shape(), end.shape(), pct.shape()])?;
         let dim = IxDyn(&shape);
-        let (Some(s), Some(e), Some(p)) = (start.broadcast(dim.clone()), end.broadcast(dim.clone()), pct.broadcast(dim))
+        let (Some(s), Some(e), Some(p)) =
+            (start.broadcast(dim.clone()), end.broadcast(dim.clone()), pct.broadcast(dim))
         else {
             unreachable!("the shapes were checked to broadcast")
         };
@@ -191,14 +184,16 @@ mod tests {
             assert_eq!(*v, Anneal::Cos.eval(2.0, 0.1, *p).unwrap());
         }
         let groups = arr1(&[1.0, 2.0, 3.0]).into_dyn();
-        let out = Anneal::Linear.eval_array(groups.view(), arr0(0.0).view().into_dyn(), arr0(0.5).view().into_dyn()).unwrap();
+        let out =
+            Anneal::Linear.eval_array(groups.view(), arr0(0.0).view().into_dyn(), arr0(0.5).view().into_dyn()).unwrap();
         assert_eq!(out.as_slice().unwrap(), &[0.5, 1.0, 1.5]);
     }
 
     #[test]
     fn arrays_report_the_bad_element_and_shape() {
         let pct = arr1(&[0.0, f64::NAN]).into_dyn();
-        let err = Anneal::Cos.eval_array(arr0(1.0).view().into_dyn(), arr0(0.0).view().into_dyn(), pct.view()).unwrap_err();
+        let err =
+            Anneal::Cos.eval_array(arr0(1.0).view().into_dyn(), arr0(0.0).view().into_dyn(), pct.view()).unwrap_err();
         assert_eq!(err.arg(), Some("pct"));
         let two = arr1(&[1.0, 2.0]).into_dyn();
         let three = arr1(&[1.0, 2.0, 3.0]).into_dyn();

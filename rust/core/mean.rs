@@ -134,7 +134,11 @@ impl WeightedMean {
     pub fn mean(&self) -> Result<f64> {
         let total = self.total_weight.value();
         if total == 0.0 {
-            let msg = if self.count == 0 { "the mean of an empty WeightedMean is undefined" } else { "the mean is undefined: the total weight is 0" };
+            let msg = if self.count == 0 {
+                "the mean of an empty WeightedMean is undefined"
+            } else {
+                "the mean is undefined: the total weight is 0"
+            };
             return Err(CoreError::Empty { msg: msg.into() });
         }
         Ok(self.sum.value() / total)

@@ -57,25 +57,41 @@ fn python_name(anneal: Anneal) -> (&'static str, Option<f64>) {
 
 /// No annealing: always `start`.
 #[pyfunction]
-pub fn annealing_no<'py>(start: &Bound<'py, PyAny>, end: &Bound<'py, PyAny>, pct: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub fn annealing_no<'py>(
+    start: &Bound<'py, PyAny>,
+    end: &Bound<'py, PyAny>,
+    pct: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     apply(Anneal::No, start, end, pct)
 }
 
 /// Linearly anneal from `start` to `end` as pct goes from 0.0 to 1.0.
 #[pyfunction]
-pub fn annealing_linear<'py>(start: &Bound<'py, PyAny>, end: &Bound<'py, PyAny>, pct: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub fn annealing_linear<'py>(
+    start: &Bound<'py, PyAny>,
+    end: &Bound<'py, PyAny>,
+    pct: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     apply(Anneal::Linear, start, end, pct)
 }
 
 /// Exponentially anneal from `start` to `end` as pct goes from 0.0 to 1.0.
 #[pyfunction]
-pub fn annealing_exp<'py>(start: &Bound<'py, PyAny>, end: &Bound<'py, PyAny>, pct: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub fn annealing_exp<'py>(
+    start: &Bound<'py, PyAny>,
+    end: &Bound<'py, PyAny>,
+    pct: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     apply(Anneal::Exp, start, end, pct)
 }
 
 /// Cosine anneal from `start` to `end` as pct goes from 0.0 to 1.0.
 #[pyfunction]
-pub fn annealing_cos<'py>(start: &Bound<'py, PyAny>, end: &Bound<'py, PyAny>, pct: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub fn annealing_cos<'py>(
+    start: &Bound<'py, PyAny>,
+    end: &Bound<'py, PyAny>,
+    pct: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     apply(Anneal::Cos, start, end, pct)
 }
 
@@ -110,7 +126,12 @@ impl AnnealPoly {
         self.degree
     }
 
-    fn __call__<'py>(&self, start: &Bound<'py, PyAny>, end: &Bound<'py, PyAny>, pct: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        &self,
+        start: &Bound<'py, PyAny>,
+        end: &Bound<'py, PyAny>,
+        pct: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         apply(Anneal::Poly(self.degree), start, end, pct)
     }
 

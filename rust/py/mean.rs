@@ -27,7 +27,12 @@ impl WeightedMean {
 
     /// Adds many values (and their weights, 1 each by default); all or none are added.
     #[pyo3(signature = (values, weights = None))]
-    fn extend(&mut self, py: Python<'_>, values: &Bound<'_, PyAny>, weights: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn extend(
+        &mut self,
+        py: Python<'_>,
+        values: &Bound<'_, PyAny>,
+        weights: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let values = float_array("values", values)?;
         let weights = weights.map(|w| float_array("weights", w)).transpose()?;
         let (v, w) = (values.as_array(), weights.as_ref().map(|w| w.as_array()));
@@ -96,7 +101,11 @@ impl WeightedMean {
             }
             Ok(ExactSum::from_partials(p))
         };
-        self.0 = mean::WeightedMean { sum: partials("sum")?, total_weight: partials("total_weight")?, count: get("count")?.extract()? };
+        self.0 = mean::WeightedMean {
+            sum: partials("sum")?,
+            total_weight: partials("total_weight")?,
+            count: get("count")?.extract()?,
+        };
         Ok(())
     }
 
@@ -114,7 +123,9 @@ impl WeightedMean {
 
     fn __repr__(&self) -> String {
         match self.0.mean() {
-            Ok(m) => format!("WeightedMean(mean={m:?}, total_weight={:?}, count={})", self.total_weight(), self.0.count),
+            Ok(m) => {
+                format!("WeightedMean(mean={m:?}, total_weight={:?}, count={})", self.total_weight(), self.0.count)
+            }
             Err(_) => format!("WeightedMean(count={})", self.0.count),
         }
     }

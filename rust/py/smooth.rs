@@ -53,7 +53,10 @@ impl SmoothenValue {
         }
         match value.extract::<f64>() {
             Ok(v) if self.tensors.is_none() => Ok(self.core.add_value(v).map(drop)?),
-            _ => Err(PyTypeError::new_err(format!("value: expected a number or a torch tensor, got {}", value.get_type().name()?))),
+            _ => Err(PyTypeError::new_err(format!(
+                "value: expected a number or a torch tensor, got {}",
+                value.get_type().name()?
+            ))),
         }
     }
 
@@ -123,6 +126,11 @@ impl SmoothenValue {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("SmoothenValue(beta={:?}, n={}, smooth={})", self.core.beta, self.core.n, self.smooth(py).bind(py).repr()?))
+        Ok(format!(
+            "SmoothenValue(beta={:?}, n={}, smooth={})",
+            self.core.beta,
+            self.core.n,
+            self.smooth(py).bind(py).repr()?
+        ))
     }
 }

@@ -50,7 +50,13 @@ impl Stepper {
             }
             _ => (Kind::Python, core::Stepper::new(vec![], vec![], n_iter, Anneal::No)?),
         };
-        Ok(Stepper { core, kind, start: start.clone().unbind(), end: end.clone().unbind(), func: func.clone().unbind() })
+        Ok(Stepper {
+            core,
+            kind,
+            start: start.clone().unbind(),
+            end: end.clone().unbind(),
+            func: func.clone().unbind(),
+        })
     }
 
     fn to_py<'py>(&self, py: Python<'py>, vals: Vec<f64>, rows: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
@@ -81,7 +87,11 @@ fn values(x: &Bound<'_, PyAny>) -> PyResult<Option<(Vec<f64>, Vec<usize>)>> {
 }
 
 fn broadcast(v: Vec<f64>, n: usize) -> Vec<f64> {
-    if v.len() == n { v } else { vec![v[0]; n] }
+    if v.len() == n {
+        v
+    } else {
+        vec![v[0]; n]
+    }
 }
 
 /// fastai's split of `vals`: a tuple is `(start, end)`, anything else is `start` with end 0.
@@ -89,7 +99,10 @@ fn split_vals<'py>(vals: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
     let py = vals.py();
     if let Ok(t) = vals.cast::<PyTuple>() {
         if t.len() != 2 {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!("vals: a tuple must be (start, end), got {} items", t.len())));
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "vals: a tuple must be (start, end), got {} items",
+                t.len()
+            )));
         }
         return Ok((t.get_item(0)?, t.get_item(1)?, true));
     }
@@ -133,7 +146,11 @@ impl Stepper {
         match self.kind {
             Kind::Python => {
                 let vals = (1..=k as u64).map(|i| self.call_func(py, self.core.n + i)).collect::<PyResult<Vec<_>>>()?;
-                Ok(float_array("func", &PyList::new(py, vals)?.into_any())?.as_array().to_owned().into_pyarray(py).into_any())
+                Ok(float_array("func", &PyList::new(py, vals)?.into_any())?
+                    .as_array()
+                    .to_owned()
+                    .into_pyarray(py)
+                    .into_any())
             }
             _ => {
                 let vals = py.detach(|| self.core.peek(k))?;
@@ -197,7 +214,8 @@ impl Stepper {
     fn load_state_dict(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
         let get = |k: &str| state.get_item(k)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {k:?}")));
         let n: u64 = get("n")?.extract()?;
-        let mut restored = Stepper::build(&get("start")?, &get("end")?, get("n_iter")?.extract()?, self.func.bind(state.py()))?;
+        let mut restored =
+            Stepper::build(&get("start")?, &get("end")?, get("n_iter")?.extract()?, self.func.bind(state.py()))?;
         restored.core.set_n(n);
         *self = restored;
         Ok(())
@@ -233,4 +251,3 @@ impl Stepper {
         ))
     }
 }
-
