@@ -113,6 +113,28 @@ impl OneCycle {
     }
 }
 
+impl OneCycle {
+    /// From torch's phase table: phase `i` ends at `edges[i + 1]` (`edges[0]` is 0) and
+    /// anneals group `g` from `lr_parts[g][i].0` to `lr_parts[g][i].1` (momentum alike).
+    pub fn from_phases(
+        total_steps: i64,
+        edges: Vec<f64>,
+        shape: Anneal,
+        lr_parts: &[Vec<(f64, f64)>],
+        mom_parts: Option<&[Vec<(f64, f64)>]>,
+    ) -> Self {
+        let join = |ends: &Vec<(f64, f64)>| {
+            let parts = ends.iter().map(|&(start, end)| Schedule::Anneal { shape, start, end }).collect();
+            Schedule::join_unchecked(edges.clone(), parts)
+        };
+        OneCycle {
+            total_steps,
+            lrs: lr_parts.iter().map(join).collect(),
+            momentums: mom_parts.map(|m| m.iter().map(join).collect()),
+        }
+    }
+}
+
 /// CosineAnnealingWarmRestarts' parameters; its position is `(T_cur, T_i)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WarmRestarts {

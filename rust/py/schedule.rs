@@ -1,7 +1,712 @@
-//! Bindings of the composable schedules (issue 4).
+//! Bindings of the schedules (issue 4): composable `Schedule`s, the transformers factors
+//! (`HfFactor`) and `TorchCore`, the compiled step of a drop-in torch scheduler.
 
+use numpy::IntoPyArray;
+use pyo3::exceptions::{PyTypeError, PyValueError, PyZeroDivisionError};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use super::convert::{as_number, float_array};
+use crate::core::hf_sched::{FactorError, HfFactor as CoreFactor, WsdShape};
+use crate::core::schedule::Schedule as CoreSchedule;
+use crate::core::torch_sched::{Cyclic, CyclicMode, OneCycle, Rule, WarmRestarts};
+use crate::core::Anneal;
+
+// ---------------------------------------------------------------------------------------
+// Schedule
+
+/// A shape by name: `no`, `linear`, `exp`, `cos`, or `poly` with its degree.
+fn parse_shape(name: &str, degree: Option<f64>) -> PyResult<Anneal> {
+    Ok(match (name, degree) {
+        ("no", _) => Anneal::No,
+        ("linear", _) => Anneal::Linear,
+        ("exp", _) => Anneal::Exp,
+        ("cos", _) => Anneal::Cos,
+        ("poly", Some(d)) => Anneal::poly(d)?,
+        ("poly", None) => return Err(PyValueError::new_err("degree: annealing 'poly' needs a degree")),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "shape: must be one of 'no', 'linear', 'exp', 'cos', 'poly', got {name:?}"
+            )))
+        }
+    })
+}
+
+fn shape_name(shape: Anneal) -> (&'static str, Option<f64>) {
+    match shape {
+        Anneal::No => ("no", None),
+        Anneal::Linear => ("linear", None),
+        Anneal::Exp => ("exp", None),
+        Anneal::Cos => ("cos", None),
+        Anneal::Poly(d) => ("poly", Some(d)),
+    }
+}
+
+/// A schedule as nested tuples of names and numbers (its pickled form).
+fn to_spec<'py>(py: Python<'py>, s: &CoreSchedule) -> PyResult<Bound<'py, PyAny>> {
+    match s {
+        CoreSchedule::Anneal { shape, start, end } => {
+            let (name, degree) = shape_name(*shape);
+            ("anneal", name, degree, *start, *end).into_bound_py_any(py)
+        }
+        CoreSchedule::Join { edges, parts } => {
+            let parts = parts.iter().map(|p| to_spec(py, p)).collect::<PyResult<Vec<_>>>()?;
+            ("join", edges.clone(), parts).into_bound_py_any(py)
+        }
+        CoreSchedule::Restarts { period, mult, inner } => ("restarts", *period, *mult, to_spec(py, inner)?).into_bound_py_any(py),
+    }
+}
+
+fn from_spec(spec: &Bound<'_, PyAny>) -> PyResult<CoreSchedule> {
+    let bad = || PyValueError::new_err("spec: not a schedule spec (see Schedule.spec)");
+    let t = spec.cast::<PyTuple>().map_err(|_| bad())?;
+    let kind: String = t.get_item(0)?.extract().map_err(|_| bad())?;
+    Ok(match kind.as_str() {
+        "anneal" => {
+            let (_, name, degree, start, end): (String, String, Option<f64>, f64, f64) = t.extract().map_err(|_| bad())?;
+            CoreSchedule::anneal(parse_shape(&name, degree)?, start, end)?
+        }
+        "join" => {
+            let edges: Vec<f64> = t.get_item(1)?.extract()?;
+            let parts = t.get_item(2)?.try_iter()?.map(|p| from_spec(&p?)).collect::<PyResult<Vec<_>>>()?;
+            CoreSchedule::join(edges, parts)?
+        }
+        "restarts" => {
+            let (period, mult): (f64, f64) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
+            CoreSchedule::restarts(period, mult, from_spec(&t.get_item(3)?)?)?
+        }
+        _ => return Err(bad()),
+    })
+}
+
+fn schedules(scheds: &Bound<'_, PyAny>) -> PyResult<Vec<CoreSchedule>> {
+    scheds
+        .try_iter()?
+        .map(|s| {
+            let s = s?;
+            let s = s.cast::<Schedule>().map_err(|_| PyTypeError::new_err("scheds: every item must be a Schedule"))?;
+            Ok(s.get().0.clone())
+        })
+        .collect()
+}
+
+/// A schedule: a pure function of position, evaluated at a number or a whole array in one call.
+#[pyclass(module = "fastcb._core", name = "Schedule", frozen)]
+pub struct Schedule(pub CoreSchedule);
+
+#[pymethods]
+impl Schedule {
+    /// An annealing shape (`no`, `linear`, `exp`, `cos`, `poly`) from `start` at 0 to `end` at 1.
+    #[staticmethod]
+    #[pyo3(signature = (shape, start, end, degree = None))]
+    fn anneal(shape: &str, start: f64, end: f64, degree: Option<f64>) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::anneal(parse_shape(shape, degree)?, start, end)?))
+    }
+
+    /// A constant value.
+    #[staticmethod]
+    fn constant(value: f64) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::constant(value)?))
+    }
+
+    /// Schedules joined at `edges` (strictly increasing, one more than the schedules); each
+    /// sees its own span as 0 → 1.
+    #[staticmethod]
+    fn join(edges: Vec<f64>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::join(edges, schedules(scheds)?)?))
+    }
+
+    /// fastai's `combine_scheds`: schedule `i` runs over the fraction `pcts[i]` of 0 → 1.
+    #[staticmethod]
+    fn combine(pcts: Vec<f64>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::combine(&pcts, schedules(scheds)?)?))
+    }
+
+    /// `inner` restarted every cycle (SGDR); cycle `k` lasts `period * mult**k`.
+    #[staticmethod]
+    #[pyo3(signature = (period, inner, mult = 1.0))]
+    fn restarts(period: f64, inner: &Bound<'_, Schedule>, mult: f64) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::restarts(period, mult, inner.get().0.clone())?))
+    }
+
+    /// Warm-up from `start` to `peak` over the fraction `warmup`, then decay to `end`.
+    #[staticmethod]
+    #[pyo3(signature = (warmup, start, peak, end, up = "linear", down = "cos"))]
+    fn warmup_decay(warmup: f64, start: f64, peak: f64, end: f64, up: &str, down: &str) -> PyResult<Self> {
+        let (up, down) = (parse_shape(up, None)?, parse_shape(down, None)?);
+        Ok(Schedule(CoreSchedule::warmup_decay(warmup, start, peak, end, up, down)?))
+    }
+
+    /// fastai's one-cycle: cosine from `lr_max/div_factor` up to `lr_max` over `pct_start`,
+    /// then cosine down to `lr_max/final_div`.
+    #[staticmethod]
+    #[pyo3(signature = (lr_max, pct_start = 0.25, div_factor = 25.0, final_div = 1e5))]
+    fn one_cycle(lr_max: f64, pct_start: f64, div_factor: f64, final_div: f64) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::one_cycle(lr_max, pct_start, div_factor, final_div)?))
+    }
+
+    /// Warmup-stable-decay over 0 → 1: warm-up over `warmup`, stable, decay over `decay`.
+    #[staticmethod]
+    #[pyo3(signature = (warmup, decay, start, peak, end, up = "linear", down = "cos"))]
+    fn wsd(warmup: f64, decay: f64, start: f64, peak: f64, end: f64, up: &str, down: &str) -> PyResult<Self> {
+        let (up, down) = (parse_shape(up, None)?, parse_shape(down, None)?);
+        Ok(Schedule(CoreSchedule::wsd(warmup, decay, start, peak, end, up, down)?))
+    }
+
+    /// SGDR over steps: cosine from `max` to `min` over `period` steps, then restarts with
+    /// periods growing by `mult`.
+    #[staticmethod]
+    #[pyo3(signature = (max, min, period, mult = 1.0))]
+    fn sgdr(max: f64, min: f64, period: f64, mult: f64) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::sgdr(max, min, period, mult)?))
+    }
+
+    /// The schedule described by `spec` (the nested tuples of `Schedule.spec`).
+    #[staticmethod]
+    fn from_spec(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Schedule(from_spec(spec)?))
+    }
+
+    /// The schedule as nested tuples: `("anneal", shape, degree, start, end)`,
+    /// `("join", edges, parts)` or `("restarts", period, mult, inner)`.
+    #[getter]
+    fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_spec(py, &self.0)
+    }
+
+    /// The value at `pos` (a number), or the values at every position of an array.
+    fn __call__<'py>(&self, py: Python<'py>, pos: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(p) = as_number(pos) {
+            return Ok(PyFloat::new(py, self.0.eval(p)?).into_any());
+        }
+        let arr = float_array("pos", pos)?;
+        let view = arr.as_array();
+        let shape = view.shape().to_vec();
+        let flat: Vec<f64> = match view.as_slice() {
+            Some(s) => py.detach(|| self.0.eval_slice(s))?,
+            None => {
+                let owned: Vec<f64> = view.iter().copied().collect();
+                py.detach(|| self.0.eval_slice(&owned))?
+            }
+        };
+        Ok(numpy::ndarray::Array::from_shape_vec(shape, flat)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?
+            .into_pyarray(py)
+            .into_any())
+    }
+
+    /// The whole schedule over `n` steps: the values at `i / n` for `i` in `0..n`.
+    fn sample<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyAny>> {
+        let out = py.detach(|| self.0.sample(n))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let ctor = slf.get_type().getattr("from_spec")?;
+        (ctor, (slf.get().spec(py)?,)).into_bound_py_any(py)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<Schedule>().map(|o| o.get().0 == self.0).unwrap_or(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Schedule.from_spec({})", to_spec(py, &self.0)?.repr()?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HfFactor
+
+fn factor_spec<'py>(py: Python<'py>, f: &CoreFactor) -> PyResult<Bound<'py, PyAny>> {
+    match *f {
+        CoreFactor::Constant => ("constant",).into_bound_py_any(py),
+        CoreFactor::ConstantWarmup { warmup } => ("constant_warmup", warmup).into_bound_py_any(py),
+        CoreFactor::Linear { warmup, total } => ("linear", warmup, total).into_bound_py_any(py),
+        CoreFactor::Cosine { warmup, total, cycles } => ("cosine", warmup, total, cycles).into_bound_py_any(py),
+        CoreFactor::HardRestarts { warmup, total, cycles } => ("hard_restarts", warmup, total, cycles).into_bound_py_any(py),
+        CoreFactor::Polynomial { warmup, total, lr_end, power, lr_init } => {
+            ("polynomial", warmup, total, lr_end, power, lr_init).into_bound_py_any(py)
+        }
+        CoreFactor::InverseSqrt { warmup, timescale } => ("inverse_sqrt", warmup, timescale).into_bound_py_any(py),
+        CoreFactor::Wsd { warmup, stable, decay, up, down, min_ratio, cycles } => {
+            ("wsd", warmup, stable, decay, up.name(), down.name(), min_ratio, cycles).into_bound_py_any(py)
+        }
+    }
+}
+
+fn factor_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<CoreFactor> {
+    let kind: String = spec.get_item(0)?.extract()?;
+    let n = spec.len();
+    let int = |i: usize, name: &str| -> PyResult<i64> {
+        spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be an integer")))
+    };
+    let float = |i: usize, name: &str| -> PyResult<f64> {
+        let v: f64 = spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be a number")))?;
+        crate::core::error::finite(name_static(name), v).map_err(PyErr::from)
+    };
+    let wsd_shape = |i: usize, name: &str| -> PyResult<WsdShape> {
+        let s: String = spec.get_item(i)?.extract()?;
+        WsdShape::parse(&s).ok_or_else(|| PyValueError::new_err(format!("Unknown {name} type: {s}, expected 'linear', 'cosine' or '1-sqrt'")))
+    };
+    let arity = |k: usize| -> PyResult<()> {
+        if n == k {
+            Ok(())
+        } else {
+            Err(PyValueError::new_err(format!("spec: {kind} takes {} parameters, got {}", k - 1, n - 1)))
+        }
+    };
+    Ok(match kind.as_str() {
+        "constant" => {
+            arity(1)?;
+            CoreFactor::Constant
+        }
+        "constant_warmup" => {
+            arity(2)?;
+            CoreFactor::ConstantWarmup { warmup: int(1, "num_warmup_steps")? }
+        }
+        "linear" => {
+            arity(3)?;
+            CoreFactor::Linear { warmup: int(1, "num_warmup_steps")?, total: int(2, "num_training_steps")? }
+        }
+        "cosine" | "hard_restarts" => {
+            arity(4)?;
+            let (warmup, total, cycles) = (int(1, "num_warmup_steps")?, int(2, "num_training_steps")?, float(3, "num_cycles")?);
+            if kind == "cosine" {
+                CoreFactor::Cosine { warmup, total, cycles }
+            } else {
+                CoreFactor::HardRestarts { warmup, total, cycles }
+            }
+        }
+        "polynomial" => {
+            arity(6)?;
+            CoreFactor::Polynomial {
+                warmup: int(1, "num_warmup_steps")?,
+                total: int(2, "num_training_steps")?,
+                lr_end: float(3, "lr_end")?,
+                power: float(4, "power")?,
+                lr_init: float(5, "lr_init")?,
+            }
+        }
+        "inverse_sqrt" => {
+            arity(3)?;
+            CoreFactor::InverseSqrt { warmup: int(1, "num_warmup_steps")?, timescale: int(2, "timescale")? }
+        }
+        "wsd" => {
+            arity(8)?;
+            CoreFactor::Wsd {
+                warmup: int(1, "num_warmup_steps")?,
+                stable: int(2, "num_stable_steps")?,
+                decay: int(3, "num_decay_steps")?,
+                up: wsd_shape(4, "warmup")?,
+                down: wsd_shape(5, "decay")?,
+                min_ratio: float(6, "min_lr_ratio")?,
+                cycles: float(7, "num_cycles")?,
+            }
+        }
+        _ => return Err(PyValueError::new_err(format!("spec: unknown factor {kind:?}"))),
+    })
+}
+
+/// The argument names the factors check, as the `'static` names errors carry.
+fn name_static(name: &str) -> &'static str {
+    ["num_cycles", "lr_end", "power", "lr_init", "min_lr_ratio"].into_iter().find(|n| *n == name).unwrap_or("value")
+}
+
+fn factor_error(e: FactorError) -> PyErr {
+    match e {
+        FactorError::ZeroDivision => PyZeroDivisionError::new_err("float division by zero"),
+        FactorError::Domain => PyValueError::new_err("math domain error"),
+    }
+}
+
+/// The multiplicative factor of one of transformers' schedule factories, as a picklable
+/// callable of the step: `lr = base_lr * factor(step)`.
+#[pyclass(module = "fastcb._core", name = "HfFactor", frozen)]
+pub struct HfFactor(pub CoreFactor);
+
+#[pymethods]
+impl HfFactor {
+    /// `HfFactor(kind, *params)`; see `spec` for the kinds and their parameters.
+    #[new]
+    #[pyo3(signature = (*spec))]
+    fn new(spec: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        if spec.is_empty() {
+            return Err(PyTypeError::new_err("HfFactor needs a kind"));
+        }
+        Ok(HfFactor(factor_from_spec(spec)?))
+    }
+
+    /// `(kind, *params)`: `constant`, `constant_warmup(w)`, `linear(w, total)`,
+    /// `cosine(w, total, cycles)`, `hard_restarts(w, total, cycles)`,
+    /// `polynomial(w, total, lr_end, power, lr_init)`, `inverse_sqrt(w, timescale)`,
+    /// `wsd(w, stable, decay, warmup_type, decay_type, min_lr_ratio, cycles)`.
+    #[getter]
+    fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        factor_spec(py, &self.0)
+    }
+
+    /// The factor at `step`.
+    fn __call__(&self, step: i64) -> PyResult<f64> {
+        self.0.value(step).map_err(factor_error)
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        (slf.get_type(), factor_spec(py, &slf.get().0)?).into_bound_py_any(py)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<HfFactor>().map(|o| o.get().0 == self.0).unwrap_or(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("HfFactor{}", factor_spec(py, &self.0)?.repr()?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TorchCore
+
+/// Where a rule's momentum goes in a param group.
+#[derive(Clone, Copy, PartialEq)]
+enum MomentumKey {
+    Momentum,
+    Beta1,
+}
+
+fn rule_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<Rule> {
+    let kind: String = spec.get_item(0)?.extract()?;
+    let i64_at = |i: usize| -> PyResult<i64> { spec.get_item(i)?.extract() };
+    let f64_at = |i: usize| -> PyResult<f64> { spec.get_item(i)?.extract() };
+    Ok(match kind.as_str() {
+        "lambda" => {
+            let factors = spec.get_item(1)?.try_iter()?.map(|f| Ok(f?.cast::<HfFactor>()?.get().0.clone())).collect::<PyResult<_>>()?;
+            Rule::Lambda(factors)
+        }
+        "step" => Rule::Step { step_size: i64_at(1)?, gamma: f64_at(2)? },
+        "multistep" => Rule::multi_step(&spec.get_item(1)?.extract::<Vec<i64>>()?, f64_at(2)?),
+        "constant" => Rule::Constant { factor: f64_at(1)?, total_iters: i64_at(2)? },
+        "linear" => Rule::Linear { start: f64_at(1)?, end: f64_at(2)?, total_iters: i64_at(3)? },
+        "exponential" => Rule::Exponential { gamma: f64_at(1)? },
+        "polynomial" => Rule::Polynomial { total_iters: i64_at(1)?, power: f64_at(2)? },
+        "cosine" => Rule::Cosine { t_max: i64_at(1)?, eta_min: f64_at(2)? },
+        "cyclic" => {
+            let mode: String = spec.get_item(3)?.extract()?;
+            let mode = match mode.as_str() {
+                "triangular" => CyclicMode::Triangular,
+                "triangular2" => CyclicMode::Triangular2,
+                "exp_range" => CyclicMode::ExpRange(f64_at(4)?),
+                _ => return Err(PyValueError::new_err("mode: not a built-in CyclicLR mode")),
+            };
+            Rule::Cyclic(Cyclic {
+                total_size: f64_at(1)?,
+                step_ratio: f64_at(2)?,
+                mode,
+                max_lrs: spec.get_item(5)?.extract()?,
+                momentums: spec.get_item(6)?.extract()?,
+            })
+        }
+        "onecycle" => {
+            let shape = parse_shape(&spec.get_item(3)?.extract::<String>()?, None)?;
+            let lr_parts: Vec<Vec<(f64, f64)>> = spec.get_item(4)?.extract()?;
+            let mom_parts: Option<Vec<Vec<(f64, f64)>>> = spec.get_item(5)?.extract()?;
+            let edges: Vec<f64> = spec.get_item(2)?.extract()?;
+            let phases = edges.len().saturating_sub(1);
+            if phases == 0
+                || lr_parts.iter().any(|p| p.len() != phases)
+                || mom_parts.iter().flatten().any(|p| p.len() != phases)
+            {
+                return Err(PyValueError::new_err("rule: one (start, end) pair per phase and group"));
+            }
+            Rule::OneCycle(OneCycle::from_phases(i64_at(1)?, edges, shape, &lr_parts, mom_parts.as_deref()))
+        }
+        "warmrestarts" => Rule::WarmRestarts(WarmRestarts { t_mult: i64_at(1)?, eta_min: f64_at(2)? }),
+        _ => return Err(PyValueError::new_err(format!("spec: unknown rule {kind:?}"))),
+    })
+}
+
+/// An exact Python int that fits `i64`, else `None`.
+fn exact_int(x: Option<Bound<'_, PyAny>>) -> Option<i64> {
+    let x = x?;
+    if x.is_exact_instance_of::<PyInt>() {
+        x.extract().ok()
+    } else {
+        None
+    }
+}
+
+/// The compiled `step()` of a drop-in torch scheduler. It reads and writes the scheduler's
+/// own attributes (`last_epoch`, `_step_count`, `_last_lr`, `base_lrs`, …) in its
+/// `__dict__`, so torch's machinery (SequentialLR, `state_dict`, `step(epoch)`) sees
+/// exactly what torch's own step would leave there.
+#[pyclass(module = "fastcb._core", name = "TorchCore")]
+pub struct TorchCore {
+    rule: Rule,
+    state: Py<PyDict>,
+    momentum: Option<MomentumKey>,
+    n_groups: usize,
+    /// The param-group dicts the rule's per-group values were read from (OneCycleLR).
+    groups: Option<Vec<Py<PyAny>>>,
+    base_obj: Option<Py<PyAny>>,
+    base: Vec<f64>,
+    lrs: Vec<f64>,
+    stale: bool,
+}
+
+impl TorchCore {
+    /// The base learning rates as floats, re-read when `base_lrs` was reassigned.
+    fn refresh_base(&mut self, d: &Bound<'_, PyDict>) -> PyResult<bool> {
+        let py = d.py();
+        let Some(obj) = d.get_item(intern!(py, "base_lrs"))? else { return Ok(false) };
+        if let Some(cached) = &self.base_obj {
+            if cached.bind(py).is(&obj) {
+                return Ok(true);
+            }
+        }
+        let Ok(list) = obj.cast::<PyList>() else { return Ok(false) };
+        let mut base = Vec::with_capacity(list.len());
+        for x in list.iter() {
+            match as_number(&x) {
+                Some(v) => base.push(v),
+                None => return Ok(false),
+            }
+        }
+        self.base = base;
+        self.base_obj = Some(obj.unbind());
+        Ok(true)
+    }
+}
+
+#[pymethods]
+impl TorchCore {
+    /// `TorchCore(state, rule, n_groups, momentum=None, groups=None)`: `state` is the
+    /// scheduler's `__dict__`; `rule` a tuple naming the class and its parameters;
+    /// `momentum` is `"momentum"` or `"betas"` for classes that cycle it; `groups` the
+    /// param groups whose values the rule copied (it falls back when they are replaced).
+    #[new]
+    #[pyo3(signature = (state, rule, n_groups, momentum = None, groups = None))]
+    fn new(
+        state: Bound<'_, PyDict>,
+        rule: &Bound<'_, PyTuple>,
+        n_groups: usize,
+        momentum: Option<&str>,
+        groups: Option<Vec<Py<PyAny>>>,
+    ) -> PyResult<Self> {
+        let momentum = match momentum {
+            None => None,
+            Some("momentum") => Some(MomentumKey::Momentum),
+            Some("betas") => Some(MomentumKey::Beta1),
+            Some(other) => return Err(PyValueError::new_err(format!("momentum: must be 'momentum' or 'betas', got {other:?}"))),
+        };
+        Ok(TorchCore {
+            rule: rule_from_spec(rule)?,
+            state: state.unbind(),
+            momentum,
+            n_groups,
+            groups,
+            base_obj: None,
+            base: Vec::new(),
+            lrs: Vec::new(),
+            stale: false,
+        })
+    }
+
+    /// One regular step, all in Rust; `False` (changing nothing) where the Python formula
+    /// must run instead: tensor learning rates, the first steps, torch's errors.
+    fn step(&mut self, py: Python<'_>) -> PyResult<bool> {
+        let state = self.state.clone_ref(py);
+        let d = state.bind(py);
+        let warm = matches!(self.rule, Rule::WarmRestarts(_));
+        let Some(last) = exact_int(d.get_item(intern!(py, "last_epoch"))?) else { return Ok(false) };
+        let count = if warm {
+            if last < 0 {
+                return Ok(false);
+            }
+            0
+        } else {
+            match exact_int(d.get_item(intern!(py, "_step_count"))?) {
+                Some(c) if c >= 2 => c,
+                _ => return Ok(false),
+            }
+        };
+        let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(false) };
+        let groups = opt.getattr(intern!(py, "param_groups"))?;
+        let Ok(groups) = groups.cast::<PyList>() else { return Ok(false) };
+        let n = groups.len();
+        if n != self.n_groups || !self.refresh_base(d)? || self.base.len() != n {
+            return Ok(false);
+        }
+        let lr_key = intern!(py, "lr");
+        self.lrs.clear();
+        for (i, g) in groups.iter().enumerate() {
+            if let Some(known) = &self.groups {
+                if !known[i].bind(py).is(&g) {
+                    self.stale = true;
+                    return Ok(false);
+                }
+            }
+            let Ok(g) = g.cast::<PyDict>() else { return Ok(false) };
+            let Some(lr) = g.get_item(lr_key)? else { return Ok(false) };
+            let Ok(lr) = lr.cast::<PyFloat>() else { return Ok(false) };
+            self.lrs.push(lr.value());
+        }
+        let epoch = last + 1;
+        let mut restart = None;
+        if let Rule::WarmRestarts(w) = &self.rule {
+            let t_cur = exact_int(d.get_item(intern!(py, "T_cur"))?);
+            let t_i = exact_int(d.get_item(intern!(py, "T_i"))?);
+            let (Some(t_cur), Some(t_i)) = (t_cur, t_i) else { return Ok(false) };
+            let Some((t_cur, t_i)) = w.advance(t_cur, t_i) else { return Ok(false) };
+            for g in 0..n {
+                let v = w.lr(self.base[g], t_cur, t_i);
+                if !v.is_finite() {
+                    return Ok(false);
+                }
+                self.lrs[g] = v;
+            }
+            restart = Some((t_cur, t_i));
+        } else {
+            for g in 0..n {
+                match self.rule.lr(epoch, g, self.lrs[g], self.base[g]) {
+                    Some(v) => self.lrs[g] = v,
+                    None => return Ok(false),
+                }
+            }
+        }
+        let mut moms = Vec::new();
+        if self.rule.cycles_momentum() {
+            for g in 0..n {
+                match self.rule.momentum(epoch, g) {
+                    Some(m) => moms.push(m),
+                    None => return Ok(false),
+                }
+            }
+        }
+        // Everything is computed: write it all.
+        let mut last_lr = Vec::with_capacity(n);
+        for (g, group) in groups.iter().enumerate() {
+            let group = group.cast_into::<PyDict>()?;
+            let lr = PyFloat::new(py, self.lrs[g]);
+            group.set_item(lr_key, &lr)?;
+            last_lr.push(lr);
+            if let (Some(key), Some(&m)) = (self.momentum, moms.get(g)) {
+                match key {
+                    MomentumKey::Momentum => group.set_item(intern!(py, "momentum"), m)?,
+                    MomentumKey::Beta1 => {
+                        let betas_key = intern!(py, "betas");
+                        let old = group.get_item(betas_key)?;
+                        let mut betas = vec![PyFloat::new(py, m).into_any()];
+                        if let Some(old) = old {
+                            betas.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
+                        }
+                        group.set_item(betas_key, PyTuple::new(py, betas)?)?;
+                    }
+                }
+            }
+        }
+        d.set_item(intern!(py, "last_epoch"), epoch)?;
+        if let Some((t_cur, t_i)) = restart {
+            d.set_item(intern!(py, "T_cur"), t_cur)?;
+            d.set_item(intern!(py, "T_i"), t_i)?;
+        } else {
+            d.set_item(intern!(py, "_step_count"), count + 1)?;
+        }
+        d.set_item(intern!(py, "_last_lr"), PyList::new(py, last_lr)?)?;
+        Ok(true)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.state)?;
+        if let Some(b) = &self.base_obj {
+            visit.call(b)?;
+        }
+        for g in self.groups.iter().flatten() {
+            visit.call(g)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.base_obj = None;
+        self.groups = None;
+    }
+
+    /// Whether the param groups were replaced since the rule was compiled (recompile).
+    #[getter]
+    fn stale(&self) -> bool {
+        self.stale
+    }
+
+    fn __repr__(&self) -> String {
+        format!("TorchCore({:?})", self.rule)
+    }
+}
+
+/// The compiled `step()` of SequentialLR over compiled schedulers: between milestones it
+/// steps the current scheduler's `TorchCore`, in Rust; anything else falls back.
+#[pyclass(module = "fastcb._core", name = "SequentialCore")]
+pub struct SequentialCore {
+    state: Py<PyDict>,
+    milestones: Vec<i64>,
+    /// Each scheduler's core and `__dict__`, `None` for one without a core.
+    children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>,
+}
+
+#[pymethods]
+impl SequentialCore {
+    /// `SequentialCore(state, milestones, children)`: `children[i]` is `(core, __dict__)` of
+    /// scheduler `i`, or `None`.
+    #[new]
+    fn new(state: Bound<'_, PyDict>, milestones: Vec<i64>, children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>) -> PyResult<Self> {
+        if children.len() != milestones.len() + 1 {
+            return Err(PyValueError::new_err("milestones: one fewer than the schedulers"));
+        }
+        Ok(SequentialCore { state: state.unbind(), milestones, children })
+    }
+
+    /// One step between milestones, in Rust; `False` (changing nothing) otherwise.
+    fn step(&self, py: Python<'_>) -> PyResult<bool> {
+        let d = self.state.bind(py);
+        let Some(last) = exact_int(d.get_item(intern!(py, "last_epoch"))?) else { return Ok(false) };
+        let epoch = last + 1;
+        let idx = self.milestones.partition_point(|&m| m <= epoch);
+        if idx > 0 && self.milestones[idx - 1] == epoch {
+            return Ok(false);
+        }
+        let Some((core, child)) = &self.children[idx] else { return Ok(false) };
+        let Ok(mut core) = core.bind(py).try_borrow_mut() else { return Ok(false) };
+        if !core.step(py)? {
+            return Ok(false);
+        }
+        d.set_item(intern!(py, "last_epoch"), epoch)?;
+        if let Some(last_lr) = child.bind(py).get_item(intern!(py, "_last_lr"))? {
+            d.set_item(intern!(py, "_last_lr"), last_lr)?;
+        }
+        Ok(true)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.state)?;
+        for (core, child) in self.children.iter().flatten() {
+            visit.call(core)?;
+            visit.call(child)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.children.clear();
+    }
+}
+
+/// Adds `Schedule`, `HfFactor`, `TorchCore` and `SequentialCore` to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Schedule>()?;
+    m.add_class::<HfFactor>()?;
+    m.add_class::<TorchCore>()?;
+    m.add_class::<SequentialCore>()?;
     Ok(())
 }
