@@ -44,6 +44,7 @@ STATE_KEYS = frozenset(
     "smooth_loss last_metrics stop_epoch stop_training skip_bwd skip_step skip_zero skip_validate".split()
 )
 
+_HALF = (torch.float16, torch.bfloat16)
 _FLAGS = ("stop_epoch", "skip_step", "skip_zero", "skip_bwd")
 
 
@@ -184,12 +185,17 @@ class CallbackHandler:
     def _rebuild(self):
         """Precompute, per event, the bound hooks to call (metrics first), with and without metrics."""
         self.callbacks.sort(key=lambda o: getattr(o, "_order", 0))
-        self._calls = {}
+        self._calls, self._owners = {}, {}
         for ev in EVENTS:
-            cbs = tuple(getattr(c, "on_" + ev) for c in self.callbacks if overrides(c, ev))
-            mets = tuple(getattr(m, "on_" + ev) for m in self.metrics if overrides(m, ev))
+            cbs = tuple(self._hook(c, ev) for c in self.callbacks if overrides(c, ev))
+            mets = tuple(self._hook(m, ev) for m in self.metrics if overrides(m, ev))
             self._calls[ev] = (cbs, mets + cbs)
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
+
+    def _hook(self, obj, event):
+        hook = getattr(obj, "on_" + event)
+        self._owners[id(hook)] = type(obj).__name__
+        return hook
 
     def _refresh(self):
         if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):
@@ -207,7 +213,7 @@ class CallbackHandler:
         if type(res) is dict:
             for k, v in res.items():
                 if k not in STATE_KEYS:
-                    owner = type(getattr(hook, "__self__", hook)).__name__
+                    owner = self._owners.get(id(hook), "callback")
                     raise UnknownStateKeyError(
                         f"{owner}.on_{event} returned {k!r}, which isn't a valid key in the state of the "
                         f"callbacks; valid keys: {sorted(STATE_KEYS)}"
@@ -216,7 +222,7 @@ class CallbackHandler:
             return
         rule = _RETURN_RULES.get(event)
         if rule is None:
-            owner = type(getattr(hook, "__self__", hook)).__name__
+            owner = self._owners.get(id(hook), "callback")
             raise TypeError(f"{owner}.on_{event} may return None or a dict of state updates, got {type(res).__name__}")
         rule(st, res)
 
@@ -285,7 +291,10 @@ class CallbackHandler:
     def on_backward_begin(self, loss):
         """Smooth `loss` (on its device); returns `(loss to backprop, skip_bwd)`."""
         st = self.state_dict
-        self.smoothener.add_value(loss.detach().float())
+        value = loss.detach()
+        if value.dtype in _HALF:
+            value = value.float()
+        self.smoothener.add_value(value)
         st["last_loss"], st["smooth_loss"] = loss, self.smoothener.smooth
         calls = self._calls["backward_begin"][0]
         if calls:

@@ -21,7 +21,10 @@ _RESERVED = ("params", "lr", "momentum", "alpha", "betas", "weight_decay")
 
 def _num(v):
     """NumPy and Python numbers become floats; tensors (and anything else) stay as they are."""
-    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
+    t = type(v)
+    if t is float:
+        return v
+    if t is int or isinstance(v, (np.floating, np.integer)):
         return float(v)
     return v
 
@@ -48,6 +51,16 @@ def _assign(group, key, v):
         group[key] = type(cur)(c if isinstance(c, torch.Tensor) else x for c, x in zip(cur, v))
     else:
         group[key] = v
+
+
+def _assign_fast(group, key, v):
+    """`_assign`, with the common case (plain numbers in the group) first: this runs every batch."""
+    cur = group.get(key)
+    t = type(cur)
+    if t is float or (t is tuple and type(cur[0]) is float and type(cur[1]) is float):
+        group[key] = v
+    else:
+        _assign(group, key, v)
 
 
 def _lr_needs_value(opt_func):
@@ -120,11 +133,11 @@ class OptimWrapper:
         return f"OptimWrapper over {self.opt!r}.\nTrue weight decay: {self.true_wd}"
 
     # -- the optimizer's own methods --------------------------------------------------
-    def step(self, closure=None):
+    def step(self, *args, **kwargs):
         """Apply decoupled weight decay (if `true_wd`), then step the optimizer."""
         if self.true_wd:
             self._decay()
-        return self.opt.step() if closure is None else self.opt.step(closure)
+        return self.opt.step(*args, **kwargs)
 
     def _decay(self):
         main, norm = self._groups()
@@ -207,7 +220,7 @@ class OptimWrapper:
 
     @lr.setter
     def lr(self, val):
-        self._lr = self.set_val("lr", listify(val, self._lr))
+        self._lr = self.set_val("lr", [val] * len(self._lr) if type(val) is float else listify(val, self._lr))
 
     @property
     def mom(self):
@@ -218,7 +231,7 @@ class OptimWrapper:
     def mom(self, val):
         if val is None or self._mom is None:
             return
-        val = listify(val, self._mom)
+        val = [val] * len(self._mom) if type(val) is float else listify(val, self._mom)
         if "momentum" in self.opt_keys:
             self._mom = self.set_val("momentum", val)
         else:
@@ -321,8 +334,9 @@ class OptimWrapper:
         main, norm = self._groups()
         if len(val) != len(main):
             raise ValueError(f"val: expected {len(main)} values for {key!r} (one per layer group), got {len(val)}")
+        both = bn_groups and norm
         for i, v in enumerate(val):
-            _assign(main[i], key, v)
-            if bn_groups and norm:
-                _assign(norm[i], key, v)
+            _assign_fast(main[i], key, v)
+            if both:
+                _assign_fast(norm[i], key, v)
         return val

@@ -1,5 +1,7 @@
 """The progress bars passed to callbacks as `pbar`: fastprogress's, or quiet ones with the same interface."""
 
+import itertools
+
 from fastprogress.fastprogress import master_bar as _fp_master_bar
 from fastprogress.fastprogress import progress_bar as _fp_progress_bar
 
@@ -16,6 +18,8 @@ class QuietProgressBar:
             parent.add_child(self)
 
     def __iter__(self):
+        if self.total is not None and self.total != _len(self.gen):
+            return itertools.islice(self.gen, max(self.total, 0))  # like fastprogress: stop at `total`
         return iter(self.gen)
 
     def __len__(self):

@@ -1,0 +1,158 @@
+"""Per-batch overhead of `learn.fit_one_cycle` (Recorder + accuracy) over a bare PyTorch loop.
+
+Same process, same tiny model (Linear(10, 2)), same torch `DataLoader`s (batch 32), same optimizer
+maths (Adam, betas (0.9, 0.99), no weight decay). The bare loop trains, then validates with the loss
+and accuracy kept on the device and read once per epoch. Prints microseconds per training batch
+(validation batches included in the time) and the difference. fastai v2 and Lightning are timed
+too when installed.
+
+    python benches/bench_loop.py [--epochs 3] [--n-train 6400] [--repeats 7]
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import fastcb
+from fastcb import DataBunch, Learner, accuracy
+
+
+def make_data(n_train, n_valid, bs=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_valid, 10, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    train = TensorDataset(x[:n_train], y[:n_train])
+    valid = TensorDataset(x[n_train:], y[n_train:])
+    return DataLoader(train, batch_size=bs, shuffle=True), DataLoader(valid, batch_size=bs)
+
+
+def bare_loop(train_dl, valid_dl, epochs):
+    model = torch.nn.Linear(10, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    for _ in range(epochs):
+        model.train()
+        for xb, yb in train_dl:
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
+        with torch.no_grad():
+            losses, accs, sizes = [], [], []
+            for xb, yb in valid_dl:
+                out = model(xb)
+                losses.append(F.cross_entropy(out, yb))
+                accs.append(accuracy(out, yb))
+                sizes.append(yb.shape[0])
+            w = torch.tensor(sizes, dtype=torch.float32)
+            (torch.stack(losses) * w).sum().div(w.sum()).item(), (torch.stack(accs) * w).sum().div(w.sum()).item()
+
+
+def fastcb_loop(train_dl, valid_dl, epochs, silent=True):
+    data = DataBunch(train_dl, valid_dl, device="cpu")
+    learn = Learner(data, torch.nn.Linear(10, 2), loss_func=F.cross_entropy, metrics=[accuracy], wd=0.0,
+                    silent=silent)
+    with contextlib.redirect_stdout(io.StringIO()):
+        learn.fit_one_cycle(epochs, 1e-2)
+
+
+def fastai2_loop(train_dl, valid_dl, epochs):
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner as Learner2
+    from fastai.metrics import accuracy as acc2
+
+    dls = DataLoaders(train_dl, valid_dl)
+    learn = Learner2(dls, torch.nn.Linear(10, 2), loss_func=F.cross_entropy, metrics=[acc2], wd=0.0)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(epochs, 1e-2)
+
+
+def lightning_loop(train_dl, valid_dl, epochs):
+    try:
+        import lightning.pytorch as pl
+    except ImportError:
+        import pytorch_lightning as pl
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(10, 2)
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            return F.cross_entropy(self.lin(xb), yb)
+
+        def validation_step(self, batch, _):
+            xb, yb = batch
+            out = self.lin(xb)
+            self.log("valid_loss", F.cross_entropy(out, yb))
+            self.log("accuracy", accuracy(out, yb))
+
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.parameters(), lr=1e-3, betas=(0.9, 0.99))
+            total = epochs * len(train_dl)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=total)
+            return [opt], [{"scheduler": sched, "interval": "step"}]
+
+    trainer = pl.Trainer(max_epochs=epochs, enable_progress_bar=False, enable_model_summary=False, logger=False,
+                         enable_checkpointing=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(Module(), train_dl, valid_dl)
+
+
+def time_it(fn, *args, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n-train", type=int, default=6400)
+    parser.add_argument("--n-valid", type=int, default=1600)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    train_dl, valid_dl = make_data(args.n_train, args.n_valid)
+    n_batches = args.epochs * len(train_dl)
+
+    peers = {"bare torch loop": bare_loop, "fastcb fit_one_cycle (quiet)": fastcb_loop,
+             "fastcb fit_one_cycle (fastprogress bars)": lambda t, v, e: fastcb_loop(t, v, e, silent=False)}
+    if importlib.util.find_spec("fastai") and importlib.util.find_spec("fastai.learner"):
+        peers["fastai v2 fit_one_cycle"] = fastai2_loop
+    else:
+        print("fastai v2: not installed, skipped")
+    if importlib.util.find_spec("lightning") or importlib.util.find_spec("pytorch_lightning"):
+        peers["Lightning Trainer.fit + OneCycleLR"] = lightning_loop
+    else:
+        print("Lightning: not installed, skipped")
+
+    for fn in peers.values():  # warm-up (imports, allocator, first DataLoader iterator)
+        fn(train_dl, valid_dl, 1)
+    # Interleave the repeats so that machine noise hits every peer alike; report the median.
+    times = {name: [] for name in peers}
+    for _ in range(args.repeats):
+        for name, fn in peers.items():
+            times[name] += time_it(fn, train_dl, valid_dl, args.epochs, repeats=1)
+    base = statistics.median(times["bare torch loop"]) / n_batches * 1e6
+    print(f"fastcb {fastcb.__version__}, torch {torch.__version__}; Linear(10,2), batch 32, "
+          f"{len(train_dl)} train + {len(valid_dl)} valid batches/epoch, {args.epochs} epochs, "
+          f"median of {args.repeats}")
+    print(f"{'loop':45s} {'us/train batch':>15s} {'added':>10s}")
+    for name, ts in times.items():
+        per = statistics.median(ts) / n_batches * 1e6
+        print(f"{name:45s} {per:15.1f} {per - base:+10.1f}")
+
+
+if __name__ == "__main__":
+    main()

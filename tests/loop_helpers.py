@@ -1,0 +1,39 @@
+"""Tiny data and learners shared by the callback-layer tests."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from fastcb import DataBunch, Learner  # noqa: E402
+
+
+def tiny_data(n_train=48, n_valid=20, bs=8, seed=0, shuffle=False, path="."):
+    """A linearly separable 2-class problem in 10 dimensions, on the CPU."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_valid, 10, generator=g)
+    y = (x[:, 0] - x[:, 1] > 0).long()
+    train = DataLoader(TensorDataset(x[:n_train], y[:n_train]), batch_size=bs, shuffle=shuffle)
+    valid = DataLoader(TensorDataset(x[n_train:], y[n_train:]), batch_size=bs) if n_valid else None
+    return DataBunch(train, valid, device="cpu", path=path)
+
+
+def tiny_learner(tmp_path=None, model=None, seed=0, **kwargs):
+    """A quiet `Learner` over `tiny_data` with a Linear(10, 2) model."""
+    torch.manual_seed(seed)
+    data_kwargs = {k: kwargs.pop(k) for k in ("n_train", "n_valid", "bs", "shuffle") if k in kwargs}
+    data = tiny_data(path=tmp_path or ".", **data_kwargs)
+    kwargs.setdefault("silent", True)
+    return Learner(data, model if model is not None else torch.nn.Linear(10, 2), **kwargs)
+
+
+class EventLog:
+    """Collects `(event, kwargs)` pairs from `LogCallback`s."""
+
+    def __init__(self):
+        self.events = []
+
+    def names(self):
+        return [e for e, _ in self.events]
