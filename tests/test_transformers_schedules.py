@@ -1,0 +1,201 @@
+"""The transformers factories of fastcb.lr_scheduler against transformers' formulas:
+transformers itself where installed, else its documented formulas (transformers 5.x
+`optimization.py`), written out independently here."""
+
+import math
+import pickle
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastcb.lr_scheduler as F
+
+try:  # pragma: no cover - transformers is not a dependency
+    import transformers.optimization as HF
+except ImportError:
+    HF = None
+
+
+def ramp(step, w):
+    return float(step) / float(max(1, w))
+
+
+def ref_constant(step):
+    return 1
+
+
+def ref_constant_warmup(step, w):
+    return float(step) / float(max(1.0, w)) if step < w else 1.0
+
+
+def ref_linear(step, w, total):
+    if step < w:
+        return ramp(step, w)
+    return max(0.0, float(total - step) / float(max(1, total - w)))
+
+
+def ref_cosine(step, w, total, cycles=0.5):
+    if step < w:
+        return ramp(step, w)
+    progress = float(step - w) / float(max(1, total - w))
+    factor = 0.5 * (1.0 + math.cos(math.pi * float(cycles) * 2.0 * progress))
+    return max(0, factor * (1 - 0.0) + 0.0)
+
+
+def ref_hard(step, w, total, cycles=1):
+    if step < w:
+        return ramp(step, w)
+    progress = float(step - w) / float(max(1, total - w))
+    if progress >= 1.0:
+        return 0.0
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(cycles) * progress) % 1.0))))
+
+
+def ref_poly(step, w, total, lr_end, power, lr_init):
+    if step < w:
+        return ramp(step, w)
+    if step > total:
+        return lr_end / lr_init
+    decay = (lr_init - lr_end) * (1 - (step - w) / (total - w)) ** power + lr_end
+    return decay / lr_init
+
+
+def ref_inv_sqrt(step, w, timescale):
+    if step < w:
+        return ramp(step, w)
+    return 1.0 / math.sqrt((step + timescale - w) / timescale)
+
+
+def ref_wsd(step, w, stable, decay, up, down, ratio, cycles):
+    if step < w:
+        p = ramp(step, w)
+        f = {"linear": p, "cosine": 0.5 * (1.0 - math.cos(math.pi * p)), "1-sqrt": 1.0 - math.sqrt(1.0 - p)}[up]
+        return max(0.0, f * (1.0 - ratio) + ratio)
+    if step < w + stable:
+        return 1.0
+    if step < w + stable + decay:
+        p = float(step - w - stable) / float(max(1, decay))
+        f = {"linear": 1.0 - p, "cosine": 0.5 * (1.0 + math.cos(math.pi * float(cycles) * 2.0 * p)),
+             "1-sqrt": 1.0 - math.sqrt(p)}[down]
+        return max(0.0, f * (1.0 - ratio) + ratio)
+    return ratio
+
+
+def opt(groups=2):
+    params = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (i + 1)} for i in range(groups)]
+    return torch.optim.AdamW(params, lr=0.1)
+
+
+def check(sched, ref, n, oracle=None):
+    """Steps `sched` `n` times; every lr is base_lr * ref(step) (and equals `oracle`'s)."""
+    base = [g["initial_lr"] for g in sched.optimizer.param_groups]
+    sched.optimizer.step()
+    if oracle is not None:
+        oracle.optimizer.step()
+    for step in range(n + 1):
+        if step:
+            sched.step()
+            if oracle is not None:
+                oracle.step()
+        want = [b * ref(step) for b in base]
+        got = [g["lr"] for g in sched.optimizer.param_groups]
+        assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0) or a == b for a, b in zip(got, want)), (step, got, want)
+        if oracle is not None:
+            assert got == [g["lr"] for g in oracle.optimizer.param_groups]
+
+
+FACTORIES = [
+    ("get_constant_schedule", (), ref_constant),
+    ("get_constant_schedule_with_warmup", (50,), ref_constant_warmup),
+    ("get_linear_schedule_with_warmup", (50, 1000), ref_linear),
+    ("get_cosine_schedule_with_warmup", (50, 1000), ref_cosine),
+    ("get_cosine_schedule_with_warmup", (0, 1000, 1.5), ref_cosine),
+    ("get_cosine_with_hard_restarts_schedule_with_warmup", (50, 1000, 3), ref_hard),
+    ("get_polynomial_decay_schedule_with_warmup", (50, 1000, 1e-4, 2.0), None),
+    ("get_inverse_sqrt_schedule", (50,), lambda s, w: ref_inv_sqrt(s, w, w)),
+    ("get_inverse_sqrt_schedule", (0,), lambda s, w: ref_inv_sqrt(s, w, 10_000)),
+    ("get_wsd_schedule", (50, 300, 1000), None),
+]
+
+
+@pytest.mark.parametrize("name,args,ref", FACTORIES, ids=[f"{n}{a}" for n, a, _ in FACTORIES])
+def test_factories_match_transformers(name, args, ref):
+    if name == "get_polynomial_decay_schedule_with_warmup":
+        ref = lambda s, *a: ref_poly(s, 50, 1000, 1e-4, 2.0, 0.1)  # noqa: E731
+    if name == "get_wsd_schedule":
+        ref = lambda s, *a: ref_wsd(s, 50, 1000 - 350, 300, "linear", "cosine", 0, 0.5)  # noqa: E731
+    sched = getattr(F, name)(opt(), *args)
+    oracle = getattr(HF, name)(opt(), *args) if HF is not None else None
+    assert isinstance(sched, F.LambdaLR) and sched._core is not None
+    check(sched, lambda s: ref(s, *args), 1200, oracle)
+
+
+@settings(max_examples=30)
+@given(
+    w=st.integers(0, 60), stable=st.integers(0, 60), decay=st.integers(0, 60),
+    up=st.sampled_from(["linear", "cosine", "1-sqrt"]), down=st.sampled_from(["linear", "cosine", "1-sqrt"]),
+    ratio=st.floats(0, 0.5), cycles=st.floats(0.1, 2.0),
+)
+def test_wsd_property(w, stable, decay, up, down, ratio, cycles):
+    sched = F.get_wsd_schedule(opt(), w, decay, num_stable_steps=stable, warmup_type=up, decay_type=down,
+                               min_lr_ratio=ratio, num_cycles=cycles)
+    check(sched, lambda s: ref_wsd(s, w, stable, decay, up, down, ratio, cycles), w + stable + decay + 3)
+
+
+@settings(max_examples=30)
+@given(w=st.integers(0, 50), extra=st.integers(1, 300), cycles=st.floats(0.1, 4.0), power=st.floats(0.2, 3.0))
+def test_warmup_decay_property(w, extra, cycles, power):
+    total = w + extra
+    check(F.get_cosine_schedule_with_warmup(opt(), w, total, cycles), lambda s: ref_cosine(s, w, total, cycles), total + 2)
+    check(F.get_linear_schedule_with_warmup(opt(), w, total), lambda s: ref_linear(s, w, total), total + 2)
+    check(F.get_cosine_with_hard_restarts_schedule_with_warmup(opt(), w, total, int(cycles) + 1),
+          lambda s: ref_hard(s, w, total, int(cycles) + 1), total + 2)
+    check(F.get_polynomial_decay_schedule_with_warmup(opt(), w, total, 1e-3, power),
+          lambda s: ref_poly(s, w, total, 1e-3, power, 0.1), total + 2)
+
+
+def test_factory_errors_as_transformers():
+    with pytest.raises(ValueError, match=r"lr_end \(1\.0\) must be smaller than initial lr \(0\.1\)"):
+        F.get_polynomial_decay_schedule_with_warmup(opt(), 1, 10, lr_end=1.0)
+    with pytest.raises(ValueError, match="Either num_training_steps or num_stable_steps"):
+        F.get_wsd_schedule(opt(), 1, 10)
+    with pytest.raises(ValueError, match="Unknown warmup type: exp"):
+        F.get_wsd_schedule(opt(), 1, 10, 100, warmup_type="exp")
+    with pytest.raises(ValueError, match="Unknown decay type: exp"):
+        F.get_wsd_schedule(opt(), 1, 10, 100, decay_type="exp")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        F.get_wsd_schedule(opt(), 1, 10, 100, num_stable_steps=5)
+    assert "num_stable_steps will be used" in str(caught[0].message)
+
+
+def test_factories_pickle_and_resume():
+    sched = F.get_cosine_schedule_with_warmup(opt(), 10, 100)
+    factor = pickle.loads(pickle.dumps(sched.lr_lambdas[0]))
+    assert [factor(s) for s in range(120)] == [sched.lr_lambdas[0](s) for s in range(120)]
+    sched.optimizer.step()
+    for _ in range(30):
+        sched.step()
+    sd = sched.state_dict()
+    resumed = F.get_constant_schedule(opt())  # a different factor: the saved one wins
+    resumed.load_state_dict(sd)
+    for _ in range(20):
+        sched.step()
+        resumed.step()
+        assert sched.get_last_lr() == resumed.get_last_lr()
+
+
+def test_factor_errors_are_pythons():
+    from fastcb._core import HfFactor
+
+    with pytest.raises(ZeroDivisionError):
+        HfFactor("inverse_sqrt", 0, 0)(1)
+    with pytest.raises(ValueError, match="math domain"):
+        HfFactor("inverse_sqrt", 0, -1)(2)
+    with pytest.raises(ValueError, match="spec"):
+        HfFactor("nope")
+    with pytest.raises(TypeError, match="num_warmup_steps"):
+        HfFactor("linear", 1.5, 10)
