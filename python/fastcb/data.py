@@ -25,7 +25,8 @@ class DeviceDataLoader:
     def __init__(self, dl, device, tfms=None):
         if not hasattr(dl, "__iter__"):
             raise TypeError(f"dl: expected a DataLoader, got {type(dl).__name__}")
-        self.dl, self.device, self.tfms = dl, torch.device(device), list(tfms or [])
+        self.dl, self.device = dl, torch.device(device)
+        self.tfms = tfms if isinstance(tfms, list) else list(tfms or [])  # a DataBunch shares its list
 
     def __len__(self):
         return len(self.dl)
