@@ -1,0 +1,140 @@
+"""Property checks on schedule values: each raises an `AssertionError` that says what broke.
+
+They take whole schedules as arrays (one row per step, one column per param group), so a
+check costs one compiled evaluation plus a few NumPy passes, whatever the length.
+"""
+
+import numpy as np
+
+__all__ = [
+    "check_finite",
+    "check_within",
+    "check_monotone",
+    "check_endpoints",
+    "check_continuity",
+    "check_close",
+]
+
+_EPS = np.finfo(np.float64).eps
+
+
+def _arrays(values, start, end):
+    values = np.asarray(values, dtype=np.float64)
+    start = np.broadcast_to(np.asarray(start, dtype=np.float64), values.shape[1:])
+    end = np.broadcast_to(np.asarray(end, dtype=np.float64), values.shape[1:])
+    return values, start, end
+
+
+def _tol(start, end, ulps):
+    """`ulps` units in the last place of the larger endpoint: the formulas' own rounding."""
+    return ulps * _EPS * np.maximum(np.abs(start), np.abs(end))
+
+
+def _where(mask):
+    idx = np.argwhere(mask)[0]
+    return int(idx[0]), tuple(int(i) for i in idx[1:])
+
+
+def _at(step, group):
+    return f"step {step}" + (f", group {group[0]}" if group else "")
+
+
+def check_finite(values, name="schedule"):
+    """Every value is finite (no NaN, no infinity)."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        step, group = _where(bad)
+        raise AssertionError(f"{name}: value {values[(step, *group)]!r} at {_at(step, group)} is not finite")
+
+
+def check_within(values, start, end, *, ulps=4, name="schedule"):
+    """Every value lies between `start` and `end` (either order), up to `ulps` of rounding."""
+    values, start, end = _arrays(values, start, end)
+    check_finite(values, name)
+    tol = _tol(start, end, ulps)
+    lo, hi = np.minimum(start, end) - tol, np.maximum(start, end) + tol
+    bad = (values < lo) | (values > hi)
+    if bad.any():
+        step, group = _where(bad)
+        raise AssertionError(
+            f"{name}: value {values[(step, *group)]!r} at {_at(step, group)} is outside "
+            f"[{lo[group]!r}, {hi[group]!r}] (start {start[group]!r}, end {end[group]!r})"
+        )
+
+
+def check_monotone(values, start, end, *, ulps=4, name="schedule"):
+    """Values move from `start` towards `end` without turning back (constant if they are equal)."""
+    values, start, end = _arrays(values, start, end)
+    check_finite(values, name)
+    if len(values) < 2:
+        return
+    direction = np.sign(end - start)
+    steps = np.diff(values, axis=0) * np.where(direction == 0, 1.0, direction)
+    tol = _tol(start, end, ulps)
+    bad = (steps < -tol) | ((direction == 0) & (np.abs(steps) > tol))
+    if bad.any():
+        step, group = _where(bad)
+        key = (step, *group)
+        moving = "stay at" if direction[group] == 0 else "move monotonically towards"
+        raise AssertionError(
+            f"{name}: should {moving} end {end[group]!r} from start {start[group]!r}, but goes from "
+            f"{values[key]!r} to {values[(step + 1, *group)]!r} between {_at(step, group)} and step {step + 1}"
+        )
+
+
+def check_endpoints(values, start, end, *, ulps=4, name="schedule"):
+    """The first value is `start` and the last is `end`, up to `ulps` of rounding."""
+    values, start, end = _arrays(values, start, end)
+    if len(values) == 0:
+        raise AssertionError(f"{name}: has no values")
+    tol = _tol(start, end, ulps)
+    for label, got, want in (("first", values[0], start), ("last", values[-1], end)):
+        bad = ~(np.abs(got - want) <= tol)
+        if np.any(bad):
+            g = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0]) if bad.ndim else ()
+            raise AssertionError(
+                f"{name}: the {label} value {got[g]!r}{' of group ' + str(g[0]) if g else ''} should be "
+                f"{want[g]!r} (within {ulps} ulps)"
+            )
+
+
+def check_continuity(schedule, joins, *, span=None, eps=1e-10, rtol=1e-6, name="schedule"):
+    """No jump at the phase joins: `schedule` (positions array -> values array) has, at each
+    position in `joins`, a value (that of the phase ending there) within `rtol * span` of the
+    value just after it (`eps` further, relative to the join's magnitude)."""
+    joins = np.atleast_1d(np.asarray(joins, dtype=np.float64))
+    if joins.size == 0:
+        return
+    h = eps * np.maximum(1.0, np.abs(joins))
+    left = np.asarray(schedule(joins), dtype=np.float64)
+    right = np.asarray(schedule(joins + h), dtype=np.float64)
+    check_finite(left, name)
+    check_finite(right, name)
+    if span is None:
+        span = max(float(np.max(np.abs(left))), float(np.max(np.abs(right))), np.finfo(np.float64).tiny)
+    jump = np.abs(right - left).reshape(len(joins), -1).max(axis=1)
+    bad = jump > rtol * span
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AssertionError(
+            f"{name}: jumps by {jump[i]!r} at the join at {joins[i]!r} (from {left[i]!r} to {right[i]!r}); "
+            f"allowed {rtol * span!r}"
+        )
+
+
+def check_close(got, want, *, rtol=0.0, atol=0.0, name="schedule", what="value"):
+    """`got` equals `want` elementwise within `atol + rtol * |want|` (exactly, by default)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise AssertionError(f"{name}: {what}s have shape {got.shape}, expected {want.shape}")
+    rows = max(len(got), 1) if got.ndim else 1
+    g, w = got.reshape(rows, -1), want.reshape(rows, -1)
+    bad = ~(np.abs(g - w) <= atol + rtol * np.abs(w)) & ~(g == w)
+    if bad.any():
+        step, group = _where(bad)
+        shown = group if got.ndim > 1 else ()
+        raise AssertionError(
+            f"{name}: {what} {g[(step, *group)]!r} at {_at(step, shown)} differs from the expected "
+            f"{w[(step, *group)]!r} (rtol {rtol}, atol {atol})"
+        )
