@@ -7,6 +7,7 @@ around them); the drop-in schedulers live in `fastcb.lr_scheduler`.
 from . import anneal
 from .anneal import *  # noqa: F403
 from . import callback, optim, data, learner, callbacks, metrics, progress
+from . import schedules
 from .callback import *  # noqa: F403
 from .optim import *  # noqa: F403
 from .data import *  # noqa: F403

@@ -72,7 +72,7 @@ impl Schedule {
             ));
         }
         for &p in pcts {
-            if !(finite("pcts", p)? > 0.0) {
+            if finite("pcts", p)? <= 0.0 {
                 return Err(CoreError::value("pcts", format!("must all be positive, got {pcts:?}")));
             }
         }
@@ -93,10 +93,10 @@ impl Schedule {
 
     /// SGDR: `inner` restarted every cycle; cycle `k` is `period * mult^k` long.
     pub fn restarts(period: f64, mult: f64, inner: Schedule) -> Result<Self> {
-        if !(finite("period", period)? > 0.0) {
+        if finite("period", period)? <= 0.0 {
             return Err(CoreError::value("period", format!("must be positive, got {period}")));
         }
-        if !(finite("mult", mult)? >= 1.0) {
+        if finite("mult", mult)? < 1.0 {
             return Err(CoreError::value("mult", format!("must be at least 1, got {mult}")));
         }
         Ok(Schedule::Restarts { period, mult, inner: Box::new(inner) })
@@ -118,11 +118,11 @@ impl Schedule {
     pub fn one_cycle(max: f64, pct_start: f64, div: f64, div_final: f64) -> Result<Self> {
         finite("lr_max", max)?;
         for (name, d) in [("div_factor", div), ("final_div", div_final)] {
-            if !(finite(name, d)? > 0.0) {
+            if finite(name, d)? <= 0.0 {
                 return Err(CoreError::value(name, format!("must be positive, got {d}")));
             }
         }
-        if !(finite("pct_start", pct_start)? > 0.0 && pct_start < 1.0) {
+        if finite("pct_start", pct_start)? <= 0.0 || pct_start >= 1.0 {
             return Err(CoreError::value("pct_start", format!("must be in (0, 1), got {pct_start}")));
         }
         Self::warmup_decay(pct_start, max / div, max, max / div_final, Anneal::Cos, Anneal::Cos)

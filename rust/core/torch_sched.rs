@@ -164,14 +164,32 @@ impl WarmRestarts {
 pub enum Rule {
     /// LambdaLR over compiled factors, one per group.
     Lambda(Vec<HfFactor>),
-    Step { step_size: i64, gamma: f64 },
+    Step {
+        step_size: i64,
+        gamma: f64,
+    },
     /// `(milestone, gamma ** count)` pairs, sorted.
     MultiStep(Vec<(i64, f64)>),
-    Constant { factor: f64, total_iters: i64 },
-    Linear { start: f64, end: f64, total_iters: i64 },
-    Exponential { gamma: f64 },
-    Polynomial { total_iters: i64, power: f64 },
-    Cosine { t_max: i64, eta_min: f64 },
+    Constant {
+        factor: f64,
+        total_iters: i64,
+    },
+    Linear {
+        start: f64,
+        end: f64,
+        total_iters: i64,
+    },
+    Exponential {
+        gamma: f64,
+    },
+    Polynomial {
+        total_iters: i64,
+        power: f64,
+    },
+    Cosine {
+        t_max: i64,
+        eta_min: f64,
+    },
     Cyclic(Cyclic),
     OneCycle(OneCycle),
     WarmRestarts(WarmRestarts),

@@ -54,7 +54,9 @@ fn to_spec<'py>(py: Python<'py>, s: &CoreSchedule) -> PyResult<Bound<'py, PyAny>
             let parts = parts.iter().map(|p| to_spec(py, p)).collect::<PyResult<Vec<_>>>()?;
             ("join", edges.clone(), parts).into_bound_py_any(py)
         }
-        CoreSchedule::Restarts { period, mult, inner } => ("restarts", *period, *mult, to_spec(py, inner)?).into_bound_py_any(py),
+        CoreSchedule::Restarts { period, mult, inner } => {
+            ("restarts", *period, *mult, to_spec(py, inner)?).into_bound_py_any(py)
+        }
     }
 }
 
@@ -64,7 +66,8 @@ fn from_spec(spec: &Bound<'_, PyAny>) -> PyResult<CoreSchedule> {
     let kind: String = t.get_item(0)?.extract().map_err(|_| bad())?;
     Ok(match kind.as_str() {
         "anneal" => {
-            let (_, name, degree, start, end): (String, String, Option<f64>, f64, f64) = t.extract().map_err(|_| bad())?;
+            let (_, name, degree, start, end): (String, String, Option<f64>, f64, f64) =
+                t.extract().map_err(|_| bad())?;
             CoreSchedule::anneal(parse_shape(&name, degree)?, start, end)?
         }
         "join" => {
@@ -226,7 +229,9 @@ fn factor_spec<'py>(py: Python<'py>, f: &CoreFactor) -> PyResult<Bound<'py, PyAn
         CoreFactor::ConstantWarmup { warmup } => ("constant_warmup", warmup).into_bound_py_any(py),
         CoreFactor::Linear { warmup, total } => ("linear", warmup, total).into_bound_py_any(py),
         CoreFactor::Cosine { warmup, total, cycles } => ("cosine", warmup, total, cycles).into_bound_py_any(py),
-        CoreFactor::HardRestarts { warmup, total, cycles } => ("hard_restarts", warmup, total, cycles).into_bound_py_any(py),
+        CoreFactor::HardRestarts { warmup, total, cycles } => {
+            ("hard_restarts", warmup, total, cycles).into_bound_py_any(py)
+        }
         CoreFactor::Polynomial { warmup, total, lr_end, power, lr_init } => {
             ("polynomial", warmup, total, lr_end, power, lr_init).into_bound_py_any(py)
         }
@@ -244,12 +249,15 @@ fn factor_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<CoreFactor> {
         spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be an integer")))
     };
     let float = |i: usize, name: &str| -> PyResult<f64> {
-        let v: f64 = spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be a number")))?;
+        let v: f64 =
+            spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be a number")))?;
         crate::core::error::finite(name_static(name), v).map_err(PyErr::from)
     };
     let wsd_shape = |i: usize, name: &str| -> PyResult<WsdShape> {
         let s: String = spec.get_item(i)?.extract()?;
-        WsdShape::parse(&s).ok_or_else(|| PyValueError::new_err(format!("Unknown {name} type: {s}, expected 'linear', 'cosine' or '1-sqrt'")))
+        WsdShape::parse(&s).ok_or_else(|| {
+            PyValueError::new_err(format!("Unknown {name} type: {s}, expected 'linear', 'cosine' or '1-sqrt'"))
+        })
     };
     let arity = |k: usize| -> PyResult<()> {
         if n == k {
@@ -273,7 +281,8 @@ fn factor_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<CoreFactor> {
         }
         "cosine" | "hard_restarts" => {
             arity(4)?;
-            let (warmup, total, cycles) = (int(1, "num_warmup_steps")?, int(2, "num_training_steps")?, float(3, "num_cycles")?);
+            let (warmup, total, cycles) =
+                (int(1, "num_warmup_steps")?, int(2, "num_training_steps")?, float(3, "num_cycles")?);
             if kind == "cosine" {
                 CoreFactor::Cosine { warmup, total, cycles }
             } else {
@@ -383,7 +392,11 @@ fn rule_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<Rule> {
     let f64_at = |i: usize| -> PyResult<f64> { spec.get_item(i)?.extract() };
     Ok(match kind.as_str() {
         "lambda" => {
-            let factors = spec.get_item(1)?.try_iter()?.map(|f| Ok(f?.cast::<HfFactor>()?.get().0.clone())).collect::<PyResult<_>>()?;
+            let factors = spec
+                .get_item(1)?
+                .try_iter()?
+                .map(|f| Ok(f?.cast::<HfFactor>()?.get().0.clone()))
+                .collect::<PyResult<_>>()?;
             Rule::Lambda(factors)
         }
         "step" => Rule::Step { step_size: i64_at(1)?, gamma: f64_at(2)? },
@@ -499,7 +512,9 @@ impl TorchCore {
             None => None,
             Some("momentum") => Some(MomentumKey::Momentum),
             Some("betas") => Some(MomentumKey::Beta1),
-            Some(other) => return Err(PyValueError::new_err(format!("momentum: must be 'momentum' or 'betas', got {other:?}"))),
+            Some(other) => {
+                return Err(PyValueError::new_err(format!("momentum: must be 'momentum' or 'betas', got {other:?}")))
+            }
         };
         Ok(TorchCore {
             rule: rule_from_spec(rule)?,
@@ -660,7 +675,11 @@ impl SequentialCore {
     /// `SequentialCore(state, milestones, children)`: `children[i]` is `(core, __dict__)` of
     /// scheduler `i`, or `None`.
     #[new]
-    fn new(state: Bound<'_, PyDict>, milestones: Vec<i64>, children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>) -> PyResult<Self> {
+    fn new(
+        state: Bound<'_, PyDict>,
+        milestones: Vec<i64>,
+        children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>,
+    ) -> PyResult<Self> {
         if children.len() != milestones.len() + 1 {
             return Err(PyValueError::new_err("milestones: one fewer than the schedulers"));
         }
