@@ -3,7 +3,7 @@
 A *schedule* here is any of:
 
 - a `Stepper` (its remaining values, from the current one; the stepper is not moved);
-- a composable schedule of `fastcb.schedules` (sampled at `i / n_steps`);
+- a composable schedule of `fastcb.schedules` (sampled at `i / n_steps`; SGDR at step `i`);
 - an annealing function with `start=` and `end=` (sampled at `pct = i / (n_steps - 1)`);
 - a scheduler class (torch's or `fastcb.lr_scheduler`'s) or a factory taking the optimizer
   first (transformers-style), with its arguments: it is built on a throw-away optimizer and
@@ -19,9 +19,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .anneal import Stepper
+from .anneal import Stepper, annealing_cos
 
-__all__ = ["schedule_values", "schedule_trace", "plot_schedule", "save_schedule", "make_optimizer"]
+__all__ = [
+    "schedule_values",
+    "schedule_trace",
+    "one_cycle_trace",
+    "plot_trace",
+    "plot_schedule",
+    "save_schedule",
+    "make_optimizer",
+]
 
 _LRScheduler = torch.optim.lr_scheduler.LRScheduler
 _Plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -114,6 +122,8 @@ def schedule_trace(schedule, n_steps=None, *args, **kwargs):
     if _is_scheduler_maker(schedule):
         return {k: _squeeze(v) for k, v in _scheduler_trace(schedule, n_steps, args, dict(kwargs)).items()}
     if hasattr(schedule, "sample"):
+        if getattr(schedule, "spec", ("",))[0] == "restarts":  # SGDR's positions are steps
+            return {"lr": np.asarray(schedule(np.arange(n_steps, dtype=np.float64)), dtype=np.float64)}
         return {"lr": np.asarray(schedule.sample(n_steps), dtype=np.float64)}
     if callable(schedule) and "start" in kwargs:
         pct = np.linspace(0.0, 1.0, n_steps) if n_steps > 1 else np.zeros(1)
@@ -124,6 +134,24 @@ def schedule_trace(schedule, n_steps=None, *args, **kwargs):
         "schedule: expected a Stepper, a fastcb schedule, an annealing function (with start=, end=), "
         f"or a scheduler class/factory with its arguments; got {type(schedule).__name__}"
     )
+
+
+def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
+    """The learning rate and momentum that fastai's `OneCycleScheduler` sets for each of
+    `n_steps` training batches (its two cosine phases of `Stepper`s, without a model)."""
+    n_steps = int(n_steps)
+    if n_steps < 1:
+        raise ValueError(f"n_steps: expected a positive number of steps, got {n_steps!r}")
+    final_div = div_factor * 1e4 if final_div is None else final_div
+    a1 = int(n_steps * pct_start)
+    low = lr_max / div_factor
+
+    def cycle(first, mid, last):
+        phases = [Stepper((first, mid), a1, annealing_cos), Stepper((mid, last), n_steps - a1, annealing_cos)]
+        vals = [np.asarray([first], dtype=np.float64)] + [np.asarray(s.peek(s.n_iter), dtype=np.float64) for s in phases]
+        return np.concatenate(vals)[:n_steps]
+
+    return {"lr": cycle(low, lr_max, lr_max / final_div), "momentum": cycle(moms[0], moms[1], moms[0])}
 
 
 def schedule_values(schedule, n_steps=None, *args, **kwargs):
@@ -137,9 +165,8 @@ def _label(schedule):
     return getattr(schedule, "__name__", type(schedule).__name__)
 
 
-def plot_schedule(schedule, n_steps=None, *args, title=None, **kwargs):
-    """A figure of the schedule's values per step (and momentum, where cycled, below them)."""
-    trace = schedule_trace(schedule, n_steps, *args, **kwargs)
+def plot_trace(trace, title=None):
+    """A figure of a `schedule_trace` result: one panel per hyper-parameter, against steps."""
     fig = Figure(figsize=(6, 3.2 * len(trace)), layout="constrained")
     axes = fig.subplots(len(trace), 1, squeeze=False)[:, 0]
     for ax, (name, vals) in zip(axes, trace.items()):
@@ -148,8 +175,14 @@ def plot_schedule(schedule, n_steps=None, *args, title=None, **kwargs):
         ax.set_ylabel("learning rate" if name == "lr" else name)
         if vals.ndim == 2:
             ax.legend([f"group {i}" for i in range(vals.shape[1])], fontsize="small")
-    axes[0].set_title(title or _label(schedule))
+    if title:
+        axes[0].set_title(title)
     return fig
+
+
+def plot_schedule(schedule, n_steps=None, *args, title=None, **kwargs):
+    """A figure of the schedule's values per step (and momentum, where cycled, below them)."""
+    return plot_trace(schedule_trace(schedule, n_steps, *args, **kwargs), title or _label(schedule))
 
 
 def save_schedule(path, schedule, n_steps=None, *args, dpi=100, **kwargs):

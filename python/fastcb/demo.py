@@ -1,0 +1,89 @@
+"""`fastcb demo`: the learning-rate finder then one cycle on the embedded spirals, with plots.
+
+Everything a newcomer should see in a minute: a `Learner` over a `DataBunch`, `lr_find` and
+its suggestion, `fit_one_cycle` with a progress bar and a per-epoch table, and the
+`Recorder`'s plots written as PNG files into one folder.
+"""
+
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["run_demo", "PLOTS"]
+
+#: The files the demo writes, and what each shows.
+PLOTS = {
+    "lr_find.png": "loss against learning rate during lr_find, with the suggested rate",
+    "schedule.png": "learning rate and momentum per batch during fit_one_cycle",
+    "losses.png": "training and validation losses",
+    "metrics.png": "validation accuracy and error rate per epoch",
+}
+
+
+def _save(fig, path):
+    from matplotlib import pyplot as plt
+
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pick_lr(recorder, fallback=1e-2):
+    """fastai's suggestion (steepest descent of the smoothed loss), kept in a sane range."""
+    fig = recorder.plot(suggestion=True, return_fig=True, skip_end=5)
+    lr = float(getattr(recorder, "min_grad_lr", fallback))
+    return fig, min(max(lr, 1e-4), 1.0)
+
+
+def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=None, num_it=100, device="cpu",
+             seed=0, quiet=False, print_fn=print):
+    """Train the demo MLP on the spirals: `lr_find` (unless `lr` is given), then
+    `fit_one_cycle(epochs, lr)`; write the plots of `PLOTS` into `out`. Returns a dict of
+    the results: folder, learning rate, final metrics and seconds taken."""
+    from .data import DataBunch
+    from .demo_data import demo_model, spiral_datasets
+    from .learner import Learner
+    from .metrics import accuracy, error_rate
+
+    started = time.perf_counter()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    train_ds, valid_ds = spiral_datasets(n_train, n_valid, seed=seed)
+    data = DataBunch.create(train_ds, valid_ds, bs=bs, device=device)
+    learn = Learner(data, demo_model(), metrics=[accuracy, error_rate], path=out, silent=quiet)
+    say = (lambda *a: None) if quiet else print_fn
+    say(f"fastcb demo: {n_train} training and {n_valid} validation points of 3 interleaved spirals, "
+        f"an MLP on {data.device}, batches of {bs}")
+
+    if lr is None:
+        say(f"\n1. Learning-rate finder: {num_it} batches, lr growing exponentially from 1e-7 to 10")
+        learn.lr_find(num_it=num_it)
+        fig, lr = _pick_lr(learn.recorder)
+        _save(fig, out / "lr_find.png")
+        say(f"   suggested learning rate: {lr:.2e}")
+    else:
+        say(f"\n1. Learning-rate finder skipped: lr = {lr:g} given")
+
+    say(f"\n2. fit_one_cycle({epochs}, {lr:.2e}): cosine warm-up then annealing, momentum in reverse")
+    learn.fit_one_cycle(epochs, lr)
+    rec = learn.recorder
+    _save(rec.plot_lr(show_moms=True, return_fig=True), out / "schedule.png")
+    _save(rec.plot_losses(return_fig=True), out / "losses.png")
+    _save(rec.plot_metrics(return_fig=True), out / "metrics.png")
+
+    final = dict(zip(rec.metrics_names, [float(v) for v in rec.metrics[-1]]))
+    result = {
+        "out": out,
+        "lr": lr,
+        "valid_loss": float(rec.val_losses[-1]),
+        **final,
+        "seconds": time.perf_counter() - started,
+        "plots": sorted(p for p in PLOTS if (out / p).exists()),
+    }
+    say(f"\nDone in {result['seconds']:.1f} s: validation loss {result['valid_loss']:.4f}, "
+        + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
+    say(f"Plots written to {out}:")
+    for name in result["plots"]:
+        say(f"  {name:14s} {PLOTS[name]}")
+    return result
