@@ -30,7 +30,7 @@ def two_groups():
 )
 def test_hyper_parameters_map_onto_each_optimizers_keys(opt_func, mom_key, beta_key):
     _, groups = two_groups()
-    opt = OptimWrapper.create(opt_func, [1e-3, 1e-2], groups, wd=0.1, true_wd=False)
+    opt = OptimWrapper.create(opt_func, [1e-3, 1e-2], groups, wd=0.1, true_wd=False, bn_wd=False)
     assert len(opt.opt.param_groups) == 4
     assert [pg["lr"] for pg in opt.opt.param_groups] == [1e-3, 1e-3, 1e-2, 1e-2]
     assert opt.lr == 1e-2 and opt._lr == [1e-3, 1e-2]
@@ -48,11 +48,24 @@ def test_hyper_parameters_map_onto_each_optimizers_keys(opt_func, mom_key, beta_
     assert opt.beta == (0.7 if beta_key else None)
 
 
+def test_one_param_group_per_layer_group_unless_norm_and_bias_are_spared():
+    model, groups = two_groups()
+    merged = OptimWrapper.create(torch.optim.SGD, [0.1, 0.2], groups, bn_wd=True)
+    split = OptimWrapper.create(torch.optim.SGD, [0.1, 0.2], groups, bn_wd=False)
+    assert [len(pg["params"]) for pg in merged.opt.param_groups] == [4, 2]
+    assert [len(pg["params"]) for pg in split.opt.param_groups] == [1, 3, 1, 1]
+    assert {id(p) for pg in merged.opt.param_groups for p in pg["params"]} == {id(p) for p in model.parameters()}
+    assert merged._lr == split._lr == [0.1, 0.2]
+    with pytest.raises(ValueError, match="bn_wd"):
+        merged.bn_wd = False
+    split.bn_wd = True
+
+
 def test_mom_and_beta_lists_per_layer_group():
     _, groups = two_groups()
     opt = OptimWrapper.create(torch.optim.Adam, 1e-3, groups)
     opt.mom, opt.beta = [0.9, 0.8], np.array([0.99, 0.98])
-    assert [pg["betas"] for pg in opt.opt.param_groups] == [(0.9, 0.99), (0.9, 0.99), (0.8, 0.98), (0.8, 0.98)]
+    assert [pg["betas"] for pg in opt.opt.param_groups] == [(0.9, 0.99), (0.8, 0.98)]
     assert all(type(b) is float for pg in opt.opt.param_groups for b in pg["betas"])
     with pytest.raises(ValueError, match="expected 2 values"):
         opt.lr = [1e-3, 1e-3, 1e-3]
@@ -145,7 +158,7 @@ def test_tensor_learning_rate_is_filled_in_place():
 def test_tensor_learning_rates_are_not_shared_between_groups():
     _, groups = two_groups()
     opt = OptimWrapper.create(lambda pgs: torch.optim.SGD(pgs, lr=torch.tensor(0.1)), [0.1, 0.2], groups)
-    assert [float(pg["lr"]) for pg in opt.opt.param_groups] == pytest.approx([0.1, 0.1, 0.2, 0.2])
+    assert [float(pg["lr"]) for pg in opt.opt.param_groups] == pytest.approx([0.1, 0.2])
 
 
 def test_stats_other_hyper_parameters():

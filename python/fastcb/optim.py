@@ -81,7 +81,8 @@ class OptimWrapper:
             raise TypeError(f"opt: expected a torch.optim.Optimizer, got {type(opt).__name__}")
         if paired and len(opt.param_groups) % 2:
             raise ValueError("paired: needs an even number of param groups (decayed, norm/bias) per layer group")
-        self.opt, self.true_wd, self.bn_wd, self.paired = opt, bool(true_wd), bool(bn_wd), paired
+        self.opt, self.true_wd, self.paired = opt, bool(true_wd), paired
+        self._bn_wd = bool(bn_wd)
         self.opt_func = type(opt)
         self.opt_keys = [k for k in opt.param_groups[0] if k != "params"]
         self._own_tensors()
@@ -90,18 +91,26 @@ class OptimWrapper:
 
     @classmethod
     def create(cls, opt_func, lr, layer_groups, wd=0.0, true_wd=False, bn_wd=True):
-        """Build `opt_func` over `layer_groups` (two param groups each) and set `lr` per layer group."""
+        """Build `opt_func` over `layer_groups` and set `lr` per layer group.
+
+        With `bn_wd=False` each layer group gets two param groups (decayed, then norm/bias, never
+        decayed); with `bn_wd=True` both would always hold the same values, so they are one param
+        group (the optimizer then does half the per-group work every step).
+        """
         if not callable(opt_func):
             raise TypeError(f"opt_func: expected an optimizer class or factory, got {type(opt_func).__name__}")
-        groups = [{"params": p} for p in split_no_wd_params(layer_groups)]
-        return cls._build(opt_func, groups, lr, wd, true_wd, bn_wd)
+        split = split_no_wd_params(layer_groups)
+        if bn_wd:
+            return cls._build(opt_func, [{"params": a + b} for a, b in zip(split[::2], split[1::2])], lr, wd,
+                              true_wd, bn_wd, paired=False)
+        return cls._build(opt_func, [{"params": p} for p in split], lr, wd, true_wd, bn_wd)
 
     @classmethod
-    def _build(cls, opt_func, groups, lr, wd, true_wd, bn_wd):
+    def _build(cls, opt_func, groups, lr, wd, true_wd, bn_wd, paired=True):
         if _lr_needs_value(opt_func):
             groups = [{**g, "lr": 0.0} for g in groups]
-        res = cls(opt_func(groups), wd=wd, true_wd=true_wd, bn_wd=bn_wd, paired=True)
-        res.lr, res.opt_func = listify(lr, len(groups) // 2), opt_func
+        res = cls(opt_func(groups), wd=wd, true_wd=true_wd, bn_wd=bn_wd, paired=paired)
+        res.lr, res.opt_func = listify(lr, len(groups) // 2 if paired else len(groups)), opt_func
         return res
 
     def _copy_hypers_to(self, res):
@@ -189,7 +198,7 @@ class OptimWrapper:
             if self.true_wd:
                 self._wd = wd
             return
-        self.true_wd, self.bn_wd = extra["true_wd"], extra["bn_wd"]
+        self.true_wd, self._bn_wd = extra["true_wd"], extra["bn_wd"]
         self._lr, self._mom, self._beta, self._wd = extra["lr"], extra["mom"], extra["beta"], extra["wd"]
         self._stats = dict(extra["stats"])
 
@@ -206,6 +215,17 @@ class OptimWrapper:
         res._mom, res._beta = state["mom"], state["beta"]
         res.opt.load_state_dict(state["opt_state"])
         return res
+
+    @property
+    def bn_wd(self):
+        """Whether norm and bias parameters get weight decay."""
+        return self._bn_wd
+
+    @bn_wd.setter
+    def bn_wd(self, val):
+        if not val and not self.paired:
+            raise ValueError("bn_wd: this optimizer has no separate norm/bias param groups; create it with bn_wd=False")
+        self._bn_wd = bool(val)
 
     @property
     def n_params(self):
