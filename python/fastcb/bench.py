@@ -132,7 +132,7 @@ def _numpy_one_cycle(n, lr_max=1.0, pct_start=0.3, div=25.0, final_div=25e4):
 def run_bench(quick=False, torch_schedulers=True):
     """Time everything; returns rows `(what, peer name, peer seconds, fastcb seconds)`, with
     the floor row's fastcb time being `math.cos` itself."""
-    number, repeat = (2_000, 3) if quick else (50_000, 5)
+    number, repeat = (500, 2) if quick else (50_000, 5)
     big = 10**5 if quick else 10**7
     x = 0.3
     stepper_peer, stepper_math = FastaiStepper((1.0, 0.0), 10**12, fastai_annealing_cos), FastaiStepper(

@@ -30,7 +30,8 @@ def _save(fig, path):
 
 def _pick_lr(recorder, fallback=1e-2):
     """fastai's suggestion (steepest descent of the smoothed loss), kept in a sane range."""
-    fig = recorder.plot(suggestion=True, return_fig=True, skip_end=5)
+    n = len(recorder.lrs)  # fastai skips 10 + 5 points; short runs (tests) skip fewer
+    fig = recorder.plot(suggestion=n >= 4, return_fig=True, skip_start=min(10, n // 4), skip_end=min(5, n // 8))
     lr = float(getattr(recorder, "min_grad_lr", fallback))
     return fig, min(max(lr, 1e-4), 1.0)
 

@@ -1,0 +1,103 @@
+"""The `fastcb` command: its sub-commands run and write their files; bad arguments exit 2."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastcb.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TINY_DEMO = ["demo", "--epochs", "2", "--n-train", "256", "--n-valid", "64", "--bs", "32", "--num-it", "12"]
+
+
+def test_demo_trains_and_writes_its_plots(tmp_path, capsys):
+    assert main([*TINY_DEMO, "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "suggested learning rate" in out
+    assert "train_loss" in out and "valid_loss" in out and "accuracy" in out  # the per-epoch table
+    assert f"Plots written to {tmp_path / 'demo'}" in out
+    for name in ("lr_find.png", "schedule.png", "losses.png", "metrics.png"):
+        assert (tmp_path / "demo" / name).read_bytes()[:8] == PNG, name
+
+
+def test_demo_with_a_given_lr_skips_the_finder(tmp_path, capsys):
+    assert main([*TINY_DEMO, "--lr", "0.01", "--quiet", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == ""
+    assert not (tmp_path / "lr_find.png").exists() and (tmp_path / "schedule.png").exists()
+
+
+@pytest.mark.parametrize("argv, first_line", [
+    (["OneCycleLR", "max_lr=0.1", "total_steps=40", "--groups", "2"], "fastcb.lr_scheduler.OneCycleLR over 40 steps"),
+    (["CosineAnnealingLR", "T_max=10", "--torch", "--steps", "30"], "torch.optim.lr_scheduler.CosineAnnealingLR over 30"),
+    (["get_cosine_schedule_with_warmup", "num_warmup_steps=5", "num_training_steps=50"], "over 50 steps"),
+    (["one-cycle", "lr_max=0.01", "pct_start=0.25"], "fastai one-cycle policy over 100 steps"),
+    (["sgdr", "max=1", "min=0.1", "period=10", "mult=2"], "fastcb.schedules.sgdr over 100 steps"),
+    (["poly", "start=1", "end=0", "degree=0.5", "--steps", "20"], "annealing_poly over 20 steps"),
+])
+def test_plot_writes_a_png_and_a_table(tmp_path, capsys, argv, first_line):
+    png = tmp_path / "out.png"
+    assert main(["plot", *argv, "--out", str(png), "--rows", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(first_line) or first_line in lines[0]
+    assert lines[1].split()[:2] == ["step", "lr"]
+    assert len(lines) == 1 + 1 + 4 + 1
+    assert png.read_bytes()[:8] == PNG
+
+
+def test_plot_table_values_are_the_schedules(tmp_path, capsys):
+    main(["plot", "linear", "start=1", "end=0", "--steps", "5", "--rows", "5", "--out", str(tmp_path / "l.png")])
+    rows = capsys.readouterr().out.splitlines()[2:7]
+    assert [float(r.split()[1]) for r in rows] == [1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+def test_bench_prints_ratios(capsys):
+    assert main(["bench", "--quick"]) == 0
+    out = capsys.readouterr().out
+    for row in ("Stepper.step()", "SmoothenValue.add_value", "OneCycleLR.step(), 10 groups", "one-cycle schedule"):
+        assert row in out
+    assert out.count("x\n") >= 10  # a speed-up on every row but the floor
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: COMMAND"),
+    (["train"], "invalid choice: 'train'"),
+    (["demo", "--epochs", "0"], "--epochs: expected a positive int, got '0'"),
+    (["demo", "--bs", "many"], "--bs: expected a positive int, got 'many'"),
+    (["demo", "--device", "tpu"], "expected cpu, cuda or cuda:N, got 'tpu'"),
+    (["plot"], "the following arguments are required: SCHEDULE"),
+    (["plot", "Nope"], "unknown schedule 'Nope'"),
+    (["plot", "OneCycleLR", "max_lr"], "expected KEY=VALUE, got 'max_lr'"),
+    (["plot", "OneCycleLR", "max_lr=0.1"], "OneCycleLR: You must define either total_steps OR"),
+    (["plot", "StepLR", "steps=3"], "StepLR: "),
+    (["plot", "cos", "end=0"], "cos: needs start=VALUE"),
+    (["plot", "cos", "start=1", "--out", "x.svg"], "--out: expected a .png file"),
+    (["bench", "--fast"], "unrecognized arguments: --fast"),
+])
+def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without CUDA")
+def test_demo_on_cuda_without_a_gpu_says_so(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--device", "cuda"])
+    assert exit_.value.code == 2
+    assert "no CUDA device here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["plot"], ["bench"]])
+def test_help_everywhere(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: fastcb")
+
+
+def test_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "fastcb", "plot", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "SCHEDULE is one of" in done.stdout
