@@ -91,6 +91,7 @@ def test_recorder_values_are_host_tensors_after_each_epoch():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype feature")
 def test_cuda_train_steps_run_under_sync_debug_mode_error():
     from fastcb import DataBunch, Learner
 
