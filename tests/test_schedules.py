@@ -16,6 +16,12 @@ def cos(start, end, pct):
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
 
 
+def close_to_cos(value, expected, start, end):
+    """Schedules use a SIMD cos(pi*x) within ~1 ulp of the true value, and libm's cos(pi*x)
+    is off by up to |pi*x| ulp from rounding pi*x: the difference scales with |start|+|end|."""
+    return abs(value - expected) <= 4 * 2.0**-52 * (abs(start) + abs(end))
+
+
 def ref_combined(pcts, parts, pos):
     """fastai's combine_scheds, with a boundary position going to the earlier part."""
     edges = [0.0]
@@ -33,7 +39,7 @@ pcts01 = st.floats(0.0, 1.0)
 @given(start=st.floats(-10, 10), end=st.floats(-10, 10), pos=pcts01)
 def test_shapes_are_the_formulas(start, end, pos):
     assert S.SchedLin(start, end)(pos) == start + pos * (end - start)
-    assert S.SchedCos(start, end)(pos) == cos(start, end, pos)
+    assert close_to_cos(S.SchedCos(start, end)(pos), cos(start, end, pos), start, end)
     assert S.SchedNo(start, end)(pos) == start
     assert S.SchedPoly(start, end, 2.0)(pos) == end + (start - end) * (1 - pos) ** 2.0
     if start > 0 and end > 0:
@@ -45,7 +51,7 @@ def test_shapes_are_the_formulas(start, end, pos):
 def test_one_cycle_is_fastai(pct, lr_max, pos):
     s = S.one_cycle(lr_max, pct, 25.0)
     parts = [lambda p: cos(lr_max / 25.0, lr_max, p), lambda p: cos(lr_max, lr_max / 25e4, p)]
-    assert s(pos) == ref_combined([pct, 1 - pct], parts, pos)
+    assert close_to_cos(s(pos), ref_combined([pct, 1 - pct], parts, pos), lr_max, lr_max)
 
 
 def test_combine_and_join():

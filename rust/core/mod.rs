@@ -2,6 +2,7 @@
 
 pub mod anneal;
 pub mod error;
+pub mod fastmath;
 pub mod hf_sched;
 pub mod mean;
 pub mod schedule;
