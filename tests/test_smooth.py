@@ -79,3 +79,14 @@ def test_long_runs_stay_bit_identical_once_the_bias_settles():
     restored.load_state_dict(s.state_dict())
     s.add_value(1.0), restored.add_value(1.0)
     assert restored.smooth.hex() == s.smooth.hex() == ref.smoothen(0.9, values + [1.0])[-1].hex()
+
+
+def test_tensor_smoothing_matches_the_formula_over_long_runs_and_mixed_dtypes():
+    values = [((i * 7919) % 1000) / 100 for i in range(2500)]
+    s = SmoothenValue(0.98)
+    for v in values:
+        s.add_value(torch.tensor(v, dtype=torch.float64))
+    assert s.smooth.dtype == torch.float64
+    assert s.smooth.item() == pytest.approx(ref.smoothen(0.98, values)[-1], rel=1e-12)
+    s.add_value(torch.tensor(2.0, dtype=torch.float16))  # lerp refuses mixed dtypes: operators take over
+    assert s.n == 2501 and s.smooth.item() == pytest.approx(ref.smoothen(0.98, values + [2.0])[-1], rel=1e-12)

@@ -2,6 +2,7 @@
 //! arithmetic, on its own device, so reading the loss never waits for the GPU.
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
 
@@ -17,16 +18,26 @@ pub struct SmoothenValue {
 }
 
 impl SmoothenValue {
+    /// One tensor op per step once the bias has settled: `mov_avg.lerp(value, 1 - beta)`
+    /// (`beta*mov_avg + (1-beta)*value`), then `/ (1 - beta**n)` only while that is not 1.
     fn add_tensor(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = value.py();
-        let beta = self.core.beta;
+        let (beta, n) = (self.core.beta, self.core.n + 1);
+        let weight = 1.0 - beta;
         let mov_avg = match &self.tensors {
-            Some((m, _)) => m.bind(py).clone(),
-            None => PyFloat::new(py, self.core.mov_avg).into_any(),
+            Some((m, _)) => {
+                let m = m.bind(py);
+                // lerp needs matching dtypes and devices; anything else takes the operators.
+                match m.call_method1(intern!(py, "lerp"), (value, weight)) {
+                    Ok(v) => v,
+                    Err(_) => PyFloat::new(py, beta).mul(m)?.add(PyFloat::new(py, weight).mul(value)?)?,
+                }
+            }
+            None if self.core.mov_avg == 0.0 => value.mul(weight)?,
+            None => PyFloat::new(py, beta * self.core.mov_avg).add(value.mul(weight)?)?,
         };
-        let n = self.core.n + 1;
-        let mov_avg = PyFloat::new(py, beta).mul(&mov_avg)?.add(PyFloat::new(py, 1.0 - beta).mul(value)?)?;
-        let smooth = mov_avg.div(1.0 - beta.powf(n as f64))?;
+        let bias = 1.0 - beta.powf(n as f64);
+        let smooth = if bias == 1.0 { mov_avg.clone() } else { mov_avg.div(bias)? };
         self.core.set_n(n);
         self.tensors = Some((mov_avg.unbind(), smooth.unbind()));
         Ok(())
