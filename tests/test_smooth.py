@@ -88,5 +88,6 @@ def test_tensor_smoothing_matches_the_formula_over_long_runs_and_mixed_dtypes():
         s.add_value(torch.tensor(v, dtype=torch.float64))
     assert s.smooth.dtype == torch.float64
     assert s.smooth.item() == pytest.approx(ref.smoothen(0.98, values)[-1], rel=1e-12)
-    s.add_value(torch.tensor(2.0, dtype=torch.float16))  # lerp refuses mixed dtypes: operators take over
-    assert s.n == 2501 and s.smooth.item() == pytest.approx(ref.smoothen(0.98, values + [2.0])[-1], rel=1e-12)
+    prev, half = s.mov_avg, torch.tensor(2.1, dtype=torch.float16)
+    s.add_value(half)  # lerp refuses mixed dtypes: torch's operators (and promotion) take over
+    assert s.n == 2501 and torch.equal(s.smooth, 0.98 * prev + (1 - 0.98) * half)
