@@ -4,6 +4,7 @@ Values are drawn where the formulas are well-conditioned (magnitudes in [1e-6, 1
 subnormals), so a failing example points at a bug rather than at float64's limits.
 """
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,10 +129,23 @@ class OptimizerSpec:
         return cls(groups, lr=self.lrs[0], betas=(self.momentum, 0.999), weight_decay=self.weight_decay)
 
 
-@st.composite
-def optimizer_specs(draw, kinds=("sgd", "adam", "adamw"), n_groups=st.integers(1, 4), tensor_lr=st.booleans()):
+@functools.cache
+def _warm_up_torch_optim():
+    """torch's first optimizer takes seconds (lazy imports): pay it here, not in a test's first
+    example, where Hypothesis would count it against the deadline."""
+    for kind in ("sgd", "adam", "adamw"):
+        OptimizerSpec(kind, (0.1,)).build()
+
+
+def optimizer_specs(kinds=("sgd", "adam", "adamw"), n_groups=st.integers(1, 4), tensor_lr=st.booleans()):
     """`OptimizerSpec`s: SGD (with momentum), Adam or AdamW, several param groups with distinct
     learning rates, float or tensor learning rates."""
+    _warm_up_torch_optim()
+    return _optimizer_specs(kinds, n_groups, tensor_lr)
+
+
+@st.composite
+def _optimizer_specs(draw, kinds, n_groups, tensor_lr):
     n = draw(n_groups)
     lrs = tuple(draw(st.lists(st.floats(1e-5, 1.0), min_size=n, max_size=n)))
     return OptimizerSpec(
