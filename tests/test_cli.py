@@ -24,7 +24,7 @@ def test_demo_trains_and_writes_its_plots(tmp_path, capsys):
 
 def test_demo_with_a_given_lr_skips_the_finder(tmp_path, capsys):
     assert main([*TINY_DEMO, "--lr", "0.01", "--quiet", "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == f"Plots written to {tmp_path}\n"
     assert not (tmp_path / "lr_find.png").exists() and (tmp_path / "schedule.png").exists()
 
 

@@ -74,7 +74,7 @@ def build_parser():
     demo.add_argument("--lr", type=_positive(float), default=None, help="skip lr_find and use this learning rate")
     demo.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar, no table, only the files")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar, no table: only the files and their folder's name")
 
     plot = sub.add_parser("plot", help="preview a schedule as a PNG and a short table, without training",
                           description="Evaluate a schedule without training; write a PNG and print a short table.",

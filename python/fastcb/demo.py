@@ -84,7 +84,7 @@ def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=
     }
     say(f"\nDone in {result['seconds']:.1f} s: validation loss {result['valid_loss']:.4f}, "
         + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
-    say(f"Plots written to {out}:")
+    print_fn(f"Plots written to {out}" + ("" if quiet else ":"))
     for name in result["plots"]:
         say(f"  {name:14s} {PLOTS[name]}")
     return result
