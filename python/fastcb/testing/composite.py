@@ -58,7 +58,8 @@ def check_schedule(schedule, n_steps=10_000, *, continuous=True, ulps=8, rtol=1e
     for i, (lo, hi, shape, degree, start, end) in enumerate(parts):
         phase = f"{name}, phase {i} ({shape} on [{lo:g}, {hi:g}])"
         final = _final(shape, degree, start, end)
-        inside = np.asarray(schedule(np.concatenate([[lo + (hi - lo) * 1e-14] if i else [lo], pos[(pos > lo) & (pos < hi)], [hi]])))
+        first = lo + (hi - lo) * 1e-14 if i else lo  # a later phase's own start is its limit from the right
+        inside = np.asarray(schedule(np.concatenate([[first], pos[(pos > first) & (pos < hi)], [hi]])))
         if shape == "restarts":
             check_within(inside, start, end, ulps=ulps, name=phase)
             continue
