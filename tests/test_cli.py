@@ -30,7 +30,8 @@ def test_demo_with_a_given_lr_skips_the_finder(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, first_line", [
     (["OneCycleLR", "max_lr=0.1", "total_steps=40", "--groups", "2"], "fastcb.lr_scheduler.OneCycleLR over 40 steps"),
-    (["CosineAnnealingLR", "T_max=10", "--torch", "--steps", "30"], "torch.optim.lr_scheduler.CosineAnnealingLR over 30"),
+    (["CosineAnnealingLR", "T_max=10", "--torch", "--steps", "30"],
+     "torch.optim.lr_scheduler.CosineAnnealingLR over 30"),
     (["get_cosine_schedule_with_warmup", "num_warmup_steps=5", "num_training_steps=50"], "over 50 steps"),
     (["one-cycle", "lr_max=0.01", "pct_start=0.25"], "fastai one-cycle policy over 100 steps"),
     (["sgdr", "max=1", "min=0.1", "period=10", "mult=2"], "fastcb.schedules.sgdr over 100 steps"),

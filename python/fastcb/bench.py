@@ -44,6 +44,7 @@ class FastaiStepper:
         self.n_iter, self.func, self.n = max(1, n_iter), func, 0
 
     def step(self):
+        """Advance one step and return the value there."""
         self.n += 1
         return self.func(self.start, self.end, self.n / self.n_iter)
 
@@ -55,6 +56,7 @@ class FastaiSmoothenValue:
         self.beta, self.n, self.mov_avg = beta, 0, 0
 
     def add_value(self, val):
+        """Fold `val` into the moving average."""
         self.n += 1
         self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
         self.smooth = self.mov_avg / (1 - self.beta**self.n)

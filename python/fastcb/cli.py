@@ -15,7 +15,8 @@ _SHAPES = ("no", "linear", "exp", "cos", "poly")
 _PLOT_EPILOG = """\
 SCHEDULE is one of:
   a scheduler class of fastcb.lr_scheduler / torch:  OneCycleLR max_lr=0.1 total_steps=1000
-  a transformers-style factory:                      get_cosine_schedule_with_warmup num_warmup_steps=100 num_training_steps=1000
+  a transformers-style factory:                      get_linear_schedule_with_warmup num_warmup_steps=10 \
+                                                       num_training_steps=1000
   fastai's one-cycle policy (lr and momentum):       one-cycle lr_max=0.01 pct_start=0.25
   a composable schedule of fastcb.schedules:         sgdr max=1 min=0.1 period=100 mult=2
   an annealing shape (no, linear, exp, cos, poly):   cos start=1 end=0.01
@@ -65,7 +66,8 @@ def build_parser():
     demo = sub.add_parser("demo", help="train a small network with lr_find then fit_one_cycle; write plots",
                           description="Train an MLP on an embedded spirals data set: lr_find, then fit_one_cycle "
                                       "with a progress bar and a per-epoch table; write PNG plots into --out.")
-    demo.add_argument("--out", type=Path, default=Path("fastcb-demo"), help="folder for the plots (default: %(default)s)")
+    demo.add_argument("--out", type=Path, default=Path("fastcb-demo"),
+                      help="folder for the plots (default: %(default)s)")
     demo.add_argument("--epochs", type=_positive(int), default=5, help="epochs of fit_one_cycle (default: %(default)s)")
     demo.add_argument("--bs", type=_positive(int), default=64, help="batch size (default: %(default)s)")
     demo.add_argument("--n-train", type=_positive(int), default=4096, help="training points (default: %(default)s)")
@@ -74,7 +76,8 @@ def build_parser():
     demo.add_argument("--lr", type=_positive(float), default=None, help="skip lr_find and use this learning rate")
     demo.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar, no table: only the files and their folder's name")
+    demo.add_argument("--quiet", action="store_true",
+                      help="no progress bar, no table: only the files and their folder's name")
 
     plot = sub.add_parser("plot", help="preview a schedule as a PNG and a short table, without training",
                           description="Evaluate a schedule without training; write a PNG and print a short table.",
@@ -83,12 +86,14 @@ def build_parser():
     plot.add_argument("params", metavar="KEY=VALUE", nargs="*", type=_key_value, help="its arguments")
     plot.add_argument("--steps", type=_positive(int), default=None,
                       help="steps to evaluate (default: total_steps / num_training_steps if given, else 100)")
-    plot.add_argument("--lr", type=_positive(float), default=0.1, help="the optimizer's initial lr (default: %(default)s)")
+    plot.add_argument("--lr", type=_positive(float), default=0.1,
+                      help="the optimizer's initial lr (default: %(default)s)")
     plot.add_argument("--groups", type=_positive(int), default=1, help="param groups (default: %(default)s)")
     plot.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
                       help="throw-away optimizer the scheduler drives (default: %(default)s)")
     plot.add_argument("--torch", action="store_true", help="use torch's class instead of fastcb's drop-in")
-    plot.add_argument("--rows", type=_positive(int), default=11, help="rows of the printed table (default: %(default)s)")
+    plot.add_argument("--rows", type=_positive(int), default=11,
+                      help="rows of the printed table (default: %(default)s)")
     plot.add_argument("--out", type=Path, default=None, help="PNG file (default: SCHEDULE.png)")
 
     bench = sub.add_parser("bench", help="time fastcb against the pure-Python peers installed here",
@@ -125,7 +130,10 @@ def _resolve(name, params, args, parser):
         shape = name.removeprefix("annealing_")
         if shape not in _SHAPES:
             parser.error(f"SCHEDULE: unknown annealing function {name!r}; shapes are {', '.join(_SHAPES)}")
-        func = anneal.annealing_poly(params.pop("degree", 2.0)) if shape == "poly" else getattr(anneal, f"annealing_{shape}")
+        if shape == "poly":
+            func = anneal.annealing_poly(params.pop("degree", 2.0))
+        else:
+            func = getattr(anneal, f"annealing_{shape}")
         if "start" not in params:
             parser.error(f"{name}: needs start=VALUE (and end=VALUE)")
         return (lambda n: preview.schedule_trace(func, n, **params)), f"annealing_{shape}"
@@ -173,7 +181,8 @@ def _plot(args, parser):
         parser.error(f"--out: expected a .png file, got {str(out)!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     preview.plot_trace(trace, title).savefig(out, dpi=100, format="png")
-    print(f"{title} over {steps} steps" + (f" ({', '.join(f'{k}={v!r}' for k, v in params.items())})" if params else ""))
+    shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    print(f"{title} over {steps} steps" + (f" ({shown})" if params else ""))
     print(_table(trace, args.rows))
     print(f"Plot written to {out.resolve()}")
     return 0

@@ -148,8 +148,8 @@ def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_sta
 
     def cycle(first, mid, last):
         phases = [Stepper((first, mid), a1, annealing_cos), Stepper((mid, last), n_steps - a1, annealing_cos)]
-        vals = [np.asarray([first], dtype=np.float64)] + [np.asarray(s.peek(s.n_iter), dtype=np.float64) for s in phases]
-        return np.concatenate(vals)[:n_steps]
+        rest = [np.asarray(s.peek(s.n_iter), dtype=np.float64) for s in phases]
+        return np.concatenate([np.asarray([first], dtype=np.float64), *rest])[:n_steps]
 
     return {"lr": cycle(low, lr_max, lr_max / final_div), "momentum": cycle(moms[0], moms[1], moms[0])}
 

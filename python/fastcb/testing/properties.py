@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import anneal
-from ..anneal import AnnealPoly, Stepper
+from ..anneal import AnnealPoly
 from ..preview import schedule_values
 from .checks import check_close, check_endpoints, check_monotone, check_within
 

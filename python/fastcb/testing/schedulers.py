@@ -1,7 +1,6 @@
 """Configurations of every `fastcb.lr_scheduler` class, buildable from fastcb's module or
 torch's, so one drawn case gives a drop-in and its torch twin."""
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -65,22 +64,26 @@ def _simple(name):
         "LambdaLR": b(dict, lr_lambda=b(Decay, _gamma, st.integers(1, 20))),
         "MultiplicativeLR": b(dict, lr_lambda=b(Decay, st.floats(0.9, 1.0))),
         "StepLR": b(dict, step_size=_steps, gamma=_gamma),
-        "MultiStepLR": b(dict, milestones=st.lists(_steps, min_size=1, max_size=5, unique=True).map(sorted), gamma=_gamma),
+        "MultiStepLR": b(dict, milestones=st.lists(_steps, min_size=1, max_size=5, unique=True).map(sorted),
+                         gamma=_gamma),
         "ConstantLR": b(dict, factor=st.floats(0.01, 1.0), total_iters=_steps),
         "LinearLR": b(dict, start_factor=st.floats(0.01, 1.0), end_factor=st.floats(0.0, 1.0), total_iters=_steps),
         "ExponentialLR": b(dict, gamma=st.floats(0.99, 1.0)),
         "PolynomialLR": b(dict, total_iters=_steps, power=st.floats(0.5, 3.0)),
         "CosineAnnealingLR": b(dict, T_max=_steps, eta_min=st.sampled_from((0.0, 1e-6))),
-        "CosineAnnealingWarmRestarts": b(dict, T_0=_steps, T_mult=st.integers(1, 3), eta_min=st.sampled_from((0.0, 1e-6))),
+        "CosineAnnealingWarmRestarts": b(dict, T_0=_steps, T_mult=st.integers(1, 3),
+                                         eta_min=st.sampled_from((0.0, 1e-6))),
         "CyclicLR": b(dict, base_lr=st.floats(1e-5, 1e-3), max_lr=st.floats(1e-3, 1.0), step_size_up=_steps,
-                      step_size_down=st.none() | _steps, mode=st.sampled_from(("triangular", "triangular2", "exp_range")),
+                      step_size_down=st.none() | _steps,
+                      mode=st.sampled_from(("triangular", "triangular2", "exp_range")),
                       gamma=st.floats(0.99, 1.0), cycle_momentum=st.booleans()),
         "OneCycleLR": b(dict, max_lr=st.floats(1e-4, 1.0), total_steps=st.integers(10, 10_000),
                         pct_start=st.floats(0.05, 0.9), anneal_strategy=st.sampled_from(("cos", "linear")),
                         cycle_momentum=st.booleans(), div_factor=st.floats(1.0, 100.0),
                         final_div_factor=st.floats(1.0, 1e5), three_phase=st.booleans()),
         "ReduceLROnPlateau": b(dict, mode=st.sampled_from(("min", "max")), factor=st.floats(0.1, 0.9),
-                               patience=st.integers(0, 5), cooldown=st.integers(0, 3), min_lr=st.sampled_from((0.0, 1e-6))),
+                               patience=st.integers(0, 5), cooldown=st.integers(0, 3),
+                               min_lr=st.sampled_from((0.0, 1e-6))),
     }[name].map(lambda kw: SchedulerCase(name, kw))
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from .. import anneal
 from ..anneal import Stepper
+from ..schedules import Schedule
 
 __all__ = [
     "BUILTIN_ANNEALINGS",
@@ -42,7 +43,9 @@ def poly_degrees():
 
 def annealing_functions(poly=True, exp=True, no=True):
     """fastcb's annealing functions, `annealing_poly(degree)` included unless `poly=False`."""
-    funcs = [f for f in BUILTIN_ANNEALINGS if (exp or f is not anneal.annealing_exp) and (no or f is not anneal.annealing_no)]
+    skip = {anneal.annealing_exp} if not exp else set()
+    skip |= {anneal.annealing_no} if not no else set()
+    funcs = [f for f in BUILTIN_ANNEALINGS if f not in skip]
     out = st.sampled_from(funcs)
     return out | poly_degrees().map(anneal.annealing_poly) if poly else out
 
@@ -169,8 +172,6 @@ def _fractions(draw, k, min_size=0.02):
 def chained_schedules(draw, max_phases=4, shapes=("no", "linear", "exp", "cos", "poly")):
     """`combine`d annealing phases where each phase starts at the value the previous one
     ended at (so the whole is continuous); values positive, as learning rates are."""
-    from .._core import Schedule
-
     k = draw(st.integers(1, max_phases))
     level = st.floats(1e-6, 10.0)
     values, parts = [draw(level)], []
@@ -187,8 +188,6 @@ def chained_schedules(draw, max_phases=4, shapes=("no", "linear", "exp", "cos", 
 def composite_schedules(draw):
     """Composable schedules of every kind: chained phases, one-cycle, warm-up + decay,
     warmup-stable-decay and SGDR restarts."""
-    from .._core import Schedule
-
     lr = st.floats(1e-5, 10.0)
     _warmup = st.just(0.0) | st.floats(0.01, 0.9)
     shape = st.sampled_from(("linear", "cos"))
