@@ -90,4 +90,5 @@ def test_tensor_smoothing_matches_the_formula_over_long_runs_and_mixed_dtypes():
     assert s.smooth.item() == pytest.approx(ref.smoothen(0.98, values)[-1], rel=1e-12)
     prev, half = s.mov_avg, torch.tensor(2.1, dtype=torch.float16)
     s.add_value(half)  # lerp refuses mixed dtypes: torch's operators (and promotion) take over
-    assert s.n == 2501 and torch.equal(s.smooth, 0.98 * prev + (1 - 0.98) * half)
+    assert s.n == 2501 and s.smooth.dtype == torch.float64
+    torch.testing.assert_close(s.smooth, 0.98 * prev + (1 - 0.98) * half, rtol=1e-15, atol=0)

@@ -17,6 +17,7 @@ pub enum Arg<'py> {
 static NUMPY_GENERIC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static NUMPY_ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static REFERENCE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static TORCH_TENSOR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// A Python float or int, without calling `__float__` (which would sync a GPU tensor).
 #[inline]
@@ -30,11 +31,17 @@ pub fn as_number(x: &Bound<'_, PyAny>) -> Option<f64> {
     None
 }
 
-/// True for a torch tensor (torch is only looked at when the caller has imported it).
+/// True for a torch tensor (torch is only looked at once the caller has imported it).
 pub fn is_tensor(x: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = x.py();
+    if let Some(tensor) = TORCH_TENSOR.get(py) {
+        return x.is_instance(tensor.bind(py));
+    }
     let Ok(torch) = py.import("sys")?.getattr("modules")?.get_item("torch") else { return Ok(false) };
-    x.is_instance(&torch.getattr("Tensor")?)
+    let tensor = TORCH_TENSOR.get_or_try_init(py, || -> PyResult<_> {
+        Ok(torch.getattr("Tensor")?.cast_into::<PyType>()?.unbind())
+    })?;
+    x.is_instance(tensor.bind(py))
 }
 
 /// `numpy.asarray(x, dtype=float64)`, with an error naming the argument.

@@ -13,33 +13,34 @@ use crate::core::smooth::Smoother;
 #[pyclass(module = "fastcb._core", name = "SmoothenValue", subclass)]
 pub struct SmoothenValue {
     core: Smoother,
-    /// `(mov_avg, smooth)` once a tensor was added: from then on, arithmetic is the tensor's.
-    tensors: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// `smooth` once a tensor was added: from then on, arithmetic is the tensor's.
+    tensor: Option<Py<PyAny>>,
 }
 
 impl SmoothenValue {
-    /// One tensor op per step once the bias has settled: `mov_avg.lerp(value, 1 - beta)`
-    /// (`beta*mov_avg + (1-beta)*value`), then `/ (1 - beta**n)` only while that is not 1.
+    /// One tensor op per step: with `s = mov_avg / (1 - beta**n)`, the seed's two updates
+    /// are `s_n = lerp(s_{n-1}, value, (1-beta) / (1-beta**n))`. `mov_avg` is derived from
+    /// `smooth` when read. The op is out of place: callers keep the tensors they were given.
     fn add_tensor(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = value.py();
         let (beta, n) = (self.core.beta, self.core.n + 1);
-        let weight = 1.0 - beta;
-        let mov_avg = match &self.tensors {
-            Some((m, _)) => {
-                let m = m.bind(py);
+        let weight = (1.0 - beta) / (1.0 - beta.powf(n as f64));
+        let smooth = match &self.tensor {
+            Some(s) => {
+                let s = s.bind(py);
                 // lerp needs matching dtypes and devices; anything else takes the operators.
-                match m.call_method1(intern!(py, "lerp"), (value, weight)) {
+                match s.call_method1(intern!(py, "lerp"), (value, weight)) {
                     Ok(v) => v,
-                    Err(_) => PyFloat::new(py, beta).mul(m)?.add(PyFloat::new(py, weight).mul(value)?)?,
+                    Err(_) => s.add(value.sub(s)?.mul(weight)?)?,
                 }
             }
-            None if self.core.mov_avg == 0.0 => value.mul(weight)?,
-            None => PyFloat::new(py, beta * self.core.mov_avg).add(value.mul(weight)?)?,
+            None => {
+                let s = PyFloat::new(py, self.core.smooth);
+                s.add(value.sub(&s)?.mul(weight)?)?
+            }
         };
-        let bias = 1.0 - beta.powf(n as f64);
-        let smooth = if bias == 1.0 { mov_avg.clone() } else { mov_avg.div(bias)? };
         self.core.set_n(n);
-        self.tensors = Some((mov_avg.unbind(), smooth.unbind()));
+        self.tensor = Some(smooth.unbind());
         Ok(())
     }
 }
@@ -48,22 +49,22 @@ impl SmoothenValue {
 impl SmoothenValue {
     #[new]
     fn new(beta: f64) -> PyResult<Self> {
-        Ok(SmoothenValue { core: Smoother::new(beta)?, tensors: None })
+        Ok(SmoothenValue { core: Smoother::new(beta)?, tensor: None })
     }
 
     /// Adds `value` to the average: a number, or a tensor kept on its device.
     fn add_value(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.tensors.is_none() {
+        if self.tensor.is_none() {
             if let Some(v) = as_number(value) {
                 self.core.add_value(v)?;
                 return Ok(());
             }
         }
-        if is_tensor(value)? || (self.tensors.is_some() && as_number(value).is_some()) {
+        if is_tensor(value)? || (self.tensor.is_some() && as_number(value).is_some()) {
             return self.add_tensor(value);
         }
         match value.extract::<f64>() {
-            Ok(v) if self.tensors.is_none() => Ok(self.core.add_value(v).map(drop)?),
+            Ok(v) if self.tensor.is_none() => Ok(self.core.add_value(v).map(drop)?),
             _ => Err(PyTypeError::new_err(format!(
                 "value: expected a number or a torch tensor, got {}",
                 value.get_type().name()?
@@ -81,18 +82,20 @@ impl SmoothenValue {
         self.core.n
     }
 
+    /// The moving average before debiasing (for tensors, derived from `smooth` when read).
     #[getter]
-    fn mov_avg(&self, py: Python<'_>) -> Py<PyAny> {
-        match &self.tensors {
-            Some((m, _)) => m.clone_ref(py),
-            None => PyFloat::new(py, self.core.mov_avg).into_any().unbind(),
+    fn mov_avg<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.tensor {
+            Some(s) => s.bind(py).mul(1.0 - self.core.beta.powf(self.core.n as f64)),
+            None => Ok(PyFloat::new(py, self.core.mov_avg).into_any()),
         }
     }
 
+    /// The debiased moving average: a float, or a tensor on the device of the values.
     #[getter]
     fn smooth(&self, py: Python<'_>) -> Py<PyAny> {
-        match &self.tensors {
-            Some((_, s)) => s.clone_ref(py),
+        match &self.tensor {
+            Some(s) => s.clone_ref(py),
             None => PyFloat::new(py, self.core.smooth).into_any().unbind(),
         }
     }
@@ -102,7 +105,7 @@ impl SmoothenValue {
         let d = PyDict::new(py);
         d.set_item("beta", self.core.beta)?;
         d.set_item("n", self.core.n)?;
-        d.set_item("mov_avg", self.mov_avg(py))?;
+        d.set_item("mov_avg", self.mov_avg(py)?)?;
         d.set_item("smooth", self.smooth(py))?;
         Ok(d)
     }
@@ -112,15 +115,15 @@ impl SmoothenValue {
         let get = |k: &str| state.get_item(k)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {k:?}")));
         let mut core = Smoother::new(get("beta")?.extract()?)?;
         core.set_n(get("n")?.extract()?);
-        let (mov_avg, smooth) = (get("mov_avg")?, get("smooth")?);
-        let tensors = match (as_number(&mov_avg), as_number(&smooth)) {
-            (Some(m), Some(s)) => {
-                (core.mov_avg, core.smooth) = (m, s);
+        let smooth = get("smooth")?;
+        let tensor = match as_number(&smooth) {
+            Some(s) => {
+                (core.mov_avg, core.smooth) = (get("mov_avg")?.extract()?, s);
                 None
             }
-            _ => Some((mov_avg.unbind(), smooth.unbind())),
+            None => Some(smooth.unbind()),
         };
-        *self = SmoothenValue { core, tensors };
+        *self = SmoothenValue { core, tensor };
         Ok(())
     }
 
