@@ -13,13 +13,17 @@ __all__ = ["main", "build_parser"]
 _SHAPES = ("no", "linear", "exp", "cos", "poly")
 
 _PLOT_EPILOG = """\
-SCHEDULE is one of:
-  a scheduler class of fastcb.lr_scheduler / torch:  OneCycleLR max_lr=0.1 total_steps=1000
-  a transformers-style factory:                      get_linear_schedule_with_warmup num_warmup_steps=10 \
-                                                       num_training_steps=1000
-  fastai's one-cycle policy (lr and momentum):       one-cycle lr_max=0.01 pct_start=0.25
-  a composable schedule of fastcb.schedules:         sgdr max=1 min=0.1 period=100 mult=2
-  an annealing shape (no, linear, exp, cos, poly):   cos start=1 end=0.01
+SCHEDULE is one of (with example arguments):
+  a scheduler class of fastcb.lr_scheduler (or torch's, with --torch)
+      OneCycleLR max_lr=0.1 total_steps=1000
+  a transformers-style factory of fastcb.lr_scheduler
+      get_linear_schedule_with_warmup num_warmup_steps=10 num_training_steps=1000
+  fastai's one-cycle policy (learning rate and momentum)
+      one-cycle lr_max=0.01 pct_start=0.25
+  a composable schedule of fastcb.schedules
+      sgdr max=1 min=0.1 period=100 mult=2
+  an annealing shape: no, linear, exp, cos, poly
+      cos start=1 end=0.01
 Arguments are KEY=VALUE, VALUE a Python literal (0.1, 1e-3, [0.1, 0.01], True, 'cos').
 """
 
