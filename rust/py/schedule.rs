@@ -434,7 +434,7 @@ fn rule_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<Rule> {
             {
                 return Err(PyValueError::new_err("rule: one (start, end) pair per phase and group"));
             }
-            Rule::OneCycle(OneCycle::from_phases(i64_at(1)?, edges, shape, &lr_parts, mom_parts.as_deref()))
+            Rule::OneCycle(OneCycle::from_phases(i64_at(1)?, edges, shape, lr_parts, mom_parts))
         }
         "warmrestarts" => Rule::WarmRestarts(WarmRestarts { t_mult: i64_at(1)?, eta_min: f64_at(2)? }),
         _ => return Err(PyValueError::new_err(format!("spec: unknown rule {kind:?}"))),
@@ -451,6 +451,15 @@ fn exact_int(x: Option<Bound<'_, PyAny>>) -> Option<i64> {
     }
 }
 
+/// Where a regular step starts from, as the scheduler's `__dict__` says.
+#[derive(Clone, Copy)]
+enum Position {
+    /// `last_epoch` and `_step_count`: every class but CosineAnnealingWarmRestarts.
+    Epoch { last: i64, count: i64 },
+    /// CosineAnnealingWarmRestarts: `last_epoch`, `T_cur` and `T_i`.
+    Restart { last: i64, t_cur: i64, t_i: i64 },
+}
+
 /// The compiled `step()` of a drop-in torch scheduler. It reads and writes the scheduler's
 /// own attributes (`last_epoch`, `_step_count`, `_last_lr`, `base_lrs`, …) in its
 /// `__dict__`, so torch's machinery (SequentialLR, `state_dict`, `step(epoch)`) sees
@@ -465,11 +474,45 @@ pub struct TorchCore {
     groups: Option<Vec<Py<PyAny>>>,
     base_obj: Option<Py<PyAny>>,
     base: Vec<f64>,
+    /// Scratch space of a step: the groups' learning rates and momenta.
     lrs: Vec<f64>,
+    moms: Vec<f64>,
     stale: bool,
 }
 
 impl TorchCore {
+    /// The position before this step; `None` for the first steps (torch's own step runs
+    /// them: it warns about the call order) and for attributes that are not plain ints.
+    fn position(&self, d: &Bound<'_, PyDict>) -> PyResult<Option<Position>> {
+        let py = d.py();
+        let Some(last) = exact_int(d.get_item(intern!(py, "last_epoch"))?) else { return Ok(None) };
+        if matches!(self.rule, Rule::WarmRestarts(_)) {
+            let t_cur = exact_int(d.get_item(intern!(py, "T_cur"))?);
+            let t_i = exact_int(d.get_item(intern!(py, "T_i"))?);
+            return Ok(match (t_cur, t_i) {
+                (Some(t_cur), Some(t_i)) if last >= 0 => Some(Position::Restart { last, t_cur, t_i }),
+                _ => None,
+            });
+        }
+        Ok(match exact_int(d.get_item(intern!(py, "_step_count"))?) {
+            Some(count) if count >= 2 => Some(Position::Epoch { last, count }),
+            _ => None,
+        })
+    }
+
+    /// `optimizer.param_groups`, when it is a list of the groups this core knows the base
+    /// learning rates of.
+    fn param_groups<'py>(&mut self, d: &Bound<'py, PyDict>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let py = d.py();
+        let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
+        let Ok(groups) = opt.getattr(intern!(py, "param_groups"))?.cast_into::<PyList>() else { return Ok(None) };
+        let n = groups.len();
+        if n != self.n_groups || !self.refresh_base(d)? || self.base.len() != n {
+            return Ok(None);
+        }
+        Ok(Some(groups))
+    }
+
     /// The base learning rates as floats, re-read when `base_lrs` was reassigned.
     fn refresh_base(&mut self, d: &Bound<'_, PyDict>) -> PyResult<bool> {
         let py = d.py();
@@ -491,6 +534,100 @@ impl TorchCore {
         self.base_obj = Some(obj.unbind());
         Ok(true)
     }
+
+    /// Every group's learning rate into `self.lrs`; `false` where one is not a float (a
+    /// tensor: torch's step updates it in place) or the groups were replaced (`stale`).
+    fn read_lrs(&mut self, groups: &Bound<'_, PyList>) -> PyResult<bool> {
+        let py = groups.py();
+        let lr_key = intern!(py, "lr");
+        self.lrs.clear();
+        for i in 0..groups.len() {
+            let group = groups.get_item(i)?;
+            if let Some(known) = &self.groups {
+                if !known[i].bind(py).is(&group) {
+                    self.stale = true;
+                    return Ok(false);
+                }
+            }
+            let Ok(group) = group.cast_into::<PyDict>() else { return Ok(false) };
+            let Some(lr) = group.get_item(lr_key)? else { return Ok(false) };
+            let Ok(lr) = lr.cast::<PyFloat>() else { return Ok(false) };
+            self.lrs.push(lr.value());
+        }
+        Ok(true)
+    }
+
+    /// The step's learning rates (and momenta) into `self.lrs` (`self.moms`), and the
+    /// position after it; `None` where torch's own step must run.
+    fn compute(&mut self, pos: Position) -> Option<Position> {
+        let (epoch, next) = match pos {
+            Position::Epoch { last, count } => {
+                self.rule.lrs(last + 1, &mut self.lrs, &self.base)?;
+                (last + 1, Position::Epoch { last: last + 1, count: count + 1 })
+            }
+            Position::Restart { last, t_cur, t_i } => {
+                let Rule::WarmRestarts(w) = &self.rule else { return None };
+                let (t_cur, t_i) = w.advance(t_cur, t_i)?;
+                w.lrs(&self.base, t_cur, t_i, &mut self.lrs)?;
+                (last + 1, Position::Restart { last: last + 1, t_cur, t_i })
+            }
+        };
+        if self.momentum.is_some() {
+            self.moms.resize(self.lrs.len(), 0.0);
+            self.rule.momenta(epoch, &mut self.moms)?;
+        }
+        Some(next)
+    }
+
+    /// Writes the step: the groups' learning rates (and momenta), the position, and
+    /// `_last_lr` (a list of the very floats the groups hold, as torch's is).
+    fn write(&self, d: &Bound<'_, PyDict>, groups: &Bound<'_, PyList>, next: Position) -> PyResult<()> {
+        let py = d.py();
+        let last_lr = PyList::new(py, &self.lrs)?;
+        let lr_key = intern!(py, "lr");
+        for g in 0..self.lrs.len() {
+            let group = groups.get_item(g)?.cast_into::<PyDict>()?;
+            group.set_item(lr_key, last_lr.get_item(g)?)?;
+            if let Some(key) = self.momentum {
+                set_momentum(&group, key, self.moms[g])?;
+            }
+        }
+        match next {
+            Position::Epoch { last, count } => {
+                d.set_item(intern!(py, "last_epoch"), last)?;
+                d.set_item(intern!(py, "_step_count"), count)?;
+            }
+            Position::Restart { last, t_cur, t_i } => {
+                d.set_item(intern!(py, "last_epoch"), last)?;
+                d.set_item(intern!(py, "T_cur"), t_cur)?;
+                d.set_item(intern!(py, "T_i"), t_i)?;
+            }
+        }
+        d.set_item(intern!(py, "_last_lr"), last_lr)
+    }
+}
+
+/// Sets a group's momentum as torch does: `group["momentum"] = m`, or
+/// `group["betas"] = (m, *group["betas"][1:])`.
+fn set_momentum(group: &Bound<'_, PyDict>, key: MomentumKey, m: f64) -> PyResult<()> {
+    let py = group.py();
+    if key == MomentumKey::Momentum {
+        return group.set_item(intern!(py, "momentum"), m);
+    }
+    let betas_key = intern!(py, "betas");
+    let m = PyFloat::new(py, m).into_any();
+    let betas = match group.get_item(betas_key)? {
+        Some(old) => match old.cast::<PyTuple>() {
+            Ok(pair) if pair.len() == 2 => PyTuple::new(py, [m, pair.get_item(1)?])?,
+            _ => {
+                let mut items = vec![m];
+                items.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
+                PyTuple::new(py, items)?
+            }
+        },
+        None => PyTuple::new(py, [m])?,
+    };
+    group.set_item(betas_key, betas)
 }
 
 #[pymethods]
@@ -516,8 +653,15 @@ impl TorchCore {
                 return Err(PyValueError::new_err(format!("momentum: must be 'momentum' or 'betas', got {other:?}")))
             }
         };
+        let rule = rule_from_spec(rule)?;
+        if momentum.is_some() && !rule.cycles_momentum() {
+            return Err(PyValueError::new_err("momentum: this rule does not cycle the momentum"));
+        }
+        if groups.as_ref().is_some_and(|g| g.len() != n_groups) {
+            return Err(PyValueError::new_err("groups: one per param group"));
+        }
         Ok(TorchCore {
-            rule: rule_from_spec(rule)?,
+            rule,
             state: state.unbind(),
             momentum,
             n_groups,
@@ -525,6 +669,7 @@ impl TorchCore {
             base_obj: None,
             base: Vec::new(),
             lrs: Vec::new(),
+            moms: Vec::new(),
             stale: false,
         })
     }
@@ -532,104 +677,14 @@ impl TorchCore {
     /// One regular step, all in Rust; `False` (changing nothing) where the Python formula
     /// must run instead: tensor learning rates, the first steps, torch's errors.
     fn step(&mut self, py: Python<'_>) -> PyResult<bool> {
-        let state = self.state.clone_ref(py);
-        let d = state.bind(py);
-        let warm = matches!(self.rule, Rule::WarmRestarts(_));
-        let Some(last) = exact_int(d.get_item(intern!(py, "last_epoch"))?) else { return Ok(false) };
-        let count = if warm {
-            if last < 0 {
-                return Ok(false);
-            }
-            0
-        } else {
-            match exact_int(d.get_item(intern!(py, "_step_count"))?) {
-                Some(c) if c >= 2 => c,
-                _ => return Ok(false),
-            }
-        };
-        let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(false) };
-        let groups = opt.getattr(intern!(py, "param_groups"))?;
-        let Ok(groups) = groups.cast::<PyList>() else { return Ok(false) };
-        let n = groups.len();
-        if n != self.n_groups || !self.refresh_base(d)? || self.base.len() != n {
+        let d = self.state.clone_ref(py).into_bound(py);
+        let Some(pos) = self.position(&d)? else { return Ok(false) };
+        let Some(groups) = self.param_groups(&d)? else { return Ok(false) };
+        if !self.read_lrs(&groups)? {
             return Ok(false);
         }
-        let lr_key = intern!(py, "lr");
-        self.lrs.clear();
-        for (i, g) in groups.iter().enumerate() {
-            if let Some(known) = &self.groups {
-                if !known[i].bind(py).is(&g) {
-                    self.stale = true;
-                    return Ok(false);
-                }
-            }
-            let Ok(g) = g.cast::<PyDict>() else { return Ok(false) };
-            let Some(lr) = g.get_item(lr_key)? else { return Ok(false) };
-            let Ok(lr) = lr.cast::<PyFloat>() else { return Ok(false) };
-            self.lrs.push(lr.value());
-        }
-        let epoch = last + 1;
-        let mut restart = None;
-        if let Rule::WarmRestarts(w) = &self.rule {
-            let t_cur = exact_int(d.get_item(intern!(py, "T_cur"))?);
-            let t_i = exact_int(d.get_item(intern!(py, "T_i"))?);
-            let (Some(t_cur), Some(t_i)) = (t_cur, t_i) else { return Ok(false) };
-            let Some((t_cur, t_i)) = w.advance(t_cur, t_i) else { return Ok(false) };
-            for g in 0..n {
-                let v = w.lr(self.base[g], t_cur, t_i);
-                if !v.is_finite() {
-                    return Ok(false);
-                }
-                self.lrs[g] = v;
-            }
-            restart = Some((t_cur, t_i));
-        } else {
-            for g in 0..n {
-                match self.rule.lr(epoch, g, self.lrs[g], self.base[g]) {
-                    Some(v) => self.lrs[g] = v,
-                    None => return Ok(false),
-                }
-            }
-        }
-        let mut moms = Vec::new();
-        if self.rule.cycles_momentum() {
-            for g in 0..n {
-                match self.rule.momentum(epoch, g) {
-                    Some(m) => moms.push(m),
-                    None => return Ok(false),
-                }
-            }
-        }
-        // Everything is computed: write it all.
-        let mut last_lr = Vec::with_capacity(n);
-        for (g, group) in groups.iter().enumerate() {
-            let group = group.cast_into::<PyDict>()?;
-            let lr = PyFloat::new(py, self.lrs[g]);
-            group.set_item(lr_key, &lr)?;
-            last_lr.push(lr);
-            if let (Some(key), Some(&m)) = (self.momentum, moms.get(g)) {
-                match key {
-                    MomentumKey::Momentum => group.set_item(intern!(py, "momentum"), m)?,
-                    MomentumKey::Beta1 => {
-                        let betas_key = intern!(py, "betas");
-                        let old = group.get_item(betas_key)?;
-                        let mut betas = vec![PyFloat::new(py, m).into_any()];
-                        if let Some(old) = old {
-                            betas.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
-                        }
-                        group.set_item(betas_key, PyTuple::new(py, betas)?)?;
-                    }
-                }
-            }
-        }
-        d.set_item(intern!(py, "last_epoch"), epoch)?;
-        if let Some((t_cur, t_i)) = restart {
-            d.set_item(intern!(py, "T_cur"), t_cur)?;
-            d.set_item(intern!(py, "T_i"), t_i)?;
-        } else {
-            d.set_item(intern!(py, "_step_count"), count + 1)?;
-        }
-        d.set_item(intern!(py, "_last_lr"), PyList::new(py, last_lr)?)?;
+        let Some(next) = self.compute(pos) else { return Ok(false) };
+        self.write(&d, &groups, next)?;
         Ok(true)
     }
 
