@@ -444,3 +444,39 @@ def test_seed_style_dataclass_callbacks_run_unchanged():
     learn.fit(2, 1e-3, callbacks=[gc])
     assert learn.seen == 2
     assert learn.norms and max(learn.norms) <= 1e-4 * 1.0001
+
+
+def test_hooks_that_name_their_arguments_get_just_those():
+    seen = {}
+
+    class Named(Callback):
+        def on_batch_begin(self, train, last_input):
+            seen["batch_begin"] = (train, last_input)
+
+        def on_train_end(self, exception, epoch):
+            seen["train_end"] = (exception, epoch)
+
+    class Everything(Callback):
+        def on_batch_begin(self, **kwargs):
+            seen["all"] = set(kwargs)
+
+    h = CallbackHandler([Named(), Everything()])
+    h.on_train_begin(1, None, [])
+    xb = torch.ones(2)
+    h.on_batch_begin(xb, torch.zeros(2), train=False)
+    assert seen["batch_begin"][0] is False and seen["batch_begin"][1] is xb
+    assert "last_input" in seen["all"] and "smooth_loss" in seen["all"] and "train" in seen["all"]
+    err = RuntimeError("boom")
+    h.on_train_end(err)
+    assert seen["train_end"] == (err, 0)
+
+
+def test_a_hook_naming_an_unknown_argument_fails_like_fastai():
+    class Odd(Callback):
+        def on_batch_begin(self, not_a_key):
+            pass
+
+    h = CallbackHandler([Odd()])
+    h.on_train_begin(1, None, [])
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        h.on_batch_begin(torch.zeros(1), torch.zeros(1))

@@ -12,6 +12,7 @@ import torch
 
 from ._utils import camel2snake, first_el, func_name, is_listy
 from .anneal import SmoothenValue, WeightedMean
+from .distributed import all_merge, is_distributed
 
 __all__ = [
     "EVENTS",
@@ -46,6 +47,9 @@ STATE_KEYS = frozenset(
 
 _HALF = (torch.float16, torch.bfloat16)
 _FLAGS = ("stop_epoch", "skip_step", "skip_zero", "skip_bwd")
+
+#: Keyword arguments some events pass beside the state.
+_EVENT_KWARGS = frozenset({"metrics_names", "exception"})
 
 
 class UnknownStateKeyError(KeyError):
@@ -128,6 +132,27 @@ def overrides(obj, event):
     return getattr(meth, "__func__", meth) is not getattr(Callback, "on_" + event)
 
 
+def wanted_state(hook):
+    """The state keys `hook` takes, in order, when it names them all without `**kwargs`; else None.
+
+    A hook with `**kwargs` receives the whole state, as in fastai. One that names only what it
+    uses (`def on_batch_end(self, train)`) is passed just that, positionally: calls cost the
+    same whatever the size of the state, which matters on the per-batch events.
+    """
+    try:
+        params = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in params:
+        if p.kind is p.VAR_KEYWORD or p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            return None
+        if p.name not in STATE_KEYS and p.name not in _EVENT_KWARGS:
+            return None
+        names.append(p.name)
+    return tuple(names)
+
+
 def _set_batch(st, res):
     if not is_listy(res) or len(res) != 2:
         raise TypeError(f"on_batch_begin must return None, a dict or (xb, yb), got {type(res).__name__}")
@@ -195,7 +220,7 @@ class CallbackHandler:
     def _hook(self, obj, event):
         hook = getattr(obj, "on_" + event)
         self._owners[id(hook)] = type(obj).__name__
-        return hook
+        return hook, wanted_state(hook)
 
     def _refresh(self):
         if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):
@@ -203,8 +228,12 @@ class CallbackHandler:
 
     def _run(self, event, calls, kwargs=None):
         st = self.state_dict
-        for hook in calls:
-            res = hook(**st, **kwargs) if kwargs else hook(**st)
+        for hook, wants in calls:
+            if wants is None:
+                res = hook(**st, **kwargs) if kwargs else hook(**st)
+            else:
+                src = {**st, **kwargs} if kwargs else st
+                res = hook(*[src[k] for k in wants])
             if res is not None:
                 self._apply(event, hook, res)
 
@@ -391,17 +420,15 @@ class AverageMetric(Callback):
         return np.array([float(v) for v in vals], dtype=np.float64)
 
     def on_epoch_end(self, last_metrics, **kwargs):
-        """Reduce the epoch's values once and append the mean to `last_metrics`."""
-        if not self._vals:
-            self.metric = None
-            return add_metrics(last_metrics, None)
+        """Reduce the epoch's values once and append the mean to `last_metrics`.
+
+        Under a process group the ranks' exact partial sums are merged (one collective per
+        epoch), so the result equals one process's over the same batches.
+        """
         acc = WeightedMean()
-        acc.extend(self._values(), np.asarray(self._weights, dtype=np.float64))
-        total, weight = acc.sum, acc.total_weight
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            on_gpu = torch.distributed.get_backend() == "nccl"
-            both = torch.tensor([total, weight], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
-            torch.distributed.all_reduce(both)
-            total, weight = both.tolist()
-        self.metric = np.float64(total / weight)
+        if self._vals:
+            acc.extend(self._values(), np.asarray(self._weights, dtype=np.float64))
+        if is_distributed():
+            acc = all_merge(acc)
+        self.metric = np.float64(acc.mean) if acc.count else None
         return add_metrics(last_metrics, self.metric)
