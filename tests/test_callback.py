@@ -480,3 +480,27 @@ def test_a_hook_naming_an_unknown_argument_fails_like_fastai():
     h.on_train_begin(1, None, [])
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         h.on_batch_begin(torch.zeros(1), torch.zeros(1))
+
+
+def test_uses_state_passes_only_the_declared_keys_and_keeps_direct_calls_working():
+    from fastcb import uses_state
+
+    got = []
+
+    class Declared(Callback):
+        @uses_state("train", "num_batch")
+        def on_batch_end(self, train, num_batch, **kwargs):
+            got.append((train, num_batch, kwargs))
+
+    class Sub(Declared):
+        def on_batch_end(self, **kwargs):  # a fastai-style override calling up
+            super().on_batch_end(**kwargs)
+
+    h = CallbackHandler([Declared(), Sub()])
+    h.on_train_begin(1, None, [])
+    h.on_batch_begin(torch.zeros(1), torch.zeros(1))
+    h.on_batch_end(torch.zeros(()))
+    assert got[0] == (True, 0, {})
+    assert got[1][:2] == (True, 0) and "last_input" in got[1][2], "the override received the whole state"
+    with pytest.raises(ValueError, match="not state keys"):
+        uses_state("nope")

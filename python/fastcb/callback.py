@@ -23,6 +23,7 @@ __all__ = [
     "CallbackList",
     "UnknownStateKeyError",
     "add_metrics",
+    "uses_state",
 ]
 
 #: The ten events, in the order one training step meets them.
@@ -132,20 +133,44 @@ def overrides(obj, event):
     return getattr(meth, "__func__", meth) is not getattr(Callback, "on_" + event)
 
 
-def wanted_state(hook):
-    """The state keys `hook` takes, in order, when it names them all without `**kwargs`; else None.
+def uses_state(*keys):
+    """Declare the state keys a hook reads, so the handler passes just those (positionally).
 
-    A hook with `**kwargs` receives the whole state, as in fastai. One that names only what it
-    uses (`def on_batch_end(self, train)`) is passed just that, positionally: calls cost the
-    same whatever the size of the state, which matters on the per-batch events.
+    The hook keeps its `**kwargs`, so calling it with the whole state still works (as a
+    subclass's `super().on_batch_end(**kwargs)` does); the handler's per-batch call then
+    costs the same whatever the size of the state::
+
+        @uses_state("train")
+        def on_batch_end(self, train, **kwargs): ...
     """
+    unknown = [k for k in keys if k not in STATE_KEYS and k not in _EVENT_KWARGS]
+    if unknown:
+        raise ValueError(f"keys: {unknown} are not state keys; valid keys: {sorted(STATE_KEYS)}")
+
+    def mark(hook):
+        hook.state_keys = keys
+        return hook
+
+    return mark
+
+
+def wanted_state(hook):
+    """The state keys `hook` takes, in order, or None for the whole state as keywords.
+
+    A hook marked with `uses_state`, or one naming only state keys and no `**kwargs`
+    (`def on_batch_end(self, train)`), is passed just those, positionally. Any other hook
+    receives the whole state as keyword arguments, as in fastai.
+    """
+    keys = getattr(hook, "state_keys", None)
+    if keys is not None:
+        return tuple(keys)
     try:
         params = inspect.signature(hook).parameters.values()
     except (TypeError, ValueError):
         return None
     names = []
     for p in params:
-        if p.kind is p.VAR_KEYWORD or p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             return None
         if p.name not in STATE_KEYS and p.name not in _EVENT_KWARGS:
             return None
@@ -398,6 +423,7 @@ class AverageMetric(Callback):
         """Forget the previous epoch's values."""
         self._vals, self._weights = [], []
 
+    @uses_state("last_output", "last_target")
     def on_batch_end(self, last_output, last_target, **kwargs):
         """Record the metric of this batch (a device tensor, not read here) and its size."""
         targets = last_target if is_listy(last_target) else [last_target]

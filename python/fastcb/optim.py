@@ -144,7 +144,7 @@ class OptimWrapper:
     # -- the optimizer's own methods --------------------------------------------------
     def step(self, *args, **kwargs):
         """Apply decoupled weight decay (if `true_wd`), then step the optimizer."""
-        if self.true_wd:
+        if self.true_wd and any(self._wd):
             self._decay()
         return self.opt.step(*args, **kwargs)
 
@@ -240,7 +240,12 @@ class OptimWrapper:
 
     @lr.setter
     def lr(self, val):
-        self._lr = self.set_val("lr", [val] * len(self._lr) if type(val) is float else listify(val, self._lr))
+        if type(val) is float:  # the per-batch case of schedulers: one number for every group
+            for pg in self.opt.param_groups:
+                _assign_fast(pg, "lr", val)
+            self._lr = [val] * len(self._lr)
+            return
+        self._lr = self.set_val("lr", listify(val, self._lr))
 
     @property
     def mom(self):
@@ -251,7 +256,9 @@ class OptimWrapper:
     def mom(self, val):
         if val is None or self._mom is None:
             return
-        val = [val] * len(self._mom) if type(val) is float else listify(val, self._mom)
+        if type(val) is float and self._set_mom_fast(val):
+            return
+        val = listify(val, self._mom)
         if "momentum" in self.opt_keys:
             self._mom = self.set_val("momentum", val)
         else:
@@ -308,6 +315,22 @@ class OptimWrapper:
             raise KeyError(f"name: {type(self.opt).__name__} has no hyper-parameter {name!r}")
 
     # -- helpers ------------------------------------------------------------------------
+    def _set_mom_fast(self, val):
+        """Set momentum `val` in every group holding plain floats; False (nothing set) otherwise."""
+        groups = self.opt.param_groups
+        if "momentum" in self.opt_keys:
+            if not all(type(pg["momentum"]) is float for pg in groups):
+                return False
+            for pg in groups:
+                pg["momentum"] = val
+        else:
+            if not all(type(pg["betas"]) is tuple and type(pg["betas"][0]) is float for pg in groups):
+                return False
+            for pg in groups:
+                pg["betas"] = (val, pg["betas"][1])
+        self._mom = [val] * len(self._mom)
+        return True
+
     def _groups(self):
         pgs = self.opt.param_groups
         return (pgs[::2], pgs[1::2]) if self.paired else (pgs, ())

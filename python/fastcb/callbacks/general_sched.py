@@ -1,6 +1,7 @@
 """`GeneralScheduler` and `TrainingPhase`: any hyper-parameter on any sequence of annealed phases."""
 
 from ..anneal import Stepper
+from ..callback import uses_state
 from ..learner import LearnerCallback
 
 __all__ = ["GeneralScheduler", "TrainingPhase"]
@@ -52,6 +53,7 @@ class GeneralScheduler(LearnerCallback):
         for _ in range(len(self.learn.data.train_dl) * epoch):
             self.on_batch_end(True)
 
+    @uses_state("train")
     def on_batch_end(self, train, **kwargs):
         """Step every schedule of the current phase; move on when it is done; stop after the last."""
         if train:

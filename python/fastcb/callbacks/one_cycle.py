@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..anneal import Stepper, annealing_cos
+from ..callback import uses_state
 from ..learner import LearnerCallback
 
 __all__ = ["OneCycleScheduler"]
@@ -72,6 +73,7 @@ class OneCycleScheduler(LearnerCallback):
         for _ in range(len(self.learn.data.train_dl) * epoch):
             self.on_batch_end(True)
 
+    @uses_state("train")
     def on_batch_end(self, train, **kwargs):
         """Step the schedules after each training batch; stop when the cycle is over."""
         if train:

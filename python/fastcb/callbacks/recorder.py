@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from fastprogress.fastprogress import format_time
 
+from ..callback import uses_state
 from ..learner import LearnerCallback
 from ..plotting import finish_figure, plt
 
@@ -66,12 +67,14 @@ class Recorder(LearnerCallback):
         self.start_epoch = time.time()
         self._epoch_start = len(self.losses)
 
+    @uses_state("train")
     def on_batch_begin(self, train, **kwargs):
         """Record the learning rate and momentum of this training batch."""
         if train:
             self.lrs.append(self.opt.lr)
             self.moms.append(self.opt.mom)
 
+    @uses_state("smooth_loss")
     def on_backward_begin(self, smooth_loss, **kwargs):
         """Record the smoothed loss before any other callback can change the loss."""
         self.losses.append(smooth_loss)
