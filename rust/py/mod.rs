@@ -7,6 +7,7 @@ mod mean;
 mod schedule;
 mod smooth;
 mod stepper;
+mod torch_core;
 
 use pyo3::prelude::*;
 
