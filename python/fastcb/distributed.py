@@ -4,14 +4,24 @@
 MASTER_ADDR, MASTER_PORT), starts the process group and picks this rank's device;
 `teardown()` ends it. Metrics are reduced exactly: each rank's `WeightedMean` partial sums
 are gathered once per epoch and merged, so a multi-rank result equals a one-process one.
+
+Data: `train_loader` gives each rank its part of the training set through a
+`DistributedSampler` (padded by repetition, so that every rank runs the same number of
+steps, as DDP needs); `valid_loader` gives each rank every `world_size`-th batch of the
+validation loader (`BatchShard`): no sample is dropped or repeated and each batch is the one
+a single process would see, so merged validation results equal the one-process ones.
 """
 
 import contextlib
 import datetime
+import gc
+import itertools
 import os
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler
 
 from .anneal import WeightedMean
 
@@ -25,7 +35,13 @@ __all__ = [
     "distributed",
     "all_merge",
     "all_mean",
+    "all_gather_object",
     "barrier",
+    "abort",
+    "unwrap",
+    "BatchShard",
+    "train_loader",
+    "valid_loader",
 ]
 
 #: How long a collective waits for the other ranks before failing (instead of hanging).
@@ -77,8 +93,13 @@ def setup(backend=None, timeout=DEFAULT_TIMEOUT):
 
 
 def teardown():
-    """End the process group, if one was started."""
+    """End the process group, if one was started.
+
+    Garbage (a finished `DistributedDataParallel` wrapper, say) that still holds the group is
+    collected first: destroyed later, at interpreter exit, gloo's threads can abort the process.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -123,3 +144,98 @@ def all_mean(tensor):
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / world_size()
+
+
+def all_gather_object(obj):
+    """`[obj of rank 0, obj of rank 1, ...]` on every rank (`[obj]` outside a process group)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def abort():
+    """End this rank's part of the process group after a failure.
+
+    The other ranks' pending collectives then fail at once (their peer is gone) instead of
+    waiting for the timeout, and what this rank runs afterwards (callbacks' `on_train_end`,
+    `teardown()`) no longer takes part in collectives that the others will never match.
+    """
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def unwrap(model):
+    """The module inside a `DistributedDataParallel` wrapper (`model` itself otherwise)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class BatchShard(Sampler):
+    """Batches `rank`, `rank + world`, `rank + 2*world`, ... of `batch_sampler`.
+
+    Every batch goes to exactly one rank, unchanged: nothing dropped, nothing repeated (unlike
+    `DistributedSampler`, which pads by repeating samples). Ranks may get one batch more
+    than others, which is fine where no collective runs per batch (validation).
+    """
+
+    def __init__(self, batch_sampler, rank=None, world=None):
+        self.batch_sampler = batch_sampler
+        self.rank, self.world = _place(rank, world)
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank: expected 0 <= rank < world ({self.world}), got {self.rank}")
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batch_sampler), self.rank, None, self.world)
+
+    def __len__(self):
+        return len(range(self.rank, len(self.batch_sampler), self.world))
+
+
+def _place(r, w):
+    """(rank, world size): the given ones, else this process's."""
+    return (rank() if r is None else r, world_size() if w is None else w)
+
+
+def _loader_kwargs(dl):
+    """What to pass to `DataLoader` to rebuild `dl` around a new sampler."""
+    kw = {"num_workers": dl.num_workers, "collate_fn": dl.collate_fn, "pin_memory": dl.pin_memory,
+          "timeout": dl.timeout, "worker_init_fn": dl.worker_init_fn, "generator": dl.generator,
+          "persistent_workers": dl.persistent_workers}
+    if dl.num_workers > 0:
+        kw["multiprocessing_context"] = dl.multiprocessing_context
+        kw["prefetch_factor"] = dl.prefetch_factor
+    for k in ("pin_memory_device", "in_order"):
+        if hasattr(dl, k):
+            kw[k] = getattr(dl, k)
+    return kw
+
+
+def _shardable(dl):
+    return isinstance(dl, DataLoader) and not isinstance(dl.dataset, IterableDataset)
+
+
+def train_loader(dl, shuffle=None, seed=0, rank=None, world=None):
+    """`dl` rebuilt with a `DistributedSampler` (this rank's part of the data, same batch size).
+
+    `shuffle` defaults to whether `dl` shuffles; `seed` must be the same on every rank (the
+    sampler shuffles with `seed + epoch`: call `sampler.set_epoch(epoch)` each epoch).
+    Loaders over an iterable dataset, or already distributed, are returned as they are.
+    """
+    if not _shardable(dl) or isinstance(dl.sampler, DistributedSampler):
+        return dl
+    if dl.batch_size is None:
+        raise ValueError("train_dl: has a custom batch_sampler; give it a DistributedSampler yourself")
+    shuffle = isinstance(dl.sampler, RandomSampler) if shuffle is None else shuffle
+    rank, world = _place(rank, world)
+    sampler = DistributedSampler(dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+    return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, drop_last=dl.drop_last,
+                      **_loader_kwargs(dl))
+
+
+def valid_loader(dl, rank=None, world=None):
+    """`dl` rebuilt to yield this rank's `BatchShard` of its batches (no padding, no repeats)."""
+    if not _shardable(dl) or dl.batch_sampler is None or isinstance(dl.batch_sampler, BatchShard):
+        return dl
+    return DataLoader(dl.dataset, batch_sampler=BatchShard(dl.batch_sampler, rank, world), **_loader_kwargs(dl))

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checkpoint
+from . import distributed as fdist
 from ._utils import camel2snake, even_mults, first_el, flatten_model, listify, to_detach
 from .anneal import WeightedMean
 from .callback import Callback, CallbackHandler
@@ -50,17 +52,27 @@ def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
 
 
 def _weighted_mean(losses, nums):
-    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum."""
-    vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
-    if vals.shape[1] != 1:
-        raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
+    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum.
+
+    Under a process group the ranks' partial sums are merged (one collective): every rank
+    gets the mean over all ranks' batches, as one process would compute it.
+    """
     acc = WeightedMean()
-    acc.extend(vals[:, 0], np.asarray(nums, dtype=np.float64))
-    return np.float64(acc.mean)
+    if losses:
+        vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
+        if vals.shape[1] != 1:
+            raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
+        acc.extend(vals[:, 0], np.asarray(nums, dtype=np.float64))
+    if fdist.is_distributed():
+        acc = fdist.all_merge(acc)
+    return np.float64(acc.mean) if acc.count else None
 
 
 def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True, n_batch=None, quiet=False):
-    """Run `model` on `dl` in eval mode; the weighted mean loss if `average`, else the per-batch results."""
+    """Run `model` on `dl` in eval mode; the weighted mean loss if `average`, else the per-batch results.
+
+    Under a process group the mean loss is over every rank's batches (call it on every rank).
+    """
     model.eval()
     with torch.no_grad():
         val_losses, nums = [], []
@@ -77,21 +89,27 @@ def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True
                 break
         if not average:
             return val_losses
-        return _weighted_mean(val_losses, nums) if val_losses else None
+        return _weighted_mean(val_losses, nums)
 
 
 def fit(epochs, learn, callbacks=None, metrics=None):
-    """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs."""
+    """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs.
+
+    Progress bars and the table show on rank 0 only. A checkpoint kept by `learn.load` is
+    continued when the run starts (through `start_epoch`) right after its epoch.
+    """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
     if len(learn.data.train_dl) == 0:
         raise ValueError("learn.data.train_dl: is empty, can't train a model (use a smaller batch size)")
     cb_handler = CallbackHandler(callbacks, metrics)
-    quiet = getattr(learn, "silent", False)
+    learn.cb_handler = cb_handler  # what `learn.save` checkpoints
+    quiet = getattr(learn, "silent", False) or not fdist.is_main_process()
     pbar = master_bar(range(epochs), quiet=quiet)
     cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics)
     exception = False
     try:
+        checkpoint.restore(learn, cb_handler)
         for _ in pbar:
             learn.model.train()
             cb_handler.set_dl(learn.data.train_dl)
@@ -102,7 +120,8 @@ def fit(epochs, learn, callbacks=None, metrics=None):
                 if cb_handler.on_batch_end(loss):
                     break
             if not cb_handler.skip_validate and not learn.data.empty_val:
-                val_loss = validate(learn.model, learn.data.valid_dl, loss_func=learn.loss_func,
+                # the bare module: under DDP ranks may have different numbers of validation batches
+                val_loss = validate(fdist.unwrap(learn.model), learn.data.valid_dl, loss_func=learn.loss_func,
                                     cb_handler=cb_handler, pbar=pbar)
             else:
                 val_loss = None
@@ -130,6 +149,21 @@ def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None,
     if activ is not None:
         res[0] = activ(res[0])
     return res
+
+
+class _StartAt(Callback):
+    """Start the fit at epoch `epoch` (`Learner.fit(..., start_epoch=epoch)`)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_begin(self, **kwargs):
+        """Set the epoch the handler starts from (the callbacks then `jump_to_epoch`)."""
+        return {"epoch": self.epoch}
+
+    def get_state(self, minimal=True):
+        """Nothing to checkpoint."""
+        return {}
 
 
 class _WeakLearner:
@@ -215,8 +249,22 @@ class Learner:
         self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd,
                                        bn_wd=self.bn_wd)
 
-    def fit(self, epochs, lr=DEFAULT_LR, wd=None, callbacks=None):
-        """Fit for `epochs` epochs at learning rate `lr` (number, slice or per-group array) and weight decay `wd`."""
+    def fit(self, epochs, lr=DEFAULT_LR, wd=None, callbacks=None, start_epoch=None):
+        """Fit for `epochs` epochs at learning rate `lr` (number, slice or per-group array) and weight decay `wd`.
+
+        With `start_epoch=k`, run epochs k to `epochs - 1` of that run: the callbacks jump to
+        epoch k, and a checkpoint saved after epoch k-1 (`load`, or `SaveModelCallback`'s
+        `name_<k-1>`) is continued exactly: schedules, trackers, the Recorder, random states.
+
+        Under a process group of more than one rank (`torchrun`, or `mp.spawn` with
+        `init_process_group`), the model is wrapped in `DistributedDataParallel` for the fit, as
+        Lightning's Trainer does; `to_distributed` sets the options.
+        """
+        from .callbacks.distributed import DistributedTrainer
+
+        if start_epoch is not None and (isinstance(start_epoch, bool) or not isinstance(start_epoch, int)
+                                        or not 0 <= start_epoch <= epochs):
+            raise ValueError(f"start_epoch: expected an int in [0, epochs={epochs}], got {start_epoch!r}")
         lr = self.lr_range(lr)
         wd = self.wd if wd is None else wd
         if getattr(self, "opt", None) is None:
@@ -224,18 +272,36 @@ class Learner:
         else:
             self.opt.lr, self.opt.wd = lr, wd
         callbacks = [cb(self) for cb in self.callback_fns] + listify(callbacks)
+        if start_epoch:
+            callbacks.append(_StartAt(start_epoch))
+        if fdist.is_distributed() and not any(isinstance(c, DistributedTrainer) for c in self.callbacks + callbacks):
+            callbacks.append(DistributedTrainer(self))
         fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks)
+
+    def to_distributed(self, shuffle=None, seed=0, **ddp_kwargs):
+        """Train with `DistributedDataParallel` (`ddp_kwargs` go to it) under the initialised process group.
+
+        `fit` does this by itself with the defaults; call it to pass options. Each rank trains
+        on its `DistributedSampler` part of the training set (`shuffle` defaults to the loader's,
+        with `seed`, the same on every rank) and validates on every `world_size`-th batch;
+        losses and metrics are merged across ranks once per epoch; rank 0 logs and saves.
+        """
+        from .callbacks.distributed import DistributedTrainer
+
+        self.callback_fns = [f for f in self.callback_fns if getattr(f, "func", f) is not DistributedTrainer]
+        self.callback_fns.append(partial(DistributedTrainer, shuffle=shuffle, seed=seed, **ddp_kwargs))
+        return self
 
     def fit_one_cycle(self, cyc_len, max_lr=DEFAULT_LR, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3,
                       final_div=None, wd=None, callbacks=None, tot_epochs=None, start_epoch=None):
-        """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`)."""
+        """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`); `start_epoch` as in `fit`."""
         from .callbacks.one_cycle import OneCycleScheduler
 
         max_lr = self.lr_range(max_lr)
         callbacks = listify(callbacks)
         callbacks.append(OneCycleScheduler(self, max_lr, moms=moms, div_factor=div_factor, pct_start=pct_start,
                                            final_div=final_div, tot_epochs=tot_epochs, start_epoch=start_epoch))
-        self.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks)
+        self.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks, start_epoch=start_epoch)
 
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, wd=None):
         """Train with an exponentially growing learning rate for `num_it` batches (`LRFinder`), then restore the weights."""
@@ -284,41 +350,67 @@ class Learner:
         """The data loader for `ds_type`."""
         return self.data.dl(ds_type)
 
-    def _target(self, file):
+    def _target(self, file, create=False):
         if isinstance(file, (str, Path)):
             folder = self.path / self.model_dir
-            folder.mkdir(parents=True, exist_ok=True)
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
             return folder / f"{file}.pth"
         if file is None:
             raise ValueError("file: give a name (saved as path/model_dir/<file>.pth) or a file-like object")
         return file
 
-    def save(self, file=None, return_path=False, with_opt=True):
-        """Save the model (and the optimizer, if `with_opt`) to `path/model_dir/<file>.pth` or a file-like object."""
-        target = self._target(file)
-        opt = getattr(self, "opt", None)
-        state = self.model.state_dict()
-        if with_opt and opt is not None:
-            state = {"model": state, "opt": opt.state_dict()}
-        torch.save(state, target)
+    def save(self, file=None, return_path=False, with_opt=True, epoch=None):
+        """Save to `path/model_dir/<file>.pth` (or a file-like object): the model's weights, or with
+        `with_opt` a checkpoint to resume from exactly (see `fastcb.checkpoint`): model,
+        optimizer, the running fit's schedulers and stateful callbacks, the Recorder, random states.
+
+        `epoch` is the last epoch completed (pass it when saving from `on_epoch_end`). Under a
+        process group call it on every rank: rank 0 writes the file.
+        """
+        target = self._target(file, create=fdist.is_main_process())
+        if with_opt and getattr(self, "opt", None) is not None:
+            state = checkpoint.state_of(self, epoch)
+        else:
+            state = fdist.unwrap(self.model).state_dict()
+        if fdist.is_main_process():
+            checkpoint.write(state, target)
         return target if return_path else None
 
-    def load(self, file=None, device=None, strict=True, with_opt=None, purge=False, remove_module=False):
-        """Load what `save` wrote (model, and optimizer unless `with_opt=False`)."""
+    def load(self, file=None, device=None, strict=True, with_opt=None, purge=False, remove_module=False, *,
+             resume=True):
+        """Load what `save` wrote: the model, and the optimizer unless `with_opt=False`.
+
+        Everything is checked against this learner before anything is assigned: a truncated or
+        mismatched file raises `CheckpointError` (a `ValueError`) and leaves the model and the
+        optimizer as they were. With `resume`, the rest of a checkpoint (callbacks, Recorder,
+        random states) is kept for the next `fit(..., start_epoch=epoch + 1)`. Under a process group call it on
+        every rank (it waits for rank 0 to have written the file).
+        """
         source = self._target(file)
+        fdist.barrier()
         device = self.data.device if device is None else device
-        state = torch.load(source, map_location=device, weights_only=True)
-        if set(state) == {"model", "opt"}:
-            model_state, opt_state = state["model"], state["opt"]
-        else:
-            model_state, opt_state = state, None
+        state = checkpoint.read(source, device)
+        model_state = state["model"]
         if remove_module:
             model_state = {k[7:] if k.startswith("module.") else k: v for k, v in model_state.items()}
-        self.model.load_state_dict(model_state, strict=strict)
-        if opt_state is not None and (with_opt is None or with_opt):
-            if getattr(self, "opt", None) is None:
+        model = fdist.unwrap(self.model)
+        checkpoint.check_model(model, model_state, strict)
+        opt_state = None if state["opt"] is None or with_opt is False else checkpoint.decode(state["opt"])
+        if opt_state is not None:
+            fresh = getattr(self, "opt", None) is None
+            if fresh:
                 self.create_opt(self.lr_range(DEFAULT_LR), self.wd)
+            try:
+                checkpoint.check_opt(self.opt, opt_state)
+            except checkpoint.CheckpointError:
+                if fresh:
+                    self.opt = None
+                raise
+        model.load_state_dict(model_state, strict=strict)
+        if opt_state is not None:
             self.opt.load_state_dict(opt_state)
+        self._resume = state if resume and opt_state is not None and "epoch" in state else None
         return self
 
     def validate(self, dl=None, callbacks=None, metrics=None):

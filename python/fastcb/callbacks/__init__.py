@@ -1,7 +1,8 @@
 """fastai v1's standard callbacks."""
 
-from . import csv_logger, fp16, general_sched, lr_finder, misc, one_cycle, recorder, tracker
+from . import csv_logger, distributed, fp16, general_sched, lr_finder, misc, one_cycle, recorder, tracker
 from .csv_logger import *  # noqa: F403
+from .distributed import *  # noqa: F403
 from .fp16 import *  # noqa: F403
 from .general_sched import *  # noqa: F403
 from .lr_finder import *  # noqa: F403
@@ -19,4 +20,5 @@ __all__ = [
     *csv_logger.__all__,
     *fp16.__all__,
     *misc.__all__,
+    *distributed.__all__,
 ]

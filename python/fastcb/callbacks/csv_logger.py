@@ -6,13 +6,14 @@ import time
 
 from fastprogress.fastprogress import format_time
 
+from ..distributed import is_main_process
 from ..learner import LearnerCallback
 
 __all__ = ["CSVLogger"]
 
 
 class CSVLogger(LearnerCallback):
-    """Write the epoch, losses and metrics of each epoch to `learn.path/<filename>.csv`."""
+    """Write the epoch, losses and metrics of each epoch to `learn.path/<filename>.csv` (on rank 0 only)."""
 
     def __init__(self, learn, filename="history", append=False):
         super().__init__(learn)
@@ -31,6 +32,8 @@ class CSVLogger(LearnerCallback):
 
     def on_train_begin(self, **kwargs):
         """Open the file and write the header."""
+        if not is_main_process():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         add_header = not self.path.exists() or not self.append
         self.file = self.path.open("a" if self.append else "w")
@@ -44,6 +47,8 @@ class CSVLogger(LearnerCallback):
 
     def on_epoch_end(self, epoch, smooth_loss, last_metrics, **kwargs):
         """Append the epoch's row (values read once per epoch)."""
+        if self.file is None:
+            return
         rec = self.learn.recorder
         smooth_loss = rec.losses[-1] if rec.losses else smooth_loss
         values = [epoch, smooth_loss] + list(last_metrics or [])
@@ -59,3 +64,4 @@ class CSVLogger(LearnerCallback):
         """Close the file."""
         if self.file is not None:
             self.file.close()
+            self.file = None

@@ -5,6 +5,7 @@ import copy
 import torch
 
 from ..anneal import Stepper, annealing_exp
+from ..distributed import is_main_process, unwrap
 from ..learner import LearnerCallback
 from .one_cycle import check_lr
 
@@ -28,7 +29,7 @@ class LRFinder(LearnerCallback):
         if pbar is not None:
             pbar.clean_on_interrupt = True
         self.opt = self.learn.opt
-        self._saved = (copy.deepcopy(self.learn.model.state_dict()), copy.deepcopy(self.opt.state_dict()))
+        self._saved = (copy.deepcopy(unwrap(self.learn.model).state_dict()), copy.deepcopy(self.opt.state_dict()))
         self.sched.restart()
         self.opt.lr = self.sched.start
         self.stop, self.best_loss = None, 0.0
@@ -53,9 +54,9 @@ class LRFinder(LearnerCallback):
     def on_train_end(self, **kwargs):
         """Restore the weights and optimizer state from before the search."""
         model_state, opt_state = self._saved
-        self.learn.model.load_state_dict(model_state)
+        unwrap(self.learn.model).load_state_dict(model_state)
         self.opt.load_state_dict(opt_state)
         if hasattr(self.learn.model, "reset"):
             self.learn.model.reset()
-        if not getattr(self.learn, "silent", False):
+        if not getattr(self.learn, "silent", False) and is_main_process():
             print("LR Finder is complete, type {learner_name}.recorder.plot() to see the graph.")

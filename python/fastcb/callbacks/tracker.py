@@ -7,6 +7,7 @@ import numpy as np
 
 
 from ..callback import Callback
+from ..distributed import is_main_process
 from ..learner import LearnerCallback
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateauCallback",
@@ -28,7 +29,8 @@ class TerminateOnNaNCallback(Callback):
             return True
         if math.isnan(float(last_loss)):
             self.stop = True
-            print(f"Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.")
+            if is_main_process():
+                print(f"Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.")
             return {"stop_epoch": True, "stop_training": True, "skip_validate": True}
 
 
@@ -65,7 +67,7 @@ class TrackerCallback(LearnerCallback):
         return float(rec.metrics[-1][names.index(self.monitor)]) if rec.metrics else None
 
     def _say(self, msg):
-        if not getattr(self.learn, "silent", False):
+        if not getattr(self.learn, "silent", False) and is_main_process():
             print(msg)
 
 
@@ -102,7 +104,15 @@ class EarlyStoppingCallback(TrackerCallback):
 
 class SaveModelCallback(TrackerCallback):
     """Save the model as `name` when `monitor` improves (`every='improvement'`, reloaded at the end)
-    or as `name_<epoch>` after each epoch (`every='epoch'`)."""
+    or as `name_<epoch>` after each epoch (`every='epoch'`).
+
+    Each file is a full checkpoint (`Learner.save(..., with_opt=True)`): `fit(...,
+    start_epoch=k)` with this callback loads `name_<k-1>` and continues that run exactly. It
+    runs after the other callbacks at epoch end, so the checkpoint holds their updated state.
+    Under a process group rank 0 writes the files; every rank loads them.
+    """
+
+    _order = 50
 
     def __init__(self, learn, monitor="valid_loss", mode="auto", every="improvement", name="bestmodel"):
         super().__init__(learn, monitor=monitor, mode=mode)
@@ -121,18 +131,18 @@ class SaveModelCallback(TrackerCallback):
     def on_epoch_end(self, epoch, **kwargs):
         """Save if this epoch is the best so far (or every epoch)."""
         if self.every == "epoch":
-            self.learn.save(f"{self.name}_{epoch}")
+            self.learn.save(f"{self.name}_{epoch}", epoch=epoch)
             return
         current = self.get_monitor_value()
         if current is not None and self.operator(current, self.best):
             self._say(f"Better model found at epoch {epoch} with {self.monitor} value: {current}.")
             self.best = current
-            self.learn.save(self.name)
+            self.learn.save(self.name, epoch=epoch)
 
     def on_train_end(self, **kwargs):
         """Load the best model."""
         if self.every == "improvement" and (self.learn.path / self.learn.model_dir / f"{self.name}.pth").is_file():
-            self.learn.load(self.name, purge=False)
+            self.learn.load(self.name, purge=False, resume=False)
 
 
 class ReduceLROnPlateauCallback(TrackerCallback):

@@ -1,0 +1,105 @@
+"""`DistributedTrainer`: a `Learner`'s fit under `torch.distributed` (DDP), launched by `torchrun` or `mp.spawn`."""
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from .. import distributed as fdist
+from ..data import DeviceDataLoader
+from ..learner import LearnerCallback
+
+__all__ = ["DistributedTrainer"]
+
+
+def _swap(wrapped, new_dl):
+    """`wrapped` (a `DeviceDataLoader` or a plain loader) around `new_dl` instead."""
+    if isinstance(wrapped, DeviceDataLoader):
+        return DeviceDataLoader(new_dl, wrapped.device, wrapped.tfms)
+    return new_dl
+
+
+def _raw(dl):
+    return dl.dl if isinstance(dl, DeviceDataLoader) else dl
+
+
+class DistributedTrainer(LearnerCallback):
+    """For the length of a fit under a process group of more than one rank:
+
+    - `learn.model` is wrapped in `DistributedDataParallel` (`ddp_kwargs`; `device_ids` is the
+      model's GPU), which starts every rank from rank 0's weights and averages the gradients;
+    - the training loader gets a `DistributedSampler` (`shuffle` defaults to the loader's, `seed`
+      must be the same on every rank), with `set_epoch(epoch)` at each epoch begin;
+    - the validation loader gives each rank every `world_size`-th batch (no padding, so the
+      merged loss and metrics equal one process's; unsharded when it has fewer batches than
+      ranks); the loss and `AverageMetric`s are merged across ranks once per epoch;
+    - the epoch's recorded smoothed training losses are averaged across ranks (one collective
+      per epoch) before the Recorder reports them, so every rank records the same history;
+    - on a failure the rank leaves the process group (`fastcb.distributed.abort`), so the other
+      ranks' collectives fail at once instead of waiting for the timeout.
+
+    At the end the model and loaders are the learner's own again. Outside a process group it
+    does nothing. `Learner.fit` adds one by itself; `Learner.to_distributed` sets the options.
+    """
+
+    _order = -20  # before the Recorder: the model, the data and the losses are ready when it looks
+
+    def __init__(self, learn, shuffle=None, seed=0, **ddp_kwargs):
+        super().__init__(learn)
+        self.shuffle, self.seed, self.ddp_kwargs = shuffle, seed, ddp_kwargs
+        self.active, self._start = False, 0
+        self._saved = None
+
+    def get_state(self, minimal=True):
+        """Nothing to checkpoint: everything is rebuilt at train begin."""
+        return {}
+
+    def on_train_begin(self, **kwargs):
+        """Wrap the model and shard the data."""
+        self.active = fdist.is_distributed()
+        if not self.active:
+            return
+        learn, data = self.learn, self.learn.data
+        self._saved = (learn.model, data.train_dl, data.valid_dl)
+        if not isinstance(learn.model, DistributedDataParallel):
+            kw = dict(self.ddp_kwargs)
+            p = next(learn.model.parameters(), None)
+            if p is not None and p.device.type == "cuda":
+                kw.setdefault("device_ids", [p.device.index])
+            learn.model = DistributedDataParallel(learn.model, **kw)
+        data.train_dl = _swap(data.train_dl, fdist.train_loader(_raw(data.train_dl), self.shuffle, self.seed))
+        valid = _raw(data.valid_dl)
+        if valid is not None and len(valid) >= fdist.world_size():
+            data.valid_dl = _swap(data.valid_dl, fdist.valid_loader(valid))
+
+    def on_epoch_begin(self, epoch, **kwargs):
+        """Reshuffle the training shards for this epoch."""
+        if not self.active:
+            return
+        sampler = getattr(_raw(self.learn.data.train_dl), "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        rec = getattr(self.learn, "recorder", None)
+        self._start = len(rec.losses) if rec is not None else 0
+
+    def on_epoch_end(self, **kwargs):
+        """Average the epoch's recorded smoothed losses across ranks (still on the device; one collective)."""
+        rec = getattr(self.learn, "recorder", None)
+        if not self.active or rec is None:
+            return
+        new = rec.losses[self._start:]
+        local = torch.stack([torch.as_tensor(v).reshape(()) for v in new]) if new else torch.zeros(0)
+        if local.device.type == "cpu" and torch.distributed.get_backend() == "nccl":
+            local = local.cuda()
+        torch.distributed.all_reduce(local)
+        if new:
+            rec.losses[self._start:] = list((local / fdist.world_size()).unbind())
+
+    def on_train_end(self, exception, **kwargs):
+        """Give the learner its own model and loaders back; after a failure, leave the process group."""
+        if not self.active:
+            return
+        self.active = False
+        learn, data = self.learn, self.learn.data
+        learn.model, data.train_dl, data.valid_dl = self._saved
+        self._saved = None
+        if exception is not False:
+            fdist.abort()
