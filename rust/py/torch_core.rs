@@ -11,6 +11,39 @@ use super::convert::as_number;
 use super::schedule::{parse_shape, HfFactor};
 use crate::core::torch_sched::{Cyclic, CyclicMode, OneCycle, Rule, WarmRestarts};
 
+/// Borrowed access to the param groups on the hot path of a step. An owned handle costs
+/// a reference-count call into the interpreter to make and another to drop (abi3); a step
+/// makes about four per group.
+mod borrowed {
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+    use pyo3::types::{PyDict, PyList, PyString};
+
+    /// `list[i]`, borrowed from `list`; an `IndexError` past the end.
+    #[inline]
+    pub fn item<'a, 'py>(list: &'a Bound<'py, PyList>, i: usize) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+        // SAFETY: attached to the interpreter; `PyList_GetItem` returns a borrowed reference
+        // (or NULL with an exception set), valid while `list` holds it: nothing runs
+        // Python code between this call and the caller's use of the item.
+        unsafe { Borrowed::from_ptr_or_err(list.py(), ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t)) }
+    }
+
+    /// `dict.get(key)`, borrowed from `dict`.
+    #[inline]
+    pub fn get<'a, 'py>(
+        dict: Borrowed<'a, 'py, PyDict>,
+        key: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
+        let py = dict.py();
+        // SAFETY: as in `item`; NULL without an exception set means "absent".
+        let value = unsafe { ffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr()) };
+        match unsafe { Borrowed::from_ptr_or_opt(py, value) } {
+            Some(v) => Ok(Some(v)),
+            None => PyErr::take(py).map_or(Ok(None), Err),
+        }
+    }
+}
+
 /// Where a rule's momentum goes in a param group.
 #[derive(Clone, Copy, PartialEq)]
 enum MomentumKey {
@@ -174,16 +207,17 @@ impl TorchCore {
         let lr_key = intern!(py, "lr");
         self.lrs.clear();
         for i in 0..groups.len() {
-            let group = groups.get_item(i)?;
+            let group = borrowed::item(groups, i)?;
             if let Some(known) = &self.groups {
-                if !known[i].bind(py).is(&group) {
+                if known[i].as_ptr() != group.as_ptr() {
                     self.stale = true;
                     return Ok(false);
                 }
             }
-            let Ok(group) = group.cast_into::<PyDict>() else { return Ok(false) };
-            let Some(lr) = group.get_item(lr_key)? else { return Ok(false) };
-            let Ok(lr) = lr.cast::<PyFloat>() else { return Ok(false) };
+            let Ok(group) = group.cast::<PyDict>() else { return Ok(false) };
+            let Some(lr) = borrowed::get(group, lr_key)? else { return Ok(false) };
+            // Exactly a float: replacing it runs no Python code (no `__del__`).
+            let Ok(lr) = lr.cast_exact::<PyFloat>() else { return Ok(false) };
             self.lrs.push(lr.value());
         }
         Ok(true)
@@ -218,10 +252,11 @@ impl TorchCore {
         let last_lr = PyList::new(py, &self.lrs)?;
         let lr_key = intern!(py, "lr");
         for g in 0..self.lrs.len() {
-            let group = groups.get_item(g)?.cast_into::<PyDict>()?;
-            group.set_item(lr_key, last_lr.get_item(g)?)?;
+            let group = borrowed::item(groups, g)?.cast::<PyDict>()?;
+            group.set_item(lr_key, borrowed::item(&last_lr, g)?)?;
             if let Some(key) = self.momentum {
-                set_momentum(&group, key, self.moms[g])?;
+                // Replacing the old momentum may run Python code (a `__del__`): hold the group.
+                set_momentum(&group.to_owned(), key, self.moms[g])?;
             }
         }
         match next {
