@@ -6,6 +6,7 @@ seed's per-event value (new `(xb, yb)`, output or loss; True to stop the epoch/t
 """
 
 import inspect
+from operator import itemgetter
 
 import numpy as np
 import torch
@@ -243,9 +244,17 @@ class CallbackHandler:
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
 
     def _hook(self, obj, event):
+        """`(call, hook)`: `call(state)` runs the hook with the whole state or just what it wants."""
         hook = getattr(obj, "on_" + event)
         self._owners[id(hook)] = type(obj).__name__
-        return hook, wanted_state(hook)
+        wants = wanted_state(hook)
+        if wants is None:
+            return (lambda st: hook(**st)), hook
+        if len(wants) == 1:
+            get = itemgetter(wants[0])
+            return (lambda st: hook(get(st))), hook
+        get = itemgetter(*wants) if wants else (lambda st: ())
+        return (lambda st: hook(*get(st))), hook
 
     def _refresh(self):
         if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):
@@ -253,12 +262,8 @@ class CallbackHandler:
 
     def _run(self, event, calls, kwargs=None):
         st = self.state_dict
-        for hook, wants in calls:
-            if wants is None:
-                res = hook(**st, **kwargs) if kwargs else hook(**st)
-            else:
-                src = {**st, **kwargs} if kwargs else st
-                res = hook(*[src[k] for k in wants])
+        for call, hook in calls:
+            res = call({**st, **kwargs} if kwargs else st)
             if res is not None:
                 self._apply(event, hook, res)
 
@@ -428,7 +433,7 @@ class AverageMetric(Callback):
         """Record the metric of this batch (a device tensor, not read here) and its size."""
         targets = last_target if is_listy(last_target) else [last_target]
         val = self.func(last_output, *targets)
-        self._vals.append(val.detach() if isinstance(val, torch.Tensor) else val)
+        self._vals.append(val.detach() if isinstance(val, torch.Tensor) and val.requires_grad else val)
         self._weights.append(first_el(targets).shape[0])
 
     @property
