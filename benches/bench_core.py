@@ -1,11 +1,11 @@
-"""The compiled core against its pure-Python peers, in one process; prints ratios.
+"""The compiled core against its pure-Python peers, in one process, with issue 2's targets.
 
     python benches/bench_core.py [--quick]
 
-Peers: fastai v1's Stepper (np.cos, as fastai writes it), the same with math.cos, a Python
-SmoothenValue, NumPy's vectorized cosine schedule, and the floor of any per-step call from
-Python into compiled code: one `math.cos(x)` call. Absolute times drift on a shared machine;
-the ratios are what to read.
+The peers are `fastcb.bench`'s (fastai v1's Stepper with np.cos, the same with math.cos,
+fastai's SmoothenValue, NumPy's vectorized formula); the floor of any per-step call from
+Python into compiled code is one `math.cos(x)` call. `fastcb bench` prints the wider table.
+Absolute times drift on a shared machine; the ratios are what to read.
 """
 
 import argparse
@@ -16,40 +16,7 @@ import timeit
 import numpy as np
 
 from fastcb import SmoothenValue, Stepper, annealing_cos
-
-
-def np_annealing_cos(start, end, pct):
-    """fastai v1's annealing_cos."""
-    cos_out = np.cos(np.pi * pct) + 1
-    return end + (start - end) / 2 * cos_out
-
-
-def math_annealing_cos(start, end, pct):
-    return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
-
-
-class PyStepper:
-    """fastai v1's Stepper."""
-
-    def __init__(self, vals, n_iter, func):
-        self.start, self.end = vals
-        self.n_iter, self.func, self.n = max(1, n_iter), func, 0
-
-    def step(self):
-        self.n += 1
-        return self.func(self.start, self.end, self.n / self.n_iter)
-
-
-class PySmoothenValue:
-    """fastai v1's SmoothenValue."""
-
-    def __init__(self, beta):
-        self.beta, self.n, self.mov_avg = beta, 0, 0
-
-    def add_value(self, val):
-        self.n += 1
-        self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
-        self.smooth = self.mov_avg / (1 - self.beta**self.n)
+from fastcb.bench import FastaiSmoothenValue, FastaiStepper, fastai_annealing_cos, math_annealing_cos
 
 
 def per_call(stmt, env, number):
@@ -58,6 +25,7 @@ def per_call(stmt, env, number):
 
 
 def whole_schedule(n, repeat):
+    """Best seconds of NumPy's vectorized cosine schedule and of fastcb's, over `n` steps."""
     pct = np.linspace(0.0, 1.0, n)
     numpy_t = min(timeit.repeat(lambda: 0.1 + (1.0 - 0.1) / 2 * (np.cos(np.pi * pct) + 1), number=1, repeat=repeat))
     ours_t = min(timeit.repeat(lambda: annealing_cos(1.0, 0.1, pct), number=1, repeat=repeat))
@@ -73,10 +41,10 @@ def main(argv=None):
     huge = 10**12
     env = {
         "math": math, "x": 0.3, "annealing_cos": annealing_cos,
-        "np_stepper": PyStepper((1.0, 0.0), huge, np_annealing_cos),
-        "math_stepper": PyStepper((1.0, 0.0), huge, math_annealing_cos),
+        "np_stepper": FastaiStepper((1.0, 0.0), huge, fastai_annealing_cos),
+        "math_stepper": FastaiStepper((1.0, 0.0), huge, math_annealing_cos),
         "stepper": Stepper((1.0, 0.0), huge, annealing_cos),
-        "py_smooth": PySmoothenValue(0.98), "smooth": SmoothenValue(0.98),
+        "py_smooth": FastaiSmoothenValue(0.98), "smooth": SmoothenValue(0.98),
     }
     t = {name: per_call(stmt, env, number) for name, stmt in {
         "floor": "math.cos(x)",
@@ -96,7 +64,7 @@ def main(argv=None):
         ("fastcb Stepper.step (cos)", t["stepper"],
          f"{t['stepper'] / floor:.2f}x floor (target <= 2x); {t['np_stepper'] / t['stepper']:.1f}x faster than np.cos "
          f"(target >= 8x), {t['math_stepper'] / t['stepper']:.1f}x than math.cos"),
-        ("Python SmoothenValue.add_value", t["py_smooth"], ""),
+        ("fastai SmoothenValue.add_value", t["py_smooth"], ""),
         ("fastcb SmoothenValue.add_value", t["smooth"], f"{t['py_smooth'] / t['smooth']:.1f}x faster (target >= 4x)"),
     ]
     print(f"{'per call':34s} {'ns':>9s}")

@@ -19,7 +19,8 @@ import torch
 from . import lr_scheduler, schedules
 from .anneal import SmoothenValue, Stepper, annealing_cos
 
-__all__ = ["run_bench", "format_table"]
+__all__ = ["run_bench", "format_table", "numpy_one_cycle", "FastaiStepper", "FastaiSmoothenValue",
+           "fastai_annealing_cos", "math_annealing_cos"]
 
 
 # -- fastai v1's pure-Python peers, as fastai writes them ------------------------------------
@@ -121,14 +122,23 @@ def _scheduler_rows(number, repeat):
     return rows
 
 
-def _numpy_one_cycle(n, lr_max=1.0, pct_start=0.3, div=25.0, final_div=25e4):
-    """The best NumPy expression of the one-cycle schedule at positions i/n."""
-    pos = np.arange(n) / n
-    up = pos <= pct_start
-    pct = np.where(up, pos / pct_start, (pos - pct_start) / (1 - pct_start))
-    start = np.where(up, lr_max / div, lr_max)
-    end = np.where(up, lr_max, lr_max / final_div)
-    return end + (start - end) / 2 * (np.cos(np.pi * pct) + 1)
+def numpy_one_cycle(n, lr_max=1.0, pct_start=0.3, div=25.0, final_div=25e4):
+    """The fastest NumPy one-cycle found: positions in place, both phases by slices, one cos."""
+    x = np.arange(n, dtype=np.float64)
+    x /= n
+    k = int(np.searchsorted(x, pct_start, side="right"))
+    lo, hi, end = lr_max / div, lr_max, lr_max / final_div
+    x[:k] /= pct_start
+    x[k:] -= pct_start
+    x[k:] /= 1 - pct_start
+    x *= np.pi
+    np.cos(x, out=x)
+    x += 1
+    x[:k] *= (lo - hi) / 2
+    x[:k] += hi
+    x[k:] *= (hi - end) / 2
+    x[k:] += end
+    return x
 
 
 def run_bench(quick=False, torch_schedulers=True):
@@ -164,7 +174,7 @@ def run_bench(quick=False, torch_schedulers=True):
         (f"annealing_cos over {big:.0e} pcts", "NumPy expression",
          _per_call(lambda: 0.0 + (1.0 - 0.0) / 2 * (np.cos(np.pi * pct) + 1), 1, whole_repeat),
          _per_call(lambda: annealing_cos(1.0, 0.0, pct), 1, whole_repeat)),
-        (f"one-cycle schedule, {big:.0e} steps", "NumPy expression", _per_call(lambda: _numpy_one_cycle(big), 1,
+        (f"one-cycle schedule, {big:.0e} steps", "NumPy expression", _per_call(lambda: numpy_one_cycle(big), 1,
                                                                               whole_repeat),
          _per_call(lambda: schedules.one_cycle(1.0, 0.3, 25.0, 25e4).sample(big), 1, whole_repeat)),
     ]
