@@ -1,5 +1,7 @@
 """`GeneralScheduler` and `TrainingPhase`: any hyper-parameter on any sequence of annealed phases."""
 
+from functools import partial
+
 from ..anneal import Stepper
 from ..callback import uses_state
 from ..learner import LearnerCallback
@@ -36,17 +38,28 @@ class GeneralScheduler(LearnerCallback):
 
     def on_train_begin(self, epoch, **kwargs):
         """Restart the schedules and set the first phase's starting values."""
+        for phase in self.phases:
+            for sched in phase.scheds.values():
+                sched.restart()
+        return self.start_schedules([p.scheds for p in self.phases], epoch)
+
+    def start_schedules(self, scheds, epoch):
+        """Run `scheds` (per phase, hyper-parameter name -> `Stepper`) from their start values."""
         res = {"epoch": self.start_epoch} if self.start_epoch is not None else None
         self.start_epoch = epoch if self.start_epoch is None else self.start_epoch
-        self.scheds = [p.scheds for p in self.phases]
         self.opt = self.learn.opt
-        for phase in self.scheds:
-            for sched in phase.values():
-                sched.restart()
-        for k, v in self.scheds[0].items():
+        self.scheds = scheds
+        # Per phase, (setter, stepper) pairs: the per-batch work is one call each.
+        self._setters = [[(self._setter(k), v) for k, v in phase.items()] for phase in scheds]
+        for k, v in scheds[0].items():
             self.opt.set_stat(k, v.start)
         self.idx_s = 0
         return res
+
+    def _setter(self, name):
+        if name in ("lr", "mom", "beta", "wd"):
+            return partial(setattr, self.opt, name)
+        return partial(self.opt.set_stat, name)
 
     def jump_to_epoch(self, epoch):
         """Advance the schedules as if `epoch` epochs had been trained."""
@@ -59,8 +72,8 @@ class GeneralScheduler(LearnerCallback):
         if train:
             if self.idx_s >= len(self.scheds):
                 return {"stop_training": True, "stop_epoch": True}
-            sched = self.scheds[self.idx_s]
-            for k, v in sched.items():
-                self.opt.set_stat(k, v.step())
-            if next(iter(sched.values())).is_done:
+            setters = self._setters[self.idx_s]
+            for set_value, sched in setters:
+                set_value(sched.step())
+            if setters[0][1].is_done:
                 self.idx_s += 1

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ..anneal import Stepper, annealing_cos
-from ..callback import uses_state
 from ..learner import LearnerCallback
+from .general_sched import GeneralScheduler
 
 __all__ = ["OneCycleScheduler"]
 
@@ -29,13 +29,13 @@ def _positive(v, name):
     return float(v)
 
 
-class OneCycleScheduler(LearnerCallback):
+class OneCycleScheduler(GeneralScheduler):
     """Over n training batches: `int(n*pct_start)` batches of cosine warm-up from `lr_max/div_factor` to
     `lr_max`, then cosine annealing to `lr_max/final_div`; momentum follows the reverse cycle."""
 
     def __init__(self, learn, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None,
                  tot_epochs=None, start_epoch=None):
-        super().__init__(learn)
+        LearnerCallback.__init__(self, learn)
         self.lr_max = check_lr(lr_max, "lr_max")
         self.div_factor = _positive(div_factor, "div_factor")
         if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0 <= pct_start <= 1:
@@ -48,42 +48,17 @@ class OneCycleScheduler(LearnerCallback):
         self.moms = moms
         self.tot_epochs, self.start_epoch = tot_epochs, start_epoch
 
-    def steps(self, *steps_cfg):
-        """One `Stepper` per phase for the (start, end) pairs in `steps_cfg`."""
-        return [Stepper(step, n_iter, func=func) for step, (n_iter, func) in zip(steps_cfg, self.phases)]
-
     def on_train_begin(self, n_epochs, epoch, **kwargs):
-        """Build the schedules and set the starting lr and momentum."""
-        res = {"epoch": self.start_epoch} if self.start_epoch is not None else None
-        self.start_epoch = epoch if self.start_epoch is None else self.start_epoch
+        """Build the two phases (as fastai: `Stepper`s of `int(n*pct_start)` and the rest) and start them."""
         self.tot_epochs = n_epochs if self.tot_epochs is None else self.tot_epochs
         n = len(self.learn.data.train_dl) * self.tot_epochs
         a1 = int(n * self.pct_start)
-        self.phases = ((a1, annealing_cos), (n - a1, annealing_cos))
         low_lr = self.lr_max / self.div_factor
-        self.lr_scheds = self.steps((low_lr, self.lr_max), (self.lr_max, self.lr_max / self.final_div))
-        self.mom_scheds = self.steps(self.moms, (self.moms[1], self.moms[0]))
-        self.opt = self.learn.opt
-        self.opt.lr, self.opt.mom = self.lr_scheds[0].start, self.mom_scheds[0].start
-        self.idx_s = 0
-        return res
-
-    def jump_to_epoch(self, epoch):
-        """Advance the schedules as if `epoch` epochs had been trained."""
-        for _ in range(len(self.learn.data.train_dl) * epoch):
-            self.on_batch_end(True)
-
-    @uses_state("train")
-    def on_batch_end(self, train, **kwargs):
-        """Step the schedules after each training batch; stop when the cycle is over."""
-        if train:
-            if self.idx_s >= len(self.lr_scheds):
-                return {"stop_training": True, "stop_epoch": True}
-            sched = self.lr_scheds[self.idx_s]
-            self.opt.lr = sched.step()
-            self.opt.mom = self.mom_scheds[self.idx_s].step()
-            if sched.is_done:
-                self.idx_s += 1
+        up = {"lr": Stepper((low_lr, self.lr_max), a1, annealing_cos),
+              "mom": Stepper(self.moms, a1, annealing_cos)}
+        down = {"lr": Stepper((self.lr_max, self.lr_max / self.final_div), n - a1, annealing_cos),
+                "mom": Stepper((self.moms[1], self.moms[0]), n - a1, annealing_cos)}
+        return self.start_schedules([up, down], epoch)
 
     def on_epoch_end(self, epoch, **kwargs):
         """Stop training past `tot_epochs`."""
