@@ -105,12 +105,14 @@ def teardown():
 
 @contextlib.contextmanager
 def distributed(backend=None, timeout=DEFAULT_TIMEOUT):
-    """`with distributed() as device:` — `setup()` on entry, `teardown()` on exit."""
+    """`with distributed() as device:` — `setup()` on entry, `teardown()` on exit (`abort()` after an error)."""
     device = setup(backend, timeout)
     try:
         yield device
-    finally:
-        teardown()
+    except BaseException:
+        abort()  # the other ranks may be inside a collective: an orderly teardown could wait on them
+        raise
+    teardown()
 
 
 def barrier():
@@ -156,14 +158,21 @@ def all_gather_object(obj):
 
 
 def abort():
-    """End this rank's part of the process group after a failure.
+    """Leave the process group after a failure, without waiting for the other ranks.
 
-    The other ranks' pending collectives then fail at once (their peer is gone) instead of
-    waiting for the timeout, and what this rank runs afterwards (callbacks' `on_train_end`,
-    `teardown()`) no longer takes part in collectives that the others will never match.
+    What this rank runs afterwards (callbacks' `on_train_end`, `save`/`load`, `teardown()`)
+    then runs locally instead of entering collectives the others will never match. The other
+    ranks' pending collectives fail as soon as this process exits (its connections close), and
+    at the latest after the group's timeout (`FASTCB_DIST_TIMEOUT`, seconds) if it lives on.
+    NCCL communicators are aborted (destroying them could wait for the other ranks forever).
     """
-    if dist.is_available() and dist.is_initialized():
-        with contextlib.suppress(Exception):
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()  # a dropped DDP wrapper still holding the group would keep its connections open
+    with contextlib.suppress(Exception):
+        if dist.get_backend() == "nccl":
+            dist.distributed_c10d._abort_process_group()
+        else:
             dist.destroy_process_group()
 
 

@@ -28,13 +28,17 @@ class DistributedTrainer(LearnerCallback):
       model's GPU), which starts every rank from rank 0's weights and averages the gradients;
     - the training loader gets a `DistributedSampler` (`shuffle` defaults to the loader's, `seed`
       must be the same on every rank), with `set_epoch(epoch)` at each epoch begin;
+    - after an epoch's last training batch the buffers (batchnorm statistics) are broadcast from
+      rank 0 when DDP broadcasts buffers (its default): DDP does so before each forward only, so
+      without it the ranks would validate, and save, with different statistics;
     - the validation loader gives each rank every `world_size`-th batch (no padding, so the
       merged loss and metrics equal one process's; unsharded when it has fewer batches than
       ranks); the loss and `AverageMetric`s are merged across ranks once per epoch;
     - the epoch's recorded smoothed training losses are averaged across ranks (one collective
       per epoch) before the Recorder reports them, so every rank records the same history;
-    - on a failure the rank leaves the process group (`fastcb.distributed.abort`), so the other
-      ranks' collectives fail at once instead of waiting for the timeout.
+    - on a failure the rank leaves the process group (`fastcb.distributed.abort`): its later
+      code makes no collective the others can't match, and theirs fail when its process ends
+      (at once) or at the group's timeout; their `on_train_end` sees that error.
 
     At the end the model and loaders are the learner's own again. Outside a process group it
     does nothing. `Learner.fit` adds one by itself; `Learner.to_distributed` sets the options.
@@ -79,6 +83,16 @@ class DistributedTrainer(LearnerCallback):
             sampler.set_epoch(epoch)
         rec = getattr(self.learn, "recorder", None)
         self._start = len(rec.losses) if rec is not None else 0
+
+    def on_batch_end(self, train, num_batch, **kwargs):
+        """After the epoch's last training batch, give every rank rank 0's buffers."""
+        if not (self.active and train) or num_batch != len(self.learn.data.train_dl) - 1:
+            return
+        model = self.learn.model
+        if isinstance(model, DistributedDataParallel) and model.broadcast_buffers:
+            with torch.no_grad():
+                for b in model.module.buffers():
+                    torch.distributed.broadcast(b, 0)
 
     def on_epoch_end(self, **kwargs):
         """Average the epoch's recorded smoothed losses across ranks (still on the device; one collective)."""
