@@ -247,7 +247,12 @@ impl TorchCore {
 
     /// Writes the step: the groups' learning rates (and momenta), the position, and
     /// `_last_lr` (a list of the very floats the groups hold, as torch's is).
-    fn write(&self, d: &Bound<'_, PyDict>, groups: &Bound<'_, PyList>, next: Position) -> PyResult<()> {
+    fn write<'py>(
+        &self,
+        d: &Bound<'py, PyDict>,
+        groups: &Bound<'py, PyList>,
+        next: Position,
+    ) -> PyResult<Bound<'py, PyList>> {
         let py = d.py();
         let last_lr = PyList::new(py, &self.lrs)?;
         let lr_key = intern!(py, "lr");
@@ -270,7 +275,21 @@ impl TorchCore {
                 d.set_item(intern!(py, "T_i"), t_i)?;
             }
         }
-        d.set_item(intern!(py, "_last_lr"), last_lr)
+        d.set_item(intern!(py, "_last_lr"), &last_lr)?;
+        Ok(last_lr)
+    }
+
+    /// One regular step; the new `_last_lr`, or `None` (changing nothing) where torch's
+    /// own step must run.
+    fn try_step<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let d = self.state.clone_ref(py).into_bound(py);
+        let Some(pos) = self.position(&d)? else { return Ok(None) };
+        let Some(groups) = self.param_groups(&d)? else { return Ok(None) };
+        if !self.read_lrs(&groups)? {
+            return Ok(None);
+        }
+        let Some(next) = self.compute(pos) else { return Ok(None) };
+        self.write(&d, &groups, next).map(Some)
     }
 }
 
@@ -344,15 +363,7 @@ impl TorchCore {
     /// One regular step, all in Rust; `False` (changing nothing) where the Python formula
     /// must run instead: tensor learning rates, the first steps, torch's errors.
     fn step(&mut self, py: Python<'_>) -> PyResult<bool> {
-        let d = self.state.clone_ref(py).into_bound(py);
-        let Some(pos) = self.position(&d)? else { return Ok(false) };
-        let Some(groups) = self.param_groups(&d)? else { return Ok(false) };
-        if !self.read_lrs(&groups)? {
-            return Ok(false);
-        }
-        let Some(next) = self.compute(pos) else { return Ok(false) };
-        self.write(&d, &groups, next)?;
-        Ok(true)
+        Ok(self.try_step(py)?.is_some())
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
@@ -417,15 +428,11 @@ impl SequentialCore {
         if idx > 0 && self.milestones[idx - 1] == epoch {
             return Ok(false);
         }
-        let Some((core, child)) = &self.children[idx] else { return Ok(false) };
+        let Some((core, _)) = &self.children[idx] else { return Ok(false) };
         let Ok(mut core) = core.bind(py).try_borrow_mut() else { return Ok(false) };
-        if !core.step(py)? {
-            return Ok(false);
-        }
+        let Some(last_lr) = core.try_step(py)? else { return Ok(false) };
         d.set_item(intern!(py, "last_epoch"), epoch)?;
-        if let Some(last_lr) = child.bind(py).get_item(intern!(py, "_last_lr"))? {
-            d.set_item(intern!(py, "_last_lr"), last_lr)?;
-        }
+        d.set_item(intern!(py, "_last_lr"), last_lr)?;
         Ok(true)
     }
 
