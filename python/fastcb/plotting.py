@@ -1,7 +1,15 @@
 """Matplotlib glue: show a figure where there is a display, save it to a file where there is none."""
 
-import matplotlib
-import matplotlib.pyplot as plt
+try:
+    import matplotlib
+    import matplotlib.pyplot as plt
+except ImportError:  # training needs no matplotlib; plotting says what is missing
+
+    class _Missing:
+        def __getattr__(self, name):
+            raise ImportError("matplotlib is needed to plot: pip install matplotlib")
+
+    matplotlib = plt = _Missing()
 
 __all__ = ["finish_figure", "plt", "has_display"]
 

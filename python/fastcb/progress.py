@@ -1,9 +1,22 @@
-"""The progress bars passed to callbacks as `pbar`: fastprogress's, or quiet ones with the same interface."""
+"""The progress bars passed to callbacks as `pbar`: fastprogress's, or quiet ones with the same interface.
+
+Without fastprogress installed, bars are quiet and the table is printed as plain lines.
+"""
 
 import itertools
 
-from fastprogress.fastprogress import master_bar as _fp_master_bar
-from fastprogress.fastprogress import progress_bar as _fp_progress_bar
+try:
+    from fastprogress.fastprogress import format_time
+    from fastprogress.fastprogress import master_bar as _fp_master_bar
+    from fastprogress.fastprogress import progress_bar as _fp_progress_bar
+except ImportError:  # the loop runs without it (a wheel installed with --no-deps, a minimal GPU image)
+    _fp_master_bar = _fp_progress_bar = None
+
+    def format_time(t):
+        """`t` seconds as `mm:ss` (`h:mm:ss` past an hour), as fastprogress writes it."""
+        t = int(t)
+        h, m, s = t // 3600, (t // 60) % 60, t % 60
+        return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 __all__ = ["master_bar", "progress_bar", "QuietMasterBar", "QuietProgressBar"]
 
@@ -58,13 +71,23 @@ def _len(gen):
         return None
 
 
+class _PlainMasterBar(QuietMasterBar):
+    """What a non-quiet master bar becomes without fastprogress: no bars, the table printed."""
+
+    def write(self, line, table=False):
+        super().write(line, table)
+        print("  ".join(str(c) for c in line) if table else line)
+
+
 def master_bar(gen, total=None, quiet=False):
     """The outer (epoch) bar: fastprogress's, or a `QuietMasterBar` when `quiet`."""
-    return QuietMasterBar(gen, total) if quiet else _fp_master_bar(gen, total=total)
+    if quiet:
+        return QuietMasterBar(gen, total)
+    return _PlainMasterBar(gen, total) if _fp_master_bar is None else _fp_master_bar(gen, total=total)
 
 
 def progress_bar(gen, parent=None, leave=True, total=None, quiet=False):
     """The inner (batch) bar: fastprogress's, or a quiet one when `quiet` or when `parent` is quiet."""
-    if quiet or isinstance(parent, QuietMasterBar):
+    if quiet or isinstance(parent, QuietMasterBar) or _fp_progress_bar is None:
         return QuietProgressBar(gen, total, parent, leave)
     return _fp_progress_bar(gen, total=total, parent=parent, leave=leave)

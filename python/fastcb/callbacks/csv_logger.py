@@ -4,10 +4,9 @@ import csv
 import os
 import time
 
-from fastprogress.fastprogress import format_time
-
 from ..distributed import is_main_process
 from ..learner import LearnerCallback
+from ..progress import format_time
 
 __all__ = ["CSVLogger"]
 

@@ -4,11 +4,11 @@ import time
 
 import numpy as np
 import torch
-from fastprogress.fastprogress import format_time
 
 from ..callback import uses_state
 from ..learner import LearnerCallback
 from ..plotting import finish_figure, plt
+from ..progress import format_time
 
 __all__ = ["Recorder"]
 
