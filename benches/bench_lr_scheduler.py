@@ -15,6 +15,7 @@ import torch.optim.lr_scheduler as T
 
 import fastcb.lr_scheduler as F
 from fastcb import schedules
+from fastcb.bench import numpy_one_cycle
 
 BIG = 10**9  # schedules long enough never to end while timing
 
@@ -75,25 +76,6 @@ def bench_steps() -> None:
             theirs = per_step(build(T, make_opt(groups)))
             ours = per_step(build(F, make_opt(groups)))
             print(f"{name:34s} {groups:6d} {theirs * 1e6:9.3f} {ours * 1e6:10.3f} {theirs / ours:6.1f}x")
-
-
-def numpy_one_cycle(n: int, lr_max: float, pct: float, div: float, final_div: float) -> np.ndarray:
-    """The fastest NumPy one-cycle found: positions in place, both phases by slices."""
-    x = np.arange(n, dtype=np.float64)
-    x /= n
-    k = int(np.searchsorted(x, pct, side="right"))
-    lo, hi, end = lr_max / div, lr_max, lr_max / final_div
-    x[:k] /= pct
-    x[k:] -= pct
-    x[k:] /= 1 - pct
-    x *= np.pi
-    np.cos(x, out=x)
-    x += 1
-    x[:k] *= (lo - hi) / 2
-    x[:k] += hi
-    x[k:] *= (hi - end) / 2
-    x[k:] += end
-    return x
 
 
 def best_time(fn, repeats: int = 5) -> float:
