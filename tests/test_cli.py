@@ -62,7 +62,6 @@ def test_bench_prints_ratios(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "the following arguments are required: COMMAND"),
     (["train"], "invalid choice: 'train'"),
     (["demo", "--epochs", "0"], "--epochs: expected a positive int, got '0'"),
     (["demo", "--bs", "many"], "--bs: expected a positive int, got 'many'"),
@@ -97,6 +96,16 @@ def test_help_everywhere(capsys, command):
         main([*command, "--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith("usage: fastcb")
+
+
+def test_no_command_shows_a_schedule_table_and_the_core_speed(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "batch          lr  momentum" in out and "    0   4.000e-04    0.9500" in out
+    assert "    3   1.000e-02    0.8500" in out, "the one-cycle peak after int(10 * 0.3) batches"
+    for row in ("annealing_cos(s, e, p)", "Stepper.step()", "SmoothenValue.add_value(v)"):
+        assert row in out
+    assert out.count("x)") == 3
 
 
 def test_python_dash_m():

@@ -65,7 +65,8 @@ def build_parser():
     """The argparse parser of the `fastcb` command."""
     parser = argparse.ArgumentParser(
         prog="fastcb", description="fastai v1's callback system with a compiled core: demo, schedule previews, speed.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                description="without a command: a one-cycle schedule and the core's speed, briefly")
 
     demo = sub.add_parser("demo", help="train a small network with lr_find then fit_one_cycle; write plots",
                           description="Train an MLP on an embedded spirals data set: lr_find, then fit_one_cycle "
@@ -199,10 +200,13 @@ def main(argv=None):
     """Run the `fastcb` command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        return _overview()
     sub = args.parser
-    import matplotlib
+    if args.command in ("demo", "plot"):
+        import matplotlib
 
-    matplotlib.use("Agg")  # the command only writes files; never open windows
+        matplotlib.use("Agg")  # the command only writes files; never open windows
     if args.command == "plot":
         return _plot(args, sub)
     if args.command == "bench":
@@ -216,6 +220,32 @@ def main(argv=None):
 
     run_demo(out=args.out, epochs=args.epochs, bs=args.bs, n_train=args.n_train, n_valid=args.n_valid, lr=args.lr,
              num_it=args.num_it, device=args.device, seed=args.seed, quiet=args.quiet)
+    return 0
+
+
+def _overview():
+    """`fastcb` alone: a short one-cycle table and the per-call speed of the core against fastai's Python."""
+    from .bench import FastaiSmoothenValue, FastaiStepper, fastai_annealing_cos, run_per_call
+    from .anneal import SmoothenValue, Stepper, annealing_cos
+    from .preview import one_cycle_trace
+
+    n = 10
+    trace = one_cycle_trace(n, 1e-2)
+    print(f"fastai's one-cycle over {n} batches (lr_max=1e-2), as OneCycleScheduler sets it:")
+    print(f"{'batch':>5}  {'lr':>10}  {'momentum':>8}")
+    for i, (lr, mom) in enumerate(zip(trace["lr"], trace["momentum"])):
+        print(f"{i:>5}  {lr:>10.3e}  {mom:>8.4f}")
+    huge = 10**12
+    ours, peer = Stepper((1.0, 0.0), huge, annealing_cos), FastaiStepper((1.0, 0.0), huge, fastai_annealing_cos)
+    smooth, py_smooth = SmoothenValue(0.98), FastaiSmoothenValue(0.98)
+    rows = [("annealing_cos(s, e, p)", lambda: fastai_annealing_cos(1.0, 0.0, 0.3), lambda: annealing_cos(1.0, 0.0, 0.3)),
+            ("Stepper.step()", peer.step, ours.step),
+            ("SmoothenValue.add_value(v)", lambda: py_smooth.add_value(0.3), lambda: smooth.add_value(0.3))]
+    print("\nper call, fastai v1's Python against fastcb's compiled core (`fastcb bench` for more):")
+    for name, theirs, mine in rows:
+        t_peer, t_ours = run_per_call(theirs), run_per_call(mine)
+        print(f"  {name:28s} {t_peer * 1e9:7.1f} ns -> {t_ours * 1e9:6.1f} ns  ({t_peer / t_ours:4.1f}x)")
+    print("\ncommands: fastcb demo | plot | bench   (fastcb COMMAND --help)")
     return 0
 
 
