@@ -59,4 +59,4 @@ class LRFinder(LearnerCallback):
         if hasattr(self.learn.model, "reset"):
             self.learn.model.reset()
         if not getattr(self.learn, "silent", False) and is_main_process():
-            print("LR Finder is complete, type {learner_name}.recorder.plot() to see the graph.")
+            print("LR Finder is complete, type learn.recorder.plot() to see the graph.")
