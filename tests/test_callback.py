@@ -1,6 +1,7 @@
 """Callback and CallbackHandler: events, kwargs, return-value rules, flags, ordering, exceptions."""
 
 import inspect
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -195,6 +196,8 @@ def test_backward_begin_value_replaces_the_loss_and_smoothing_sees_the_raw_one()
     loss, skip = h.on_backward_begin(torch.tensor(4.0))
     assert loss == 0.0 and skip is False
     assert h.state_dict["smooth_loss"] == 4.0
+    h.on_epoch_end(None)
+    assert h.state_dict["smooth_losses"] == [4.0]
 
 
 def test_replaced_zero_loss_leaves_sgd_weights_unchanged():
@@ -368,16 +371,47 @@ def test_handler_signature_defaults_and_bad_input():
         h("batch_start")
 
 
-def test_handler_smooths_like_the_plain_formula():
+def _plain_smoothing(beta, losses):
+    avg, out = 0.0, []
+    for i, v in enumerate(losses, 1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta**i))
+    return out
+
+
+def test_handler_smooths_live_for_hooks_that_read_the_smoothed_loss():
+    beta, losses = 0.9, [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0]
+    seen = []
+
+    class Reader(Callback):
+        def on_backward_begin(self, smooth_loss, **kwargs):
+            seen.append(float(smooth_loss))
+
+    h = CallbackHandler([Reader()], beta=beta)
+    h.on_train_begin(1, None, [])
+    for v in losses:
+        h.on_backward_begin(torch.tensor(v, dtype=torch.float64))
+    assert seen == pytest.approx(_plain_smoothing(beta, losses), rel=1e-12)
+
+
+def test_without_live_readers_the_epoch_losses_are_smoothed_once_at_its_end_exactly():
     beta, losses = 0.9, [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0]
     h = CallbackHandler(beta=beta)
     h.on_train_begin(1, None, [])
-    avg, expected = 0.0, []
-    for i, v in enumerate(losses, 1):
-        avg = beta * avg + (1 - beta) * v
-        expected.append(avg / (1 - beta**i))
-        h.on_backward_begin(torch.tensor(v, dtype=torch.float64))
-        assert float(h.state_dict["smooth_loss"]) == pytest.approx(expected[-1], rel=1e-12)
+    for v in losses[:4]:
+        h.on_backward_begin(torch.tensor(v, dtype=torch.float32))
+    assert h.state_dict["smooth_loss"] is None and not h._live_smoothing, "nothing read it: nothing computed"
+    h.on_epoch_end(None)
+    assert h.state_dict["smooth_losses"] == _plain_smoothing(beta, losses[:4]), "fastai's float64 formula, bit for bit"
+    for v in losses[4:]:
+        h.on_backward_begin(torch.tensor(v))
+    h.on_epoch_end(None)
+    assert h.state_dict["smooth_losses"] == _plain_smoothing(beta, losses)[4:], "the average runs on across epochs"
+    assert h.state_dict["smooth_loss"] == _plain_smoothing(beta, losses)[-1]
+    h.on_backward_begin(torch.tensor(float("nan")))
+    h.on_backward_begin(torch.tensor(1.0))
+    h.on_train_end(False)
+    assert all(math.isnan(v) for v in h.state_dict["smooth_losses"]), "NaN from the first non-finite loss on"
 
 
 def test_call_runs_metrics_only_when_asked():

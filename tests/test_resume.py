@@ -140,7 +140,7 @@ def test_the_checkpoint_is_plain_data_with_every_part(tmp_path):
     steppers = list(_stored_states(ck["callbacks"]["OneCycleScheduler"]))
     assert len(steppers) == 4 and sum(s["n"] for s in steppers) == 2 * 5  # lr and momentum, 5 steps each
     assert len(ck["callbacks"]["Recorder"]["losses"]["__scalars__"]) == 5
-    assert ck["handler"]["iteration"] == 5 and ck["handler"]["smoothener"]["n"] == 5
+    assert ck["handler"]["iteration"] == 5 and ck["handler"]["smoothing"]["history"]["n"] == 5
     rng = ck["rng"][0]
     assert set(rng) >= {"torch", "numpy", "python", "loader"} and len(ck["rng"]) == 1
     assert learn.recorder.nb_batches == [5]

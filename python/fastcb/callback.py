@@ -6,6 +6,7 @@ seed's per-event value (new `(xb, yb)`, output or loss; True to stop the epoch/t
 """
 
 import inspect
+import math
 from operator import itemgetter
 
 import numpy as np
@@ -44,8 +45,11 @@ EVENTS = (
 #: The keys of `CallbackHandler.state_dict`: what a hook may receive and update.
 STATE_KEYS = frozenset(
     "epoch iteration num_batch n_epochs pbar metrics train last_input last_target last_output last_loss "
-    "smooth_loss last_metrics stop_epoch stop_training skip_bwd skip_step skip_zero skip_validate".split()
+    "smooth_loss smooth_losses last_metrics stop_epoch stop_training skip_bwd skip_step skip_zero skip_validate".split()
 )
+
+#: The events of each batch: a hook on one of them may read `smooth_loss` while the epoch runs.
+_BATCH_EVENTS = ("batch_begin", "loss_begin", "backward_begin", "backward_end", "step_end", "batch_end")
 
 _HALF = (torch.float16, torch.bfloat16)
 _FLAGS = ("stop_epoch", "skip_step", "skip_zero", "skip_bwd")
@@ -179,6 +183,11 @@ def wanted_state(hook):
     return tuple(names)
 
 
+def _reads_smooth_loss(hook):
+    wants = wanted_state(hook)
+    return wants is None or "smooth_loss" in wants
+
+
 def _set_batch(st, res):
     if not is_listy(res) or len(res) != 2:
         raise TypeError(f"on_batch_begin must return None, a dict or (xb, yb), got {type(res).__name__}")
@@ -207,7 +216,8 @@ _RETURN_RULES = {
 
 def _init_state():
     state = dict.fromkeys(STATE_KEYS)
-    state.update(epoch=0, iteration=0, num_batch=0, train=True, stop_training=False, skip_validate=False)
+    state.update(epoch=0, iteration=0, num_batch=0, train=True, stop_training=False, skip_validate=False,
+                 smooth_losses=[])
     state.update(dict.fromkeys(_FLAGS, False))
     return state
 
@@ -228,7 +238,9 @@ class CallbackHandler:
         self.metrics = [m if isinstance(m, Callback) else AverageMetric(m) for m in metrics]
         self.callbacks = sorted(callbacks, key=lambda o: getattr(o, "_order", 0))
         self.beta = beta
-        self.smoothener = SmoothenValue(beta)
+        self.smoothener = SmoothenValue(beta)  # per batch, on the device, for hooks that read it live
+        self.loss_history = SmoothenValue(beta)  # per epoch, on the host: fastai's float64 formula exactly
+        self._epoch_losses, self._history_nan = [], False
         self.state_dict = _init_state()
         self._dispatch_on = None
         self._rebuild()
@@ -241,6 +253,7 @@ class CallbackHandler:
             cbs = tuple(self._hook(c, ev) for c in self.callbacks if overrides(c, ev))
             mets = tuple(self._hook(m, ev) for m in self.metrics if overrides(m, ev))
             self._calls[ev] = (cbs, mets + cbs)
+        self._live_smoothing = any(_reads_smooth_loss(hook) for ev in _BATCH_EVENTS for _, hook in self._calls[ev][0])
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
 
     def _hook(self, obj, event):
@@ -348,13 +361,15 @@ class CallbackHandler:
         return st["last_output"]
 
     def on_backward_begin(self, loss):
-        """Smooth `loss` (on its device); returns `(loss to backprop, skip_bwd)`."""
+        """Keep `loss` for the epoch's record and, when a hook reads it per batch, smooth it on its
+        device; returns `(loss to backprop, skip_bwd)`."""
         st = self.state_dict
         value = loss.detach()
-        if value.dtype in _HALF:
-            value = value.float()
-        self.smoothener.add_value(value)
-        st["last_loss"], st["smooth_loss"] = loss, self.smoothener.smooth
+        self._epoch_losses.append(value)
+        if self._live_smoothing:
+            self.smoothener.add_value(value.float() if value.dtype in _HALF else value)
+            st["smooth_loss"] = self.smoothener.smooth
+        st["last_loss"] = loss
         calls = self._calls["backward_begin"][0]
         if calls:
             self._run("backward_begin", calls)
@@ -388,9 +403,14 @@ class CallbackHandler:
         return st["stop_epoch"]
 
     def on_epoch_end(self, val_loss):
-        """The epoch is done, with validation loss `val_loss` (None if not validated); returns `stop_training`."""
+        """The epoch is done, with validation loss `val_loss` (None if not validated); returns `stop_training`.
+
+        The epoch's smoothed training losses are computed now, in one host transfer: state
+        `smooth_losses` (one float per training batch) and `smooth_loss` (the last of them).
+        """
         self._refresh()
         st = self.state_dict
+        self._record_losses()
         st["last_metrics"] = [val_loss]
         self._run("epoch_end", self._calls["epoch_end"][0 if val_loss is None else 1])
         st["epoch"] += 1
@@ -399,7 +419,37 @@ class CallbackHandler:
     def on_train_end(self, exception):
         """Training ended; `exception` is False or the exception that stopped it."""
         self._refresh()
+        self._record_losses()  # batches since the last epoch end, when training stopped mid-epoch
         self._run("train_end", self._calls["train_end"][1], {"exception": exception})
+
+    def _record_losses(self):
+        """Smooth the training losses kept since the last call (one transfer to the host) into
+        `smooth_losses`; from the first non-finite loss on, the average is NaN, as in fastai."""
+        st, losses, self._epoch_losses = self.state_dict, self._epoch_losses, []
+        if not losses:
+            st["smooth_losses"] = []
+            return
+        values = torch.stack([v.reshape(()) for v in losses]).double().cpu().tolist()
+        history, out = self.loss_history, []
+        for v in values:
+            self._history_nan = self._history_nan or not math.isfinite(v)
+            if self._history_nan:
+                out.append(math.nan)
+            else:
+                history.add_value(v)
+                out.append(history.smooth)
+        st["smooth_losses"], st["smooth_loss"] = out, out[-1]
+
+    def smoothing_state(self):
+        """The loss smoothers' state, for checkpoints."""
+        return {"live": self.smoothener.state_dict(), "history": self.loss_history.state_dict(),
+                "history_nan": self._history_nan}
+
+    def load_smoothing_state(self, state):
+        """Restore `smoothing_state()`."""
+        self.smoothener.load_state_dict(state["live"])
+        self.loss_history.load_state_dict(state["history"])
+        self._history_nan = bool(state["history_nan"])
 
     @property
     def skip_validate(self):

@@ -228,7 +228,7 @@ def state_of(learn, epoch=None):
         "opt": encode(learn.opt.state_dict()),
         "epoch": int(epoch),
         "callbacks": callback_states(callbacks),
-        "handler": None if handler is None else {"smoothener": encode(handler.smoothener.state_dict()),
+        "handler": None if handler is None else {"smoothing": encode(handler.smoothing_state()),
                                                   "iteration": handler.state_dict["iteration"]},
         "rng": fdist.all_gather_object(rng_state(learn)),
     }
@@ -329,7 +329,7 @@ def restore(learn, handler):
             raise CheckpointError(f"{where}: can't be restored ({type(e).__name__}: {e})") from e
     learn.opt.load_state_dict(decode(ck["opt"]))  # again: the fit's setup changed the hyper-parameters since `load`
     if ck.get("handler") is not None:
-        handler.smoothener.load_state_dict(decode(ck["handler"]["smoothener"]))
+        handler.load_smoothing_state(decode(ck["handler"]["smoothing"]))
         handler.state_dict["iteration"] = ck["handler"]["iteration"]
     rngs = ck.get("rng") or []
     if rngs:

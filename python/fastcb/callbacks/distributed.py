@@ -34,8 +34,8 @@ class DistributedTrainer(LearnerCallback):
     - the validation loader gives each rank every `world_size`-th batch (no padding, so the
       merged loss and metrics equal one process's; unsharded when it has fewer batches than
       ranks); the loss and `AverageMetric`s are merged across ranks once per epoch;
-    - the epoch's recorded smoothed training losses are averaged across ranks (one collective
-      per epoch) before the Recorder reports them, so every rank records the same history;
+    - the epoch's smoothed training losses are averaged across ranks (one collective per epoch)
+      before the Recorder records them, so every rank records the same history;
     - on a failure the rank leaves the process group (`fastcb.distributed.abort`): its later
       code makes no collective the others can't match, and theirs fail when its process ends
       (at once) or at the group's timeout; their `on_train_end` sees that error.
@@ -49,7 +49,7 @@ class DistributedTrainer(LearnerCallback):
     def __init__(self, learn, shuffle=None, seed=0, **ddp_kwargs):
         super().__init__(learn)
         self.shuffle, self.seed, self.ddp_kwargs = shuffle, seed, ddp_kwargs
-        self.active, self._start = False, 0
+        self.active = False
         self._saved = None
 
     def get_state(self, minimal=True):
@@ -81,8 +81,6 @@ class DistributedTrainer(LearnerCallback):
         sampler = getattr(_raw(self.learn.data.train_dl), "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        rec = getattr(self.learn, "recorder", None)
-        self._start = len(rec.losses) if rec is not None else 0
 
     def on_batch_end(self, train, num_batch, **kwargs):
         """After the epoch's last training batch, give every rank rank 0's buffers."""
@@ -94,18 +92,16 @@ class DistributedTrainer(LearnerCallback):
                 for b in model.module.buffers():
                     torch.distributed.broadcast(b, 0)
 
-    def on_epoch_end(self, **kwargs):
-        """Average the epoch's recorded smoothed losses across ranks (still on the device; one collective)."""
-        rec = getattr(self.learn, "recorder", None)
-        if not self.active or rec is None:
-            return
-        new = rec.losses[self._start:]
-        local = torch.stack([torch.as_tensor(v).reshape(()) for v in new]) if new else torch.zeros(0)
-        if local.device.type == "cpu" and torch.distributed.get_backend() == "nccl":
-            local = local.cuda()
+    def on_epoch_end(self, smooth_losses, **kwargs):
+        """Average the epoch's smoothed training losses across ranks (one collective), so every rank
+        records and reports the same history (the average is linear: it commutes with smoothing)."""
+        if not self.active or not smooth_losses:
+            return None
+        on_gpu = torch.distributed.get_backend() == "nccl"
+        local = torch.tensor(smooth_losses, dtype=torch.float64, device="cuda" if on_gpu else "cpu")
         torch.distributed.all_reduce(local)
-        if new:
-            rec.losses[self._start:] = list((local / fdist.world_size()).unbind())
+        mean = (local / fdist.world_size()).tolist()
+        return {"smooth_losses": mean, "smooth_loss": mean[-1]}
 
     def on_train_end(self, exception, **kwargs):
         """Give the learner its own model and loaders back; after a failure, leave the process group."""

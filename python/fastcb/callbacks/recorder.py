@@ -32,9 +32,10 @@ def _fmt(stat):
 
 class Recorder(LearnerCallback):
     """Record, per training batch, the lr and momentum (at batch begin) and the smoothed loss; per epoch,
-    the validation loss and metrics. Runs first (`_order=-10`) so it sees the raw loss.
+    the validation loss and metrics. Runs first (`_order=-10`).
 
-    Losses stay on the device during an epoch and are brought to the host once at its end.
+    The smoothed losses are the handler's: the raw losses stay on the device during an epoch
+    and are smoothed at its end, after one transfer to the host (0-dim float64 CPU tensors).
     """
 
     _order = -10
@@ -74,15 +75,11 @@ class Recorder(LearnerCallback):
             self.lrs.append(self.opt.lr)
             self.moms.append(self.opt.mom)
 
-    @uses_state("smooth_loss")
-    def on_backward_begin(self, smooth_loss, **kwargs):
-        """Record the smoothed loss before any other callback can change the loss."""
-        self.losses.append(smooth_loss)
-
-    def on_epoch_end(self, epoch, num_batch, smooth_loss, last_metrics, **kwargs):
-        """Bring the epoch's losses to the host (once) and record the validation loss and metrics."""
+    def on_epoch_end(self, epoch, num_batch, smooth_loss, smooth_losses, last_metrics, **kwargs):
+        """Record the epoch's smoothed losses (the handler brings them to the host once), the
+        validation loss and the metrics."""
         self.nb_batches.append(num_batch)
-        _host(self.losses)
+        self._add_losses(smooth_losses)
         if self.losses:
             smooth_loss = self.losses[-1]
         if last_metrics is not None:
@@ -93,6 +90,14 @@ class Recorder(LearnerCallback):
         if len(last_metrics) > 1:
             self.metrics.append(list(last_metrics[1:]))
         self.format_stats([epoch, smooth_loss] + list(last_metrics))
+
+    def on_train_end(self, smooth_losses, **kwargs):
+        """Keep the losses of a last, interrupted epoch."""
+        self._add_losses(smooth_losses)
+
+    def _add_losses(self, smooth_losses):
+        if smooth_losses:
+            self.losses.extend(torch.tensor(smooth_losses, dtype=torch.float64).unbind())
 
     def format_stats(self, stats):
         """Write one row of the table (`stats` in the order of `names`)."""
