@@ -11,5 +11,5 @@ pub mod stepper;
 pub mod torch_sched;
 
 pub use anneal::Anneal;
-pub use stepper::Stepper;
 pub use error::{CoreError, Result};
+pub use stepper::Stepper;

@@ -339,7 +339,15 @@ fn shape_value_fast(shape: Anneal, start: f64, end: f64, pct: f64) -> f64 {
 
 /// Fills `out` with a shape at the steps `first..`, the shape chosen once, outside the loop.
 #[inline(always)]
-fn fill_shape(out: &mut [f64], first: usize, n: f64, shape: Anneal, start: f64, end: f64, pct: impl Fn(f64) -> f64) -> bool {
+fn fill_shape(
+    out: &mut [f64],
+    first: usize,
+    n: f64,
+    shape: Anneal,
+    start: f64,
+    end: f64,
+    pct: impl Fn(f64) -> f64,
+) -> bool {
     match shape {
         Anneal::Cos => fill(out, first, n, |p| end + (start - end) / 2.0 * (cos_pi(pct(p)) + 1.0)),
         Anneal::Linear => fill(out, first, n, |p| Anneal::Linear.value(start, end, pct(p))),

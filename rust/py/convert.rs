@@ -38,9 +38,8 @@ pub fn is_tensor(x: &Bound<'_, PyAny>) -> PyResult<bool> {
         return x.is_instance(tensor.bind(py));
     }
     let Ok(torch) = py.import("sys")?.getattr("modules")?.get_item("torch") else { return Ok(false) };
-    let tensor = TORCH_TENSOR.get_or_try_init(py, || -> PyResult<_> {
-        Ok(torch.getattr("Tensor")?.cast_into::<PyType>()?.unbind())
-    })?;
+    let tensor = TORCH_TENSOR
+        .get_or_try_init(py, || -> PyResult<_> { Ok(torch.getattr("Tensor")?.cast_into::<PyType>()?.unbind()) })?;
     x.is_instance(tensor.bind(py))
 }
 
