@@ -132,3 +132,22 @@ def to_device(b, device, non_blocking=True):
     if isinstance(b, dict):
         return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     return b
+
+
+class GetAttr:
+    """Pass unknown attributes on to the object in `self.<_default>` (fastai's `GetAttr`).
+
+    Dunder names are never passed on, and unpickling sets `__dict__` directly, so a half-built
+    object never recurses into `__getattr__`.
+    """
+
+    _default = None
+
+    def __getattr__(self, k):
+        inner = self.__dict__.get(self._default)
+        if inner is None or k.startswith("__"):
+            raise AttributeError(k)
+        return getattr(inner, k)
+
+    def __setstate__(self, data):
+        self.__dict__.update(data)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ._utils import to_detach, to_device
+from ._utils import GetAttr, to_detach, to_device
 
 __all__ = ["DataBunch", "DeviceDataLoader", "DatasetType", "default_device"]
 
@@ -19,8 +19,10 @@ def default_device():
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-class DeviceDataLoader:
+class DeviceDataLoader(GetAttr):
     """A `DataLoader` whose batches are moved to `device` and passed through `tfms`."""
+
+    _default = "dl"  # unknown attributes are the dl's
 
     def __init__(self, dl, device, tfms=None):
         if not hasattr(dl, "__iter__"):
@@ -31,14 +33,6 @@ class DeviceDataLoader:
     def __len__(self):
         return len(self.dl)
 
-    def __getattr__(self, k):
-        dl = self.__dict__.get("dl")
-        if dl is None or k.startswith("__"):
-            raise AttributeError(k)
-        return getattr(dl, k)
-
-    def __setstate__(self, data):
-        self.__dict__.update(data)
 
     def add_tfm(self, tfm):
         """Apply `tfm` to every batch."""
@@ -62,8 +56,10 @@ class DeviceDataLoader:
         return (self.proc_batch(b) for b in self.dl)
 
 
-class DataBunch:
+class DataBunch(GetAttr):
     """Bind `train_dl`, `valid_dl` (and optionally `test_dl`) to `device`."""
+
+    _default = "train_dl"  # unknown attributes are the train_dl's
 
     def __init__(self, train_dl, valid_dl=None, fix_dl=None, test_dl=None, device=None, dl_tfms=None, path=".",
                  collate_fn=None, no_check=False):
@@ -104,14 +100,6 @@ class DataBunch:
         test_dl = None if test_ds is None else DataLoader(test_ds, val_bs, shuffle=False, **extra)
         return cls(train_dl, valid_dl, test_dl=test_dl, device=device, dl_tfms=dl_tfms, path=path, no_check=no_check)
 
-    def __getattr__(self, k):
-        train_dl = self.__dict__.get("train_dl")
-        if train_dl is None or k.startswith("__"):
-            raise AttributeError(k)
-        return getattr(train_dl, k)
-
-    def __setstate__(self, data):
-        self.__dict__.update(data)
 
     def __repr__(self):
         return f"{type(self).__name__}(train={len(self.train_ds)}, valid={0 if self.empty_val else len(self.valid_ds)})"

@@ -12,7 +12,7 @@ import inspect
 import numpy as np
 import torch
 
-from ._utils import listify, split_no_wd_params, trainable_params
+from ._utils import GetAttr, listify, split_no_wd_params, trainable_params
 
 __all__ = ["OptimWrapper"]
 
@@ -71,8 +71,10 @@ def _lr_needs_value(opt_func):
     return param is not None and param.default is inspect.Parameter.empty
 
 
-class OptimWrapper:
+class OptimWrapper(GetAttr):
     """Wrap `opt` so that `lr`, `mom`, `beta`, `wd` read and set per layer group, with `true_wd` and `bn_wd`."""
+
+    _default = "opt"  # unknown attributes are the opt's
 
     def __init__(self, opt, wd=0.0, true_wd=False, bn_wd=True, *, paired=False):
         if isinstance(opt, OptimWrapper):
@@ -164,14 +166,6 @@ class OptimWrapper:
         """Clear the gradients."""
         self.opt.zero_grad(*args, **kwargs)
 
-    def __getattr__(self, k):
-        opt = self.__dict__.get("opt")
-        if opt is None or k.startswith("__"):
-            raise AttributeError(k)
-        return getattr(opt, k)
-
-    def __setstate__(self, data):
-        self.__dict__.update(data)
 
     def clear(self):
         """Reset the optimizer's state (moments, buffers), keeping its hyper-parameters."""
