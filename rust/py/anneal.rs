@@ -55,45 +55,25 @@ fn python_name(anneal: Anneal) -> (&'static str, Option<f64>) {
     }
 }
 
-/// No annealing: always `start`.
-#[pyfunction]
-pub fn annealing_no<'py>(
-    start: &Bound<'py, PyAny>,
-    end: &Bound<'py, PyAny>,
-    pct: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    apply(Anneal::No, start, end, pct)
+/// Defines the Python function `$name(start, end, pct)` of a built-in shape.
+macro_rules! shape_function {
+    ($name:ident, $shape:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[pyfunction]
+        pub fn $name<'py>(
+            start: &Bound<'py, PyAny>,
+            end: &Bound<'py, PyAny>,
+            pct: &Bound<'py, PyAny>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            apply($shape, start, end, pct)
+        }
+    };
 }
 
-/// Linearly anneal from `start` to `end` as pct goes from 0.0 to 1.0.
-#[pyfunction]
-pub fn annealing_linear<'py>(
-    start: &Bound<'py, PyAny>,
-    end: &Bound<'py, PyAny>,
-    pct: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    apply(Anneal::Linear, start, end, pct)
-}
-
-/// Exponentially anneal from `start` to `end` as pct goes from 0.0 to 1.0.
-#[pyfunction]
-pub fn annealing_exp<'py>(
-    start: &Bound<'py, PyAny>,
-    end: &Bound<'py, PyAny>,
-    pct: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    apply(Anneal::Exp, start, end, pct)
-}
-
-/// Cosine anneal from `start` to `end` as pct goes from 0.0 to 1.0.
-#[pyfunction]
-pub fn annealing_cos<'py>(
-    start: &Bound<'py, PyAny>,
-    end: &Bound<'py, PyAny>,
-    pct: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    apply(Anneal::Cos, start, end, pct)
-}
+shape_function!(annealing_no, Anneal::No, "No annealing: always `start`.");
+shape_function!(annealing_linear, Anneal::Linear, "Linearly anneal from `start` to `end` as pct goes from 0.0 to 1.0.");
+shape_function!(annealing_exp, Anneal::Exp, "Exponentially anneal from `start` to `end` as pct goes from 0.0 to 1.0.");
+shape_function!(annealing_cos, Anneal::Cos, "Cosine anneal from `start` to `end` as pct goes from 0.0 to 1.0.");
 
 /// Helper for `annealing_poly`: `end + (start-end) * (1-pct)**degree`.
 #[pyfunction]
