@@ -280,3 +280,26 @@ def test_property_chainable_parameters(t_max, eta_min, gamma, step_size, total, 
     ):
         ours, theirs = twin(build, groups=2)
         run_both(ours, theirs, 2 * t_max + 5)
+
+
+def test_sequential_lr_steps_through_its_compiled_core_and_still_pickles():
+    import copy
+    import pickle
+
+    def build(module):
+        opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1 * (i + 1)}
+                               for i in range(3)], lr=0.1, momentum=0.9)
+        warm = module.LinearLR(opt, start_factor=0.1, total_iters=5)
+        return opt, module.SequentialLR(opt, [warm, module.CosineAnnealingLR(opt, T_max=20)], milestones=[5])
+
+    (t_opt, theirs), (f_opt, ours) = build(torch.optim.lr_scheduler), build(F)
+    assert "step" in ours.__dict__, "the compiled core is the instance's step"
+    assert "step" not in ours.state_dict() and "step" not in pickle.loads(pickle.dumps(ours)).state_dict()
+    for _ in range(12):
+        t_opt.step(), f_opt.step()
+        theirs.step(), ours.step()
+        assert ours.get_last_lr() == theirs.get_last_lr()
+    twin = copy.deepcopy(ours)
+    assert "step" in twin.__dict__ and twin.__dict__["step"] is not ours.__dict__["step"]
+    twin.step(), ours.step()
+    assert twin.get_last_lr() == ours.get_last_lr()

@@ -55,6 +55,10 @@ __all__ = [
 _UNCOMPILABLE = (TypeError, ValueError, AttributeError, KeyError, OverflowError)
 
 
+#: What a SequentialLR keeps in its `__dict__` beside torch's state: never saved.
+_SEQ_PRIVATE = ("_seq_core", "_seq_cores", "step")
+
+
 class _Compiled:
     """Mixin: a compiled ``step()`` over torch's class, falling back to torch's own step."""
 
@@ -320,11 +324,18 @@ class SequentialLR(_torch.SequentialLR):
         for s in self._schedulers:
             core = getattr(s, "_core", None) if isinstance(s, _Compiled) else None
             children.append((core, s.__dict__) if core is not None else None)
+        self.__dict__.pop("step", None)
         try:
             milestones = [_int(m) for m in self._milestones]
-            self.__dict__["_seq_core"] = _core.SequentialCore(self.__dict__, milestones, children)
+            core = _core.SequentialCore(self.__dict__, milestones, children)
         except _UNCOMPILABLE:
-            self.__dict__["_seq_core"] = None
+            core = None
+        self.__dict__["_seq_core"] = core
+        if core is not None:
+            # The core is this instance's `step`: called straight from Python, it steps in
+            # Rust or else runs the class's `step` (bound here), so no Python frame runs per step.
+            core.set_fallback(types.MethodType(type(self).step, self))
+            self.__dict__["step"] = core
 
     def step(self) -> None:
         """Steps the current scheduler (in Rust between milestones, when it is compiled)."""
@@ -339,8 +350,8 @@ class SequentialLR(_torch.SequentialLR):
     def state_dict(self) -> dict[str, Any]:
         """Torch's state dict, without the compiled step."""
         out = super().state_dict()
-        out.pop("_seq_core", None)
-        out.pop("_seq_cores", None)
+        for key in _SEQ_PRIVATE:
+            out.pop(key, None)
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -350,8 +361,8 @@ class SequentialLR(_torch.SequentialLR):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_seq_core", None)
-        state.pop("_seq_cores", None)
+        for key in _SEQ_PRIVATE:
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -401,6 +401,8 @@ pub struct SequentialCore {
     milestones: Vec<i64>,
     /// Each scheduler's core and `__dict__`, `None` for one without a core.
     children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>,
+    /// What calling the core does when the compiled step can't: torch's own step.
+    fallback: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -416,7 +418,7 @@ impl SequentialCore {
         if children.len() != milestones.len() + 1 {
             return Err(PyValueError::new_err("milestones: one fewer than the schedulers"));
         }
-        Ok(SequentialCore { state: state.unbind(), milestones, children })
+        Ok(SequentialCore { state: state.unbind(), milestones, children, fallback: None })
     }
 
     /// One step between milestones, in Rust; `False` (changing nothing) otherwise.
@@ -436,17 +438,38 @@ impl SequentialCore {
         Ok(true)
     }
 
+    /// Sets what calling the core runs when the compiled step can't (a scheduler's own step).
+    fn set_fallback(&mut self, fallback: Py<PyAny>) {
+        self.fallback = Some(fallback);
+    }
+
+    /// `scheduler.step()` itself, installed on the instance: the compiled step, or else the
+    /// fallback. Skips the Python frame of a `step` method on the hot path.
+    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.step(py)? {
+            return Ok(py.None());
+        }
+        match &self.fallback {
+            Some(f) => Ok(f.bind(py).call0()?.unbind()),
+            None => Err(PyValueError::new_err("step: no fallback set for this SequentialCore")),
+        }
+    }
+
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         visit.call(&self.state)?;
         for (core, child) in self.children.iter().flatten() {
             visit.call(core)?;
             visit.call(child)?;
         }
+        if let Some(f) = &self.fallback {
+            visit.call(f)?;
+        }
         Ok(())
     }
 
     fn __clear__(&mut self) {
         self.children.clear();
+        self.fallback = None;
     }
 }
 
