@@ -303,3 +303,26 @@ def test_sequential_lr_steps_through_its_compiled_core_and_still_pickles():
     assert "step" in twin.__dict__ and twin.__dict__["step"] is not ours.__dict__["step"]
     twin.step(), ours.step()
     assert twin.get_last_lr() == ours.get_last_lr()
+
+
+def test_compiled_core_is_the_instance_step_and_forwards_arguments_to_torch():
+    import copy
+
+    def build(module):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        return opt, module.CosineAnnealingLR(opt, T_max=10)
+
+    (t_opt, theirs), (f_opt, ours) = build(T), build(F)
+    assert isinstance(ours.__dict__["step"], _core.TorchCore)
+    assert "step" not in ours.state_dict() and "step" not in copy.copy(ours).state_dict()
+    for _ in range(3):
+        t_opt.step(), f_opt.step()
+        theirs.step(), ours.step()
+    with pytest.warns(UserWarning, match="epoch"):
+        theirs.step(7)
+    with pytest.warns(UserWarning, match="epoch"):
+        ours.step(7)  # an argument: torch's own step, through the core's fallback
+    assert ours.get_last_lr() == theirs.get_last_lr() and ours.last_epoch == theirs.last_epoch == 7
+    twin = copy.deepcopy(ours)
+    twin.step()
+    assert twin.last_epoch == 8 and ours.last_epoch == 7, "a copy steps on its own"

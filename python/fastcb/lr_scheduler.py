@@ -55,6 +55,16 @@ __all__ = [
 _UNCOMPILABLE = (TypeError, ValueError, AttributeError, KeyError, OverflowError)
 
 
+def _install_step(scheduler, core) -> None:
+    """Make `core` the instance's ``step`` (called straight from Python, it steps in Rust or
+    else runs the class's ``step``, bound here), or take it away when there is none."""
+    if core is None:
+        scheduler.__dict__.pop("step", None)
+        return
+    core.set_fallback(types.MethodType(type(scheduler).step, scheduler))
+    scheduler.__dict__["step"] = core
+
+
 #: What a SequentialLR keeps in its `__dict__` beside torch's state: never saved.
 _SEQ_PRIVATE = ("_seq_core", "_seq_cores", "step")
 
@@ -92,10 +102,12 @@ class _Compiled:
         except _UNCOMPILABLE:
             core = None
         self._core = core
+        _install_step(self, core)
 
     def _initial_step(self) -> None:
         """Torch's initial step, then the compiled step is built."""
         self._core = None
+        _install_step(self, None)
         super()._initial_step()
         self.recompile()
 
@@ -110,7 +122,9 @@ class _Compiled:
 
     def state_dict(self) -> dict[str, Any]:
         """Torch's state dict (loadable with ``torch.load(..., weights_only=True)``)."""
-        return super().state_dict()
+        out = super().state_dict()
+        out.pop("step", None)
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Torch's ``load_state_dict``, then the compiled step is rebuilt."""
@@ -118,7 +132,9 @@ class _Compiled:
         self.recompile()
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state.pop("step", None)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -151,7 +167,7 @@ class LambdaLR(_Compiled, _torch.LambdaLR):
 
     def state_dict(self) -> dict[str, Any]:
         """Torch's state dict; a compiled factor is saved as its spec (a tuple)."""
-        out = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas", "step")}
         out["lr_lambdas"] = [_saved_lambda(f) for f in self.lr_lambdas]
         return out
 
@@ -324,18 +340,13 @@ class SequentialLR(_torch.SequentialLR):
         for s in self._schedulers:
             core = getattr(s, "_core", None) if isinstance(s, _Compiled) else None
             children.append((core, s.__dict__) if core is not None else None)
-        self.__dict__.pop("step", None)
         try:
             milestones = [_int(m) for m in self._milestones]
             core = _core.SequentialCore(self.__dict__, milestones, children)
         except _UNCOMPILABLE:
             core = None
         self.__dict__["_seq_core"] = core
-        if core is not None:
-            # The core is this instance's `step`: called straight from Python, it steps in
-            # Rust or else runs the class's `step` (bound here), so no Python frame runs per step.
-            core.set_fallback(types.MethodType(type(self).step, self))
-            self.__dict__["step"] = core
+        _install_step(self, core)
 
     def step(self) -> None:
         """Steps the current scheduler (in Rust between milestones, when it is compiled)."""

@@ -143,6 +143,8 @@ pub struct TorchCore {
     lrs: Vec<f64>,
     moms: Vec<f64>,
     stale: bool,
+    /// What calling the core does when the compiled step can't: the scheduler's own step.
+    fallback: Option<Py<PyAny>>,
 }
 
 impl TorchCore {
@@ -357,6 +359,7 @@ impl TorchCore {
             lrs: Vec::new(),
             moms: Vec::new(),
             stale: false,
+            fallback: None,
         })
     }
 
@@ -364,6 +367,32 @@ impl TorchCore {
     /// must run instead: tensor learning rates, the first steps, torch's errors.
     fn step(&mut self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.try_step(py)?.is_some())
+    }
+
+    /// Sets what calling the core runs when the compiled step can't (the scheduler's own step).
+    fn set_fallback(&mut self, fallback: Py<PyAny>) {
+        self.fallback = Some(fallback);
+    }
+
+    /// `scheduler.step(...)` itself, installed on the instance: without arguments the
+    /// compiled step, else (or when it can't) the fallback with the same arguments. Skips the
+    /// Python frame of a `step` method on the hot path.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if args.is_empty() && kwargs.is_none_or(|k| k.is_empty()) && slf.borrow_mut().try_step(py)?.is_some() {
+            return Ok(py.None());
+        }
+        // The borrow is over: the fallback may rebuild the scheduler's core.
+        let fallback = slf.borrow().fallback.as_ref().map(|f| f.clone_ref(py));
+        match fallback {
+            Some(f) => Ok(f.bind(py).call(args, kwargs)?.unbind()),
+            None => Err(PyValueError::new_err("step: no fallback set for this TorchCore")),
+        }
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
@@ -374,12 +403,16 @@ impl TorchCore {
         for g in self.groups.iter().flatten() {
             visit.call(g)?;
         }
+        if let Some(f) = &self.fallback {
+            visit.call(f)?;
+        }
         Ok(())
     }
 
     fn __clear__(&mut self) {
         self.base_obj = None;
         self.groups = None;
+        self.fallback = None;
     }
 
     /// Whether the param groups were replaced since the rule was compiled (recompile).
