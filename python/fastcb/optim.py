@@ -313,13 +313,16 @@ class OptimWrapper(GetAttr):
         """Set momentum `val` in every group holding plain floats; False (nothing set) otherwise."""
         groups = self.opt.param_groups
         if "momentum" in self.opt_keys:
-            if not all(type(pg["momentum"]) is float for pg in groups):
-                return False
+            for pg in groups:
+                if type(pg["momentum"]) is not float:
+                    return False
             for pg in groups:
                 pg["momentum"] = val
         else:
-            if not all(type(pg["betas"]) is tuple and type(pg["betas"][0]) is float for pg in groups):
-                return False
+            for pg in groups:
+                betas = pg["betas"]
+                if type(betas) is not tuple or type(betas[0]) is not float:
+                    return False
             for pg in groups:
                 pg["betas"] = (val, pg["betas"][1])
         self._mom = [val] * len(self._mom)
