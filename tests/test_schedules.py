@@ -42,7 +42,7 @@ def test_shapes_are_the_formulas(start, end, pos):
     assert close_to_cos(S.SchedCos(start, end)(pos), cos(start, end, pos), start, end)
     assert S.SchedNo(start, end)(pos) == start
     assert S.SchedPoly(start, end, 2.0)(pos) == end + (start - end) * (1 - pos) ** 2.0
-    if start > 0 and end > 0:
+    if start > 1e-290 and end > 1e-290:  # below, end / start overflows: the schedule refuses it
         assert S.SchedExp(start, end)(pos) == start * (end / start) ** pos
 
 
@@ -121,3 +121,8 @@ def test_bad_types_are_type_errors():
         S.combine_scheds([1.0], [lambda p: p])
     with pytest.raises(TypeError):
         S.SchedCos(1, 0)(object())
+
+
+def test_an_exponential_schedule_that_overflows_is_an_error_not_an_inf():
+    with pytest.raises(ValueError, match="no finite value"):
+        S.SchedExp(2.2e-311, 1.0)(1.0)

@@ -2,7 +2,8 @@
 //!
 //! Sums are kept as Shewchuk expansions (non-overlapping partials, as `math.fsum` does), and
 //! each product `value * weight` enters as its exact two-term split, so the sum is exact and
-//! rounds once, however many batches and however large the cancellations.
+//! rounds once, however many batches and however large the cancellations. (A product below
+//! about 1e-291 cannot be split exactly: its rounding error is smaller than any float.)
 
 use super::error::{finite, CoreError, Result};
 
