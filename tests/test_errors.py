@@ -137,3 +137,14 @@ def test_a_failing_callable_is_propagated_and_does_not_advance():
 def test_tensor_arguments_with_bad_values_fall_to_torch_semantics():
     out = annealing_linear(torch.tensor(1.0), 0.0, 0.5)
     assert out.item() == 0.5
+
+
+def test_results_too_large_for_memory_are_errors_not_aborts():
+    from fastcb import schedules
+
+    with pytest.raises(ValueError, match="^k: asks for 10000000000000 values"):
+        Stepper((1.0, 0.0), 10).peek(10**13)
+    with pytest.raises(ValueError, match="^pct: asks for 10000000000000 values"):
+        annealing_cos(np.ones((10**6, 1)), np.ones((1, 10**7)), 0.5)
+    with pytest.raises(ValueError, match="^n: asks for 10000000000000 values"):
+        schedules.SchedCos(1.0, 0.0).sample(10**13)

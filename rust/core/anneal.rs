@@ -8,6 +8,7 @@ use std::f64::consts::PI;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 
+use super::alloc;
 use super::error::{finite, CoreError, Result};
 
 /// Arrays at least this long are evaluated on all cores.
@@ -92,15 +93,21 @@ impl Anneal {
     /// the result is long. Every element equals the scalar `eval` of its arguments.
     pub fn eval_array(self, start: ArrayViewD<f64>, end: ArrayViewD<f64>, pct: ArrayViewD<f64>) -> Result<ArrayD<f64>> {
         let shape = broadcast_shape("start, end and pct", &[start.shape(), end.shape(), pct.shape()])?;
+        let len = alloc::element_count("pct", &shape)?;
         let dim = IxDyn(&shape);
         let (Some(s), Some(e), Some(p)) =
             (start.broadcast(dim.clone()), end.broadcast(dim.clone()), pct.broadcast(dim))
         else {
             unreachable!("the shapes were checked to broadcast")
         };
-        let zip = Zip::from(&s).and(&e).and(&p);
-        let one = |&s: &f64, &e: &f64, &p: &f64| self.eval(s, e, p).unwrap_or(f64::NAN);
-        let out = if s.len() >= PARALLEL_MIN_LEN { zip.par_map_collect(one) } else { zip.map_collect(one) };
+        let mut out = ArrayD::from_shape_vec(IxDyn(&shape), alloc::zeros("pct", len)?).expect("len is the shape's");
+        let zip = Zip::from(&mut out).and(&s).and(&e).and(&p);
+        let one = |o: &mut f64, &s: &f64, &e: &f64, &p: &f64| *o = self.eval(s, e, p).unwrap_or(f64::NAN);
+        if len >= PARALLEL_MIN_LEN {
+            zip.par_for_each(one)
+        } else {
+            zip.for_each(one)
+        }
         // Valid arguments never give NaN, so a NaN marks the first bad element: find its error.
         if out.iter().any(|v| v.is_nan()) {
             let mut first = Ok(());

@@ -1,5 +1,6 @@
 //! The compiled core's math: plain Rust, no Python types. The bindings in `py/` wrap it.
 
+pub mod alloc;
 pub mod anneal;
 pub mod error;
 pub mod fastmath;

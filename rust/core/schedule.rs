@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use super::alloc;
 use super::anneal::{Anneal, PARALLEL_MIN_LEN};
 use super::error::{finite, CoreError, Result};
 use super::fastmath::cos_pi;
@@ -217,7 +218,7 @@ impl Schedule {
 
     /// The values at every position in one call, on all cores for long inputs.
     pub fn eval_slice(&self, pos: &[f64]) -> Result<Vec<f64>> {
-        let mut out = vec![0.0; pos.len()];
+        let mut out = alloc::zeros("pos", pos.len())?;
         let ok = for_chunks(&mut out, |chunk, first| {
             let mut ok = true;
             for (o, &p) in chunk.iter_mut().zip(&pos[first..]) {
@@ -237,7 +238,7 @@ impl Schedule {
     /// The values at the `n` positions `i / n` (a whole schedule of `n` steps, from 0): on
     /// all cores, each part of a join in one vectorized loop.
     pub fn sample(&self, n: usize) -> Result<Vec<f64>> {
-        let mut out = vec![0.0; n];
+        let mut out = alloc::zeros("n", n)?;
         let steps = n as f64;
         if !for_chunks(&mut out, |chunk, first| self.fill_steps(chunk, first, steps)) {
             for i in 0..n {

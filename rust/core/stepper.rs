@@ -1,5 +1,6 @@
 //! `Stepper`: steps an annealing shape from `start` to `end` over `n_iter` iterations.
 
+use super::alloc;
 use super::anneal::Anneal;
 use super::error::{CoreError, Result};
 
@@ -69,7 +70,8 @@ impl Stepper {
 
     /// The next `k` values of every group (row-major, `k × groups`), without stepping.
     pub fn peek(&self, k: usize) -> Result<Vec<f64>> {
-        let mut out = Vec::with_capacity(k * self.start.len());
+        let len = k.checked_mul(self.start.len()).ok_or_else(|| CoreError::value("k", "too many values"))?;
+        let mut out = alloc::with_capacity("k", len)?;
         for i in 1..=k as u64 {
             self.values_at(self.n + i, &mut out)?;
         }
