@@ -45,8 +45,14 @@ impl WeightedMean {
                 )));
             }
         }
-        let (v, w) = (v.iter().copied().collect::<Vec<_>>(), w.map(|w| w.iter().copied().collect::<Vec<_>>()));
         let inner = &mut self.0;
+        // Contiguous arrays are read in place; others are copied in their logical order first.
+        let contiguous = (v.as_slice(), w.as_ref().map(|w| w.as_slice()));
+        if let (Some(vs), None | Some(Some(_))) = contiguous {
+            let ws = contiguous.1.flatten();
+            return Ok(py.detach(|| inner.extend(vs, ws))?);
+        }
+        let (v, w) = (v.iter().copied().collect::<Vec<_>>(), w.map(|w| w.iter().copied().collect::<Vec<_>>()));
         Ok(py.detach(|| inner.extend(&v, w.as_deref()))?)
     }
 
