@@ -14,7 +14,8 @@ import torch
 
 from ._utils import camel2snake, first_el, func_name, is_listy
 from .anneal import SmoothenValue, WeightedMean
-from .distributed import all_merge, is_distributed
+from .distributed import all_gather_object, is_distributed
+from .errors import UnknownStateKeyError
 
 __all__ = [
     "EVENTS",
@@ -25,6 +26,7 @@ __all__ = [
     "CallbackList",
     "UnknownStateKeyError",
     "add_metrics",
+    "weighted_mean",
     "uses_state",
 ]
 
@@ -56,13 +58,6 @@ _FLAGS = ("stop_epoch", "skip_step", "skip_zero", "skip_bwd")
 
 #: Keyword arguments some events pass beside the state.
 _EVENT_KWARGS = frozenset({"metrics_names", "exception"})
-
-
-class UnknownStateKeyError(KeyError):
-    """A hook returned a dict with a key that is not in `STATE_KEYS`."""
-
-    def __str__(self):
-        return str(self.args[0]) if self.args else ""
 
 
 class Callback:
@@ -460,6 +455,48 @@ class CallbackHandler:
         return f"CallbackHandler(callbacks={self.callbacks!r}, metrics={self.metrics!r}, beta={self.beta!r})"
 
 
+def weighted_mean(values, weights):
+    """The `weights`-weighted mean of `values` (None when there are none), over the ranks of a
+    process group when there is one (one collective).
+
+    Finite values are summed exactly (compensated, in the compiled `WeightedMean`). A non-finite
+    value is a result, not an error, as in fastai: the mean is then `inf`, `-inf` or `nan`
+    (stopping a run on it is `TerminateOnNaNCallback`'s job); so is a sum too large for a float.
+    """
+    values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    acc, bad, n = WeightedMean(), None, values.size  # bad: the sum of the terms that aren't finite
+    finite = np.isfinite(values)
+    if not finite.all():
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = float(np.sum(values[~finite] * weights[~finite]))
+        values, weights = values[finite], weights[finite]
+    if values.size:
+        err = None
+        try:
+            acc.extend(values, weights)
+        except (ArithmeticError, ValueError) as e:
+            err = e
+        if err is not None or not math.isfinite(acc.sum):
+            # finite values whose sum exceeds a float64: it is +-inf (nan when both signs overflow)
+            with np.errstate(invalid="ignore", over="ignore"):
+                terms = values * weights
+                total = float(np.sum(terms[terms > 0])) + float(np.sum(terms[terms < 0]))
+            if math.isfinite(total) and err is not None:
+                raise err
+            bad, acc = total if bad is None else bad + total, WeightedMean()
+    if is_distributed():
+        acc, parts = WeightedMean(), all_gather_object((acc.state_dict(), bad, n))
+        for state, _, _ in parts:
+            part = WeightedMean()
+            part.load_state_dict(state)
+            acc.merge(part)
+        bads = [b for _, b, _ in parts if b is not None]  # each inf, -inf or nan
+        bad, n = (sum(bads) if bads else None), sum(k for _, _, k in parts)
+    if not n:
+        return None
+    return np.float64(bad) if bad is not None else np.float64(acc.mean)
+
+
 class AverageMetric(Callback):
     """Batch-size-weighted mean of `func(output, *targets)` over the validation set.
 
@@ -482,7 +519,12 @@ class AverageMetric(Callback):
     def on_batch_end(self, last_output, last_target, **kwargs):
         """Record the metric of this batch (a device tensor, not read here) and its size."""
         targets = last_target if is_listy(last_target) else [last_target]
-        val = self.func(last_output, *targets)
+        try:
+            val = self.func(last_output, *targets)
+        except Exception as e:
+            if hasattr(e, "add_note"):  # Python 3.11+: the error keeps its type and names the metric
+                e.add_note(f"raised by the metric {self.name!r}")
+            raise
         self._vals.append(val.detach() if isinstance(val, torch.Tensor) and val.requires_grad else val)
         self._weights.append(first_el(targets).shape[0])
 
@@ -506,10 +548,5 @@ class AverageMetric(Callback):
         Under a process group the ranks' exact partial sums are merged (one collective per
         epoch), so the result equals one process's over the same batches.
         """
-        acc = WeightedMean()
-        if self._vals:
-            acc.extend(self._values(), np.asarray(self._weights, dtype=np.float64))
-        if is_distributed():
-            acc = all_merge(acc)
-        self.metric = np.float64(acc.mean) if acc.count else None
+        self.metric = weighted_mean(self._values() if self._vals else [], self._weights)
         return add_metrics(last_metrics, self.metric)

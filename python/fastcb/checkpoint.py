@@ -19,8 +19,11 @@ was); the rest is kept until the next `fit` that starts at `epoch + 1` (`start_e
 restores it after `on_train_begin`, so that run continues exactly where the saved one was.
 """
 
+import errno
 import os
 import random
+import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 
 from . import distributed as fdist
+from .errors import CheckpointError, CheckpointWriteError
 
 __all__ = ["CheckpointError", "FORMAT", "state_of", "restore"]
 
@@ -35,10 +39,6 @@ FORMAT = "fastcb.checkpoint/1"
 
 #: Callback attributes that are about presentation, not training state: never restored.
 NOT_STATE = frozenset({"pbar", "silent", "learn", "_learn", "exclude", "not_min"})
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that can't be read or doesn't fit the learner (nothing was changed)."""
 
 
 class _NotState(Exception):
@@ -234,18 +234,62 @@ def state_of(learn, epoch=None):
     }
 
 
-def write(state, target):
-    """`torch.save(state, target)`; to a path through a temporary file and a rename (never half-written)."""
-    if isinstance(target, (str, Path)):
-        target = Path(target)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+def _temp_name(target):
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+    return target.with_name(f".{target.name}.{host}-{os.getpid()}.tmp")
+
+
+def _sweep(folder):
+    """Remove the temporary files that saves on this host left behind when their process died (SIGKILL)."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+    for tmp in folder.glob(f".*.{host}-*.tmp"):
+        m = re.fullmatch(rf"\..+\.{re.escape(host)}-(\d+)\.tmp", tmp.name)
+        if m is None or int(m[1]) == os.getpid():
+            continue
         try:
-            torch.save(state, tmp)
-            os.replace(tmp, target)
-        finally:
+            os.kill(int(m[1]), 0)
+        except ProcessLookupError:
             tmp.unlink(missing_ok=True)
-    else:
+        except (PermissionError, OverflowError):
+            pass  # another user's live process (or not a pid): not ours to remove
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write(state, target):
+    """`torch.save(state, target)`, durably: to a path through a temporary file, flushed to disk, then
+    renamed over `target` (never half-written) and the folder synced. Leftovers of saves killed
+    mid-way are removed first. A failure raises `CheckpointWriteError` (an `OSError`; the previous
+    file at `target` is intact)."""
+    if not isinstance(target, (str, Path)):
         torch.save(state, target)
+        return
+    target = Path(target)
+    _sweep(target.parent)
+    tmp = _temp_name(target)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except (OSError, RuntimeError) as e:  # RuntimeError: torch's writer on a full disk
+        raise CheckpointWriteError(getattr(e, "errno", None) or errno.EIO,
+                                   f"can't write the checkpoint {target}: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read(source, map_location):

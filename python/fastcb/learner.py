@@ -14,8 +14,7 @@ from torch import nn
 from . import checkpoint
 from . import distributed as fdist
 from ._utils import camel2snake, even_mults, first_el, flatten_model, listify, to_detach
-from .anneal import WeightedMean
-from .callback import Callback, CallbackHandler
+from .callback import Callback, CallbackHandler, weighted_mean
 from .data import DatasetType
 from .optim import OptimWrapper
 from .progress import master_bar, progress_bar
@@ -52,20 +51,15 @@ def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
 
 
 def _weighted_mean(losses, nums):
-    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum.
-
-    Under a process group the ranks' partial sums are merged (one collective): every rank
-    gets the mean over all ranks' batches, as one process would compute it.
-    """
-    acc = WeightedMean()
+    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum
+    (`weighted_mean`: merged over the ranks of a process group; non-finite losses give nan/inf)."""
+    vals = np.zeros(0)
     if losses:
         vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
         if vals.shape[1] != 1:
             raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
-        acc.extend(vals[:, 0], np.asarray(nums, dtype=np.float64))
-    if fdist.is_distributed():
-        acc = fdist.all_merge(acc)
-    return np.float64(acc.mean) if acc.count else None
+        vals = vals[:, 0]
+    return weighted_mean(vals, np.asarray(nums, dtype=np.float64))
 
 
 def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True, n_batch=None, quiet=False):

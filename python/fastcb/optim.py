@@ -8,11 +8,13 @@ then norm/bias); an optimizer wrapped directly has one layer group per param gro
 """
 
 import inspect
+import math
 
 import numpy as np
 import torch
 
 from ._utils import GetAttr, listify, split_no_wd_params, trainable_params
+from .errors import StateError
 
 __all__ = ["OptimWrapper"]
 
@@ -61,6 +63,21 @@ def _assign_fast(group, key, v):
         group[key] = v
     else:
         _assign(group, key, v)
+
+
+def _check_hyper(v, where):
+    """`v` as a float if it is a finite, non-negative number (or a one-element tensor); else `StateError`."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.is_complex():
+            raise StateError(f"{where}: expected one number, got a tensor of shape {tuple(v.shape)}")
+        x = float(v)
+    elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise StateError(f"{where}: expected a number, got {type(v).__name__}")
+    else:
+        x = float(v)
+    if not (math.isfinite(x) and x >= 0):
+        raise StateError(f"{where}: expected a finite non-negative number, got {v!r}")
+    return v if isinstance(v, torch.Tensor) else x
 
 
 def _lr_needs_value(opt_func):
@@ -181,10 +198,13 @@ class OptimWrapper(GetAttr):
         return sd
 
     def load_state_dict(self, sd):
-        """Restore a `state_dict()` (a plain torch optimizer state dict works too)."""
-        sd = dict(sd)
-        extra = sd.pop("fastcb", None)
-        self.opt.load_state_dict(sd)
+        """Restore a `state_dict()` (a plain torch optimizer state dict works too).
+
+        The whole state is checked first (`check_state_dict`); a refused state raises `StateError`
+        (a `ValueError`) and leaves the wrapper and its optimizer as they were.
+        """
+        sd, extra = self.check_state_dict(sd)
+        self.opt.load_state_dict(sd)  # torch checks, then swaps state and param groups at once
         self._own_tensors()
         if extra is None:
             wd = self._wd
@@ -194,7 +214,98 @@ class OptimWrapper(GetAttr):
             return
         self.true_wd, self._bn_wd = extra["true_wd"], extra["bn_wd"]
         self._lr, self._mom, self._beta, self._wd = extra["lr"], extra["mom"], extra["beta"], extra["wd"]
-        self._stats = dict(extra["stats"])
+        self._stats = extra["stats"]
+        # the param groups hold what the wrapper says (a file could disagree with itself)
+        self.set_val("lr", self._lr)
+        if self._mom is not None:
+            self.mom = list(self._mom)
+        if self._beta is not None:
+            self.beta = list(self._beta)
+        self.wd = list(self._wd)
+
+    def check_state_dict(self, sd):
+        """`(torch_state_dict, fastcb_part or None)` if `load_state_dict(sd)` would accept `sd`; else `StateError`
+        naming the part that doesn't fit this wrapper (its optimizer type, groups and parameters)."""
+        if not isinstance(sd, dict):
+            raise StateError(f"sd: expected an optimizer state dict, got {type(sd).__name__}")
+        sd = dict(sd)
+        extra = sd.pop("fastcb", None)
+        groups, state = sd.get("param_groups"), sd.get("state")
+        if not isinstance(groups, (list, tuple)) or not isinstance(state, dict):
+            raise StateError("sd: expected the keys 'state' (a dict) and 'param_groups' (a list)")
+        own = self.opt.param_groups
+        if len(groups) != len(own) or any(not isinstance(g, dict) or not isinstance(g.get("params"), (list, tuple))
+                                           or len(g["params"]) != len(o["params"]) for g, o in zip(groups, own)):
+            sizes = [len(g["params"]) if isinstance(g, dict) and isinstance(g.get("params"), (list, tuple)) else "?"
+                     for g in groups]
+            raise StateError(f"sd['param_groups']: param groups of sizes {sizes}, this optimizer's "
+                             f"{[len(o['params']) for o in own]}")
+        missing = [k for k in _RESERVED[1:] if k in self.opt_keys and any(k not in g for g in groups)]
+        if missing:
+            raise StateError(f"sd['param_groups']: no {missing} (a {type(self.opt).__name__} needs them)")
+        params = {i: p for g, o in zip(groups, own) for i, p in zip(g["params"], o["params"])}
+        for i, st in state.items():
+            p = params.get(i)
+            if p is None:
+                raise StateError(f"sd['state']: state for parameter {i!r}, which this optimizer doesn't have")
+            if not isinstance(st, dict):
+                raise StateError(f"sd['state'][{i!r}]: expected a dict, got {type(st).__name__}")
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != p.shape:
+                    raise StateError(f"sd['state'][{i!r}][{k!r}]: shape {tuple(v.shape)} for a parameter of "
+                                     f"shape {tuple(p.shape)}")
+        for g in groups:
+            for k in ("lr", "weight_decay", "momentum", "alpha"):
+                if k in g:
+                    _check_hyper(g[k], f"sd['param_groups'][...][{k!r}]")
+            if "betas" in g:
+                if not isinstance(g["betas"], (tuple, list)) or len(g["betas"]) != 2:
+                    raise StateError(f"sd['param_groups'][...]['betas']: expected a pair, got {g['betas']!r}")
+                for b in g["betas"]:
+                    _check_hyper(b, "sd['param_groups'][...]['betas']")
+        return sd, None if extra is None else self._check_extra(extra, set(groups[0]) | set(self.opt_keys))
+
+    def _check_extra(self, extra, keys_in_groups):
+        """The wrapper's part of a state dict, validated with the constructor's and setters' rules."""
+        if not isinstance(extra, dict):
+            raise StateError(f"sd['fastcb']: expected a dict, got {type(extra).__name__}")
+        keys = {"lr", "mom", "beta", "wd", "true_wd", "bn_wd", "stats"}
+        if set(extra) != keys:
+            raise StateError(f"sd['fastcb']: expected the keys {sorted(keys)}; missing {sorted(keys - set(extra))}, "
+                             f"unknown {sorted(set(extra) - keys, key=str)}")
+        n = len(self._groups()[0])
+
+        def values(name, optional=False):
+            v = extra[name]
+            if v is None and optional:
+                return None
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            if not isinstance(v, (list, tuple)) or len(v) != n:
+                raise StateError(f"sd['fastcb'][{name!r}]: expected {n} values (one per layer group), got {v!r}")
+            return [_check_hyper(x, f"sd['fastcb'][{name!r}]") for x in v]
+
+        out = {"lr": values("lr"), "mom": values("mom", True), "beta": values("beta", True), "wd": values("wd")}
+        for name, has in (("mom", self._mom is not None), ("beta", self._beta is not None)):
+            if (out[name] is None) == has:
+                raise StateError(f"sd['fastcb'][{name!r}]: {extra[name]!r} doesn't fit a {type(self.opt).__name__}")
+        for name in ("true_wd", "bn_wd"):
+            if not isinstance(extra[name], (bool, np.bool_)):
+                raise StateError(f"sd['fastcb'][{name!r}]: expected True or False, got {extra[name]!r}")
+            out[name] = bool(extra[name])
+        if not out["bn_wd"] and not self.paired:
+            raise StateError("sd['fastcb']['bn_wd']: False, but this optimizer has no separate norm/bias groups")
+        stats = extra["stats"]
+        if not isinstance(stats, dict):
+            raise StateError(f"sd['fastcb']['stats']: expected a dict, got {type(stats).__name__}")
+        unknown = sorted(map(str, set(stats) - keys_in_groups))
+        if unknown:
+            raise StateError(f"sd['fastcb']['stats']: {unknown} are not hyper-parameters of this optimizer")
+        for k, v in stats.items():
+            if not isinstance(v, (list, tuple)) or len(v) != n:
+                raise StateError(f"sd['fastcb']['stats'][{k!r}]: expected {n} values (one per layer group)")
+        out["stats"] = {k: list(v) for k, v in stats.items()}
+        return out
 
     def get_state(self):
         """The wrapper's state minus the layer groups (fastai v1's export format)."""

@@ -3,8 +3,10 @@
 import csv
 import os
 import time
+import warnings
 
 from ..distributed import is_main_process
+from ..errors import NotSavedWarning
 from ..learner import LearnerCallback
 from ..progress import format_time
 
@@ -12,13 +14,23 @@ __all__ = ["CSVLogger"]
 
 
 class CSVLogger(LearnerCallback):
-    """Write the epoch, losses and metrics of each epoch to `learn.path/<filename>.csv` (on rank 0 only)."""
+    """Write the epoch, losses and metrics of each epoch to `learn.path/<filename>.csv` (on rank 0 only).
+
+    The file is overwritten by a new run unless `append`; a run resumed with `fit(...,
+    start_epoch=k)` always appends (its first epochs are in the file already). A row that can't be
+    written (disk full, ...) warns once per cause and training goes on; `on_train_end` says which
+    epochs were not logged.
+    """
 
     def __init__(self, learn, filename="history", append=False):
         super().__init__(learn)
         self.filename, self.path, self.append = filename, self.learn.path / f"{filename}.csv", append
         self.add_time = True
         self.file = None
+
+    def get_state(self, minimal=True):
+        """Nothing to checkpoint: the file is the record."""
+        return {}
 
     def read_logged_file(self):
         """The logged rows (a pandas DataFrame when pandas is installed, else a list of dicts)."""
@@ -30,12 +42,16 @@ class CSVLogger(LearnerCallback):
         return pd.read_csv(self.path)
 
     def on_train_begin(self, **kwargs):
-        """Open the file and write the header."""
-        if not is_main_process():
-            return
+        """Nothing written yet: the file is opened at the first epoch end (then it is known whether
+        the run resumes)."""
+        self.file, self._opened, self._not_logged, self._causes = None, False, [], set()
+
+    def _open(self, epoch):
+        self._opened = True
+        append = self.append or epoch > 0
+        add_header = not append or not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        add_header = not self.path.exists() or not self.append
-        self.file = self.path.open("a" if self.append else "w")
+        self.file = self.path.open("a" if append else "w")
         if add_header:
             names = self.learn.recorder.names
             self.file.write(",".join(names if self.add_time else [n for n in names if n != "time"]) + "\n")
@@ -46,7 +62,7 @@ class CSVLogger(LearnerCallback):
 
     def on_epoch_end(self, epoch, smooth_loss, last_metrics, **kwargs):
         """Append the epoch's row (values read once per epoch)."""
-        if self.file is None:
+        if not is_main_process():
             return
         rec = self.learn.recorder
         smooth_loss = rec.losses[-1] if rec.losses else smooth_loss
@@ -55,12 +71,30 @@ class CSVLogger(LearnerCallback):
         stats = stats[: len(rec.names) - (1 if "time" in rec.names else 0)]
         if self.add_time:
             stats.append(format_time(time.time() - self.start_epoch))
-        self.file.write(",".join(stats) + "\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        try:
+            if not self._opened:
+                self._open(epoch)
+            if self.file is None:
+                raise OSError(f"{self.path} could not be opened")
+            self.file.write(",".join(stats) + "\n")
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as e:
+            self._not_logged.append(epoch)
+            cause = (type(e).__name__, e.errno)
+            if cause not in self._causes:
+                self._causes.add(cause)
+                warnings.warn(f"CSVLogger: epoch {epoch} was not logged to {self.path} ({e}); training goes on",
+                              NotSavedWarning, stacklevel=2)
 
     def on_train_end(self, **kwargs):
-        """Close the file."""
+        """Close the file; say which epochs were not logged."""
         if self.file is not None:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:
+                pass  # its rows were flushed (or reported) one by one
             self.file = None
+        if getattr(self, "_not_logged", None):
+            warnings.warn(f"CSVLogger: epochs {self._not_logged} are not in {self.path}", NotSavedWarning,
+                          stacklevel=2)

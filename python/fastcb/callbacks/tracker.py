@@ -2,12 +2,14 @@
 a plateau; and stopping on a NaN loss."""
 
 import math
+import os
+import warnings
 
 import numpy as np
 
-
 from ..callback import Callback
-from ..distributed import is_main_process
+from ..distributed import all_gather_object, is_main_process
+from ..errors import NotSavedWarning
 from ..learner import LearnerCallback
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateauCallback",
@@ -102,6 +104,12 @@ class EarlyStoppingCallback(TrackerCallback):
         return None
 
 
+def _fingerprint(path):
+    """What identifies the file at `path` as the one just written: inode, size, modification time."""
+    st = os.stat(path)
+    return [int(st.st_ino), int(st.st_size), int(st.st_mtime_ns)]
+
+
 class SaveModelCallback(TrackerCallback):
     """Save the model as `name` when `monitor` improves (`every='improvement'`, reloaded at the end)
     or as `name_<epoch>` after each epoch (`every='epoch'`).
@@ -110,6 +118,11 @@ class SaveModelCallback(TrackerCallback):
     start_epoch=k)` with this callback loads `name_<k-1>` and continues that run exactly. It
     runs after the other callbacks at epoch end, so the checkpoint holds their updated state.
     Under a process group rank 0 writes the files; every rank loads them.
+
+    At train end the best model is reloaded only if this run wrote it and the file is still the one
+    it wrote (a `bestmodel.pth` left by another run never replaces the weights). A failed write
+    (disk full, ...) warns once per cause and training goes on, the last good file intact;
+    `on_train_end` says which epochs were not saved.
     """
 
     _order = 50
@@ -119,6 +132,12 @@ class SaveModelCallback(TrackerCallback):
         if every not in ("improvement", "epoch"):
             raise ValueError(f"every: expected 'improvement' or 'epoch', got {every!r}")
         self.every, self.name = every, name
+        self.written = None  # the fingerprint of the best-model file this run wrote
+
+    def on_train_begin(self, **kwargs):
+        """Reset the best value; nothing written by this run yet."""
+        super().on_train_begin(**kwargs)
+        self.written, self._not_saved, self._causes = None, [], set()
 
     def jump_to_epoch(self, epoch):
         """Load the model saved at the end of epoch `epoch-1`."""
@@ -128,20 +147,53 @@ class SaveModelCallback(TrackerCallback):
         except FileNotFoundError:
             self._say(f"Model {self.name}_{epoch - 1} not found.")
 
+    def _save(self, file, epoch):
+        """Save; on an IO error warn (once per cause), note the epoch and go on. True when written."""
+        try:
+            path = self.learn.save(file, epoch=epoch, return_path=True)
+        except OSError as e:
+            self._not_saved.append(epoch)
+            cause = (type(e).__name__, e.errno)
+            if cause not in self._causes:
+                self._causes.add(cause)
+                warnings.warn(f"SaveModelCallback: epoch {epoch} was not saved ({e}); training goes on, the last "
+                              f"file written is intact", NotSavedWarning, stacklevel=2)
+            return None
+        return path
+
     def on_epoch_end(self, epoch, **kwargs):
         """Save if this epoch is the best so far (or every epoch)."""
         if self.every == "epoch":
-            self.learn.save(f"{self.name}_{epoch}", epoch=epoch)
+            self._save(f"{self.name}_{epoch}", epoch)
             return
         current = self.get_monitor_value()
         if current is not None and self.operator(current, self.best):
             self._say(f"Better model found at epoch {epoch} with {self.monitor} value: {current}.")
             self.best = current
-            self.learn.save(self.name, epoch=epoch)
+            path = self._save(self.name, epoch)
+            if path is not None:
+                self.written = _fingerprint(path) if is_main_process() else True
+
+    def _reload_best(self):
+        """True if the best-model file is the one this run wrote (decided on rank 0 under a process group)."""
+        path = self.learn.path / self.learn.model_dir / f"{self.name}.pth"
+        ok = False
+        if is_main_process() and self.written is not None:
+            try:
+                ok = _fingerprint(path) == self.written
+            except OSError:
+                ok = False
+            if not ok:
+                warnings.warn(f"SaveModelCallback: {path} changed since this run wrote it; it was not reloaded",
+                              NotSavedWarning, stacklevel=3)
+        return all_gather_object(ok)[0]
 
     def on_train_end(self, **kwargs):
-        """Load the best model."""
-        if self.every == "improvement" and (self.learn.path / self.learn.model_dir / f"{self.name}.pth").is_file():
+        """Say what was not saved; load the best model this run saved."""
+        if self._not_saved:
+            warnings.warn(f"SaveModelCallback: the checkpoints of epochs {self._not_saved} were not saved",
+                          NotSavedWarning, stacklevel=2)
+        if self.every == "improvement" and self._reload_best():
             self.learn.load(self.name, purge=False, resume=False)
 
 
