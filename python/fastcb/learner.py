@@ -16,6 +16,7 @@ from . import distributed as fdist
 from ._utils import camel2snake, even_mults, first_el, flatten_model, listify, to_detach
 from .callback import Callback, CallbackHandler, weighted_mean
 from .data import DatasetType
+from .fit_v2 import FitV2Mixin
 from .optim import OptimWrapper
 from .progress import master_bar, progress_bar
 
@@ -202,7 +203,7 @@ class LearnerCallback(Callback):
         return camel2snake(type(self).__name__)
 
 
-class Learner:
+class Learner(FitV2Mixin):
     """Train `model` on `data` with `opt_func` to minimise `loss_func`, reporting `metrics`."""
 
     def __init__(self, data, model, opt_func=AdamW, loss_func=None, metrics=None, true_wd=True, bn_wd=True,

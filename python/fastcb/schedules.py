@@ -5,19 +5,32 @@ function of position that evaluates a number, or a whole array in one compiled c
     >>> sched(0.3), sched(np.linspace(0, 1, 10**6)), sched.sample(10**7)
 
 Positions run 0 → 1 over a schedule (fastai's `pct`), except `sgdr`, whose positions are
-steps. Everything here builds a `fastcb._core.Schedule` (picklable, comparable, with a
+steps. The fastai v2 names compute fastai v2's values: `SchedPoly(start, end, power)` is
+`start + (end - start) * pos**power` (fastai v1's `annealing_poly` is another formula), and a
+position exactly at a join of `combine_scheds` belongs to the later schedule. Given NumPy
+arrays of per-group values (as fastai's `fit_*` pass them), a builder returns
+`GroupSchedules`, one schedule per parameter group, whose values are arrays.
+
+A schedule called on a torch tensor computes on its device with torch operations, also
+inside `torch.compile`; `DeviceSchedule` writes an optimizer's hyper-parameters from them. Everything here builds a `fastcb._core.Schedule` (picklable, comparable, with a
 `spec` of nested tuples); `OneCycleLR` of `fastcb.lr_scheduler` steps through the same
 compiled joins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from ._core import Schedule
+from .device_schedule import DeviceSchedule, torch_schedule
 
 __all__ = [
     "Schedule",
+    "GroupSchedules",
+    "DeviceSchedule",
+    "torch_schedule",
     "SchedNo",
     "SchedLin",
     "SchedCos",
@@ -33,70 +46,116 @@ __all__ = [
 ]
 
 
-def SchedNo(start: float, end: float = 0.0) -> Schedule:  # noqa: N802 - fastai's name
+class GroupSchedules(tuple):
+    """One `Schedule` per parameter group (built from arrays of per-group values); called
+    at a position, the array of the groups' values (a last axis of groups for arrays and
+    tensors of positions)."""
+
+    __slots__ = ()
+
+    def __call__(self, pos):
+        vals = [s(pos) for s in self]
+        if isinstance(pos, (int, float)):
+            return np.array(vals)
+        if hasattr(vals[0], "unsqueeze"):  # torch tensors
+            import torch
+
+            return torch.stack(vals, dim=-1)
+        return np.stack(vals, axis=-1)
+
+    def __repr__(self):
+        return f"GroupSchedules({list(self)!r})"
+
+
+def _groups(build: Callable[..., Schedule], *args):
+    """`build(*args)`, or one schedule per group where some arguments are per-group arrays."""
+    def is_group(a):
+        return isinstance(a, (np.ndarray, list, tuple)) and not isinstance(a, GroupSchedules)
+
+    per_group = [a for a in args if is_group(a)]
+    if not per_group:
+        return build(*args)
+    try:
+        n = np.broadcast_shapes(*(np.shape(a) for a in per_group))
+    except ValueError:
+        raise ValueError(f"per-group values: shapes {[np.shape(a) for a in per_group]} don't broadcast") from None
+    if len(n) != 1:
+        raise ValueError(f"per-group values: expected 1-D arrays (one value per group), got shape {n}")
+    cols = [np.broadcast_to(np.asarray(a, dtype=np.float64), n).tolist() if is_group(a) else [a] * n[0] for a in args]
+    return GroupSchedules(build(*col) for col in zip(*cols))
+
+
+def SchedNo(start, end=0.0):  # noqa: N802 - fastai's name
     """Constant at `start`."""
-    return Schedule.anneal("no", start, end)
+    return _groups(lambda a, b: Schedule.anneal("no", a, b), start, end)
 
 
-def SchedLin(start: float, end: float) -> Schedule:  # noqa: N802
+def SchedLin(start, end):  # noqa: N802
     """Linear from `start` to `end`."""
-    return Schedule.anneal("linear", start, end)
+    return _groups(lambda a, b: Schedule.anneal("linear", a, b), start, end)
 
 
-def SchedCos(start: float, end: float) -> Schedule:  # noqa: N802
+def SchedCos(start, end):  # noqa: N802
     """Cosine from `start` to `end`."""
-    return Schedule.anneal("cos", start, end)
+    return _groups(lambda a, b: Schedule.anneal("cos", a, b), start, end)
 
 
-def SchedExp(start: float, end: float) -> Schedule:  # noqa: N802
+def SchedExp(start, end):  # noqa: N802
     """Exponential from `start` to `end` (same sign, non-zero start)."""
-    return Schedule.anneal("exp", start, end)
+    return _groups(lambda a, b: Schedule.anneal("exp", a, b), start, end)
 
 
-def SchedPoly(start: float, end: float, power: float) -> Schedule:  # noqa: N802
-    """Polynomial of degree `power` from `start` to `end`."""
-    return Schedule.anneal("poly", start, end, power)
+def SchedPoly(start, end, power):  # noqa: N802
+    """fastai v2's polynomial schedule: `start + (end - start) * pos**power`."""
+    return _groups(Schedule.power, start, end, power)
 
 
-def combine_scheds(pcts: Sequence[float], scheds: Sequence[Schedule]) -> Schedule:
-    """Schedule `i` runs over the fraction `pcts[i]` of 0 → 1 (the fractions sum to 1)."""
-    return Schedule.combine([float(p) for p in pcts], list(scheds))
+def combine_scheds(pcts: Sequence[float], scheds: Sequence):
+    """Schedule `i` runs over the fraction `pcts[i]` of 0 → 1 (the fractions sum to 1); a
+    position exactly at a join belongs to the later schedule, as in fastai v2."""
+    pcts = [float(p) for p in pcts]
+    scheds = list(scheds)
+    groups = {len(s) for s in scheds if isinstance(s, GroupSchedules)}
+    if not groups:
+        return Schedule.combine(pcts, scheds)
+    if len(groups) > 1:
+        raise ValueError(f"scheds: per-group schedules of different group counts {sorted(groups)}")
+    n = groups.pop()
+    return GroupSchedules(Schedule.combine(pcts, [s[g] if isinstance(s, GroupSchedules) else s for s in scheds])
+                          for g in range(n))
 
 
-def combined_cos(pct: float, start: float, middle: float, end: float) -> Schedule:
+def combined_cos(pct: float, start, middle, end):
     """fastai's `combined_cos`: cosine `start` → `middle` over `pct`, then `middle` → `end`."""
     return combine_scheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
 
 def join_scheds(edges: Sequence[float], scheds: Sequence[Schedule]) -> Schedule:
-    """Schedules joined at increasing `edges` (one more than the schedules), in any unit."""
+    """Schedules joined at increasing `edges` (one more than the schedules), in any unit; a
+    position exactly at an edge belongs to the later schedule."""
     return Schedule.join([float(e) for e in edges], list(scheds))
 
 
-def warmup_decay(warmup: float, start: float, peak: float, end: float, up: str = "linear",
-                 down: str = "cos") -> Schedule:
+def warmup_decay(warmup: float, start, peak, end, up: str = "linear", down: str = "cos"):
     """Warm-up (`up` shape) from `start` to `peak` over the fraction `warmup`, then decay
     (`down` shape) to `end`."""
-    return Schedule.warmup_decay(warmup, start, peak, end, up, down)
+    return _groups(lambda a, b, c: Schedule.warmup_decay(warmup, a, b, c, up, down), start, peak, end)
 
 
-def one_cycle(lr_max: float, pct_start: float = 0.3, div_factor: float = 25.0,
-              final_div: float | None = None) -> Schedule:
+def one_cycle(lr_max, pct_start: float = 0.3, div_factor: float = 25.0, final_div: float | None = None):
     """fastai v1's one-cycle learning rate: cosine from `lr_max/div_factor` up to `lr_max`
-    over `pct_start`, then down to `lr_max/final_div` (default `div_factor * 1e4`)."""
-    if final_div is None:
-        final_div = div_factor * 1e4
-    return Schedule.one_cycle(lr_max, pct_start, div_factor, final_div)
+    over `pct_start`, then down to `lr_max/final_div` (default `div_factor * 1e4`); the
+    defaults are `Schedule.one_cycle`'s."""
+    return _groups(lambda lr: Schedule.one_cycle(lr, pct_start, div_factor, final_div), lr_max)
 
 
-def sgdr(max: float, min: float, period: float, mult: float = 1.0) -> Schedule:  # noqa: A002
+def sgdr(max, min, period: float, mult: float = 1.0):  # noqa: A002
     """Cosine with warm restarts over steps: `max` → `min` over `period` steps, each
     restart `mult` times longer."""
-    return Schedule.sgdr(max, min, period, mult)
+    return _groups(lambda a, b: Schedule.sgdr(a, b, period, mult), max, min)
 
 
-def wsd(warmup: float, decay: float, peak: float, start: float = 0.0, end: float = 0.0,
-        up: str = "linear", down: str = "cos") -> Schedule:
+def wsd(warmup: float, decay: float, peak, start=0.0, end=0.0, up: str = "linear", down: str = "cos"):
     """Warmup-stable-decay over 0 → 1: warm-up from `start` over `warmup`, `peak` until
     `1 - decay`, then decay to `end`."""
-    return Schedule.wsd(warmup, decay, start, peak, end, up, down)
+    return _groups(lambda p, a, b: Schedule.wsd(warmup, decay, a, p, b, up, down), peak, start, end)

@@ -24,9 +24,14 @@ use super::fastmath::cos_pi;
 pub enum Schedule {
     /// `shape(start, end, pct)` at `pct = pos`; `pos` outside `[0, 1]` extrapolates.
     Anneal { shape: Anneal, start: f64, end: f64 },
-    /// Part `i` covers positions up to `edges[i + 1]` (the last part everything after),
-    /// and sees `pct = (pos - edges[i]) / (edges[i + 1] - edges[i])`.
-    Join { edges: Vec<f64>, parts: Vec<Schedule> },
+    /// Part `i` covers positions from `edges[i]` up to `edges[i + 1]` (the first part also
+    /// everything before, the last everything after), and sees
+    /// `pct = (pos - edges[i]) / (edges[i + 1] - edges[i])`. A position exactly at an inner
+    /// edge goes to the later part (fastai v2's `combine_scheds`), or to the earlier one
+    /// when `earlier` (torch's `OneCycleLR`, whose edges may coincide).
+    Join { edges: Vec<f64>, parts: Vec<Schedule>, earlier: bool },
+    /// fastai v2's `SchedPoly`: `start + (end - start) * pos^power`.
+    Power { start: f64, end: f64, power: f64 },
     /// SGDR restarts: cycles of length `period`, `period * mult`, …; the inner schedule
     /// sees the fraction of the current cycle, in `[0, 1)`.
     Restarts { period: f64, mult: f64, inner: Box<Schedule> },
@@ -61,12 +66,22 @@ impl Schedule {
         if edges.windows(2).any(|w| w[1] <= w[0]) {
             return Err(CoreError::value("edges", format!("must be strictly increasing, got {edges:?}")));
         }
-        Ok(Self::join_unchecked(edges, parts))
+        Ok(Schedule::Join { edges, parts, earlier: false })
     }
 
-    /// `join` without checks, for callers (torch's OneCycleLR) whose edges may coincide.
+    /// `join` without checks, a position at an edge going to the earlier part: torch's
+    /// OneCycleLR, whose edges may coincide.
     pub fn join_unchecked(edges: Vec<f64>, parts: Vec<Schedule>) -> Self {
-        Schedule::Join { edges, parts }
+        Schedule::Join { edges, parts, earlier: true }
+    }
+
+    /// fastai v2's `SchedPoly`: `start + (end - start) * pos^power` (fastai v1's
+    /// `annealing_poly` is the [`Anneal::Poly`] shape, a different formula).
+    pub fn power(start: f64, end: f64, power: f64) -> Result<Self> {
+        finite("start", start)?;
+        finite("end", end)?;
+        finite("power", power)?;
+        Ok(Schedule::Power { start, end, power })
     }
 
     /// fastai v2's `combine_scheds`: part `i` takes the fraction `pcts[i]` of `[0, 1]`.
@@ -184,8 +199,9 @@ impl Schedule {
     fn value_by(&self, pos: f64, shape_value: &impl Fn(Anneal, f64, f64, f64) -> f64) -> f64 {
         match self {
             Schedule::Anneal { shape, start, end } => shape_value(*shape, *start, *end, pos),
-            Schedule::Join { edges, parts } => {
-                let i = part_index(edges, pos);
+            Schedule::Power { start, end, power } => power_value(*start, *end, *power, pos),
+            Schedule::Join { edges, parts, earlier } => {
+                let i = part_index(edges, pos, *earlier);
                 parts[i].value_by((pos - edges[i]) / (edges[i + 1] - edges[i]), shape_value)
             }
             Schedule::Restarts { period, mult, inner } => inner.value_by(cycle_pct(pos, *period, *mult), shape_value),
@@ -208,8 +224,17 @@ impl Schedule {
     fn check_pos(&self, pos: f64) -> Result<()> {
         match self {
             Schedule::Anneal { shape, .. } => shape.check_pct(pos),
-            Schedule::Join { edges, parts } => {
-                let i = part_index(edges, pos);
+            Schedule::Power { power, .. } => {
+                if pos < 0.0 && power.fract() != 0.0 {
+                    return Err(CoreError::value(
+                        "pct",
+                        format!("must be >= 0 for SchedPoly of fractional power {power}, got {pos}"),
+                    ));
+                }
+                Ok(())
+            }
+            Schedule::Join { edges, parts, earlier } => {
+                let i = part_index(edges, pos, *earlier);
                 parts[i].check_pos((pos - edges[i]) / (edges[i + 1] - edges[i]))
             }
             Schedule::Restarts { .. } => Ok(()),
@@ -282,7 +307,7 @@ impl Schedule {
     fn fill_steps_generic(&self, out: &mut [f64], first: usize, n: f64) -> bool {
         match self {
             Schedule::Anneal { shape, start, end } => fill_shape(out, first, n, *shape, *start, *end, |p| p),
-            Schedule::Join { edges, parts } => {
+            Schedule::Join { edges, parts, earlier } => {
                 let mut ok = true;
                 let (mut lo, stop) = (first, first + out.len());
                 for (i, part) in parts.iter().enumerate() {
@@ -290,7 +315,7 @@ impl Schedule {
                     let hi = if i + 1 == parts.len() {
                         stop
                     } else {
-                        first_step_after(lo, stop, edges[i + 1], |j| j as f64 / n)
+                        first_step_in_next(lo, stop, edges[i + 1], *earlier, |j| j as f64 / n)
                     };
                     let run = &mut out[lo - first..hi - first];
                     let (a, w) = (edges[i], edges[i + 1] - edges[i]);
@@ -304,23 +329,35 @@ impl Schedule {
                 }
                 ok
             }
-            Schedule::Restarts { .. } => fill(out, first, n, |p| self.value_fast(p)),
+            Schedule::Restarts { .. } | Schedule::Power { .. } => fill(out, first, n, |p| self.value_fast(p)),
         }
     }
 }
 
-/// The part of a join that `pos` falls in: the first whose end edge is at or after it.
-fn part_index(edges: &[f64], pos: f64) -> usize {
+/// The part of a join that `pos` falls in: the first whose end edge is after it (at or
+/// after it, if `earlier`).
+fn part_index(edges: &[f64], pos: f64, earlier: bool) -> usize {
     let last = edges.len() - 2;
-    (0..last).find(|&i| pos <= edges[i + 1]).unwrap_or(last)
+    if earlier {
+        (0..last).find(|&i| pos <= edges[i + 1]).unwrap_or(last)
+    } else {
+        (0..last).find(|&i| pos < edges[i + 1]).unwrap_or(last)
+    }
 }
 
-/// The first step in `lo..stop` whose position is past `edge` (`stop` if none), for
-/// positions that grow with the step.
-fn first_step_after(mut lo: usize, mut stop: usize, edge: f64, pos: impl Fn(usize) -> f64) -> usize {
+/// fastai v2's `SchedPoly` formula.
+#[inline(always)]
+fn power_value(start: f64, end: f64, power: f64, pos: f64) -> f64 {
+    start + (end - start) * pos.powf(power)
+}
+
+/// The first step in `lo..stop` whose position belongs to the part after `edge` (`stop` if
+/// none): at or past it, or past it if `earlier`; positions grow with the step.
+fn first_step_in_next(mut lo: usize, mut stop: usize, edge: f64, earlier: bool, pos: impl Fn(usize) -> f64) -> usize {
     while lo < stop {
         let mid = lo + (stop - lo) / 2;
-        if pos(mid) <= edge {
+        let p = pos(mid);
+        if p < edge || (earlier && p == edge) {
             lo = mid + 1;
         } else {
             stop = mid;
@@ -493,5 +530,43 @@ mod tests {
         let frac = Schedule::anneal(Anneal::Poly(0.5), 1.0, 0.0).unwrap();
         assert_eq!(frac.eval(1.5).unwrap_err().arg(), Some("pct"));
         assert_eq!(frac.eval_slice(&[0.5, 2.0]).unwrap_err().arg(), Some("pct"));
+    }
+
+    #[test]
+    fn a_position_at_an_inner_edge_goes_to_the_later_part() {
+        // fastai v2's SGDR: each cycle restarts at its maximum, never at the previous minimum.
+        let s = Schedule::combine(&[0.25, 0.75], vec![cos(1.0, 0.0), cos(1.0, 0.0)]).unwrap();
+        assert_eq!(s.eval(0.25).unwrap(), 1.0);
+        assert_eq!(s.eval(1.0).unwrap(), 0.0);
+        assert_eq!(s.sample(4).unwrap()[1], 1.0, "the sampled path takes the same part");
+        let torch = Schedule::join_unchecked(vec![0.0, 1.0, 2.0], vec![cos(1.0, 0.0), cos(1.0, 0.0)]);
+        assert_eq!(torch.eval(1.0).unwrap(), 0.0);
+        assert_eq!(
+            torch.sample(4).unwrap(),
+            vec![1.0, torch.eval(0.25).unwrap(), torch.eval(0.5).unwrap(), torch.eval(0.75).unwrap()]
+        );
+        let join = Schedule::join(vec![0.0, 2.0, 4.0], vec![cos(1.0, 0.0), cos(3.0, 0.0)]).unwrap();
+        let pos: Vec<f64> = (0..8).map(|i| i as f64 / 2.0).collect();
+        let vals = join.eval_slice(&pos).unwrap();
+        assert_eq!(vals[4], 3.0);
+        for (p, v) in pos.iter().zip(&vals) {
+            assert_eq!(*v, join.eval(*p).unwrap());
+        }
+    }
+
+    #[test]
+    fn power_is_fastai_v2_sched_poly() {
+        let s = Schedule::power(1.0, 0.0, 2.0).unwrap();
+        assert_eq!(s.eval(0.5).unwrap(), 0.75);
+        assert_eq!(s.eval(0.0).unwrap(), 1.0);
+        assert_eq!(s.eval(1.0).unwrap(), 0.0);
+        let n = 1000;
+        let all = s.sample(n).unwrap();
+        for (i, v) in all.iter().enumerate() {
+            assert_eq!(*v, 1.0 - (i as f64 / n as f64).powf(2.0));
+        }
+        let frac = Schedule::power(1.0, 0.0, 0.5).unwrap();
+        assert_eq!(frac.eval(-0.5).unwrap_err().arg(), Some("pct"));
+        assert_eq!(Schedule::power(1.0, 0.0, f64::NAN).unwrap_err().arg(), Some("power"));
     }
 }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{as_number, float_array};
+use super::convert::{as_number, float_array, is_tensor};
 use crate::core::hf_sched::{FactorError, HfFactor as CoreFactor, WsdShape};
 use crate::core::schedule::Schedule as CoreSchedule;
 use crate::core::Anneal;
@@ -49,10 +49,15 @@ fn to_spec<'py>(py: Python<'py>, s: &CoreSchedule) -> PyResult<Bound<'py, PyAny>
             let (name, degree) = shape_name(*shape);
             ("anneal", name, degree, *start, *end).into_bound_py_any(py)
         }
-        CoreSchedule::Join { edges, parts } => {
+        CoreSchedule::Join { edges, parts, earlier } => {
             let parts = parts.iter().map(|p| to_spec(py, p)).collect::<PyResult<Vec<_>>>()?;
-            ("join", edges.clone(), parts).into_bound_py_any(py)
+            if *earlier {
+                ("join", edges.clone(), parts, "earlier").into_bound_py_any(py)
+            } else {
+                ("join", edges.clone(), parts).into_bound_py_any(py)
+            }
         }
+        CoreSchedule::Power { start, end, power } => ("power", *start, *end, *power).into_bound_py_any(py),
         CoreSchedule::Restarts { period, mult, inner } => {
             ("restarts", *period, *mult, to_spec(py, inner)?).into_bound_py_any(py)
         }
@@ -72,7 +77,19 @@ fn from_spec(spec: &Bound<'_, PyAny>) -> PyResult<CoreSchedule> {
         "join" => {
             let edges: Vec<f64> = t.get_item(1)?.extract()?;
             let parts = t.get_item(2)?.try_iter()?.map(|p| from_spec(&p?)).collect::<PyResult<Vec<_>>>()?;
-            CoreSchedule::join(edges, parts)?
+            let tie: Option<String> =
+                if t.len() > 3 { Some(t.get_item(3)?.extract().map_err(|_| bad())?) } else { None };
+            match (CoreSchedule::join(edges, parts)?, tie.as_deref()) {
+                (j, None | Some("later")) => j,
+                (CoreSchedule::Join { edges, parts, .. }, Some("earlier")) => {
+                    CoreSchedule::join_unchecked(edges, parts)
+                }
+                _ => return Err(bad()),
+            }
+        }
+        "power" => {
+            let (_, start, end, power): (String, f64, f64, f64) = t.extract().map_err(|_| bad())?;
+            CoreSchedule::power(start, end, power)?
         }
         "restarts" => {
             let (period, mult): (f64, f64) = (t.get_item(1)?.extract()?, t.get_item(2)?.extract()?);
@@ -106,6 +123,12 @@ impl Schedule {
         Ok(Schedule(CoreSchedule::anneal(parse_shape(shape, degree)?, start, end)?))
     }
 
+    /// fastai v2's `SchedPoly`: `start + (end - start) * pos**power`.
+    #[staticmethod]
+    fn power(start: f64, end: f64, power: f64) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::power(start, end, power)?))
+    }
+
     /// A constant value.
     #[staticmethod]
     fn constant(value: f64) -> PyResult<Self> {
@@ -113,13 +136,14 @@ impl Schedule {
     }
 
     /// Schedules joined at `edges` (strictly increasing, one more than the schedules); each
-    /// sees its own span as 0 → 1.
+    /// sees its own span as 0 → 1, and a position at an edge belongs to the later one.
     #[staticmethod]
     fn join(edges: Vec<f64>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Schedule(CoreSchedule::join(edges, schedules(scheds)?)?))
     }
 
-    /// fastai's `combine_scheds`: schedule `i` runs over the fraction `pcts[i]` of 0 → 1.
+    /// fastai v2's `combine_scheds`: schedule `i` runs over the fraction `pcts[i]` of 0 → 1,
+    /// a position at a join going to the later schedule.
     #[staticmethod]
     fn combine(pcts: Vec<f64>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Schedule(CoreSchedule::combine(&pcts, schedules(scheds)?)?))
@@ -140,11 +164,12 @@ impl Schedule {
         Ok(Schedule(CoreSchedule::warmup_decay(warmup, start, peak, end, up, down)?))
     }
 
-    /// fastai's one-cycle: cosine from `lr_max/div_factor` up to `lr_max` over `pct_start`,
-    /// then cosine down to `lr_max/final_div`.
+    /// fastai v1's one-cycle: cosine from `lr_max/div_factor` up to `lr_max` over `pct_start`,
+    /// then cosine down to `lr_max/final_div` (default `div_factor * 1e4`).
     #[staticmethod]
-    #[pyo3(signature = (lr_max, pct_start = 0.25, div_factor = 25.0, final_div = 1e5))]
-    fn one_cycle(lr_max: f64, pct_start: f64, div_factor: f64, final_div: f64) -> PyResult<Self> {
+    #[pyo3(signature = (lr_max, pct_start = 0.3, div_factor = 25.0, final_div = None))]
+    fn one_cycle(lr_max: f64, pct_start: f64, div_factor: f64, final_div: Option<f64>) -> PyResult<Self> {
+        let final_div = final_div.unwrap_or(div_factor * 1e4);
         Ok(Schedule(CoreSchedule::one_cycle(lr_max, pct_start, div_factor, final_div)?))
     }
 
@@ -170,26 +195,32 @@ impl Schedule {
         Ok(Schedule(from_spec(spec)?))
     }
 
-    /// The schedule as nested tuples: `("anneal", shape, degree, start, end)`,
+    /// The schedule as nested tuples: `("anneal", shape, degree, start, end)`, `("power", start, end, power)`,
     /// `("join", edges, parts)` or `("restarts", period, mult, inner)`.
     #[getter]
     fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_spec(py, &self.0)
     }
 
-    /// The value at `pos` (a number), or the values at every position of an array.
-    fn __call__<'py>(&self, py: Python<'py>, pos: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// The value at `pos` (a number), or the values at every position of an array; on a torch
+    /// tensor, a tensor computed with torch operations on its device (`fastcb.device_schedule`).
+    fn __call__<'py>(slf: &Bound<'py, Self>, pos: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
         if let Some(p) = as_number(pos) {
-            return Ok(PyFloat::new(py, self.0.eval(p)?).into_any());
+            return Ok(PyFloat::new(py, this.0.eval(p)?).into_any());
+        }
+        if is_tensor(pos)? {
+            return py.import("fastcb.device_schedule")?.getattr("evaluate")?.call1((slf, pos));
         }
         let arr = float_array("pos", pos)?;
         let view = arr.as_array();
         let shape = view.shape().to_vec();
         let flat: Vec<f64> = match view.as_slice() {
-            Some(s) => py.detach(|| self.0.eval_slice(s))?,
+            Some(s) => py.detach(|| this.0.eval_slice(s))?,
             None => {
                 let owned: Vec<f64> = view.iter().copied().collect();
-                py.detach(|| self.0.eval_slice(&owned))?
+                py.detach(|| this.0.eval_slice(&owned))?
             }
         };
         Ok(numpy::ndarray::Array::from_shape_vec(shape, flat)

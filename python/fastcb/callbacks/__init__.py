@@ -1,6 +1,6 @@
 """fastai v1's standard callbacks."""
 
-from . import csv_logger, distributed, fp16, general_sched, lr_finder, misc, one_cycle, recorder, tracker
+from . import csv_logger, distributed, fp16, general_sched, lr_finder, misc, one_cycle, param_sched, recorder, tracker
 from .csv_logger import *  # noqa: F403
 from .distributed import *  # noqa: F403
 from .fp16 import *  # noqa: F403
@@ -8,6 +8,7 @@ from .general_sched import *  # noqa: F403
 from .lr_finder import *  # noqa: F403
 from .misc import *  # noqa: F403
 from .one_cycle import *  # noqa: F403
+from .param_sched import *  # noqa: F403
 from .recorder import *  # noqa: F403
 from .tracker import *  # noqa: F403
 
@@ -21,4 +22,5 @@ __all__ = [
     *fp16.__all__,
     *misc.__all__,
     *distributed.__all__,
+    *param_sched.__all__,
 ]

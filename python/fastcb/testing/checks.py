@@ -101,19 +101,24 @@ def check_endpoints(values, start, end, *, ulps=4, name="schedule"):
 
 def check_continuity(schedule, joins, *, span=None, eps=1e-10, rtol=1e-6, name="schedule"):
     """No jump at the phase joins: `schedule` (positions array -> values array) has, at each
-    position in `joins`, a value (that of the phase ending there) within `rtol * span` of the
-    value just after it (`eps` further, relative to the join's magnitude)."""
+    position in `joins`, a value (of whichever phase the join belongs to) within `rtol * span`
+    of the values just before and just after it (`eps` away, relative to the join's magnitude)."""
     joins = np.atleast_1d(np.asarray(joins, dtype=np.float64))
     if joins.size == 0:
         return
     h = eps * np.maximum(1.0, np.abs(joins))
-    left = np.asarray(schedule(joins), dtype=np.float64)
-    right = np.asarray(schedule(joins + h), dtype=np.float64)
-    check_finite(left, name)
-    check_finite(right, name)
+    before = np.asarray(schedule(joins - h), dtype=np.float64)
+    at = np.asarray(schedule(joins), dtype=np.float64)
+    after = np.asarray(schedule(joins + h), dtype=np.float64)
+    for v in (before, at, after):
+        check_finite(v, name)
     if span is None:
-        span = max(float(np.max(np.abs(left))), float(np.max(np.abs(right))), np.finfo(np.float64).tiny)
-    jump = np.abs(right - left).reshape(len(joins), -1).max(axis=1)
+        span = max(float(np.max(np.abs(v))) for v in (before, at, after))
+        span = max(span, np.finfo(np.float64).tiny)
+    jumps = np.maximum(np.abs(at - before), np.abs(after - at))
+    later = np.abs(after - at) >= np.abs(at - before)  # report the side that jumps
+    left, right = np.where(later, at, before), np.where(later, after, at)
+    jump = jumps.reshape(len(joins), -1).max(axis=1)
     bad = jump > rtol * span
     if bad.any():
         i = int(np.argmax(bad))
