@@ -15,7 +15,7 @@ import torch
 from ._utils import camel2snake, first_el, func_name, is_listy
 from .anneal import SmoothenValue, WeightedMean
 from .distributed import all_gather_object, is_distributed
-from .errors import UnknownStateKeyError
+from .errors import StateError, UnknownStateKeyError
 
 __all__ = [
     "EVENTS",
@@ -26,6 +26,7 @@ __all__ = [
     "CallbackList",
     "UnknownStateKeyError",
     "add_metrics",
+    "check_state_number",
     "weighted_mean",
     "uses_state",
 ]
@@ -96,10 +97,43 @@ class Callback:
         """Training is over (always called; `exception` is False or the error raised)."""
 
     def jump_to_epoch(self, epoch):
-        """Resume at `epoch` directly (called by the handler when training starts mid-way)."""
+        """Resume at `epoch` directly (called by the handler when training starts mid-way without a
+        checkpoint of this callback's state)."""
+
+    #: The attributes that are training state (counters, best values, waits, histories): what a
+    #: checkpoint saves and a resume restores. Everything else is configuration (what the
+    #: constructor took: patience, monitor, mode, paths...) and stays as the user passed it.
+    state_attrs = ()
+
+    def state_dict(self):
+        """This callback's training state: its `state_attrs` that are set."""
+        attrs = vars(self)
+        return {k: attrs[k] for k in self.state_attrs if k in attrs}
+
+    def check_state_dict(self, state):
+        """Raise `StateError` (a `ValueError`) naming the key unless `load_state_dict(state)` accepts `state`:
+        a dict of declared state only, each value valid for this callback (`check_state_value`)."""
+        if not isinstance(state, dict):
+            raise StateError(f"state: expected a dict, got {type(state).__name__}")
+        unknown = sorted(map(str, set(state) - set(self.state_attrs)))
+        if unknown:
+            raise StateError(f"state: {unknown} are not state of {type(self).__name__} "
+                             f"(its state is {list(self.state_attrs)})")
+        for k, v in state.items():
+            self.check_state_value(k, v)
+
+    def check_state_value(self, key, value):
+        """Raise `StateError` if `value` is not a valid `key` of this callback's state (subclasses refine it)."""
+
+    def load_state_dict(self, state):
+        """Restore `state_dict()`: checked whole first (`check_state_dict`), then assigned; a refused
+        state leaves the callback unchanged."""
+        self.check_state_dict(state)
+        vars(self).update(state)
 
     def get_state(self, minimal=True):
-        """This callback's attributes, minus `exclude` (and `not_min` when `minimal`)."""
+        """fastai's view of this callback: its attributes, minus `exclude` (and `not_min` when `minimal`).
+        Checkpoints use `state_dict()` instead."""
         drop = {"exclude", "not_min", *getattr(self, "exclude", ())}
         if minimal:
             drop.update(getattr(self, "not_min", ()))
@@ -117,6 +151,17 @@ class Callback:
 
 
 CallbackList = list
+
+
+def check_state_number(key, value, integer=False, minimum=None, finite=False):
+    """Raise `StateError` naming `key` unless `value` is a real number (not a bool, not NaN): an int
+    if `integer`, finite if `finite`, at least `minimum` if given."""
+    ok_types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, ok_types):
+        raise StateError(f"state[{key!r}]: expected {'an int' if integer else 'a number'}, got {value!r}")
+    if math.isnan(value) or (finite and math.isinf(value)) or (minimum is not None and value < minimum):
+        raise StateError(f"state[{key!r}]: expected a {'finite ' if finite else ''}number"
+                         f"{f' >= {minimum}' if minimum is not None else ''}, got {value!r}")
 
 
 def add_metrics(last_metrics, mets):
@@ -312,8 +357,9 @@ class CallbackHandler:
             self.cb_dl = dataset
         self._refresh()
 
-    def on_train_begin(self, epochs, pbar, metrics, **kwargs):
-        """About to start learning for `epochs` epochs."""
+    def on_train_begin(self, epochs, pbar, metrics, jump=True, **kwargs):
+        """About to start learning for `epochs` epochs; if a hook set a start epoch, the callbacks
+        `jump_to_epoch` (unless `jump=False`: `fit` resumes first, then calls `jump_to_epoch`)."""
         self._refresh()
         self.state_dict = _init_state()
         self.state_dict.update(n_epochs=epochs, pbar=pbar, metrics=metrics)
@@ -324,10 +370,17 @@ class CallbackHandler:
             main_bar = getattr(pbar, "main_bar", None)
             if main_bar is not None and getattr(main_bar, "total", None) is not None:
                 main_bar.total -= epoch
-            for cb in self.callbacks:
-                jump = getattr(cb, "jump_to_epoch", None)
-                if jump is not None:
-                    jump(epoch)
+            if jump:
+                self.jump_to_epoch(epoch)
+
+    def jump_to_epoch(self, epoch, skip=()):
+        """Call `jump_to_epoch(epoch)` on the callbacks, except those in `skip` (restored from a checkpoint)."""
+        for cb in self.callbacks:
+            if any(cb is s for s in skip):
+                continue
+            jump_to = getattr(cb, "jump_to_epoch", None)
+            if jump_to is not None:
+                jump_to(epoch)
 
     def on_epoch_begin(self):
         """A new epoch starts."""
@@ -435,16 +488,52 @@ class CallbackHandler:
                 out.append(history.smooth)
         st["smooth_losses"], st["smooth_loss"] = out, out[-1]
 
-    def smoothing_state(self):
-        """The loss smoothers' state, for checkpoints."""
-        return {"live": self.smoothener.state_dict(), "history": self.loss_history.state_dict(),
-                "history_nan": self._history_nan}
+    # The handler's own state for checkpoints (its `state_dict` attribute is fastai's per-event state).
+    def resume_state(self):
+        """The iteration count and the loss smoothers' state, for checkpoints."""
+        return {"iteration": self.state_dict["iteration"], "live": self.smoothener.state_dict(),
+                "history": self.loss_history.state_dict(), "history_nan": self._history_nan}
 
-    def load_smoothing_state(self, state):
-        """Restore `smoothing_state()`."""
-        self.smoothener.load_state_dict(state["live"])
-        self.loss_history.load_state_dict(state["history"])
-        self._history_nan = bool(state["history_nan"])
+    def check_resume_state(self, state):
+        """The smoothers `state` describes, built aside; `StateError` naming the key if it doesn't fit."""
+        keys = {"iteration", "live", "history", "history_nan"}
+        if not isinstance(state, dict) or set(state) != keys:
+            got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise StateError(f"state: expected the keys {sorted(keys)}, got {got}")
+        it = state["iteration"]
+        if type(it) is not int or it < 0:
+            raise StateError(f"state['iteration']: expected a non-negative int, got {it!r}")
+        if type(state["history_nan"]) is not bool:
+            raise StateError(f"state['history_nan']: expected True or False, got {state['history_nan']!r}")
+        built = []
+        for key in ("live", "history"):
+            sv = state[key]
+            if not isinstance(sv, dict) or sv.get("beta") != self.beta:
+                beta = sv.get("beta") if isinstance(sv, dict) else None
+                raise StateError(f"state[{key!r}]: smoothed with beta={beta!r}, this handler's beta is {self.beta!r}")
+            n = sv.get("n")
+            if type(n) is not int or n < 0:
+                raise StateError(f"state[{key!r}]['n']: expected a non-negative int, got {n!r}")
+            for k in ("mov_avg", "smooth"):
+                v = sv.get(k)
+                finite = bool(torch.isfinite(v).all()) if isinstance(v, torch.Tensor) else \
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                if not finite:
+                    raise StateError(f"state[{key!r}][{k!r}]: expected a finite number, got {v!r}")
+            new = SmoothenValue(self.beta)
+            try:
+                new.load_state_dict(sv)
+            except (ValueError, TypeError, KeyError, OverflowError) as e:
+                raise StateError(f"state[{key!r}]: {e}") from None
+            built.append(new)
+        return built
+
+    def load_resume_state(self, state):
+        """Restore `resume_state()`: checked and built aside first; a refused state changes nothing."""
+        live, history = self.check_resume_state(state)
+        self.smoothener, self.loss_history = live, history
+        self._history_nan = state["history_nan"]
+        self.state_dict["iteration"] = state["iteration"]
 
     @property
     def skip_validate(self):

@@ -1,107 +1,174 @@
 """Checkpoints for exact resume: what `Learner.save(..., with_opt=True)` writes and `Learner.load` reads.
 
-A checkpoint is a dict that `torch.load(..., weights_only=True)` can read (no pickled code):
+A checkpoint is data with a schema, which `torch.load(..., weights_only=True)` reads (no pickled
+code) and `read_checkpoint` validates whole before anything uses it:
 
+- `format`: `"fastcb.checkpoint/2"`;
 - `model`, `opt`: the state dicts of the (unwrapped) model and of the `OptimWrapper`;
 - `epoch`: the last epoch completed when it was saved (-1 before any);
-- `callbacks`: per callback of the running fit (keyed by class name), its `get_state()` restricted
-  to values that are state: numbers, strings, tensors, NumPy values, containers of those, and
-  objects with `state_dict`/`load_state_dict` (Steppers, schedulers, gradient scalers), stored
-  as their state dicts. That covers every scheduler's position, the trackers' best values and
-  waits, and the Recorder's history;
-- `handler`: the smoothed-loss accumulator and the iteration count;
+- `callbacks`: per callback of the running fit (keyed by class name, `#i` for repeats), its
+  declared state (`state_dict()`: counters, best values, waits, schedule positions, the
+  Recorder's history; never its configuration or paths) as plain data: numbers, strings,
+  tensors, NumPy numbers and arrays of numeric dtypes, lists and dicts of those;
+- `handler`: the smoothed-loss accumulators and the iteration count;
 - `rng`: per rank, the torch, CUDA, NumPy and Python random states and those of the training
   loader's own generators.
 
-`Learner.load` validates the model and optimizer parts against the learner before it assigns
-anything (a truncated or mismatched file raises `CheckpointError` and leaves the model as it
-was); the rest is kept until the next `fit` that starts at `epoch + 1` (`start_epoch`), which
-restores it after `on_train_begin`, so that run continues exactly where the saved one was.
+Reading checks types, shapes, dtypes (numeric only), sizes and depth, and raises one
+`CheckpointError` saying what is wrong and where. `Learner.load` checks the model and optimizer
+parts against the learner before it assigns anything; the rest is kept until the next `fit` that
+starts at `epoch + 1` (`start_epoch`), which checks every callback's state, the handler's and the
+random states, then applies them all, once, right after `on_train_begin` (callbacks restored
+from the checkpoint don't `jump_to_epoch`; the others do).
 """
 
 import errno
+import math
 import os
 import random
 import re
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import distributed as fdist
 from .errors import CheckpointError, CheckpointWriteError
 
-__all__ = ["CheckpointError", "FORMAT", "state_of", "restore"]
+__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "read_checkpoint", "state_of", "resume", "write"]
 
-FORMAT = "fastcb.checkpoint/1"
+FORMAT = "fastcb.checkpoint/2"
+_OLD_FORMATS = ("fastcb.checkpoint/1",)  # its model and optimizer load; its callbacks' part doesn't resume
 
-#: Callback attributes that are about presentation, not training state: never restored.
-NOT_STATE = frozenset({"pbar", "silent", "learn", "_learn", "exclude", "not_min"})
+#: Bounds on what a checkpoint may hold (beyond them it is refused, before any large allocation).
+MAX_DEPTH = 64
+MAX_ITEMS = 50_000_000
+MAX_STR = 1 << 20
+MAX_NDIM = 32
 
-
-class _NotState(Exception):
-    """A value that is not training state (a module, a function, a file, ...)."""
+_NP_DTYPE = re.compile(r"[<>=|]?(b1|[iu][1248]|f[248]|c(8|16))")
 
 
 # -- plain encoding (loadable with weights_only=True) -------------------------------------------
-def encode(v):
-    """`v` as nested dicts, lists, tuples, numbers, strings and tensors; raises `_NotState` otherwise."""
+def encode(v, where="state"):
+    """`v` as nested dicts, lists, tuples, numbers, strings and tensors (NumPy values marked with
+    their dtype); `TypeError` naming `where` for anything else."""
     t = type(v)
     if v is None or t in (bool, int, float, str):
         return v
     if isinstance(v, torch.Tensor):
         return v.detach()
-    if isinstance(v, np.generic):
-        if v.dtype == object:
-            raise _NotState(t)
-        return {"__np__": v.item(), "dtype": v.dtype.str}
-    if isinstance(v, np.ndarray):
-        if v.dtype == object:
-            raise _NotState(t)
+    if isinstance(v, (np.generic, np.ndarray)):
+        if not _NP_DTYPE.fullmatch(v.dtype.str):
+            raise TypeError(f"{where}: a NumPy value of dtype {v.dtype}: only numeric dtypes are checkpointed")
+        if isinstance(v, np.generic):
+            return {"__np__": v.item(), "dtype": v.dtype.str}
         return {"__np__": v.tolist(), "dtype": v.dtype.str, "shape": list(v.shape)}
-    if t in (list, tuple):
+    if isinstance(v, (list, tuple)):
         if v and all(isinstance(x, torch.Tensor) and x.dim() == 0 for x in v) and \
                 len({(x.dtype, x.device) for x in v}) == 1:
-            return {"__scalars__": torch.stack([x.detach() for x in v]), "tuple": t is tuple}
-        return t(encode(x) for x in v)
+            return {"__scalars__": torch.stack([x.detach() for x in v]), "tuple": isinstance(v, tuple)}
+        return (tuple if t is tuple else list)(encode(x, f"{where}[{i}]") for i, x in enumerate(v))
     if isinstance(v, dict):
-        if not all(type(k) in (str, int) for k in v):
-            raise _NotState(t)
-        return {k: encode(x) for k, x in v.items()}
-    if isinstance(v, (nn.Module, torch.optim.Optimizer)) or hasattr(v, "on_train_begin") or hasattr(v, "opt_keys"):
-        raise _NotState(t)  # the model, the optimizer and callbacks are saved on their own
-    if callable(getattr(v, "state_dict", None)) and callable(getattr(v, "load_state_dict", None)):
-        return {"__state__": encode(v.state_dict())}
-    raise _NotState(t)
+        bad = [k for k in v if type(k) not in (str, int)]
+        if bad:
+            raise TypeError(f"{where}: key {bad[0]!r}: only str and int keys are checkpointed")
+        return {k: encode(x, f"{where}[{k!r}]") for k, x in v.items()}
+    raise TypeError(f"{where}: a {t.__name__} is not plain data (numbers, strings, tensors, NumPy values, "
+                    f"lists and dicts of those)")
 
 
-def decode(v):
-    """The inverse of `encode` (state markers excepted: `restore` loads those into live objects)."""
-    if type(v) is dict:
-        if "__np__" in v:
-            dtype = np.dtype(v["dtype"])
-            if "shape" in v:
-                return np.array(v["__np__"], dtype=dtype).reshape(v["shape"])
-            return dtype.type(v["__np__"])
-        if "__scalars__" in v:
-            vals = list(v["__scalars__"].unbind())
-            return tuple(vals) if v["tuple"] else vals
-        if "__state__" in v:
-            raise CheckpointError("decode: a stored state_dict needs the object to load it into")
-        return {k: decode(x) for k, x in v.items()}
-    if type(v) in (list, tuple):
-        return type(v)(decode(x) for x in v)
-    return v
+class _Reader:
+    """Walks untrusted data once: checks it is plain data within the bounds, decodes NumPy marks."""
+
+    def __init__(self):
+        self.items = 0
+
+    def check(self, v, where, depth=0):
+        """Raise `CheckpointError` unless `v` is plain data within the bounds (tensors dense, numeric)."""
+        self._count(where, depth)
+        t = type(v)
+        if v is None or t in (bool, float):
+            return
+        if t is int:
+            if not -(2**63) <= v < 2**64:
+                raise CheckpointError(f"{where}: the integer {v} is out of range")
+            return
+        if t is str:
+            if len(v) > MAX_STR:
+                raise CheckpointError(f"{where}: a string of {len(v)} characters (at most {MAX_STR})")
+            return
+        if isinstance(v, torch.Tensor):
+            if v.layout != torch.strided or v.is_quantized:
+                raise CheckpointError(f"{where}: a {v.layout} tensor; only dense tensors are read")
+            return
+        if isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                self.check(x, f"{where}[{i}]", depth + 1)
+            return
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if type(k) not in (str, int):
+                    raise CheckpointError(f"{where}: a key of type {type(k).__name__}; keys are str or int")
+                self.check(x, f"{where}[{k!r}]", depth + 1)
+            return
+        raise CheckpointError(f"{where}: a {t.__name__}, which is not plain data")
+
+    def _count(self, where, depth):
+        self.items += 1
+        if self.items > MAX_ITEMS:
+            raise CheckpointError(f"{where}: more than {MAX_ITEMS} values in the file")
+        if depth > MAX_DEPTH:
+            raise CheckpointError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+
+    def decode(self, v, where):
+        """`v` (checked) with NumPy and scalar marks turned back into values; `CheckpointError` if malformed."""
+        if isinstance(v, dict):
+            if "__np__" in v:
+                return _decode_np(v, where)
+            if "__scalars__" in v:
+                if set(v) != {"__scalars__", "tuple"} or not isinstance(v["__scalars__"], torch.Tensor) \
+                        or v["__scalars__"].dim() != 1 or type(v["tuple"]) is not bool:
+                    raise CheckpointError(f"{where}: a malformed list of scalars")
+                vals = list(v["__scalars__"].unbind())
+                return tuple(vals) if v["tuple"] else vals
+            return {k: self.decode(x, f"{where}[{k!r}]") for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return (tuple if isinstance(v, tuple) else list)(self.decode(x, f"{where}[{i}]") for i, x in enumerate(v))
+        return v
 
 
-def _has_marker(v):
-    if type(v) is dict:
-        return "__state__" in v or any(_has_marker(x) for x in v.values() if "__np__" not in v)
-    if type(v) in (list, tuple):
-        return any(_has_marker(x) for x in v)
-    return False
+def _decode_np(v, where):
+    if not set(v) <= {"__np__", "dtype", "shape"} or not isinstance(v.get("dtype"), str):
+        raise CheckpointError(f"{where}: a malformed NumPy value")
+    if not _NP_DTYPE.fullmatch(v["dtype"]):
+        raise CheckpointError(f"{where}: NumPy dtype {v['dtype'][:40]!r}; only numeric dtypes are read")
+    dtype = np.dtype(v["dtype"])
+    data = v["__np__"]
+    try:
+        if "shape" not in v:
+            if isinstance(data, (list, tuple, dict)):
+                raise ValueError("expected one number")
+            return dtype.type(data)
+        shape = v["shape"]
+        if not isinstance(shape, list) or len(shape) > MAX_NDIM or \
+                not all(type(n) is int and 0 <= n <= MAX_ITEMS for n in shape):
+            raise ValueError(f"shape {shape!r}")
+        arr = np.array(data, dtype=dtype)
+        if arr.size != math.prod(shape):
+            raise ValueError(f"{arr.size} values for shape {tuple(shape)}")
+        return arr.reshape(shape)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise CheckpointError(f"{where}: a malformed NumPy value ({e})") from None
+
+
+def decode(v, where="state"):
+    """The inverse of `encode`, for data that may be malformed (`CheckpointError` saying where)."""
+    reader = _Reader()
+    reader.check(v, where)
+    return reader.decode(v, where)
 
 
 # -- callbacks -----------------------------------------------------------------------------------
@@ -117,64 +184,14 @@ def _keys(callbacks):
 
 
 def callback_states(callbacks):
-    """`{key: {attribute: encoded value}}` for the callbacks' `get_state()` values that are state."""
+    """`{key: encoded state_dict()}` for the callbacks that declare some state."""
     out = {}
     for key, cb in _keys(callbacks):
-        get_state = getattr(cb, "get_state", None)
-        if get_state is None:
-            continue
-        state = {}
-        for k, v in get_state().items():
-            if k in NOT_STATE:
-                continue
-            try:
-                state[k] = encode(v)
-            except _NotState:
-                pass
-        out[key] = state
+        get = getattr(cb, "state_dict", None)
+        state = get() if callable(get) else {}
+        if state:
+            out[key] = encode(state, f"{key}.state_dict()")
     return out
-
-
-def _plan(live, saved, where, steps):
-    """Check that `saved` fits `live`; append the assignments to `steps` (run only if all fit)."""
-    if type(saved) is dict and "__state__" in saved:
-        if not callable(getattr(live, "load_state_dict", None)):
-            raise CheckpointError(f"{where}: the checkpoint holds a state_dict, the run has {type(live).__name__}")
-        steps.append((where, live.load_state_dict, decode(saved["__state__"])))
-    elif type(saved) in (list, tuple):
-        if not isinstance(live, (list, tuple)) or len(live) != len(saved):
-            n = len(live) if isinstance(live, (list, tuple)) else type(live).__name__
-            raise CheckpointError(f"{where}: the checkpoint holds {len(saved)} items, the run {n}")
-        for i, (a, b) in enumerate(zip(live, saved)):
-            _plan(a, b, f"{where}[{i}]", steps)
-    elif type(saved) is dict:
-        if not isinstance(live, dict) or set(live) != set(saved):
-            raise CheckpointError(f"{where}: the checkpoint's keys differ from the run's")
-        for k in saved:
-            _plan(live[k], saved[k], f"{where}[{k!r}]", steps)
-
-
-def plan_callbacks(callbacks, saved):
-    """Validate the stored callback states against the running `callbacks`; the list of steps to apply.
-
-    Callbacks of the checkpoint that are not in the run are ignored; callbacks of the run that
-    are not in the checkpoint start afresh.
-    """
-    steps = []
-    for key, cb in _keys(callbacks):
-        state = saved.get(key)
-        if state is None:
-            continue
-        attrs = vars(cb)
-        for k, v in state.items():
-            where = f"callbacks: {key}.{k}"
-            if _has_marker(v):
-                if k not in attrs:
-                    raise CheckpointError(f"{where}: stored, but the running callback has no such attribute")
-                _plan(attrs[k], v, where, steps)
-            else:
-                steps.append((where, lambda val, cb=cb, k=k: setattr(cb, k, val), decode(v)))
-    return steps
 
 
 # -- random number generators ----------------------------------------------------------------------
@@ -197,18 +214,58 @@ def rng_state(learn=None):
     return state
 
 
+def _check_rng(state, where):
+    """The random states of one rank, checked by loading each into a fresh generator."""
+    if not isinstance(state, dict) or not {"torch", "numpy", "python", "loader"} <= set(state) or \
+            not set(state) <= {"torch", "numpy", "python", "loader", "cuda"}:
+        raise CheckpointError(f"{where}: expected the keys torch, numpy, python, loader (and cuda)")
+
+    def gen_state(s, w):
+        if not isinstance(s, torch.Tensor) or s.dtype != torch.uint8 or s.dim() != 1:
+            raise CheckpointError(f"{w}: expected a generator state (a 1-D uint8 tensor)")
+        return s.cpu()
+
+    try:
+        torch.Generator().set_state(gen_state(state["torch"], f"{where}['torch']"))
+        np_state = state["numpy"]
+        if not isinstance(np_state, tuple) or len(np_state) != 5:
+            raise CheckpointError(f"{where}['numpy']: expected NumPy's 5-tuple random state")
+        np.random.RandomState().set_state(np_state)
+        py = state["python"]
+        if not isinstance(py, (tuple, list)) or len(py) != 3 or not isinstance(py[1], (tuple, list)) or \
+                not all(type(x) is int for x in py[1]):
+            raise CheckpointError(f"{where}['python']: expected Python's random state")
+        py = (py[0], tuple(py[1]), py[2])
+        random.Random().setstate(py)
+        loader = state["loader"]
+        if not isinstance(loader, list):
+            raise CheckpointError(f"{where}['loader']: expected a list of generator states")
+        for i, s in enumerate(loader):
+            torch.Generator().set_state(gen_state(s, f"{where}['loader'][{i}]"))
+        cuda = state.get("cuda", [])
+        if not isinstance(cuda, list):
+            raise CheckpointError(f"{where}['cuda']: expected a list of generator states")
+        cuda = [gen_state(s, f"{where}['cuda'][{i}]") for i, s in enumerate(cuda)]
+    except (ValueError, TypeError, RuntimeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{where}: not a valid random state ({type(e).__name__}: {e})") from None
+    return {"torch": state["torch"].cpu(), "numpy": np_state, "python": py, "loader": [s.cpu() for s in loader],
+            "cuda": cuda}
+
+
 def set_rng_state(state, learn=None):
-    """Restore what `rng_state` returned."""
-    torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(decode(state["numpy"]))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
+    """Restore what `rng_state` returned (as `read_checkpoint` checked it)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
     gens = _loader_generators(learn)
     if len(gens) == len(state["loader"]):
         for g, s in zip(gens, state["loader"]):
-            g.set_state(s.cpu())
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+            g.set_state(s)
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 # -- whole checkpoints ----------------------------------------------------------------------------
@@ -225,13 +282,113 @@ def state_of(learn, epoch=None):
     return {
         "format": FORMAT,
         "model": fdist.unwrap(learn.model).state_dict(),
-        "opt": encode(learn.opt.state_dict()),
+        "opt": encode(learn.opt.state_dict(), "opt"),
         "epoch": int(epoch),
         "callbacks": callback_states(callbacks),
-        "handler": None if handler is None else {"smoothing": encode(handler.smoothing_state()),
-                                                  "iteration": handler.state_dict["iteration"]},
+        "handler": None if handler is None else encode(handler.resume_state(), "handler"),
         "rng": fdist.all_gather_object(rng_state(learn)),
     }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read and checked by `read_checkpoint` (decoded: NumPy values are NumPy values again).
+
+    `epoch` is None for files that hold weights only (or weights and optimizer): those load, but a
+    fit can't continue them with `start_epoch`.
+    """
+
+    model: dict
+    opt: dict | None = None
+    epoch: int | None = None
+    callbacks: dict = field(default_factory=dict)
+    handler: dict | None = None
+    rng: list = field(default_factory=list)
+
+    @property
+    def resumable(self):
+        """True when a `fit(..., start_epoch=epoch + 1)` can continue it."""
+        return self.epoch is not None and self.opt is not None
+
+
+_KEYS = {"format", "model", "opt", "epoch", "callbacks", "handler", "rng"}
+
+
+def read_checkpoint(source, map_location="cpu"):
+    """The checkpoint at `source` (a path or a file object), read with `weights_only=True` and checked
+    whole; `CheckpointError` (a `ValueError`) saying what is wrong and where, `FileNotFoundError`
+    if there is no file."""
+    try:
+        raw = torch.load(source, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # truncated zip, not a torch file, pickled code, ...
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        raise CheckpointError(f"file: {source} is not a complete checkpoint ({type(e).__name__}: {first})") from e
+    reader = _Reader()
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"file: {source} holds a {type(raw).__name__}, not a state dict or checkpoint")
+    if "format" not in raw:
+        if set(raw) == {"model", "opt"}:  # fastcb's earlier (model, optimizer) files
+            reader.check(raw, "file")
+            return Checkpoint(model=_model_part(raw["model"]), opt=_opt_part(raw["opt"], reader))
+        reader.check(raw, "model")
+        return Checkpoint(model=_model_part(raw, "file"))
+    fmt = raw["format"]
+    if fmt in _OLD_FORMATS:
+        reader.check({k: raw.get(k) for k in ("model", "opt")}, "file")
+        return Checkpoint(model=_model_part(raw.get("model")), opt=_opt_part(raw.get("opt"), reader))
+    if fmt != FORMAT:
+        raise CheckpointError(f"format: {str(fmt)[:80]!r}; this fastcb reads {FORMAT!r}")
+    if set(raw) != _KEYS:
+        raise CheckpointError(f"file: expected the parts {sorted(_KEYS)}; missing {sorted(_KEYS - set(raw))}, "
+                              f"unknown {sorted(map(str, set(raw) - _KEYS))}")
+    reader.check(raw, "checkpoint")
+    epoch = raw["epoch"]
+    if type(epoch) is not int or epoch < -1:
+        raise CheckpointError(f"epoch: expected an int >= -1, got {epoch!r}")
+    callbacks = raw["callbacks"]
+    if not isinstance(callbacks, dict) or not all(isinstance(k, str) and isinstance(v, dict)
+                                                  for k, v in callbacks.items()):
+        raise CheckpointError("callbacks: expected a dict of callback name -> state dict")
+    callbacks = {k: reader.decode(v, f"callbacks[{k!r}]") for k, v in callbacks.items()}
+    handler = raw["handler"]
+    if handler is not None:
+        if not isinstance(handler, dict):
+            raise CheckpointError(f"handler: expected a dict, got {type(handler).__name__}")
+        handler = reader.decode(handler, "handler")
+    rng = raw["rng"]
+    if not isinstance(rng, list) or not rng:
+        raise CheckpointError("rng: expected a list of random states, one per rank")
+    rng = [_check_rng(dict(s, numpy=reader.decode(s.get("numpy"), f"rng[{i}]['numpy']"))
+                      if isinstance(s, dict) else s, f"rng[{i}]") for i, s in enumerate(rng)]
+    if raw["opt"] is None:
+        raise CheckpointError("opt: missing (a checkpoint to resume from has the optimizer's state)")
+    return Checkpoint(model=_model_part(raw["model"]), opt=_opt_part(raw["opt"], reader), epoch=epoch,
+                      callbacks=callbacks, handler=handler, rng=rng)
+
+
+def _model_part(sd, where="model"):
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                     for k, v in sd.items()):
+        raise CheckpointError(f"{where}: expected the model's state dict (parameter names -> tensors)")
+    return sd
+
+
+def _opt_part(sd, reader):
+    if sd is None:
+        return None
+    if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict) or \
+            not isinstance(sd.get("param_groups"), list) or not set(sd) <= {"state", "param_groups", "fastcb"}:
+        raise CheckpointError("opt: expected an optimizer state dict (state, param_groups and fastcb's part)")
+    for i, g in enumerate(sd["param_groups"]):
+        if not isinstance(g, dict) or not isinstance(g.get("params"), list) or \
+                not all(type(p) is int for p in g["params"]):
+            raise CheckpointError(f"opt['param_groups'][{i}]: expected a dict with 'params', a list of ints")
+    for k, st in sd["state"].items():
+        if type(k) is not int or not isinstance(st, dict):
+            raise CheckpointError(f"opt['state'][{k!r}]: expected parameter index -> dict of tensors and numbers")
+    return reader.decode(sd, "opt")
 
 
 def _temp_name(target):
@@ -292,30 +449,8 @@ def write(state, target):
         tmp.unlink(missing_ok=True)
 
 
-def read(source, map_location):
-    """The checkpoint at `source` as `{"model": ..., "opt": ... or None, ...}`; `CheckpointError` if unreadable."""
-    try:
-        state = torch.load(source, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # truncated zip, not a torch file, pickled code, ...
-        raise CheckpointError(f"file: {source} is not a complete checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
-    if not isinstance(state, dict):
-        raise CheckpointError(f"file: {source} holds a {type(state).__name__}, not a state dict or checkpoint")
-    if state.get("format") == FORMAT:
-        return state
-    if "format" in state:
-        raise CheckpointError(f"file: {source} has format {state['format']!r}; this fastcb reads {FORMAT!r}")
-    if set(state) == {"model", "opt"}:  # fastcb's earlier (model, optimizer) files
-        return {"model": state["model"], "opt": state["opt"]}
-    return {"model": state, "opt": None}
-
-
 def check_model(model, sd, strict=True):
     """Raise `CheckpointError` unless `model.load_state_dict(sd, strict)` would load every tensor."""
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError("model: the checkpoint's model part is not a state dict of tensors")
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
     if strict and (missing or unexpected):
@@ -326,55 +461,67 @@ def check_model(model, sd, strict=True):
            for k, v in own.items() if k in sd and sd[k].shape != v.shape]
     if bad:
         raise CheckpointError(f"model: the checkpoint doesn't match the model's shapes: {'; '.join(bad[:5])}")
+    bad = [f"{k}: {sd[k].dtype} in the checkpoint, {v.dtype} in the model" for k, v in own.items()
+           if k in sd and not torch.can_cast(sd[k].dtype, v.dtype)]
+    if bad:
+        raise CheckpointError(f"model: the checkpoint's dtypes don't fit the model's: {'; '.join(bad[:5])}")
 
 
 def check_opt(opt, sd):
-    """Raise `CheckpointError` unless `sd` is a state dict of an optimizer over the same parameters as `opt`."""
+    """Raise `CheckpointError` unless `opt.load_state_dict(sd)` would accept `sd` (the optimizer is untouched)."""
     try:
-        groups, state = sd["param_groups"], sd["state"]
-    except (TypeError, KeyError):
-        raise CheckpointError("opt: the checkpoint's optimizer part is not an optimizer state dict") from None
-    own = opt.opt.param_groups
-    if len(groups) != len(own) or any(len(g["params"]) != len(o["params"]) for g, o in zip(groups, own)):
-        raise CheckpointError(f"opt: the checkpoint's optimizer has param groups of sizes "
-                              f"{[len(g['params']) for g in groups]}, this one {[len(o['params']) for o in own]}")
-    params = {i: p for g, o in zip(groups, own) for i, p in zip(g["params"], o["params"])}
-    for i, st in state.items():
-        p = params.get(i)
-        if p is None:
-            raise CheckpointError(f"opt: the checkpoint has state for a parameter ({i}) the optimizer doesn't have")
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != p.shape:
-                raise CheckpointError(f"opt: state {k!r} has shape {tuple(v.shape)} for a parameter of shape "
-                                      f"{tuple(p.shape)}")
-    extra = sd.get("fastcb")
-    if extra is not None and len(extra["lr"]) != len(opt._lr):
-        raise CheckpointError(f"opt: the checkpoint has {len(extra['lr'])} layer groups, the learner {len(opt._lr)}")
+        opt.check_state_dict(sd)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"opt: {e}") from None
 
 
-def restore(learn, handler):
-    """At the start of a fit: continue the checkpoint `Learner.load` kept, if this run starts after its epoch.
+def resume(learn, handler):
+    """At the start of a fit, after `on_train_begin`: when the fit starts at epoch k > 0, continue the
+    checkpoint `Learner.load` kept (it must be the one saved after epoch k-1), or else let the
+    callbacks `jump_to_epoch(k)` (fastai's replay).
 
-    A fit that starts at epoch 0 is a new run from the loaded weights: the rest is dropped.
+    Everything is checked before anything is assigned (`CheckpointError`, nothing changed); then
+    the callbacks' declared state, the optimizer, the handler's smoothing and the random states
+    are restored, and only the callbacks that the checkpoint doesn't cover jump. A fit that
+    starts at epoch 0 is a new run from the loaded weights: the rest is dropped.
     """
     ck = learn.__dict__.pop("_resume", None)
     start = handler.state_dict["epoch"]
-    if ck is None or not start:
+    if not start:
         return
-    if start != ck["epoch"] + 1:
-        raise CheckpointError(f"start_epoch: the checkpoint was saved after epoch {ck['epoch']}: resume with "
-                              f"start_epoch={ck['epoch'] + 1}, not {start}")
+    if ck is None:
+        handler.jump_to_epoch(start)
+        return
+    if start != ck.epoch + 1:
+        raise CheckpointError(f"start_epoch: the checkpoint was saved after epoch {ck.epoch}: resume with "
+                              f"start_epoch={ck.epoch + 1}, not {start}")
     callbacks = [c for c in handler.callbacks if c is not getattr(handler, "cb_dl", None)]
-    steps = plan_callbacks(callbacks, ck.get("callbacks") or {})
-    for where, assign, value in steps:
+    steps = []
+    for key, cb in _keys(callbacks):
+        state = ck.callbacks.get(key)
+        if state is None:
+            continue
+        if not callable(getattr(cb, "load_state_dict", None)):
+            raise CheckpointError(f"callbacks[{key!r}]: the checkpoint has its state, this {type(cb).__name__} "
+                                  f"has no load_state_dict")
         try:
-            assign(value)
-        except Exception as e:
-            raise CheckpointError(f"{where}: can't be restored ({type(e).__name__}: {e})") from e
-    learn.opt.load_state_dict(decode(ck["opt"]))  # again: the fit's setup changed the hyper-parameters since `load`
-    if ck.get("handler") is not None:
-        handler.load_smoothing_state(decode(ck["handler"]["smoothing"]))
-        handler.state_dict["iteration"] = ck["handler"]["iteration"]
-    rngs = ck.get("rng") or []
-    if rngs:
-        set_rng_state(rngs[fdist.rank()] if fdist.rank() < len(rngs) else rngs[0], learn)
+            cb.check_state_dict(state)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"callbacks[{key!r}]: {e}") from None
+        steps.append((cb, state))
+    check_opt(learn.opt, ck.opt)
+    if ck.handler is not None:
+        try:
+            handler.check_resume_state(ck.handler)
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"handler: {e}") from None
+    rank = fdist.rank()
+    rng = ck.rng[rank] if rank < len(ck.rng) else ck.rng[0]
+    # everything fits: apply (each load checks again, and can't refuse now)
+    for cb, state in steps:
+        cb.load_state_dict(state)
+    learn.opt.load_state_dict(ck.opt)  # again: the fit's setup changed the hyper-parameters since `load`
+    if ck.handler is not None:
+        handler.load_resume_state(ck.handler)
+    set_rng_state(rng, learn)
+    handler.jump_to_epoch(start, skip=[cb for cb, _ in steps])

@@ -101,10 +101,10 @@ def fit(epochs, learn, callbacks=None, metrics=None):
     learn.cb_handler = cb_handler  # what `learn.save` checkpoints
     quiet = getattr(learn, "silent", False) or not fdist.is_main_process()
     pbar = master_bar(range(epochs), quiet=quiet)
-    cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics)
+    cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics, jump=False)
     exception = False
     try:
-        checkpoint.restore(learn, cb_handler)
+        checkpoint.resume(learn, cb_handler)  # at a start epoch: the checkpoint kept by `load`, or the callbacks jump
         for _ in pbar:
             learn.model.train()
             cb_handler.set_dl(learn.data.train_dl)
@@ -153,12 +153,8 @@ class _StartAt(Callback):
         self.epoch = epoch
 
     def on_train_begin(self, **kwargs):
-        """Set the epoch the handler starts from (the callbacks then `jump_to_epoch`)."""
+        """Set the epoch the handler starts from (then `fit` resumes there)."""
         return {"epoch": self.epoch}
-
-    def get_state(self, minimal=True):
-        """Nothing to checkpoint."""
-        return {}
 
 
 class _WeakLearner:
@@ -385,13 +381,13 @@ class Learner(FitV2Mixin):
         source = self._target(file)
         fdist.barrier()
         device = self.data.device if device is None else device
-        state = checkpoint.read(source, device)
-        model_state = state["model"]
+        ck = checkpoint.read_checkpoint(source, device)  # the whole file, checked: CheckpointError if malformed
+        model_state = ck.model
         if remove_module:
-            model_state = {k[7:] if k.startswith("module.") else k: v for k, v in model_state.items()}
+            model_state = {k.removeprefix("module."): v for k, v in model_state.items()}
         model = fdist.unwrap(self.model)
         checkpoint.check_model(model, model_state, strict)
-        opt_state = None if state["opt"] is None or with_opt is False else checkpoint.decode(state["opt"])
+        opt_state = None if with_opt is False else ck.opt
         if opt_state is not None:
             fresh = getattr(self, "opt", None) is None
             if fresh:
@@ -402,10 +398,11 @@ class Learner(FitV2Mixin):
                 if fresh:
                     self.opt = None
                 raise
+        # everything fits: assign
         model.load_state_dict(model_state, strict=strict)
         if opt_state is not None:
             self.opt.load_state_dict(opt_state)
-        self._resume = state if resume and opt_state is not None and "epoch" in state else None
+        self._resume = ck if resume and opt_state is not None and ck.resumable else None
         return self
 
     def validate(self, dl=None, callbacks=None, metrics=None):

@@ -28,10 +28,6 @@ class CSVLogger(LearnerCallback):
         self.add_time = True
         self.file = None
 
-    def get_state(self, minimal=True):
-        """Nothing to checkpoint: the file is the record."""
-        return {}
-
     def read_logged_file(self):
         """The logged rows (a pandas DataFrame when pandas is installed, else a list of dicts)."""
         try:

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from ..callback import check_state_number
+from ..errors import StateError
 from ..learner import LearnerCallback
 
 __all__ = ["MixedPrecision"]
@@ -33,6 +35,32 @@ class MixedPrecision(LearnerCallback):
         if self.dynamic:
             self.scaler = torch.amp.GradScaler(self.device_type, init_scale=self.loss_scale,
                                                growth_interval=self.max_noskip)
+
+    def state_dict(self):
+        """The dynamic loss scale and its count of clean steps (the rest is configuration)."""
+        if self.scaler is None or not self.scaler.is_enabled():
+            return {}
+        sd = self.scaler.state_dict()
+        return {"scale": float(sd["scale"]), "growth_tracker": int(sd["_growth_tracker"])}
+
+    def check_state_dict(self, state):
+        """`StateError` unless `state` is a positive finite scale and a non-negative count."""
+        if not isinstance(state, dict) or set(state) - {"scale", "growth_tracker"}:
+            raise StateError(f"state: expected the keys ['growth_tracker', 'scale'], got {state!r:.80}")
+        if state and (self.scaler is None or not self.scaler.is_enabled()):
+            raise StateError("state: a loss scale, but this MixedPrecision has no dynamic scaler")
+        if "scale" in state:
+            check_state_number("scale", state["scale"], finite=True, minimum=0)
+        if "growth_tracker" in state:
+            check_state_number("growth_tracker", state["growth_tracker"], integer=True, minimum=0)
+
+    def load_state_dict(self, state):
+        """Continue the loss scaling from `state` (checked first)."""
+        self.check_state_dict(state)
+        if state:
+            sd = self.scaler.state_dict()
+            self.scaler.load_state_dict({**sd, "scale": float(state.get("scale", sd["scale"])),
+                                         "_growth_tracker": int(state.get("growth_tracker", sd["_growth_tracker"]))})
 
     def on_batch_begin(self, **kwargs):
         """Enter autocast for the forward pass."""

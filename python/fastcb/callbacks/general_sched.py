@@ -3,7 +3,8 @@
 from functools import partial
 
 from ..anneal import Stepper
-from ..callback import uses_state
+from ..callback import check_state_number, uses_state
+from ..errors import StateError
 from ..learner import LearnerCallback
 
 __all__ = ["GeneralScheduler", "TrainingPhase"]
@@ -60,6 +61,40 @@ class GeneralScheduler(LearnerCallback):
         if name in ("lr", "mom", "beta", "wd"):
             return partial(setattr, self.opt, name)
         return partial(self.opt.set_stat, name)
+
+    def state_dict(self):
+        """The schedules' position: the current phase and each Stepper's step count (empty before training)."""
+        if getattr(self, "scheds", None) is None:
+            return {}
+        return {"idx_s": self.idx_s, "n": [[s.n for s in phase.values()] for phase in self.scheds]}
+
+    def check_state_dict(self, state):
+        """`StateError` unless `state` is a position within these schedules (same phases, same lengths)."""
+        if not isinstance(state, dict) or set(state) != {"idx_s", "n"}:
+            raise StateError(f"state: expected the keys ['idx_s', 'n'], got {state!r:.80}")
+        scheds = getattr(self, "scheds", None)
+        if scheds is None:
+            raise StateError("state: the schedules are built at train begin; restore them after it")
+        check_state_number("idx_s", state["idx_s"], integer=True, minimum=0)
+        if state["idx_s"] > len(scheds):
+            raise StateError(f"state['idx_s']: {state['idx_s']} is past the {len(scheds)} phases")
+        n = state["n"]
+        if not isinstance(n, (list, tuple)) or len(n) != len(scheds) or any(
+                not isinstance(ns, (list, tuple)) or len(ns) != len(phase) for ns, phase in zip(n, scheds)):
+            raise StateError(f"state['n']: expected {[len(p) for p in scheds]} step counts per phase, got {n!r:.80}")
+        for i, (ns, phase) in enumerate(zip(n, scheds)):
+            for k, (v, s) in enumerate(zip(ns, phase.values())):
+                check_state_number(f"n[{i}][{k}]", v, integer=True, minimum=0)
+                if v > s.n_iter:
+                    raise StateError(f"state['n'][{i}][{k}]: {v} steps, past this phase's {s.n_iter}")
+
+    def load_state_dict(self, state):
+        """Continue the schedules from `state` (checked first; the schedules' values stay the user's)."""
+        self.check_state_dict(state)
+        for ns, phase in zip(state["n"], self.scheds):
+            for v, s in zip(ns, phase.values()):
+                s.load_state_dict({**s.state_dict(), "n": int(v)})
+        self.idx_s = int(state["idx_s"])  # the current values are the optimizer's (restored with it)
 
     def jump_to_epoch(self, epoch):
         """Advance the schedules as if `epoch` epochs had been trained."""

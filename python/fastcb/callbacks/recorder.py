@@ -5,7 +5,8 @@ import time
 import numpy as np
 import torch
 
-from ..callback import uses_state
+from ..callback import check_state_number, uses_state
+from ..errors import StateError
 from ..learner import LearnerCallback
 from ..plotting import finish_figure, plt
 from ..progress import format_time
@@ -62,6 +63,29 @@ class Recorder(LearnerCallback):
             pbar.write(self.names, table=True)
         self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches = [], [], [], [], [], []
         self._epoch_start = 0
+
+    #: The run's history; `names`, `add_time`, `silent` are configuration.
+    state_attrs = ("losses", "val_losses", "lrs", "moms", "metrics", "nb_batches")
+
+    def check_state_value(self, key, value):
+        """Each record is a list: batch counts are ints; losses, lrs, moms numbers (or per-group arrays,
+        or None where there was no value); `metrics` one list per epoch."""
+        if not isinstance(value, (list, tuple)):
+            raise StateError(f"state[{key!r}]: expected a list, got {type(value).__name__}")
+        for i, v in enumerate(value):
+            where = f"{key}[{i}]"
+            if key == "nb_batches":
+                check_state_number(where, v, integer=True, minimum=0)
+            elif key == "metrics":
+                if not isinstance(v, (list, tuple)) or not all(_is_value(m) for m in v):
+                    raise StateError(f"state[{where!r}]: expected a list of numbers, got {v!r}")
+            elif not _is_value(v):
+                raise StateError(f"state[{where!r}]: expected a number, got {type(v).__name__}")
+
+    def load_state_dict(self, state):
+        """Restore the history (checked first; lists are copied)."""
+        self.check_state_dict(state)
+        vars(self).update({k: list(v) for k, v in state.items()})
 
     def on_epoch_begin(self, **kwargs):
         """Note when the epoch started."""
@@ -202,6 +226,15 @@ class Recorder(LearnerCallback):
             ax.set_ylabel(str(self.metrics_names[i]))
             ax.set_xlabel("Batches processed")
         return finish_figure(fig, self.learn.path / "plot_metrics.png", return_fig, self.silent)
+
+
+def _is_value(v):
+    """A recorded value: None, a number, a one-number tensor or a 1-D array of numbers (per layer group)."""
+    if v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool)):
+        return True
+    if isinstance(v, torch.Tensor):
+        return v.numel() == 1 and not v.dtype.is_complex
+    return isinstance(v, np.ndarray) and v.ndim <= 1 and v.dtype.kind in "iuf"
 
 
 def _last_group(vals):

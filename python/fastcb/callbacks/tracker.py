@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 
-from ..callback import Callback
+from ..callback import Callback, check_state_number
 from ..distributed import all_gather_object, is_main_process
-from ..errors import NotSavedWarning
+from ..errors import NotSavedWarning, StateError
 from ..learner import LearnerCallback
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateauCallback",
@@ -49,9 +49,16 @@ class TrackerCallback(LearnerCallback):
         lower = mode == "min" or (mode == "auto" and ("loss" in monitor or "error" in monitor))
         self.operator = np.less if lower else np.greater
 
+    state_attrs = ("best",)
+
     def on_train_begin(self, **kwargs):
         """Reset the best value."""
         self.best = float("inf") if self.operator is np.less else -float("inf")
+
+    def check_state_value(self, key, value):
+        """`best` is a number (not NaN)."""
+        if key == "best":
+            check_state_number(key, value)
 
     def get_monitor_value(self):
         """The latest value of `monitor` (a float; None before it exists)."""
@@ -84,10 +91,18 @@ class EarlyStoppingCallback(TrackerCallback):
         if self.operator is np.less:
             self.min_delta *= -1
 
+    state_attrs = ("best", "wait")
+
     def on_train_begin(self, **kwargs):
         """Reset the wait."""
         self.wait = 0
         super().on_train_begin(**kwargs)
+
+    def check_state_value(self, key, value):
+        """`best` is a number, `wait` a count."""
+        if key == "wait":
+            check_state_number(key, value, integer=True, minimum=0)
+        super().check_state_value(key, value)
 
     def on_epoch_end(self, epoch, **kwargs):
         """Compare with the best and maybe stop."""
@@ -134,18 +149,26 @@ class SaveModelCallback(TrackerCallback):
         self.every, self.name = every, name
         self.written = None  # the fingerprint of the best-model file this run wrote
 
-    def on_train_begin(self, **kwargs):
-        """Reset the best value; nothing written by this run yet."""
+    state_attrs = ("best", "written")
+
+    def on_train_begin(self, epoch=0, **kwargs):
+        """Reset the best value; nothing written by this run yet. A fit starting at epoch k > 0 loads
+        `name_<k-1>` (then `fit` continues that checkpoint)."""
         super().on_train_begin(**kwargs)
         self.written, self._not_saved, self._causes = None, [], set()
+        if epoch:
+            try:
+                self.learn.load(f"{self.name}_{epoch - 1}", purge=False)
+                self._say(f"Loaded {self.name}_{epoch - 1}")
+            except FileNotFoundError:
+                self._say(f"Model {self.name}_{epoch - 1} not found.")
 
-    def jump_to_epoch(self, epoch):
-        """Load the model saved at the end of epoch `epoch-1`."""
-        try:
-            self.learn.load(f"{self.name}_{epoch - 1}", purge=False)
-            self._say(f"Loaded {self.name}_{epoch - 1}")
-        except FileNotFoundError:
-            self._say(f"Model {self.name}_{epoch - 1} not found.")
+    def check_state_value(self, key, value):
+        """`best` is a number; `written` None, True (another rank wrote) or a file's fingerprint."""
+        if key == "written" and not (value is None or value is True or (
+                isinstance(value, list) and len(value) == 3 and all(type(v) is int for v in value))):
+            raise StateError(f"state['written']: expected None, True or a file fingerprint, got {value!r}")
+        super().check_state_value(key, value)
 
     def _save(self, file, epoch):
         """Save; on an IO error warn (once per cause), note the epoch and go on. True when written."""
@@ -208,10 +231,18 @@ class ReduceLROnPlateauCallback(TrackerCallback):
         if self.operator is np.less:
             self.min_delta *= -1
 
+    state_attrs = ("best", "wait")
+
     def on_train_begin(self, **kwargs):
         """Reset the wait."""
         self.wait, self.opt = 0, self.learn.opt
         super().on_train_begin(**kwargs)
+
+    def check_state_value(self, key, value):
+        """`best` is a number, `wait` a count."""
+        if key == "wait":
+            check_state_number(key, value, integer=True, minimum=0)
+        super().check_state_value(key, value)
 
     def on_epoch_end(self, epoch, **kwargs):
         """Compare with the best and maybe reduce the lr."""
