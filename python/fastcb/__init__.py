@@ -2,20 +2,45 @@
 
 `from fastcb import *` gives the names of `from fastai.callback import *` (and the loop
 around them); the drop-in schedulers live in `fastcb.lr_scheduler`.
+
+The package loads its modules (and torch) on first use of a name, so the `fastcb` command
+answers `--help` and argument errors without importing torch.
 """
 
-from . import anneal
-from .anneal import *  # noqa: F403
-from . import callback, optim, data, learner, callbacks, metrics, progress
-from . import schedules
-from .callback import *  # noqa: F403
-from .optim import *  # noqa: F403
-from .data import *  # noqa: F403
-from .learner import *  # noqa: F403
-from .callbacks import *  # noqa: F403
-from .metrics import *  # noqa: F403
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [*anneal.__all__, *callback.__all__, *optim.__all__, *data.__all__, *learner.__all__, *callbacks.__all__,
-           *metrics.__all__]
+#: The modules whose `__all__` make up `fastcb.__all__`, in order.
+_STAR_MODULES = ("anneal", "callback", "optim", "data", "learner", "callbacks", "metrics")
+#: Submodules available as attributes (`fastcb.schedules`, ...) without their own import.
+_SUBMODULES = (*_STAR_MODULES, "progress", "schedules")
+
+
+def _load():
+    """Import the modules and bind their public names here (once)."""
+    names = []
+    for mod in _STAR_MODULES:
+        module = importlib.import_module(f".{mod}", __name__)
+        globals().update({n: getattr(module, n) for n in module.__all__})
+        names += module.__all__
+    for mod in _SUBMODULES:
+        globals()[mod] = importlib.import_module(f".{mod}", __name__)
+    globals()["__all__"] = names
+
+
+def __getattr__(name):
+    """The first public name used (or `from fastcb import *`) loads the package."""
+    if name.startswith("__") and name != "__all__":
+        raise AttributeError(name)
+    if "__all__" not in globals():
+        _load()
+        if name in globals():
+            return globals()[name]
+    raise AttributeError(f"module 'fastcb' has no attribute {name!r}")
+
+
+def __dir__():
+    if "__all__" not in globals():
+        _load()
+    return sorted({*globals(), *__all__})

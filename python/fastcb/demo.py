@@ -2,7 +2,7 @@
 
 Everything a newcomer should see in a minute: a `Learner` over a `DataBunch`, `lr_find` and
 its suggestion, `fit_one_cycle` with a progress bar and a per-epoch table, and the
-`Recorder`'s plots written as PNG files into one folder.
+`Recorder`'s plots written as PNG files (and `CSVLogger`'s history.csv) into one folder.
 """
 
 import time
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["run_demo", "PLOTS"]
+__all__ = ["run_demo", "PLOTS", "DemoInterrupted"]
 
 #: The files the demo writes, and what each shows.
 PLOTS = {
@@ -18,7 +18,16 @@ PLOTS = {
     "schedule.png": "learning rate and momentum per batch during fit_one_cycle",
     "losses.png": "training and validation losses",
     "metrics.png": "validation accuracy and error rate per epoch",
+    "history.csv": "one row per epoch: losses, metrics and time (CSVLogger)",
 }
+
+
+class DemoInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the demo, after writing what was finished: `written` names the files in `out`."""
+
+    def __init__(self, out, written):
+        super().__init__()
+        self.out, self.written = out, written
 
 
 def _save(fig, path):
@@ -36,11 +45,25 @@ def _pick_lr(recorder, fallback=1e-2):
     return fig, min(max(lr, 1e-4), 1.0)
 
 
+def _fit_plots(rec):
+    """The plots of a (possibly interrupted) fit, by file name, as figure makers."""
+    plots = {}
+    if rec.lrs:
+        plots["schedule.png"] = lambda: rec.plot_lr(show_moms=True, return_fig=True)
+    if rec.losses:
+        plots["losses.png"] = lambda: rec.plot_losses(return_fig=True)
+    if rec.metrics:
+        plots["metrics.png"] = lambda: rec.plot_metrics(return_fig=True)
+    return plots
+
+
 def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=None, num_it=100, device="cpu",
              seed=0, quiet=False, print_fn=print):
     """Train the demo MLP on the spirals: `lr_find` (unless `lr` is given), then
-    `fit_one_cycle(epochs, lr)`; write the plots of `PLOTS` into `out`. Returns a dict of
-    the results: folder, learning rate, final metrics and seconds taken."""
+    `fit_one_cycle(epochs, lr)` with a `CSVLogger`; write the files of `PLOTS` into `out`.
+    Returns a dict of the results: folder, learning rate, final metrics, files written and
+    seconds taken. On Ctrl-C, writes the plots of what was finished and raises `DemoInterrupted`."""
+    from .callbacks import CSVLogger
     from .data import DataBunch
     from .demo_data import demo_model, spiral_datasets
     from .learner import Learner
@@ -56,23 +79,41 @@ def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=
     say = (lambda *a: None) if quiet else print_fn
     say(f"fastcb demo: {n_train} training and {n_valid} validation points of 3 interleaved spirals, "
         f"an MLP on {data.device}, batches of {bs}")
+    written = []
 
-    if lr is None:
-        say(f"\n1. Learning-rate finder: {num_it} batches, lr growing exponentially from 1e-7 to 10")
-        learn.lr_find(num_it=num_it)
-        fig, lr = _pick_lr(learn.recorder)
-        _save(fig, out / "lr_find.png")
-        say(f"   suggested learning rate: {lr:.2e}")
-    else:
-        say(f"\n1. Learning-rate finder skipped: lr = {lr:g} given")
+    def save(name, make):
+        _save(make(), out / name)
+        written.append(name)
 
-    say(f"\n2. fit_one_cycle({epochs}, {lr:.2e}): cosine warm-up then annealing, momentum in reverse")
-    learn.fit_one_cycle(epochs, lr)
+    stage = "lr_find"
+    try:
+        if lr is None:
+            say(f"\n1. Learning-rate finder: {num_it} batches, lr growing exponentially from 1e-7 to 10")
+            learn.lr_find(num_it=num_it)
+            fig, lr = _pick_lr(learn.recorder)
+            save("lr_find.png", lambda: fig)
+            say(f"   suggested learning rate: {lr:.2e}")
+        else:
+            say(f"\n1. Learning-rate finder skipped: lr = {lr:g} given")
+
+        stage = "fit"
+        say(f"\n2. fit_one_cycle({epochs}, {lr:.2e}): cosine warm-up then annealing, momentum in reverse")
+        learn.fit_one_cycle(epochs, lr, callbacks=[CSVLogger(learn)])
+        written.append("history.csv")
+        for name, make in _fit_plots(learn.recorder).items():
+            save(name, make)
+    except KeyboardInterrupt:
+        if stage == "fit":
+            if (out / "history.csv").exists():
+                written.append("history.csv")
+            for name, make in _fit_plots(learn.recorder).items():
+                try:
+                    save(name, make)
+                except (ValueError, IndexError):  # too little was recorded to draw this one
+                    pass
+        raise DemoInterrupted(out, written) from None
+
     rec = learn.recorder
-    _save(rec.plot_lr(show_moms=True, return_fig=True), out / "schedule.png")
-    _save(rec.plot_losses(return_fig=True), out / "losses.png")
-    _save(rec.plot_metrics(return_fig=True), out / "metrics.png")
-
     final = dict(zip(rec.metrics_names, [float(v) for v in rec.metrics[-1]]))
     result = {
         "out": out,
@@ -80,7 +121,7 @@ def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=
         "valid_loss": float(rec.val_losses[-1]),
         **final,
         "seconds": time.perf_counter() - started,
-        "plots": sorted(p for p in PLOTS if (out / p).exists()),
+        "plots": sorted(written),
     }
     say(f"\nDone in {result['seconds']:.1f} s: validation loss {result['valid_loss']:.4f}, "
         + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))

@@ -40,6 +40,8 @@ def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
     if not loss_func:
         return to_detach(out), to_detach(yb[0])
     loss = loss_func(out, *yb)
+    if loss.dim():  # shape metadata only: no host-device sync
+        _check_scalar_loss(loss, loss_func)
     if opt is not None:
         loss, skip_bwd = cb_handler.on_backward_begin(loss)
         if not skip_bwd:
@@ -49,6 +51,16 @@ def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
         if not cb_handler.on_step_end():
             opt.zero_grad()
     return loss.detach()
+
+
+def _check_scalar_loss(loss, loss_func):
+    """A training loss must be one number to backpropagate and record; say which function gave what."""
+    if loss.numel() != 1:
+        name = getattr(loss_func, "__name__", None) or repr(loss_func)
+        if isinstance(getattr(loss_func, "reduction", None), str):
+            name += f" with reduction={loss_func.reduction!r}"
+        raise ValueError(f"loss_func: {name} returned a tensor of shape {list(loss.shape)}, not a scalar; "
+                         "reduce it to one number per batch (reduction='mean', or .mean())")
 
 
 def _weighted_mean(losses, nums):
@@ -101,9 +113,9 @@ def fit(epochs, learn, callbacks=None, metrics=None):
     learn.cb_handler = cb_handler  # what `learn.save` checkpoints
     quiet = getattr(learn, "silent", False) or not fdist.is_main_process()
     pbar = master_bar(range(epochs), quiet=quiet)
-    cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics, jump=False)
     exception = False
-    try:
+    try:  # on_train_end runs whenever on_train_begin started, even if one of its hooks raised
+        cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics, jump=False)
         checkpoint.resume(learn, cb_handler)  # at a start epoch: the checkpoint kept by `load`, or the callbacks jump
         for _ in pbar:
             learn.model.train()

@@ -9,7 +9,8 @@ A *schedule* here is any of:
   first (transformers-style), with its arguments: it is built on a throw-away optimizer and
   stepped `n_steps - 1` times, so value `i` is the learning rate of training step `i`.
 
-Figures are `matplotlib.figure.Figure`s made without pyplot, so nothing needs a display.
+Figures are `matplotlib.figure.Figure`s made without pyplot, so nothing needs a display;
+files are written in the format their extension names (.png, .svg or .pdf), any other is refused.
 """
 
 import inspect
@@ -20,6 +21,8 @@ import torch
 from matplotlib.figure import Figure
 
 from .anneal import Stepper, annealing_cos
+from .callbacks.one_cycle import check_one_cycle
+from .plotting import figure_format
 
 __all__ = [
     "schedule_values",
@@ -28,6 +31,7 @@ __all__ = [
     "plot_trace",
     "plot_schedule",
     "save_schedule",
+    "save_trace",
     "make_optimizer",
 ]
 
@@ -138,11 +142,12 @@ def schedule_trace(schedule, n_steps=None, *args, **kwargs):
 
 def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
     """The learning rate and momentum that fastai's `OneCycleScheduler` sets for each of
-    `n_steps` training batches (its two cosine phases of `Stepper`s, without a model)."""
-    n_steps = int(n_steps)
-    if n_steps < 1:
+    `n_steps` training batches (its two cosine phases of `Stepper`s, without a model).
+    The arguments obey the rules `OneCycleScheduler` applies."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps: expected a positive number of steps, got {n_steps!r}")
-    final_div = div_factor * 1e4 if final_div is None else final_div
+    n_steps = int(n_steps)
+    lr_max, moms, div_factor, pct_start, final_div = check_one_cycle(lr_max, moms, div_factor, pct_start, final_div)
     a1 = int(n_steps * pct_start)
     low = lr_max / div_factor
 
@@ -166,17 +171,19 @@ def _label(schedule):
 
 
 def plot_trace(trace, title=None):
-    """A figure of a `schedule_trace` result: one panel per hyper-parameter, against steps."""
+    """A figure of a `schedule_trace` result: one panel per hyper-parameter against steps, each
+    with a title, labelled axes and a legend (one line per param group)."""
     fig = Figure(figsize=(6, 3.2 * len(trace)), layout="constrained")
     axes = fig.subplots(len(trace), 1, squeeze=False)[:, 0]
-    for ax, (name, vals) in zip(axes, trace.items()):
-        ax.plot(np.arange(len(vals)), vals)
+    for i, (ax, (name, vals)) in enumerate(zip(axes, trace.items())):
+        label = "learning rate" if name == "lr" else name
+        cols = vals.reshape(len(vals), -1)
+        for g in range(cols.shape[1]):
+            ax.plot(np.arange(len(vals)), cols[:, g], label=label if cols.shape[1] == 1 else f"{label}, group {g}")
         ax.set_xlabel("step")
-        ax.set_ylabel("learning rate" if name == "lr" else name)
-        if vals.ndim == 2:
-            ax.legend([f"group {i}" for i in range(vals.shape[1])], fontsize="small")
-    if title:
-        axes[0].set_title(title)
+        ax.set_ylabel(label)
+        ax.set_title(title if i == 0 and title else f"{label.capitalize()} per step")
+        ax.legend(fontsize="small")
     return fig
 
 
@@ -185,9 +192,18 @@ def plot_schedule(schedule, n_steps=None, *args, title=None, **kwargs):
     return plot_trace(schedule_trace(schedule, n_steps, *args, **kwargs), title or _label(schedule))
 
 
-def save_schedule(path, schedule, n_steps=None, *args, dpi=100, **kwargs):
-    """Write the `plot_schedule` figure to the PNG file `path` and return its `Path`."""
+def save_trace(path, trace, title=None, dpi=100):
+    """Write the `plot_trace` figure to `path` (.png, .svg or .pdf, by its extension) and return its `Path`."""
     path = Path(path)
+    fmt = figure_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    plot_schedule(schedule, n_steps, *args, **kwargs).savefig(path, dpi=dpi, format="png")
+    plot_trace(trace, title).savefig(path, dpi=dpi, format=fmt)
     return path
+
+
+def save_schedule(path, schedule, n_steps=None, *args, dpi=100, title=None, **kwargs):
+    """Write the `plot_schedule` figure to `path` (.png, .svg or .pdf, by its extension; any
+    other is refused before any work) and return its `Path`."""
+    figure_format(path)
+    trace = schedule_trace(schedule, n_steps, *args, **kwargs)
+    return save_trace(path, trace, title or _label(schedule), dpi)

@@ -6,7 +6,7 @@ from ..anneal import Stepper, annealing_cos
 from ..learner import LearnerCallback
 from .general_sched import GeneralScheduler
 
-__all__ = ["OneCycleScheduler"]
+__all__ = ["OneCycleScheduler"]  # and check_one_cycle, for the previews
 
 
 def check_lr(lr, name):
@@ -29,6 +29,21 @@ def _positive(v, name):
     return float(v)
 
 
+def check_one_cycle(lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
+    """The one-cycle policy's arguments checked (ValueError/TypeError naming the argument) and
+    completed: `(lr_max, moms as a pair, div_factor, pct_start, final_div)`. Training and the
+    previews (`fastcb.preview.one_cycle_trace`, `fastcb plot one-cycle`) apply these same rules."""
+    lr_max = check_lr(lr_max, "lr_max")
+    div_factor = _positive(div_factor, "div_factor")
+    if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0 <= pct_start <= 1:
+        raise ValueError(f"pct_start: expected a number in [0, 1], got {pct_start!r}")
+    final_div = div_factor * 1e4 if final_div is None else _positive(final_div, "final_div")
+    moms = tuple(moms) if isinstance(moms, (list, tuple)) else (moms, moms)
+    if len(moms) != 2:
+        raise ValueError(f"moms: expected one momentum or a pair, got {moms!r}")
+    return lr_max, moms, div_factor, pct_start, final_div
+
+
 class OneCycleScheduler(GeneralScheduler):
     """Over n training batches: `int(n*pct_start)` batches of cosine warm-up from `lr_max/div_factor` to
     `lr_max`, then cosine annealing to `lr_max/final_div`; momentum follows the reverse cycle."""
@@ -36,16 +51,8 @@ class OneCycleScheduler(GeneralScheduler):
     def __init__(self, learn, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None,
                  tot_epochs=None, start_epoch=None):
         LearnerCallback.__init__(self, learn)
-        self.lr_max = check_lr(lr_max, "lr_max")
-        self.div_factor = _positive(div_factor, "div_factor")
-        if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0 <= pct_start <= 1:
-            raise ValueError(f"pct_start: expected a number in [0, 1], got {pct_start!r}")
-        self.pct_start = pct_start
-        self.final_div = div_factor * 1e4 if final_div is None else _positive(final_div, "final_div")
-        moms = tuple(moms) if isinstance(moms, (list, tuple)) else (moms, moms)
-        if len(moms) != 2:
-            raise ValueError(f"moms: expected one momentum or a pair, got {moms!r}")
-        self.moms = moms
+        self.lr_max, self.moms, self.div_factor, self.pct_start, self.final_div = check_one_cycle(
+            lr_max, moms, div_factor, pct_start, final_div)
         self.tot_epochs, self.start_epoch = tot_epochs, start_epoch
 
     def on_train_begin(self, n_epochs, epoch, **kwargs):

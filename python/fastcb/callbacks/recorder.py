@@ -155,17 +155,22 @@ class Recorder(LearnerCallback):
         lrs = self._split(self.lrs, skip_start, skip_end)
         its = self._split(list(range(len(self.lrs))), skip_start, skip_end)
         if show_moms:
-            fig, axs = plt.subplots(1, 2, figsize=(12, 4))
-            axs[0].plot(its, _last_group(lrs))
-            axs[1].plot(its, _last_group(self._split(self.moms, skip_start, skip_end)))
+            fig, axs = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+            axs[0].plot(its, _last_group(lrs), label="learning rate (last layer group)")
+            axs[1].plot(its, _last_group(self._split(self.moms, skip_start, skip_end)), color="C1",
+                        label="momentum (last layer group)")
             axs[1].set_xlabel("Iterations")
             axs[1].set_ylabel("Momentum")
+            axs[1].set_title("Momentum per training batch")
+            axs[1].legend()
             ax = axs[0]
         else:
-            fig, ax = plt.subplots()
-            ax.plot(its, _last_group(lrs))
+            fig, ax = plt.subplots(layout="constrained")
+            ax.plot(its, _last_group(lrs), label="learning rate (last layer group)")
         ax.set_xlabel("Iterations")
         ax.set_ylabel("Learning Rate")
+        ax.set_title("Learning rate per training batch")
+        ax.legend()
         return finish_figure(fig, self.learn.path / "plot_lr.png", return_fig, self.silent)
 
     def plot(self, skip_start=10, skip_end=5, suggestion=False, return_fig=None, show_grid=False, **kwargs):
@@ -177,11 +182,12 @@ class Recorder(LearnerCallback):
             from scipy.interpolate import UnivariateSpline
 
             losses = list(UnivariateSpline(np.arange(len(losses)), losses, **kwargs)(np.arange(len(losses))))
-        fig, ax = plt.subplots(1, 1)
-        ax.plot(lrs, losses)
+        fig, ax = plt.subplots(1, 1, layout="constrained")
+        ax.plot(lrs, losses, label="smoothed training loss")
         ax.set_ylabel("Loss")
-        ax.set_xlabel("Learning Rate")
+        ax.set_xlabel("Learning Rate (log scale)")
         ax.set_xscale("log")
+        ax.set_title("Learning-rate finder")
         if show_grid:
             ax.grid(True, which="both", ls="-")
         if suggestion:
@@ -189,15 +195,17 @@ class Recorder(LearnerCallback):
                 raise ValueError("skip_start/skip_end: too few points left to suggest a learning rate")
             mg = int(np.gradient(np.array(losses)).argmin())
             self.min_grad_lr = lrs[mg]
-            ax.plot(lrs[mg], losses[mg], markersize=10, marker="o", color="red")
+            ax.plot(lrs[mg], losses[mg], markersize=10, marker="o", color="red", linestyle="none",
+                    label=f"suggested lr = {lrs[mg]:.2e} (steepest descent)")
             if not self.silent:
                 print(f"Min numerical gradient: {lrs[mg]:.2E}")
                 print(f"Min loss divided by 10: {lrs[int(np.argmin(losses))] / 10:.2E}")
+        ax.legend()
         return finish_figure(fig, self.learn.path / "plot.png", return_fig, self.silent)
 
     def plot_losses(self, skip_start=0, skip_end=0, return_fig=None, show_grid=False):
         """Plot training and validation losses against batches processed."""
-        fig, ax = plt.subplots(1, 1)
+        fig, ax = plt.subplots(1, 1, layout="constrained")
         losses = self._losses()
         ax.plot(self._split(list(range(len(losses))), skip_start, skip_end),
                 self._split(losses, skip_start, skip_end), label="Train")
@@ -208,6 +216,7 @@ class Recorder(LearnerCallback):
         ax.grid(show_grid)
         ax.set_ylabel("Loss")
         ax.set_xlabel("Batches processed")
+        ax.set_title("Training and validation losses")
         ax.legend()
         return finish_figure(fig, self.learn.path / "plot_losses.png", return_fig, self.silent)
 
@@ -216,15 +225,17 @@ class Recorder(LearnerCallback):
         if not self.metrics:
             raise ValueError("There are no metrics to plot (train with `metrics=` and validation data).")
         n = len(self.metrics[0])
-        fig, axes = plt.subplots(n, 1, figsize=(6, 4 * n))
+        fig, axes = plt.subplots(n, 1, figsize=(6, 4 * n), layout="constrained")
         axes = np.atleast_1d(axes).flatten()
         val_iter = self._split_val(np.cumsum(self.nb_batches), skip_start, skip_end)
         for i, ax in enumerate(axes):
             values = self._split_val([float(m[i]) for m in self.metrics], skip_start, skip_end)
-            ax.plot(val_iter, values)
+            ax.plot(val_iter, values, marker="o", label=f"{self.metrics_names[i]} (validation, per epoch)")
             ax.grid(show_grid)
             ax.set_ylabel(str(self.metrics_names[i]))
             ax.set_xlabel("Batches processed")
+            ax.set_title(f"{self.metrics_names[i]} per epoch")
+            ax.legend()
         return finish_figure(fig, self.learn.path / "plot_metrics.png", return_fig, self.silent)
 
 
