@@ -278,3 +278,33 @@ def test_mixed_precision_declares_its_loss_scale_as_state():
     assert other.state_dict() == {"scale": 2.0**16, "growth_tracker": 0}
     other.load_state_dict(state)
     assert other.state_dict() == state and other.scaler.get_growth_interval() == 3, "configuration kept"
+
+
+def test_an_older_checkpoint_loads_its_weights_but_does_not_resume(saved, tmp_path):
+    path, raw = saved
+    old = {**copy.deepcopy(raw), "format": "fastcb.checkpoint/1", "callbacks": {"EarlyStoppingCallback": {"x": 1}}}
+    torch.save(old, tmp_path / "models" / "old.pth")
+    learn = tiny_learner(tmp_path, n_train=24, n_valid=8, seed=9)
+    learn.load("old")
+    assert torch.equal(learn.model.weight, raw["model"]["weight"]) and learn.__dict__.get("_resume") is None
+    read = checkpoint.read_checkpoint(tmp_path / "models" / "old.pth")
+    assert read.opt is not None and not read.resumable
+
+
+def test_param_scheduler_resumes_its_position(tmp_path):
+    from fastcb import ParamScheduler
+    from fastcb.schedules import SchedCos
+
+    def run(learn, start_epoch=None, stop=None):
+        ps = ParamScheduler(learn, {"lr": SchedCos(1e-2, 1e-4)})
+        cbs = [ps, SaveModelCallback(learn, every="epoch", name="ps")] + ([Stop(stop)] if stop is not None else [])
+        learn.fit(3, 1e-2, callbacks=cbs, start_epoch=start_epoch)
+        return learn, ps
+
+    full, _ = run(tiny_learner(tmp_path, n_train=24, n_valid=8))
+    run(tiny_learner(tmp_path, n_train=24, n_valid=8), stop=0)
+    resumed, ps = run(tiny_learner(tmp_path, n_train=24, n_valid=8, seed=4), start_epoch=1)
+    assert resumed.recorder.lrs == full.recorder.lrs and ps.train_iter == 9 and len(ps.hps["lr"]) == 9
+    with pytest.raises(StateError, match="hps"):
+        ps.load_state_dict({"hps": {"mom": []}})
+    assert ps.train_iter == 9

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..callback import uses_state
+from ..callback import check_state_number, uses_state
+from ..errors import StateError
 from ..learner import LearnerCallback
 
 __all__ = ["ParamScheduler"]
@@ -39,6 +40,25 @@ class ParamScheduler(LearnerCallback):
         self.n_iter = max(1, len(self.learn.data.train_dl) * n_epochs)
         self.train_iter = 0
         self._setters = [(p, _V1_NAME.get(p, p), f) for p, f in self.scheds.items()]
+
+    #: The position in training and the values recorded so far; `scheds` is configuration.
+    state_attrs = ("train_iter", "hps")
+
+    def check_state_value(self, key, value):
+        """`train_iter` is a count; `hps` one list of recorded values per scheduled name."""
+        if key == "train_iter":
+            check_state_number(key, value, integer=True, minimum=0)
+        elif key == "hps":
+            if not isinstance(value, dict) or set(value) != set(self.scheds) or \
+                    not all(isinstance(v, list) for v in value.values()):
+                raise StateError(f"state['hps']: expected a list of values for each of {sorted(self.scheds)}")
+
+    def load_state_dict(self, state):
+        """Continue from `state` (checked first; the lists are copied)."""
+        self.check_state_dict(state)
+        if "hps" in state:
+            state = {**state, "hps": {k: list(v) for k, v in state["hps"].items()}}
+        vars(self).update(state)
 
     def jump_to_epoch(self, epoch):
         """Continue as if `epoch` epochs had been trained."""
