@@ -161,3 +161,17 @@ def test_csv_logger_appends_when_a_run_resumes(tmp_path):
     assert lines[0].startswith("epoch,train_loss") and [ln.split(",")[0] for ln in lines[1:]] == ["0", "1", "2", "3"]
     learn.fit(1, 1e-2, callbacks=[CSVLogger(learn)])  # a new run overwrites, as before
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 2
+
+
+def test_save_model_train_end_after_a_failed_train_begin_reports_the_error_only(tmp_path):
+    learn = tiny_learner(tmp_path, n_train=8, n_valid=8)
+
+    class Fails(Callback):
+        _order = -100
+
+        def on_train_begin(self, **kwargs):
+            raise RuntimeError("setup failed")
+
+    with pytest.raises(RuntimeError, match="setup failed"):
+        learn.fit(1, 1e-2, callbacks=[Fails(), SaveModelCallback(learn), CSVLogger(learn)])
+    assert not (tmp_path / "models").exists() and not (tmp_path / "history.csv").exists()

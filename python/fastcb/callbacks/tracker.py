@@ -148,6 +148,7 @@ class SaveModelCallback(TrackerCallback):
             raise ValueError(f"every: expected 'improvement' or 'epoch', got {every!r}")
         self.every, self.name = every, name
         self.written = None  # the fingerprint of the best-model file this run wrote
+        self._not_saved, self._causes = [], set()
 
     state_attrs = ("best", "written")
 
