@@ -148,3 +148,58 @@ def test_results_too_large_for_memory_are_errors_not_aborts():
         annealing_cos(np.ones((10**6, 1)), np.ones((1, 10**7)), 0.5)
     with pytest.raises(ValueError, match="^n: asks for 10000000000000 values"):
         schedules.SchedCos(1.0, 0.0).sample(10**13)
+
+
+def test_negative_counts_are_value_errors_naming_the_argument():
+    from fastcb.schedules import SchedCos
+
+    with pytest.raises(ValueError, match="^k: must be a non-negative integer, got -1"):
+        Stepper((1.0, 0.0), 10).peek(-1)
+    with pytest.raises(ValueError, match="^k: must be a non-negative integer, got -1"):
+        Stepper((1.0, 0.0), 10, lambda a, b, p: p).peek(-1)
+    with pytest.raises(ValueError, match="^n: must be a non-negative integer, got -1"):
+        SchedCos(1.0, 0.0).sample(-1)
+    s = Stepper((1.0, 0.0), 10)
+    with pytest.raises(ValueError, match="^n: must be a non-negative integer, got -4"):
+        s.n = -4
+    with pytest.raises(TypeError, match="^k: must be an integer, not float"):
+        s.peek(2.5)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: WeightedMean().add("a"), "value"),
+    (lambda: WeightedMean().add(1.0, "a"), "weight"),
+    (lambda: SmoothenValue("a"), "beta"),
+    (lambda: annealing_poly("a"), "degree"),
+    (lambda: do_annealing_poly(1.0, 0.0, 0.5, "a"), "degree"),
+])
+def test_wrong_types_of_numbers_name_the_argument(call, name):
+    with pytest.raises(TypeError, match=f"^{name}: must be a real number, not str"):
+        call()
+
+
+def test_overflow_message_says_what_overflowed_briefly():
+    with pytest.raises(ValueError) as e:
+        annealing_exp(1e300, 1e-300, -2.0)
+    assert str(e.value) == "annealing_exp(start=1e300, end=1e-300, pct=-2.0) overflows float64"
+    with pytest.raises(ValueError, match=r"^beta: must be in \[0, 1\), got 1e300$"):
+        SmoothenValue(1e300)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("position, name", [(0, "start"), (1, "end"), (2, "pct")])
+def test_tensors_holding_nan_or_inf_are_errors_like_floats(bad, position, name):
+    for as_tensor in [lambda v: torch.tensor(v), lambda v: torch.tensor([0.5, v])]:
+        args = [torch.tensor(1.0), 0.5, 0.5]
+        args[position] = as_tensor(bad)
+        for f in [annealing_cos, annealing_linear, annealing_exp, annealing_poly(2)]:
+            with pytest.raises(ValueError, match=f"^{name}: must be finite"):
+                f(*args)
+        with pytest.raises(ValueError, match=f"^{name}: must be finite"):
+            Stepper((args[0], args[1]), 4, annealing_cos).peek(1) if position < 2 else annealing_cos(*args)
+
+
+def test_tensor_results_that_overflow_are_errors():
+    with pytest.raises(ValueError, match="^annealing_exp: the result on tensors is NaN or overflows"):
+        annealing_exp(torch.tensor(1e300, dtype=torch.float64), 1e-300, -2.0)
+    assert annealing_cos(torch.tensor([2.0, 1.0]), 0.0, 0.5).tolist() == [1.0, 0.5]

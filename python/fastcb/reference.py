@@ -6,7 +6,9 @@ so a tensor stays on its device. Scalars use `math`, in the order of operations 
 fixes, which the compiled results equal bit for bit.
 """
 
+import functools
 import math
+import operator
 
 __all__ = [
     "annealing_no",
@@ -15,6 +17,7 @@ __all__ = [
     "annealing_cos",
     "do_annealing_poly",
     "smoothen",
+    "checked",
 ]
 
 
@@ -55,4 +58,32 @@ def smoothen(beta, values):
         n += 1
         mov_avg = beta * mov_avg + (1 - beta) * v
         out.append(mov_avg / (1 - beta**n))
+    return out
+
+
+def checked(name, start, end, pct, *degree):
+    """The formula `name` (e.g. "annealing_cos") on tensors, refusing what the compiled core
+    refuses for numbers: a NaN or inf in an argument or in the result is a ValueError naming
+    it. The check reads one boolean back from the tensors' device."""
+    import torch
+
+    args = {"start": start, "end": end, "pct": pct}
+    for k, v in args.items():
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise ValueError(f"{k}: must be finite, got {v!r}")
+    out = globals()[name](start, end, pct, *degree)
+    args["result"] = out
+    tensors = {k: v for k, v in args.items() if isinstance(v, torch.Tensor)}
+    flags = [torch.isfinite(v).all() for v in tensors.values()]
+    try:  # one read-back for all (a CPU flag combines with a device one)
+        ok = bool(functools.reduce(operator.and_, flags))
+    except RuntimeError:
+        ok = all(bool(f) for f in flags)
+    if ok:
+        return out
+    for k, v in tensors.items():
+        if not bool(torch.isfinite(v).all()):
+            if k == "result":
+                raise ValueError(f"{name.removeprefix('do_')}: the result on tensors is NaN or overflows")
+            raise ValueError(f"{k}: must be finite, got a tensor holding NaN or inf")
     return out

@@ -30,6 +30,17 @@ impl Anneal {
         Ok(Anneal::Poly(finite("degree", degree)?))
     }
 
+    /// The name of the Python function of this shape, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Anneal::No => "annealing_no",
+            Anneal::Linear => "annealing_linear",
+            Anneal::Exp => "annealing_exp",
+            Anneal::Cos => "annealing_cos",
+            Anneal::Poly(_) => "annealing_poly",
+        }
+    }
+
     /// The formula alone, unchecked: callers have validated the arguments.
     #[inline]
     pub fn value(self, start: f64, end: f64, pct: f64) -> f64 {
@@ -54,7 +65,7 @@ impl Anneal {
             if (start < 0.0) != (end < 0.0) && end != 0.0 {
                 return Err(CoreError::value(
                     "end",
-                    format!("annealing_exp needs start and end of the same sign, got start={start}, end={end}"),
+                    format!("annealing_exp needs start and end of the same sign, got start={start:?}, end={end:?}"),
                 ));
             }
         }
@@ -69,7 +80,9 @@ impl Anneal {
             if pct > 1.0 && degree.fract() != 0.0 {
                 return Err(CoreError::value(
                     "pct",
-                    format!("must be <= 1 for annealing_poly of fractional degree {degree} (1 - pct < 0), got {pct}"),
+                    format!(
+                        "must be <= 1 for annealing_poly of fractional degree {degree:?} (1 - pct < 0), got {pct:?}"
+                    ),
                 ));
             }
         }
@@ -85,7 +98,9 @@ impl Anneal {
         if v.is_finite() {
             Ok(v)
         } else {
-            Err(CoreError::value("pct", format!("the result overflows float64 (start={start}, end={end}, pct={pct})")))
+            Err(CoreError::Overflow {
+                msg: format!("{}(start={start:?}, end={end:?}, pct={pct:?}) overflows float64", self.name()),
+            })
         }
     }
 
@@ -178,7 +193,8 @@ mod tests {
         assert_eq!(arg(Anneal::Exp.eval(0.0, 1.0, 0.5)), Some("start"));
         assert_eq!(arg(Anneal::Exp.eval(1.0, -1.0, 0.5)), Some("end"));
         assert_eq!(arg(Anneal::Poly(0.5).eval(1.0, 0.0, 1.5)), Some("pct"));
-        assert_eq!(arg(Anneal::Exp.eval(1e300, 1e-300, -2.0)), Some("pct"));
+        let overflow = Anneal::Exp.eval(1e300, 1e-300, -2.0).unwrap_err();
+        assert_eq!(overflow.to_string(), "annealing_exp(start=1e300, end=1e-300, pct=-2.0) overflows float64");
         assert!(Anneal::Poly(2.0).eval(1.0, 0.0, 1.5).is_ok(), "integral degrees take 1 - pct < 0");
         assert_eq!(Anneal::poly(f64::NAN).unwrap_err().arg(), Some("degree"));
     }

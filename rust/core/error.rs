@@ -12,6 +12,8 @@ pub enum CoreError {
     Shape { msg: String },
     /// A mean, minimum or similar was asked of an empty accumulator.
     Empty { msg: String },
+    /// Valid arguments whose result does not fit in a float64; the message says which result.
+    Overflow { msg: String },
 }
 
 impl CoreError {
@@ -32,7 +34,7 @@ impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreError::Value { arg, msg } => write!(f, "{arg}: {msg}"),
-            CoreError::Shape { msg } | CoreError::Empty { msg } => f.write_str(msg),
+            CoreError::Shape { msg } | CoreError::Empty { msg } | CoreError::Overflow { msg } => f.write_str(msg),
         }
     }
 }
@@ -47,7 +49,7 @@ pub fn finite(arg: &'static str, x: f64) -> Result<f64> {
     if x.is_finite() {
         Ok(x)
     } else {
-        Err(CoreError::value(arg, format!("must be finite, got {x}")))
+        Err(CoreError::value(arg, format!("must be finite, got {x:?}")))
     }
 }
 
@@ -61,5 +63,11 @@ mod tests {
         assert_eq!(e.arg(), Some("pct"));
         assert!(e.to_string().starts_with("pct: must be finite"));
         assert_eq!(finite("start", 1.5), Ok(1.5));
+    }
+
+    #[test]
+    fn large_floats_print_briefly() {
+        assert_eq!(finite("x", f64::INFINITY).unwrap_err().to_string(), "x: must be finite, got inf");
+        assert_eq!(format!("{:?}", 1e300), "1e300", "messages format floats with {{:?}}, not 301 digits");
     }
 }

@@ -13,18 +13,64 @@ pub struct ExactSum {
     partials: Vec<f64>,
 }
 
+/// Below this magnitude, neither an addend nor the running sum can overflow a grow step.
+const SAFE: f64 = f64::MAX / 4.0;
+
+/// The most partials a sum of finite floats can have (one per bit of the float64 range).
+pub const MAX_PARTIALS: usize = 2100;
+
 impl ExactSum {
-    /// Rebuilds a sum from the partials `partials()` returned.
-    pub fn from_partials(partials: Vec<f64>) -> Self {
-        ExactSum { partials }
+    /// The exact sum of `values` (finite), e.g. partials a `partials()` returned; an error
+    /// naming `arg` when one is not finite or the sum overflows.
+    pub fn from_values(arg: &'static str, values: &[f64]) -> Result<Self> {
+        let mut s = ExactSum::default();
+        for &x in values {
+            finite(arg, x)?;
+            s.add_or(arg, x)?;
+        }
+        Ok(s)
     }
 
     pub fn partials(&self) -> &[f64] {
         &self.partials
     }
 
-    /// Adds `x` exactly (Shewchuk's grow-expansion). `x` must be finite.
-    pub fn add(&mut self, mut x: f64) {
+    /// Adds `x` (finite) exactly, or leaves the sum unchanged when it would overflow float64,
+    /// as `math.fsum` raises rather than returning inf or NaN.
+    /// Returns whether `x` was added.
+    #[must_use]
+    pub fn checked_add(&mut self, x: f64) -> bool {
+        if self.is_safe_for(x) {
+            self.grow(x);
+            return true;
+        }
+        let mut trial = self.clone();
+        trial.grow(x);
+        let fits = trial.partials.iter().all(|p| p.is_finite()) && trial.value().is_finite();
+        if fits {
+            *self = trial;
+        }
+        fits
+    }
+
+    /// `checked_add`, with the overflow as an error naming `arg`.
+    fn add_or(&mut self, arg: &'static str, x: f64) -> Result<()> {
+        if x == 0.0 || self.checked_add(x) {
+            Ok(())
+        } else {
+            Err(overflow(arg))
+        }
+    }
+
+    /// True when adding `x` cannot overflow: every intermediate of a grow step is bounded by
+    /// `|x|` plus the sum of the partials' magnitudes, at most a hair over the top one's.
+    #[inline]
+    fn is_safe_for(&self, x: f64) -> bool {
+        x.abs() < SAFE && self.partials.last().is_none_or(|p| p.abs() < SAFE)
+    }
+
+    /// Shewchuk's grow-expansion: adds `x` exactly. Intermediates may overflow; callers check.
+    fn grow(&mut self, mut x: f64) {
         let mut i = 0;
         for j in 0..self.partials.len() {
             let mut y = self.partials[j];
@@ -41,13 +87,6 @@ impl ExactSum {
         }
         self.partials.truncate(i);
         self.partials.push(x);
-    }
-
-    /// Adds every partial of `other`, which keeps the sum exact.
-    pub fn merge(&mut self, other: &ExactSum) {
-        for &p in &other.partials {
-            self.add(p);
-        }
     }
 
     /// The exact sum rounded once to the nearest float (ties to even), as `math.fsum`.
@@ -78,6 +117,11 @@ impl ExactSum {
     }
 }
 
+fn overflow(arg: &'static str) -> CoreError {
+    let what = if arg == "weight" { "the total weight" } else { "the weighted sum" };
+    CoreError::value(arg, format!("{what} overflows float64"))
+}
+
 /// The weighted mean of values, exact to float64 rounding.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WeightedMean {
@@ -87,49 +131,90 @@ pub struct WeightedMean {
 }
 
 impl WeightedMean {
-    /// Adds `value` with `weight` (finite, non-negative); a bad pair leaves the mean alone.
+    /// A mean from its parts (a restored state), checked as `add` checks what it adds.
+    pub fn from_parts(sum: &[f64], total_weight: &[f64], count: u64) -> Result<Self> {
+        let m = WeightedMean {
+            sum: ExactSum::from_values("sum", sum)?,
+            total_weight: ExactSum::from_values("total_weight", total_weight)?,
+            count,
+        };
+        let total = m.total_weight.value();
+        if total < 0.0 {
+            return Err(CoreError::value("total_weight", format!("must be non-negative, got {total:?}")));
+        }
+        Ok(m)
+    }
+
+    /// Adds `value` with `weight` (finite, non-negative); a bad pair, or one that would
+    /// overflow the sums, leaves the mean alone.
     pub fn add(&mut self, value: f64, weight: f64) -> Result<()> {
         finite("value", value)?;
         if !(weight >= 0.0 && weight.is_finite()) {
-            return Err(CoreError::value("weight", format!("must be finite and non-negative, got {weight}")));
+            return Err(CoreError::value("weight", format!("must be finite and non-negative, got {weight:?}")));
         }
         let product = value * weight;
         if !product.is_finite() {
-            return Err(CoreError::value("value", format!("value * weight overflows float64 ({value} * {weight})")));
+            return Err(CoreError::value(
+                "value",
+                format!("value * weight overflows float64 ({value:?} * {weight:?})"),
+            ));
         }
-        self.sum.add(product);
+        let count = self.count.checked_add(1).ok_or_else(|| CoreError::value("count", "more than 2**64 - 1 values"))?;
         let error = value.mul_add(weight, -product);
-        if error != 0.0 {
-            self.sum.add(error);
+        if self.sum.is_safe_for(product) && self.total_weight.is_safe_for(weight) {
+            self.sum.grow(product);
+            if error != 0.0 {
+                self.sum.grow(error);
+            }
+            self.total_weight.grow(weight);
+        } else {
+            let (mut sum, mut total) = (self.sum.clone(), self.total_weight.clone());
+            sum.add_or("value", product)?;
+            sum.add_or("value", error)?;
+            total.add_or("weight", weight)?;
+            (self.sum, self.total_weight) = (sum, total);
         }
-        self.total_weight.add(weight);
-        self.count += 1;
+        self.count = count;
         Ok(())
+    }
+
+    /// Adds pairs of values and weights (1 each when `weights` is `None`), in any layout;
+    /// all are checked before any is added.
+    pub fn extend_pairs(&mut self, pairs: impl Iterator<Item = (f64, f64)>) -> Result<()> {
+        let mut probe = WeightedMean::default();
+        for (v, w) in pairs {
+            probe.add(v, w)?;
+        }
+        self.merge(&probe)
     }
 
     /// Adds pairs of values and weights; all are checked before any is added.
     pub fn extend(&mut self, values: &[f64], weights: Option<&[f64]>) -> Result<()> {
-        if let Some(w) = weights {
-            if w.len() != values.len() {
-                return Err(CoreError::Shape {
-                    msg: format!("weights has {} elements but values has {}", w.len(), values.len()),
-                });
-            }
+        match weights {
+            Some(w) if w.len() != values.len() => Err(CoreError::Shape {
+                msg: format!("weights has {} elements but values has {}", w.len(), values.len()),
+            }),
+            Some(w) => self.extend_pairs(values.iter().copied().zip(w.iter().copied())),
+            None => self.extend_pairs(values.iter().map(|&v| (v, 1.0))),
         }
-        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
-        let mut probe = WeightedMean::default();
-        for (i, &v) in values.iter().enumerate() {
-            probe.add(v, weight(i))?;
-        }
-        self.merge(&probe);
-        Ok(())
     }
 
-    /// Combines the partial sums of another accumulator (e.g. from another worker).
-    pub fn merge(&mut self, other: &WeightedMean) {
-        self.sum.merge(&other.sum);
-        self.total_weight.merge(&other.total_weight);
-        self.count += other.count;
+    /// Combines the partial sums of another accumulator (e.g. from another worker); when
+    /// the sums would overflow, neither changes.
+    pub fn merge(&mut self, other: &WeightedMean) -> Result<()> {
+        let count = self
+            .count
+            .checked_add(other.count)
+            .ok_or_else(|| CoreError::value("count", "more than 2**64 - 1 values"))?;
+        let (mut sum, mut total) = (self.sum.clone(), self.total_weight.clone());
+        for &p in other.sum.partials() {
+            sum.add_or("value", p)?;
+        }
+        for &p in other.total_weight.partials() {
+            total.add_or("weight", p)?;
+        }
+        *self = WeightedMean { sum, total_weight: total, count };
+        Ok(())
     }
 
     pub fn mean(&self) -> Result<f64> {
@@ -154,7 +239,7 @@ mod tests {
     fn exact_under_cancellation() {
         let mut s = ExactSum::default();
         for x in [1e100, 1.0, -1e100, 1e-100, 3.0] {
-            s.add(x);
+            assert!(s.checked_add(x));
         }
         assert_eq!(s.value(), 4.0);
     }
@@ -164,7 +249,7 @@ mod tests {
         // fsum([1, 1e-16, 1e-16]) == 1.0000000000000002 (naive summation gives 1.0).
         let mut s = ExactSum::default();
         for x in [1.0, 1e-16, 1e-16] {
-            s.add(x);
+            assert!(s.checked_add(x));
         }
         assert_eq!(s.value(), 1.0000000000000002);
     }
@@ -175,7 +260,7 @@ mod tests {
         a.add(1.0, 3.0).unwrap();
         let mut b = WeightedMean::default();
         b.extend(&[2.0, 4.0], Some(&[1.0, 0.0])).unwrap();
-        a.merge(&b);
+        a.merge(&b).unwrap();
         assert_eq!(a.mean().unwrap(), 5.0 / 4.0);
         assert_eq!(a.count, 3);
     }
@@ -201,5 +286,42 @@ mod tests {
         assert_eq!(m.count, 0, "rejected input leaves the mean alone");
         m.add(1.0, 0.0).unwrap();
         assert!(matches!(m.mean(), Err(CoreError::Empty { .. })));
+    }
+
+    #[test]
+    fn overflow_is_an_error_and_changes_nothing() {
+        let mut m = WeightedMean::default();
+        m.add(1.7e308, 1.0).unwrap();
+        let before = m.clone();
+        assert_eq!(m.add(1.7e308, 1.0).unwrap_err().arg(), Some("value"));
+        assert_eq!(m, before);
+        m.add(-1.7e308, 1.0).unwrap();
+        assert_eq!(m.sum.value(), 0.0, "large values that cancel are still exact");
+        let mut w = WeightedMean::default();
+        w.add(1.0, 1.7e308).unwrap();
+        assert_eq!(w.add(0.0, 1.7e308).unwrap_err().arg(), Some("weight"));
+        let mut big = WeightedMean::default();
+        big.add(1.7e308, 1.0).unwrap();
+        assert_eq!(m.merge(&big).map(drop), Ok(()));
+        assert!(m.merge(&big).is_err());
+        assert_eq!(m.count, 3, "a refused merge changes nothing");
+        assert!(m.extend(&[1.0, 1.7e308], None).is_err());
+        assert_eq!(m.count, 3);
+    }
+
+    #[test]
+    fn restored_parts_are_checked_and_renormalized() {
+        assert_eq!(WeightedMean::from_parts(&[1.0], &[-1.0], 1).unwrap_err().arg(), Some("total_weight"));
+        assert_eq!(WeightedMean::from_parts(&[f64::NAN], &[1.0], 1).unwrap_err().arg(), Some("sum"));
+        assert_eq!(WeightedMean::from_parts(&[1.7e308, 1.7e308], &[1.0], 1).unwrap_err().arg(), Some("sum"));
+        let m = WeightedMean::from_parts(&[1.0, 1e100, 1.0, -1e100], &[2.0], 2).unwrap();
+        assert_eq!(m.sum.value(), 2.0);
+        assert_eq!(m.mean().unwrap(), 1.0);
+    }
+
+    #[test]
+    fn count_does_not_wrap() {
+        let mut m = WeightedMean::from_parts(&[], &[], u64::MAX).unwrap();
+        assert_eq!(m.add(1.0, 1.0).unwrap_err().arg(), Some("count"));
     }
 }

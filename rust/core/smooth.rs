@@ -17,7 +17,7 @@ impl Smoother {
     /// A smoother with no values yet; `beta` must lie in [0, 1).
     pub fn new(beta: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&beta) {
-            return Err(CoreError::value("beta", format!("must be in [0, 1), got {beta}")));
+            return Err(CoreError::value("beta", format!("must be in [0, 1), got {beta:?}")));
         }
         Ok(Smoother { beta, n: 0, mov_avg: 0.0, smooth: 0.0, debiased: false })
     }
@@ -26,7 +26,7 @@ impl Smoother {
     #[inline]
     pub fn add_value(&mut self, value: f64) -> Result<f64> {
         finite("value", value)?;
-        self.n += 1;
+        self.n = self.next_n()?;
         self.mov_avg = self.beta * self.mov_avg + (1.0 - self.beta) * value;
         if self.debiased {
             self.smooth = self.mov_avg / 1.0;
@@ -36,6 +36,20 @@ impl Smoother {
             self.smooth = self.mov_avg / bias;
         }
         Ok(self.smooth)
+    }
+
+    /// The step count after one more value; an error past `2**64 - 1` (`n` never wraps).
+    pub fn next_n(&self) -> Result<u64> {
+        self.n.checked_add(1).ok_or_else(|| CoreError::value("n", "cannot count past 2**64 - 1 values"))
+    }
+
+    /// A smoother restored from a state: `beta` as `new` checks it, the averages finite.
+    pub fn restore(beta: f64, n: u64, mov_avg: f64, smooth: f64) -> Result<Self> {
+        let mut s = Smoother::new(beta)?;
+        s.set_n(n);
+        s.mov_avg = finite("mov_avg", mov_avg)?;
+        s.smooth = finite("smooth", smooth)?;
+        Ok(s)
     }
 
     /// Sets the step count (when restoring a state); `n` may only go forward from a settled bias.
@@ -80,5 +94,11 @@ mod tests {
         assert_eq!(s.add_value(f64::NAN).unwrap_err().arg(), Some("value"));
         assert_eq!(s.n, 0, "a rejected value leaves the state alone");
         assert_eq!(s.add_value(2.5).unwrap(), 2.5);
+        assert_eq!(Smoother::restore(0.9, 1, f64::NAN, 1.0).unwrap_err().arg(), Some("mov_avg"));
+        assert_eq!(Smoother::restore(0.9, 1, 1.0, f64::INFINITY).unwrap_err().arg(), Some("smooth"));
+        assert_eq!(Smoother::restore(1.5, 1, 1.0, 1.0).unwrap_err().arg(), Some("beta"));
+        let mut full = Smoother::restore(0.9, u64::MAX, 1.0, 1.0).unwrap();
+        assert_eq!(full.add_value(1.0).unwrap_err().arg(), Some("n"));
+        assert_eq!(full.n, u64::MAX);
     }
 }

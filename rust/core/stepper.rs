@@ -16,7 +16,7 @@ pub struct Stepper {
 
 impl Stepper {
     /// A stepper at `n = 0`; `n_iter` below 1 counts as 1, as in fastai.
-    pub fn new(start: Vec<f64>, end: Vec<f64>, n_iter: i64, anneal: Anneal) -> Result<Self> {
+    pub fn new(start: Vec<f64>, end: Vec<f64>, n_iter: u64, anneal: Anneal) -> Result<Self> {
         if start.len() != end.len() {
             return Err(CoreError::Shape {
                 msg: format!("vals: start has {} values but end has {}", start.len(), end.len()),
@@ -25,7 +25,7 @@ impl Stepper {
         for (&s, &e) in start.iter().zip(&end) {
             anneal.check_ends(s, e).map_err(|e| CoreError::value("vals", e.to_string()))?;
         }
-        Ok(Stepper { start, end, n_iter: n_iter.max(1) as u64, n: 0, anneal })
+        Ok(Stepper { start, end, n_iter: n_iter.max(1), n: 0, anneal })
     }
 
     /// The fraction of the schedule reached after `n` steps.
@@ -44,18 +44,26 @@ impl Stepper {
         self.n = n;
     }
 
+    /// The step count `i` steps from now; an error past `2**64 - 1` (`n` never wraps).
+    #[inline]
+    pub fn n_after(&self, i: u64) -> Result<u64> {
+        self.n.checked_add(i).ok_or_else(|| CoreError::value("n", "cannot go past 2**64 - 1 steps"))
+    }
+
     /// Advances one step and returns the first (or only) value; on error it does not advance.
     #[inline]
     pub fn step_first(&mut self) -> Result<f64> {
-        let v = self.anneal.eval(self.start[0], self.end[0], self.pct_at(self.n + 1))?;
-        self.n += 1;
+        let next = self.n_after(1)?;
+        let v = self.anneal.eval(self.start[0], self.end[0], self.pct_at(next))?;
+        self.n = next;
         Ok(v)
     }
 
     /// Advances one step and appends the value of every group to `out`; on error it does not advance.
     pub fn step_into(&mut self, out: &mut Vec<f64>) -> Result<()> {
-        self.values_at(self.n + 1, out)?;
-        self.n += 1;
+        let next = self.n_after(1)?;
+        self.values_at(next, out)?;
+        self.n = next;
         Ok(())
     }
 
@@ -73,7 +81,7 @@ impl Stepper {
         let len = k.checked_mul(self.start.len()).ok_or_else(|| CoreError::value("k", "too many values"))?;
         let mut out = alloc::with_capacity("k", len)?;
         for i in 1..=k as u64 {
-            self.values_at(self.n + i, &mut out)?;
+            self.values_at(self.n_after(i)?, &mut out)?;
         }
         Ok(out)
     }
@@ -107,6 +115,15 @@ mod tests {
             s.step_into(&mut stepped).unwrap();
         }
         assert_eq!(preview, stepped);
+    }
+
+    #[test]
+    fn n_never_wraps() {
+        let mut s = Stepper::new(vec![1.0], vec![0.0], 4, Anneal::Linear).unwrap();
+        s.set_n(u64::MAX);
+        assert_eq!(s.step_first().unwrap_err().arg(), Some("n"));
+        assert_eq!(s.peek(1).unwrap_err().arg(), Some("n"));
+        assert_eq!(s.n, u64::MAX);
     }
 
     #[test]

@@ -3,11 +3,12 @@
 
 use ndarray::{arr0, ArrayViewD};
 use numpy::IntoPyArray;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyFloat, PyTuple};
+use pyo3::types::{PyFloat, PyString, PyTuple};
 
-use super::convert::{as_number, classify, reference, Arg};
+use super::convert::{as_number, classify, real, reference, Arg};
 use crate::core::Anneal;
 
 /// `f(start, end, pct)` for a built-in shape, whatever the argument types.
@@ -24,10 +25,10 @@ pub fn apply<'py>(
     let args = [classify("start", start)?, classify("end", end)?, classify("pct", pct)?];
     if args.iter().any(|a| matches!(a, Arg::Tensor)) {
         let (name, extra) = python_name(anneal);
-        let mut args = vec![start.clone(), end.clone(), pct.clone()];
+        let mut args = vec![PyString::new(py, name).into_any(), start.clone(), end.clone(), pct.clone()];
         args.extend(extra.map(|d| PyFloat::new(py, d).into_any()));
         let args = PyTuple::new(py, args)?;
-        return reference(py)?.getattr(name)?.call1(args);
+        return reference(py)?.getattr(intern!(py, "checked"))?.call1(args);
     }
     if let [Arg::Scalar(s), Arg::Scalar(e), Arg::Scalar(p)] = args {
         return Ok(PyFloat::new(py, anneal.eval(s, e, p)?).into_any());
@@ -81,9 +82,9 @@ pub fn do_annealing_poly<'py>(
     start: &Bound<'py, PyAny>,
     end: &Bound<'py, PyAny>,
     pct: &Bound<'py, PyAny>,
-    degree: f64,
+    degree: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    apply(Anneal::poly(degree)?, start, end, pct)
+    apply(Anneal::poly(real("degree", degree)?)?, start, end, pct)
 }
 
 /// Anneal polynomially from `start` to `end` as pct goes from 0.0 to 1.0: the callable
@@ -96,7 +97,8 @@ pub struct AnnealPoly {
 #[pymethods]
 impl AnnealPoly {
     #[new]
-    fn new(degree: f64) -> PyResult<Self> {
+    fn new(degree: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let degree = real("degree", degree)?;
         Anneal::poly(degree)?;
         Ok(AnnealPoly { degree })
     }
@@ -134,7 +136,7 @@ impl AnnealPoly {
 
 /// Anneal polynomially from `start` to `end` as pct goes from 0.0 to 1.0.
 #[pyfunction]
-pub fn annealing_poly(degree: f64) -> PyResult<AnnealPoly> {
+pub fn annealing_poly(degree: &Bound<'_, PyAny>) -> PyResult<AnnealPoly> {
     AnnealPoly::new(degree)
 }
 

@@ -1,7 +1,7 @@
 //! Argument conversion: Python numbers, NumPy arrays and torch tensors into the core's terms.
 
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyFloat, PyInt, PyList, PyTuple, PyType};
@@ -29,6 +29,59 @@ pub fn as_number(x: &Bound<'_, PyAny>) -> Option<f64> {
         return x.extract::<f64>().ok();
     }
     None
+}
+
+/// A real number (anything `float()` takes but text), with errors naming the argument.
+#[inline]
+pub fn real(name: &str, x: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Some(v) = as_number(x) {
+        return Ok(v);
+    }
+    match x.extract::<f64>() {
+        Ok(v) => Ok(v),
+        Err(_) => Err(PyTypeError::new_err(format!("{name}: must be a real number, not {}", type_name(x)))),
+    }
+}
+
+/// A count: a non-negative integer below 2**64, with errors naming the argument.
+#[inline]
+pub fn count(name: &str, x: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(n) = x.extract::<u64>() {
+        return Ok(n);
+    }
+    let Ok(i) = x.call_method0("__index__") else {
+        return Err(PyTypeError::new_err(format!("{name}: must be an integer, not {}", type_name(x))));
+    };
+    let negative = i.lt(0)?;
+    Err(PyValueError::new_err(if negative {
+        format!("{name}: must be a non-negative integer, got {i}")
+    } else {
+        format!("{name}: must be below 2**64, got {i}")
+    }))
+}
+
+/// A list or tuple of real numbers, copied into memory reserved fallibly.
+pub fn float_vec(name: &'static str, x: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    let len = if let Ok(l) = x.cast::<PyList>() {
+        l.len()
+    } else if let Ok(t) = x.cast::<PyTuple>() {
+        t.len()
+    } else {
+        let a = float_array(name, x)?;
+        let mut v = crate::core::alloc::with_capacity(name, a.len()?)?;
+        v.extend(a.as_array().iter());
+        return Ok(v);
+    };
+    let mut v = crate::core::alloc::with_capacity(name, len)?;
+    for item in x.try_iter()? {
+        v.push(real(name, &item?)?);
+    }
+    Ok(v)
+}
+
+/// The name of `x`'s type, for messages.
+pub fn type_name(x: &Bound<'_, PyAny>) -> String {
+    x.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 
 /// True for a torch tensor (torch is only looked at once the caller has imported it).
@@ -78,8 +131,7 @@ pub fn classify<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Arg<'py>> {
 }
 
 fn type_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
-    let ty = x.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-    PyTypeError::new_err(format!("{name}: expected a number, a NumPy array or a torch tensor, got {ty}"))
+    PyTypeError::new_err(format!("{name}: expected a number, a NumPy array or a torch tensor, got {}", type_name(x)))
 }
 
 /// The plain-Python formulas (`fastcb.reference`), for tensors and other objects.

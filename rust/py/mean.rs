@@ -1,117 +1,162 @@
 //! `WeightedMean`: the exact accumulator behind `AverageMetric`.
 
-use pyo3::exceptions::PyKeyError;
+use numpy::ndarray::ArrayViewD;
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::convert::float_array;
-use crate::core::mean::{self, ExactSum};
+use super::convert::{count, float_array, real, type_name};
+use super::guard::Guarded;
+use crate::core::mean::{self, MAX_PARTIALS};
 
 /// A weighted mean whose sums are exact to float64 rounding, however many values.
-#[pyclass(module = "fastcb._core", name = "WeightedMean", subclass)]
-#[derive(Clone, Default)]
-pub struct WeightedMean(mean::WeightedMean);
+/// Safe to share between threads: calls run one at a time.
+#[pyclass(module = "fastcb._core", name = "WeightedMean", subclass, frozen)]
+pub struct WeightedMean(Guarded<mean::WeightedMean>);
+
+impl WeightedMean {
+    fn wrap(inner: mean::WeightedMean) -> Self {
+        WeightedMean(Guarded::new("WeightedMean", inner))
+    }
+
+    fn snapshot(&self, py: Python<'_>) -> PyResult<mean::WeightedMean> {
+        Ok(self.0.lock(py)?.clone())
+    }
+}
+
+/// Adds every pair of `values` and `weights` (same shape) without copying either.
+fn extend_views(m: &mut mean::WeightedMean, v: ArrayViewD<'_, f64>, w: Option<ArrayViewD<'_, f64>>) -> PyResult<()> {
+    // Contiguous arrays are read as slices (the fastest loop); others element by element.
+    let result = match (v.as_slice(), &w) {
+        (Some(vs), None) => m.extend(vs, None),
+        (Some(vs), Some(w)) if w.as_slice().is_some() => m.extend(vs, w.as_slice()),
+        (_, None) => m.extend_pairs(v.iter().map(|&x| (x, 1.0))),
+        (_, Some(w)) => m.extend_pairs(v.iter().copied().zip(w.iter().copied())),
+    };
+    Ok(result?)
+}
+
+/// The partials of a saved sum: a list or tuple of at most `MAX_PARTIALS` floats.
+fn partials(state: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
+    let x = get(state, key)?;
+    let len = if let Ok(l) = x.cast::<PyList>() {
+        l.len()
+    } else if let Ok(t) = x.cast::<PyTuple>() {
+        t.len()
+    } else {
+        return Err(PyTypeError::new_err(format!("state: {key} must be a list of floats, not {}", type_name(&x))));
+    };
+    if len > MAX_PARTIALS {
+        return Err(PyValueError::new_err(format!(
+            "state: {key} has {len} partials; a sum of floats has at most {MAX_PARTIALS}"
+        )));
+    }
+    x.try_iter()?.map(|p| real(&format!("state: {key}"), &p?)).collect()
+}
+
+/// `state[key]`, or a KeyError naming the key.
+pub(super) fn get<'py>(state: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+    state.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {key:?}")))
+}
+
+/// A ValueError from the core, its message prefixed with `state: ` (a key of a state dict).
+pub(super) fn state_error(e: crate::core::CoreError) -> PyErr {
+    PyValueError::new_err(format!("state: {e}"))
+}
 
 #[pymethods]
 impl WeightedMean {
     #[new]
     fn new() -> Self {
-        WeightedMean::default()
+        WeightedMean::wrap(mean::WeightedMean::default())
     }
 
-    /// Adds one value with its weight (finite and non-negative).
-    #[pyo3(signature = (value, weight = 1.0))]
-    fn add(&mut self, value: f64, weight: f64) -> PyResult<()> {
-        Ok(self.0.add(value, weight)?)
+    /// Adds one value with its weight (finite and non-negative). A sum that would overflow
+    /// float64 is a ValueError (as `math.fsum` raises), and nothing is added.
+    #[pyo3(signature = (value, weight = None), text_signature = "(self, value, weight=1.0)")]
+    fn add(&self, py: Python<'_>, value: &Bound<'_, PyAny>, weight: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let value = real("value", value)?;
+        let weight = match weight {
+            Some(w) => real("weight", w)?,
+            None => 1.0,
+        };
+        Ok(self.0.lock(py)?.add(value, weight)?)
     }
 
     /// Adds many values (and their weights, 1 each by default); all or none are added.
     #[pyo3(signature = (values, weights = None))]
-    fn extend(
-        &mut self,
-        py: Python<'_>,
-        values: &Bound<'_, PyAny>,
-        weights: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+    fn extend(&self, py: Python<'_>, values: &Bound<'_, PyAny>, weights: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let values = float_array("values", values)?;
-        let weights = weights.map(|w| float_array("weights", w)).transpose()?;
+        let weights = weights.filter(|w| !w.is_none()).map(|w| float_array("weights", w)).transpose()?;
         let (v, w) = (values.as_array(), weights.as_ref().map(|w| w.as_array()));
         if let Some(w) = &w {
             if w.shape() != v.shape() {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                return Err(PyValueError::new_err(format!(
                     "weights: shape {:?} does not match the shape {:?} of values",
                     w.shape(),
                     v.shape()
                 )));
             }
         }
-        let inner = &mut self.0;
-        // Contiguous arrays are read in place; others are copied in their logical order first.
-        let contiguous = (v.as_slice(), w.as_ref().map(|w| w.as_slice()));
-        if let (Some(vs), None | Some(Some(_))) = contiguous {
-            let ws = contiguous.1.flatten();
-            return Ok(py.detach(|| inner.extend(vs, ws))?);
-        }
-        let (v, w) = (v.iter().copied().collect::<Vec<_>>(), w.map(|w| w.iter().copied().collect::<Vec<_>>()));
-        Ok(py.detach(|| inner.extend(&v, w.as_deref()))?)
+        let mut inner = self.0.lock(py)?;
+        let inner = &mut *inner;
+        py.detach(|| extend_views(inner, v, w))
     }
 
-    /// Adds the sums of another accumulator (e.g. a worker's partial sums).
-    fn merge(&mut self, other: PyRef<'_, WeightedMean>) {
-        self.0.merge(&other.0);
+    /// Adds the sums of another accumulator (e.g. a worker's partial sums); when the sums
+    /// would overflow, a ValueError and nothing is added.
+    fn merge(&self, py: Python<'_>, other: &Bound<'_, WeightedMean>) -> PyResult<()> {
+        let other = other.get().snapshot(py)?;
+        Ok(self.0.lock(py)?.merge(&other)?)
     }
 
     /// Forgets every value.
-    fn reset(&mut self) {
-        self.0 = mean::WeightedMean::default();
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        *self.0.lock(py)? = mean::WeightedMean::default();
+        Ok(())
     }
 
     /// The weighted mean; a ValueError when nothing (or only zero weight) was added.
     #[getter]
-    fn mean(&self) -> PyResult<f64> {
-        Ok(self.0.mean()?)
+    fn mean(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.0.lock(py)?.mean()?)
     }
 
     /// The weighted sum, rounded once.
     #[getter]
-    fn sum(&self) -> f64 {
-        self.0.sum.value()
+    fn sum(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.0.lock(py)?.sum.value())
     }
 
+    /// The sum of the weights, rounded once.
     #[getter]
-    fn total_weight(&self) -> f64 {
-        self.0.total_weight.value()
+    fn total_weight(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.0.lock(py)?.total_weight.value())
     }
 
     /// How many values were added.
     #[getter]
-    fn count(&self) -> u64 {
-        self.0.count
+    fn count(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.0.lock(py)?.count)
     }
 
     /// The exact state: the partials of both sums, and the count.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.snapshot(py)?;
         let d = PyDict::new(py);
-        d.set_item("sum", self.0.sum.partials().to_vec())?;
-        d.set_item("total_weight", self.0.total_weight.partials().to_vec())?;
-        d.set_item("count", self.0.count)?;
+        d.set_item("sum", m.sum.partials())?;
+        d.set_item("total_weight", m.total_weight.partials())?;
+        d.set_item("count", m.count)?;
         Ok(d)
     }
 
-    fn load_state_dict(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let get = |k: &str| state.get_item(k)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {k:?}")));
-        let partials = |k: &str| -> PyResult<ExactSum> {
-            let p: Vec<f64> = get(k)?.extract()?;
-            if p.iter().any(|x| !x.is_finite()) {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!("state: {k} has non-finite partials")));
-            }
-            Ok(ExactSum::from_partials(p))
-        };
-        self.0 = mean::WeightedMean {
-            sum: partials("sum")?,
-            total_weight: partials("total_weight")?,
-            count: get("count")?.extract()?,
-        };
+    /// Restores a `state_dict()`, checked as `add` checks its arguments (finite sums, a
+    /// non-negative total weight, a count below 2**64); a refused state changes nothing.
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let (sum, total) = (partials(state, "sum")?, partials(state, "total_weight")?);
+        let n = count("state: count", &get(state, "count")?)?;
+        let restored = mean::WeightedMean::from_parts(&sum, &total, n).map_err(state_error)?;
+        *self.0.lock(py)? = restored;
         Ok(())
     }
 
@@ -119,20 +164,21 @@ impl WeightedMean {
         self.state_dict(py)
     }
 
-    fn __setstate__(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.load_state_dict(state)
+    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.load_state_dict(py, state)
     }
 
-    fn __copy__(&self) -> Self {
-        self.clone()
+    fn __copy__(&self, py: Python<'_>) -> PyResult<Self> {
+        Ok(WeightedMean::wrap(self.snapshot(py)?))
     }
 
-    fn __repr__(&self) -> String {
-        match self.0.mean() {
-            Ok(m) => {
-                format!("WeightedMean(mean={m:?}, total_weight={:?}, count={})", self.total_weight(), self.0.count)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let m = self.snapshot(py)?;
+        Ok(match m.mean() {
+            Ok(mean) => {
+                format!("WeightedMean(mean={mean:?}, total_weight={:?}, count={})", m.total_weight.value(), m.count)
             }
-            Err(_) => format!("WeightedMean(count={})", self.0.count),
-        }
+            Err(_) => format!("WeightedMean(count={})", m.count),
+        })
     }
 }

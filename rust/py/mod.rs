@@ -3,6 +3,7 @@
 mod anneal;
 mod convert;
 mod error;
+mod guard;
 mod mean;
 mod schedule;
 mod smooth;

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{as_number, float_array, is_tensor};
+use super::convert::{as_number, count, float_array, float_vec, is_tensor};
 use crate::core::hf_sched::{FactorError, HfFactor as CoreFactor, WsdShape};
 use crate::core::schedule::Schedule as CoreSchedule;
 use crate::core::Anneal;
@@ -75,7 +75,7 @@ fn from_spec(spec: &Bound<'_, PyAny>) -> PyResult<CoreSchedule> {
             CoreSchedule::anneal(parse_shape(&name, degree)?, start, end)?
         }
         "join" => {
-            let edges: Vec<f64> = t.get_item(1)?.extract()?;
+            let edges = float_vec("edges", &t.get_item(1)?)?;
             let parts = t.get_item(2)?.try_iter()?.map(|p| from_spec(&p?)).collect::<PyResult<Vec<_>>>()?;
             let tie: Option<String> =
                 if t.len() > 3 { Some(t.get_item(3)?.extract().map_err(|_| bad())?) } else { None };
@@ -138,15 +138,15 @@ impl Schedule {
     /// Schedules joined at `edges` (strictly increasing, one more than the schedules); each
     /// sees its own span as 0 → 1, and a position at an edge belongs to the later one.
     #[staticmethod]
-    fn join(edges: Vec<f64>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Schedule(CoreSchedule::join(edges, schedules(scheds)?)?))
+    fn join(edges: &Bound<'_, PyAny>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::join(float_vec("edges", edges)?, schedules(scheds)?)?))
     }
 
     /// fastai v2's `combine_scheds`: schedule `i` runs over the fraction `pcts[i]` of 0 → 1,
     /// a position at a join going to the later schedule.
     #[staticmethod]
-    fn combine(pcts: Vec<f64>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Schedule(CoreSchedule::combine(&pcts, schedules(scheds)?)?))
+    fn combine(pcts: &Bound<'_, PyAny>, scheds: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::combine(&float_vec("pcts", pcts)?, schedules(scheds)?)?))
     }
 
     /// `inner` restarted every cycle (SGDR); cycle `k` lasts `period * mult**k`.
@@ -219,7 +219,8 @@ impl Schedule {
         let flat: Vec<f64> = match view.as_slice() {
             Some(s) => py.detach(|| this.0.eval_slice(s))?,
             None => {
-                let owned: Vec<f64> = view.iter().copied().collect();
+                let mut owned = crate::core::alloc::with_capacity("pos", view.len())?;
+                owned.extend(view.iter());
                 py.detach(|| this.0.eval_slice(&owned))?
             }
         };
@@ -230,7 +231,8 @@ impl Schedule {
     }
 
     /// The whole schedule over `n` steps: the values at `i / n` for `i` in `0..n`.
-    fn sample<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn sample<'py>(&self, py: Python<'py>, n: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let n = usize::try_from(count("n", n)?).map_err(|_| PyValueError::new_err("n: too large"))?;
         let out = py.detach(|| self.0.sample(n))?;
         Ok(out.into_pyarray(py).into_any())
     }

@@ -1,29 +1,36 @@
 //! `SmoothenValue`: numbers are smoothed in Rust; a tensor is smoothed with its own
 //! arithmetic, on its own device, so reading the loss never waits for the GPU.
 
-use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
+use pyo3::PyTraverseError;
 
-use super::convert::{as_number, is_tensor};
+use super::convert::{as_number, count, is_tensor, real, type_name};
+use super::guard::Guarded;
+use super::mean::{get, state_error};
 use crate::core::smooth::Smoother;
 
-/// The moving average of a value, debiased like Adam's (fastai v1's `SmoothenValue`).
-#[pyclass(module = "fastcb._core", name = "SmoothenValue", subclass)]
-pub struct SmoothenValue {
+struct State {
     core: Smoother,
     /// `smooth` once a tensor was added: from then on, arithmetic is the tensor's.
     tensor: Option<Py<PyAny>>,
 }
 
-impl SmoothenValue {
+/// The moving average of a value, debiased like Adam's (fastai v1's `SmoothenValue`).
+/// Safe to share between threads: calls run one at a time.
+#[pyclass(module = "fastcb._core", name = "SmoothenValue", subclass, frozen)]
+pub struct SmoothenValue(Guarded<State>);
+
+impl State {
     /// One tensor op per step: with `s = mov_avg / (1 - beta**n)`, the seed's two updates
     /// are `s_n = lerp(s_{n-1}, value, (1-beta) / (1-beta**n))`. `mov_avg` is derived from
     /// `smooth` when read. The op is out of place: callers keep the tensors they were given.
     fn add_tensor(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = value.py();
-        let (beta, n) = (self.core.beta, self.core.n + 1);
+        let (beta, n) = (self.core.beta, self.core.next_n()?);
         let weight = (1.0 - beta) / (1.0 - beta.powf(n as f64));
         let smooth = match &self.tensor {
             Some(s) => {
@@ -43,28 +50,50 @@ impl SmoothenValue {
         self.tensor = Some(smooth.unbind());
         Ok(())
     }
+
+    fn mov_avg<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.tensor {
+            Some(s) => s.bind(py).mul(1.0 - self.core.beta.powf(self.core.n as f64)),
+            None => Ok(PyFloat::new(py, self.core.mov_avg).into_any()),
+        }
+    }
+
+    fn smooth(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.tensor {
+            Some(s) => s.clone_ref(py),
+            None => PyFloat::new(py, self.core.smooth).into_any().unbind(),
+        }
+    }
+}
+
+/// Whether every element of the tensor `t` is finite (waits for its device: restoring only).
+fn all_finite(t: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let torch = t.py().import("torch")?;
+    torch.call_method1("isfinite", (t,))?.call_method0("all")?.is_truthy()
 }
 
 #[pymethods]
 impl SmoothenValue {
     #[new]
-    fn new(beta: f64) -> PyResult<Self> {
-        Ok(SmoothenValue { core: Smoother::new(beta)?, tensor: None })
+    fn new(beta: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let core = Smoother::new(real("beta", beta)?)?;
+        Ok(SmoothenValue(Guarded::new("SmoothenValue", State { core, tensor: None })))
     }
 
     /// Adds `value` to the average: a number, or a tensor kept on its device.
-    fn add_value(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.tensor.is_none() {
+    fn add_value(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut st = self.0.lock(value.py())?;
+        if st.tensor.is_none() {
             if let Some(v) = as_number(value) {
-                self.core.add_value(v)?;
+                st.core.add_value(v)?;
                 return Ok(());
             }
         }
-        if is_tensor(value)? || (self.tensor.is_some() && as_number(value).is_some()) {
-            return self.add_tensor(value);
+        if is_tensor(value)? || (st.tensor.is_some() && as_number(value).is_some()) {
+            return st.add_tensor(value);
         }
         match value.extract::<f64>() {
-            Ok(v) if self.tensor.is_none() => Ok(self.core.add_value(v).map(drop)?),
+            Ok(v) if st.tensor.is_none() => Ok(st.core.add_value(v).map(drop)?),
             _ => Err(PyTypeError::new_err(format!(
                 "value: expected a number or a torch tensor, got {}",
                 value.get_type().name()?
@@ -73,78 +102,101 @@ impl SmoothenValue {
     }
 
     #[getter]
-    fn beta(&self) -> f64 {
-        self.core.beta
+    fn beta(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.0.lock(py)?.core.beta)
     }
 
     #[getter]
-    fn n(&self) -> u64 {
-        self.core.n
+    fn n(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.0.lock(py)?.core.n)
     }
 
     /// The moving average before debiasing (for tensors, derived from `smooth` when read).
     #[getter]
     fn mov_avg<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match &self.tensor {
-            Some(s) => s.bind(py).mul(1.0 - self.core.beta.powf(self.core.n as f64)),
-            None => Ok(PyFloat::new(py, self.core.mov_avg).into_any()),
-        }
+        self.0.lock(py)?.mov_avg(py)
     }
 
     /// The debiased moving average: a float, or a tensor on the device of the values.
     #[getter]
-    fn smooth(&self, py: Python<'_>) -> Py<PyAny> {
-        match &self.tensor {
-            Some(s) => s.clone_ref(py),
-            None => PyFloat::new(py, self.core.smooth).into_any().unbind(),
-        }
+    fn smooth(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.0.lock(py)?.smooth(py))
     }
 
     /// `{'beta', 'n', 'mov_avg', 'smooth'}`.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let st = self.0.lock(py)?;
         let d = PyDict::new(py);
-        d.set_item("beta", self.core.beta)?;
-        d.set_item("n", self.core.n)?;
-        d.set_item("mov_avg", self.mov_avg(py)?)?;
-        d.set_item("smooth", self.smooth(py))?;
+        d.set_item("beta", st.core.beta)?;
+        d.set_item("n", st.core.n)?;
+        d.set_item("mov_avg", st.mov_avg(py)?)?;
+        d.set_item("smooth", st.smooth(py))?;
         Ok(d)
     }
 
-    /// Restores a `state_dict()`.
-    fn load_state_dict(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let get = |k: &str| state.get_item(k)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {k:?}")));
-        let mut core = Smoother::new(get("beta")?.extract()?)?;
-        core.set_n(get("n")?.extract()?);
-        let smooth = get("smooth")?;
-        let tensor = match as_number(&smooth) {
-            Some(s) => {
-                (core.mov_avg, core.smooth) = (get("mov_avg")?.extract()?, s);
-                None
+    /// Restores a `state_dict()`, checked as the constructor and `add_value` check their
+    /// arguments (`beta` in [0, 1), `n` a count, `mov_avg` and `smooth` finite numbers, or
+    /// `smooth` a finite tensor); a refused state changes nothing.
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let beta = real("state: beta", &get(state, "beta")?)?;
+        let n = count("state: n", &get(state, "n")?)?;
+        let (smooth, mov_avg) = (get(state, "smooth")?, get(state, "mov_avg")?);
+        let restored = if is_tensor(&smooth)? {
+            if !all_finite(&smooth)? {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "state: smooth: must be finite, got a tensor holding NaN or inf",
+                ));
             }
-            None => Some(smooth.unbind()),
+            let core = Smoother::restore(beta, n, 0.0, 0.0).map_err(state_error)?;
+            State { core, tensor: Some(smooth.unbind()) }
+        } else {
+            let s = as_number(&smooth).ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "state: smooth must be a number or a torch tensor, not {}",
+                    type_name(&smooth)
+                ))
+            })?;
+            let m = real("state: mov_avg", &mov_avg)?;
+            State { core: Smoother::restore(beta, n, m, s).map_err(state_error)?, tensor: None }
         };
-        *self = SmoothenValue { core, tensor };
+        let old = std::mem::replace(&mut *self.0.lock(py)?, restored);
+        drop(old); // outside the lock: dropping a tensor may run Python code
         Ok(())
     }
 
-    fn __getnewargs__(&self) -> (f64,) {
-        (self.core.beta,)
+    fn __getnewargs__(&self, py: Python<'_>) -> PyResult<(f64,)> {
+        Ok((self.0.lock(py)?.core.beta,))
     }
 
     fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.state_dict(py)
     }
 
-    fn __setstate__(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        self.load_state_dict(state)
+    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        self.load_state_dict(py, state)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // A call in progress holds the lock: its references are then not reported, which
+        // only keeps the objects alive until a later collection.
+        if let Some(st) = self.0.try_lock() {
+            visit.call(&st.tensor)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let tensor = self.0.try_lock().and_then(|mut st| st.tensor.take());
+        drop(tensor);
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let st = self.0.lock(py)?;
         Ok(format!(
             "SmoothenValue(beta={:?}, n={}, smooth={})",
-            self.core.beta,
-            self.core.n,
-            self.smooth(py).bind(py).repr()?
+            st.core.beta,
+            st.core.n,
+            st.smooth(py).bind(py).repr()?
         ))
     }
 }

@@ -1,14 +1,19 @@
 //! `Stepper` (alias `Scheduler`): a built-in shape over numbers or arrays runs in Rust;
 //! anything else (a user's callable, tensor values) is called back with `(start, end, pct)`.
 
-use numpy::{IntoPyArray, PyArrayMethods};
-use pyo3::exceptions::{PyKeyError, PyTypeError};
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyTuple};
+use pyo3::PyTraverseError;
 
 use super::anneal::{builtin_function, builtin_shape};
-use super::convert::{classify, float_array, Arg};
-use crate::core::{self, Anneal};
+use super::convert::{classify, count, float_array, Arg};
+use super::guard::Guarded;
+use super::mean::get;
+use crate::core::{self, alloc, Anneal};
 
 /// How the values of a stepper are computed.
 #[derive(Clone)]
@@ -21,9 +26,7 @@ enum Kind {
     Python,
 }
 
-/// Steps `func` from `start` to `end` over `n_iter` iterations (fastai v1's `Stepper`).
-#[pyclass(module = "fastcb._core", name = "Stepper", subclass)]
-pub struct Stepper {
+struct State {
     core: core::Stepper,
     kind: Kind,
     start: Py<PyAny>,
@@ -31,8 +34,73 @@ pub struct Stepper {
     func: Py<PyAny>,
 }
 
-impl Stepper {
-    fn build(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>, n_iter: i64, func: &Bound<'_, PyAny>) -> PyResult<Self> {
+/// Steps `func` from `start` to `end` over `n_iter` iterations (fastai v1's `Stepper`).
+/// `n_iter` below 1 counts as 1, as in fastai (`max(1, n_iter)`). Safe to share between
+/// threads: calls run one at a time.
+#[pyclass(module = "fastcb._core", name = "Stepper", subclass, frozen)]
+pub struct Stepper {
+    /// Held by every call that changes the state, for its whole length: steps run one at a
+    /// time, and `func` may read its own stepper (which needs only `state`) but not step it.
+    calls: Guarded<()>,
+    /// Held briefly, never while Python code of the user's runs.
+    state: Guarded<State>,
+}
+
+/// What a Python `func` is called with, taken out of the state so the call runs unlocked.
+struct Call {
+    func: Py<PyAny>,
+    start: Py<PyAny>,
+    end: Py<PyAny>,
+    n: u64,
+    n_iter: u64,
+}
+
+impl Call {
+    /// `func(start, end, pct)` `i` steps after `n`.
+    fn at<'py>(&self, py: Python<'py>, i: u64) -> PyResult<Bound<'py, PyAny>> {
+        let n = self.n.checked_add(i).ok_or_else(|| PyValueError::new_err("n: cannot go past 2**64 - 1 steps"))?;
+        self.func.bind(py).call1((self.start.bind(py), self.end.bind(py), n as f64 / self.n_iter as f64))
+    }
+
+    /// The next `k` values, stacked: the whole block is reserved (or refused, naming `k`)
+    /// once the first value's shape is known, before `func` runs again.
+    fn peek<'py>(&self, py: Python<'py>, k: u64) -> PyResult<Bound<'py, PyAny>> {
+        if k == 0 {
+            return Ok(Vec::<f64>::new().into_pyarray(py).into_any());
+        }
+        let first = float_array("func", &self.at(py, 1)?)?;
+        let shape = first.shape().to_vec();
+        let rows = usize::try_from(k).map_err(|_| PyValueError::new_err(format!("k: {k} is too large")))?;
+        let mut full = vec![rows];
+        full.extend(&shape);
+        let len = alloc::element_count("k", &full)?;
+        let mut out = alloc::with_capacity("k", len)?;
+        out.extend(first.as_array().iter());
+        for i in 2..=k {
+            let v = float_array("func", &self.at(py, i)?)?;
+            if v.shape() != shape.as_slice() {
+                return Err(PyValueError::new_err(format!(
+                    "func: returned shape {:?} at step {i} of peek but {shape:?} at step 1",
+                    v.shape()
+                )));
+            }
+            out.extend(v.as_array().iter());
+        }
+        let arr = ArrayD::from_shape_vec(IxDyn(&full), out).expect("the length is the shape's");
+        Ok(arr.into_pyarray(py).into_any())
+    }
+}
+
+/// `n_iter`: an integer; below 1 it counts as 1, as in fastai.
+fn n_iter(x: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if x.is_instance_of::<pyo3::types::PyInt>() && x.lt(1)? {
+        return Ok(1);
+    }
+    count("n_iter", x)
+}
+
+impl State {
+    fn build(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>, n_iter: u64, func: &Bound<'_, PyAny>) -> PyResult<Self> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func: must be callable"));
         }
@@ -43,20 +111,14 @@ impl Stepper {
         let (kind, core) = match compiled {
             Some((anneal, Some((s, s_shape)), Some((e, e_shape)))) => {
                 let shape = crate::core::anneal::broadcast_shape("vals: start and end", &[&s_shape, &e_shape])?;
-                let n: usize = shape.iter().product();
-                let (s, e) = (broadcast(s, n), broadcast(e, n));
+                let n = alloc::element_count("vals", &shape)?;
+                let (s, e) = (broadcast(s, n)?, broadcast(e, n)?);
                 let kind = if s_shape.is_empty() && e_shape.is_empty() { Kind::Scalar } else { Kind::Array(shape) };
                 (kind, core::Stepper::new(s, e, n_iter, anneal)?)
             }
             _ => (Kind::Python, core::Stepper::new(vec![], vec![], n_iter, Anneal::No)?),
         };
-        Ok(Stepper {
-            core,
-            kind,
-            start: start.clone().unbind(),
-            end: end.clone().unbind(),
-            func: func.clone().unbind(),
-        })
+        Ok(State { core, kind, start: start.clone().unbind(), end: end.clone().unbind(), func: func.clone().unbind() })
     }
 
     fn to_py<'py>(&self, py: Python<'py>, vals: Vec<f64>, rows: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
@@ -69,8 +131,19 @@ impl Stepper {
         Ok(vals.into_pyarray(py).reshape(shape)?.into_any())
     }
 
-    fn call_func<'py>(&self, py: Python<'py>, n: u64) -> PyResult<Bound<'py, PyAny>> {
-        self.func.bind(py).call1((self.start.bind(py), self.end.bind(py), self.core.pct_at(n)))
+    fn call(&self, py: Python<'_>) -> Call {
+        Call {
+            func: self.func.clone_ref(py),
+            start: self.start.clone_ref(py),
+            end: self.end.clone_ref(py),
+            n: self.core.n,
+            n_iter: self.core.n_iter,
+        }
+    }
+
+    /// `(start, end, func)`, new references.
+    fn objects(&self, py: Python<'_>) -> [Py<PyAny>; 3] {
+        [self.start.clone_ref(py), self.end.clone_ref(py), self.func.clone_ref(py)]
     }
 }
 
@@ -80,18 +153,22 @@ fn values(x: &Bound<'_, PyAny>) -> PyResult<Option<(Vec<f64>, Vec<usize>)>> {
         Arg::Scalar(v) => Some((vec![v], vec![])),
         Arg::Array(a) => {
             let a = a.as_array();
-            Some((a.iter().copied().collect(), a.shape().to_vec()))
+            let mut v = alloc::with_capacity("vals", a.len())?;
+            v.extend(a.iter());
+            Some((v, a.shape().to_vec()))
         }
         Arg::Tensor => None,
     })
 }
 
-fn broadcast(v: Vec<f64>, n: usize) -> Vec<f64> {
+/// `v` (one value, or `n`) as `n` values.
+fn broadcast(v: Vec<f64>, n: usize) -> PyResult<Vec<f64>> {
     if v.len() == n {
-        v
-    } else {
-        vec![v[0]; n]
+        return Ok(v);
     }
+    let mut out = alloc::with_capacity("vals", n)?;
+    out.resize(n, v[0]);
+    Ok(out)
 }
 
 /// fastai's split of `vals`: a tuple is `(start, end)`, anything else is `start` with end 0.
@@ -99,10 +176,7 @@ fn split_vals<'py>(vals: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
     let py = vals.py();
     if let Ok(t) = vals.cast::<PyTuple>() {
         if t.len() != 2 {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "vals: a tuple must be (start, end), got {} items",
-                t.len()
-            )));
+            return Err(PyValueError::new_err(format!("vals: a tuple must be (start, end), got {} items", t.len())));
         }
         return Ok((t.get_item(0)?, t.get_item(1)?, true));
     }
@@ -113,7 +187,7 @@ fn split_vals<'py>(vals: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
 impl Stepper {
     #[new]
     #[pyo3(signature = (vals, n_iter, func = None))]
-    fn new(vals: &Bound<'_, PyAny>, n_iter: i64, func: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(vals: &Bound<'_, PyAny>, n_iter: &Bound<'_, PyAny>, func: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let py = vals.py();
         let (start, end, is_pair) = split_vals(vals)?;
         let default = if is_pair { Anneal::Linear } else { Anneal::No };
@@ -121,119 +195,179 @@ impl Stepper {
             Some(f) if !f.is_none() => f.clone(),
             _ => builtin_function(py, default).expect("the module registered its functions"),
         };
-        Stepper::build(&start, &end, n_iter, &func)
+        let state = State::build(&start, &end, self::n_iter(n_iter)?, &func)?;
+        Ok(Stepper { calls: Guarded::new("Stepper", ()), state: Guarded::new("Stepper", state) })
     }
 
     /// Advances one step and returns `func(start, end, n/n_iter)`.
-    fn step<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self.kind {
-            Kind::Scalar => Ok(PyFloat::new(py, self.core.step_first()?).into_any()),
+    fn step<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut st = self.state.lock(py)?;
+        // A compiled step runs Python code of no one's: the state lock alone serializes it
+        // (`kind` only changes under `calls`, by `load_state_dict`).
+        match st.kind {
+            Kind::Scalar => return Ok(PyFloat::new(py, st.core.step_first()?).into_any()),
             Kind::Array(_) => {
-                let mut out = Vec::with_capacity(self.core.start.len());
-                self.core.step_into(&mut out)?;
-                self.to_py(py, out, None)
+                let mut out = alloc::with_capacity("vals", st.core.start.len())?;
+                st.core.step_into(&mut out)?;
+                return st.to_py(py, out, None);
             }
-            Kind::Python => {
-                let v = self.call_func(py, self.core.n + 1)?;
-                self.core.n += 1;
-                Ok(v)
-            }
+            Kind::Python => drop(st),
         }
+        let _calls = self.calls.lock(py)?;
+        let st = self.state.lock(py)?;
+        if !matches!(st.kind, Kind::Python) {
+            drop(st);
+            drop(_calls);
+            return self.step(py);
+        }
+        let (call, next) = (st.call(py), st.core.n_after(1)?);
+        drop(st);
+        let v = call.at(py, 1)?;
+        // No one else changed the state meanwhile: that needs `calls`, which this holds.
+        self.state.lock(py)?.core.n = next;
+        Ok(v)
     }
 
     /// The next `k` values as an array (`k` rows; one column per group), without stepping.
-    fn peek<'py>(&self, py: Python<'py>, k: usize) -> PyResult<Bound<'py, PyAny>> {
-        match self.kind {
+    fn peek<'py>(&self, py: Python<'py>, k: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let k = count("k", k)?;
+        let st = self.state.lock(py)?;
+        match st.kind {
             Kind::Python => {
-                let vals = (1..=k as u64).map(|i| self.call_func(py, self.core.n + i)).collect::<PyResult<Vec<_>>>()?;
-                Ok(float_array("func", &PyList::new(py, vals)?.into_any())?
-                    .as_array()
-                    .to_owned()
-                    .into_pyarray(py)
-                    .into_any())
+                let call = st.call(py);
+                drop(st);
+                call.peek(py, k)
             }
             _ => {
-                let vals = py.detach(|| self.core.peek(k))?;
-                self.to_py(py, vals, Some(k))
+                let k = usize::try_from(k).map_err(|_| PyValueError::new_err(format!("k: {k} is too large")))?;
+                let core = &st.core;
+                let vals = py.detach(|| core.peek(k))?;
+                st.to_py(py, vals, Some(k))
             }
         }
     }
 
     /// Whether the schedule is complete (`n >= n_iter`).
     #[getter]
-    fn is_done(&self) -> bool {
-        self.core.is_done()
+    fn is_done(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.state.lock(py)?.core.is_done())
     }
 
+    /// The number of steps taken: an integer in [0, 2**64).
     #[getter]
-    fn n(&self) -> u64 {
-        self.core.n
+    fn n(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.state.lock(py)?.core.n)
     }
 
     #[setter]
-    fn set_n(&mut self, n: u64) {
-        self.core.set_n(n);
+    fn set_n(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let n = n.ok_or_else(|| PyTypeError::new_err("n: cannot be deleted"))?;
+        let n = count("n", n)?;
+        let _calls = self.calls.lock(py)?;
+        self.state.lock(py)?.core.set_n(n);
+        Ok(())
     }
 
     #[getter]
-    fn n_iter(&self) -> u64 {
-        self.core.n_iter
+    fn n_iter(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.state.lock(py)?.core.n_iter)
     }
 
     #[getter]
-    fn start(&self, py: Python<'_>) -> Py<PyAny> {
-        self.start.clone_ref(py)
+    fn start(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.state.lock(py)?.start.clone_ref(py))
     }
 
     #[getter]
-    fn end(&self, py: Python<'_>) -> Py<PyAny> {
-        self.end.clone_ref(py)
+    fn end(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.state.lock(py)?.end.clone_ref(py))
     }
 
     #[getter]
-    fn func(&self, py: Python<'_>) -> Py<PyAny> {
-        self.func.clone_ref(py)
+    fn func(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.state.lock(py)?.func.clone_ref(py))
     }
 
     /// Goes back to the start of the schedule.
-    fn restart(&mut self) {
-        self.core.set_n(0);
+    fn restart(&self, py: Python<'_>) -> PyResult<()> {
+        let _calls = self.calls.lock(py)?;
+        self.state.lock(py)?.core.set_n(0);
+        Ok(())
     }
 
     /// `{'start', 'end', 'n_iter', 'n'}`: everything but `func`, as torch schedulers do.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (call, [start, end, _]) = {
+            let st = self.state.lock(py)?;
+            (st.call(py), st.objects(py))
+        };
         let d = PyDict::new(py);
-        d.set_item("start", self.start.bind(py))?;
-        d.set_item("end", self.end.bind(py))?;
-        d.set_item("n_iter", self.core.n_iter)?;
-        d.set_item("n", self.core.n)?;
+        d.set_item("start", start)?;
+        d.set_item("end", end)?;
+        d.set_item("n_iter", call.n_iter)?;
+        d.set_item("n", call.n)?;
         Ok(d)
     }
 
-    /// Restores a `state_dict()`, so the schedule continues with identical values.
-    fn load_state_dict(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let get = |k: &str| state.get_item(k)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {k:?}")));
-        let n: u64 = get("n")?.extract()?;
-        let mut restored =
-            Stepper::build(&get("start")?, &get("end")?, get("n_iter")?.extract()?, self.func.bind(state.py()))?;
+    /// Restores a `state_dict()`, so the schedule continues with identical values. It is
+    /// checked as the constructor checks its arguments, `n` a count below 2**64; a refused
+    /// state changes nothing.
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let n = count("state: n", &get(state, "n")?)?;
+        let (start, end, iters) = (get(state, "start")?, get(state, "end")?, get(state, "n_iter")?);
+        let _calls = self.calls.lock(py)?;
+        let func = self.state.lock(py)?.func.clone_ref(py);
+        let mut restored = State::build(&start, &end, n_iter(&iters)?, func.bind(py))?;
         restored.core.set_n(n);
-        *self = restored;
+        let old = std::mem::replace(&mut *self.state.lock(py)?, restored);
+        drop(old); // outside the lock: dropping Python objects may run Python code
         Ok(())
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
-        let me = slf.borrow();
-        let vals = PyTuple::new(py, [me.start.bind(py), me.end.bind(py)])?;
-        let args = (vals, me.core.n_iter, me.func.bind(py)).into_pyobject(py)?;
-        PyTuple::new(py, [slf.get_type().into_any(), args.into_any(), me.core.n.into_pyobject(py)?.into_any()])
+        let (call, [start, end, func]) = {
+            let st = slf.get().state.lock(py)?;
+            (st.call(py), st.objects(py))
+        };
+        let vals = PyTuple::new(py, [start, end])?;
+        let args = (vals, call.n_iter, func).into_pyobject(py)?;
+        PyTuple::new(py, [slf.get_type().into_any(), args.into_any(), call.n.into_pyobject(py)?.into_any()])
     }
 
-    fn __setstate__(&mut self, n: u64) {
-        self.core.set_n(n);
+    fn __setstate__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n = count("state: n", n)?;
+        let _calls = self.calls.lock(py)?;
+        self.state.lock(py)?.core.set_n(n);
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // A call in progress holds the lock: its references are then not reported, which
+        // only keeps the objects alive until a later collection.
+        if let Some(st) = self.state.try_lock() {
+            visit.call(&st.start)?;
+            visit.call(&st.end)?;
+            visit.call(&st.func)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = self.state.try_lock().map(|mut st| {
+                let st = &mut *st;
+                [&mut st.start, &mut st.end, &mut st.func].map(|o| std::mem::replace(o, py.None()))
+            });
+            drop(taken); // outside the lock: dropping them may run Python code
+        })
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let (call, [start, end, func]) = {
+            let st = self.state.lock(py)?;
+            (st.call(py), st.objects(py))
+        };
         let name = |o: &Py<PyAny>| -> PyResult<String> {
             let o = o.bind(py);
             Ok(match o.getattr("__name__") {
@@ -243,11 +377,11 @@ impl Stepper {
         };
         Ok(format!(
             "Stepper(vals=({}, {}), n_iter={}, func={}, n={})",
-            self.start.bind(py).repr()?,
-            self.end.bind(py).repr()?,
-            self.core.n_iter,
-            name(&self.func)?,
-            self.core.n
+            start.bind(py).repr()?,
+            end.bind(py).repr()?,
+            call.n_iter,
+            name(&func)?,
+            call.n
         ))
     }
 }
