@@ -151,7 +151,7 @@ def test_repr_shows_the_parameters():
 
 
 def test_load_state_dict_reports_missing_keys():
-    with pytest.raises(KeyError, match="n_iter"):
+    with pytest.raises(ValueError, match="n_iter"):
         Stepper((1.0, 0.0), 10).load_state_dict({"start": 1.0, "end": 0.0, "n": 3})
 
 

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::{count, float_array, real, type_name};
+use super::error::state_error;
 use super::guard::Guarded;
 use crate::core::mean::{self, MAX_PARTIALS};
 
@@ -57,11 +58,6 @@ fn partials(state: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
 /// `state[key]`, or a KeyError naming the key.
 pub(super) fn get<'py>(state: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
     state.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {key:?}")))
-}
-
-/// A ValueError from the core, its message prefixed with `state: ` (a key of a state dict).
-pub(super) fn state_error(e: crate::core::CoreError) -> PyErr {
-    PyValueError::new_err(format!("state: {e}"))
 }
 
 #[pymethods]
@@ -151,11 +147,15 @@ impl WeightedMean {
     }
 
     /// Restores a `state_dict()`, checked as `add` checks its arguments (finite sums, a
-    /// non-negative total weight, a count below 2**64); a refused state changes nothing.
+    /// non-negative total weight, a count below 2**64); a refused state is a `StateError`
+    /// and changes nothing.
     fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let (sum, total) = (partials(state, "sum")?, partials(state, "total_weight")?);
-        let n = count("state: count", &get(state, "count")?)?;
-        let restored = mean::WeightedMean::from_parts(&sum, &total, n).map_err(state_error)?;
+        let restored = (|| {
+            let (sum, total) = (partials(state, "sum")?, partials(state, "total_weight")?);
+            let n = count("state: count", &get(state, "count")?)?;
+            Ok(mean::WeightedMean::from_parts(&sum, &total, n)?)
+        })()
+        .map_err(|e| state_error(py, e))?;
         *self.0.lock(py)? = restored;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! `SmoothenValue`: numbers are smoothed in Rust; a tensor is smoothed with its own
 //! arithmetic, on its own device, so reading the loss never waits for the GPU.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -9,8 +9,9 @@ use pyo3::types::{PyDict, PyFloat};
 use pyo3::PyTraverseError;
 
 use super::convert::{as_number, count, is_tensor, real, type_name};
+use super::error::state_error;
 use super::guard::Guarded;
-use super::mean::{get, state_error};
+use super::mean::get;
 use crate::core::smooth::Smoother;
 
 struct State {
@@ -70,6 +71,25 @@ impl State {
 fn all_finite(t: &Bound<'_, PyAny>) -> PyResult<bool> {
     let torch = t.py().import("torch")?;
     torch.call_method1("isfinite", (t,))?.call_method0("all")?.is_truthy()
+}
+
+/// The state `state` describes, checked as the constructor and `add_value` check.
+fn restore(state: &Bound<'_, PyDict>) -> PyResult<State> {
+    let beta = real("state: beta", &get(state, "beta")?)?;
+    let n = count("state: n", &get(state, "n")?)?;
+    let (smooth, mov_avg) = (get(state, "smooth")?, get(state, "mov_avg")?);
+    if is_tensor(&smooth)? {
+        if !all_finite(&smooth)? {
+            return Err(PyValueError::new_err("state: smooth: must be finite, got a tensor holding NaN or inf"));
+        }
+        let core = Smoother::restore(beta, n, 0.0, 0.0)?;
+        return Ok(State { core, tensor: Some(smooth.unbind()) });
+    }
+    let s = as_number(&smooth).ok_or_else(|| {
+        PyTypeError::new_err(format!("state: smooth must be a number or a torch tensor, not {}", type_name(&smooth)))
+    })?;
+    let m = real("state: mov_avg", &mov_avg)?;
+    Ok(State { core: Smoother::restore(beta, n, m, s)?, tensor: None })
 }
 
 #[pymethods]
@@ -136,29 +156,9 @@ impl SmoothenValue {
 
     /// Restores a `state_dict()`, checked as the constructor and `add_value` check their
     /// arguments (`beta` in [0, 1), `n` a count, `mov_avg` and `smooth` finite numbers, or
-    /// `smooth` a finite tensor); a refused state changes nothing.
+    /// `smooth` a finite tensor); a refused state is a `StateError` and changes nothing.
     fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let beta = real("state: beta", &get(state, "beta")?)?;
-        let n = count("state: n", &get(state, "n")?)?;
-        let (smooth, mov_avg) = (get(state, "smooth")?, get(state, "mov_avg")?);
-        let restored = if is_tensor(&smooth)? {
-            if !all_finite(&smooth)? {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "state: smooth: must be finite, got a tensor holding NaN or inf",
-                ));
-            }
-            let core = Smoother::restore(beta, n, 0.0, 0.0).map_err(state_error)?;
-            State { core, tensor: Some(smooth.unbind()) }
-        } else {
-            let s = as_number(&smooth).ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "state: smooth must be a number or a torch tensor, not {}",
-                    type_name(&smooth)
-                ))
-            })?;
-            let m = real("state: mov_avg", &mov_avg)?;
-            State { core: Smoother::restore(beta, n, m, s).map_err(state_error)?, tensor: None }
-        };
+        let restored = restore(state).map_err(|e| state_error(py, e))?;
         let old = std::mem::replace(&mut *self.0.lock(py)?, restored);
         drop(old); // outside the lock: dropping a tensor may run Python code
         Ok(())

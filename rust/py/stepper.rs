@@ -11,6 +11,7 @@ use pyo3::PyTraverseError;
 
 use super::anneal::{builtin_function, builtin_shape};
 use super::convert::{classify, count, float_array, Arg};
+use super::error::state_error;
 use super::guard::Guarded;
 use super::mean::get;
 use crate::core::{self, alloc, Anneal};
@@ -311,14 +312,18 @@ impl Stepper {
 
     /// Restores a `state_dict()`, so the schedule continues with identical values. It is
     /// checked as the constructor checks its arguments, `n` a count below 2**64; a refused
-    /// state changes nothing.
+    /// state is a `StateError` and changes nothing.
     fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let n = count("state: n", &get(state, "n")?)?;
-        let (start, end, iters) = (get(state, "start")?, get(state, "end")?, get(state, "n_iter")?);
         let _calls = self.calls.lock(py)?;
         let func = self.state.lock(py)?.func.clone_ref(py);
-        let mut restored = State::build(&start, &end, n_iter(&iters)?, func.bind(py))?;
-        restored.core.set_n(n);
+        let restored = (|| {
+            let n = count("state: n", &get(state, "n")?)?;
+            let (start, end, iters) = (get(state, "start")?, get(state, "end")?, get(state, "n_iter")?);
+            let mut restored = State::build(&start, &end, n_iter(&iters)?, func.bind(py))?;
+            restored.core.set_n(n);
+            Ok(restored)
+        })()
+        .map_err(|e| state_error(py, e))?;
         let old = std::mem::replace(&mut *self.state.lock(py)?, restored);
         drop(old); // outside the lock: dropping Python objects may run Python code
         Ok(())
@@ -336,7 +341,7 @@ impl Stepper {
     }
 
     fn __setstate__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
-        let n = count("state: n", n)?;
+        let n = count("state: n", n).map_err(|e| state_error(py, e))?;
         let _calls = self.calls.lock(py)?;
         self.state.lock(py)?.core.set_n(n);
         Ok(())
