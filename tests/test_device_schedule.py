@@ -266,3 +266,52 @@ def test_compiled_training_step_with_the_optimizer_does_not_recompile():
         compiled()
         assert close(lrs(opt), sched(k / 40), 1e-6), k
     assert backend.graphs == after_first
+
+
+# --- the drop-ins' device equivalents -------------------------------------------------------
+
+def twin(build, n_groups=2, momentum=0.9, steps=60):
+    """The drop-in stepping an optimizer with float lrs, and its DeviceSchedule stepping one
+    with tensor lrs: the lrs (and momenta) agree at every step."""
+    from fastcb.device_schedule import to_device_schedule
+
+    def groups(tensors):
+        ps = [torch.nn.Parameter(torch.zeros(2)) for _ in range(n_groups)]
+        conv = (lambda v: torch.tensor(v)) if tensors else (lambda v: v)
+        return [{"params": [p], "lr": conv(0.1 * (i + 1)), "momentum": conv(momentum)} for i, p in enumerate(ps)]
+
+    host = torch.optim.SGD(groups(False), foreach=False)
+    dev = torch.optim.SGD(groups(True), foreach=False)
+    sched = build(host)
+    ds = to_device_schedule(build(dev))
+    for step in range(steps):
+        assert close(lrs(dev), lrs(host), 1e-6), step
+        assert close(lrs(dev, "momentum"), lrs(host, "momentum"), 1e-6), step
+        host.step()
+        sched.step()
+        ds.step()
+
+
+@pytest.mark.parametrize("build", [
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.OneCycleLR(o, max_lr=[0.5, 1.0], total_steps=60),
+    lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=60, anneal_strategy="linear",
+                                                  three_phase=True),
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.CosineAnnealingLR(o, T_max=25, eta_min=1e-3),
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=20),
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.get_linear_schedule_with_warmup(o, 10, 50),
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.get_cosine_schedule_with_warmup(o, 10, 50),
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.get_constant_schedule_with_warmup(o, 7),
+    lambda o: __import__("fastcb.lr_scheduler").lr_scheduler.get_wsd_schedule(o, 10, num_decay_steps=20, min_lr_ratio=0.1, num_stable_steps=15),
+], ids=["onecycle", "onecycle3_linear", "cosine", "linear", "hf_linear", "hf_cosine", "hf_constant_warmup", "hf_wsd"])
+def test_drop_ins_have_a_device_equivalent(build):
+    twin(build)
+
+
+def test_a_scheduler_without_an_equivalent_is_a_clear_error():
+    from fastcb.device_schedule import to_device_schedule
+
+    _, opt = make_opt()
+    with pytest.raises(ValueError, match="scheduler: StepLR has no Schedule equivalent"):
+        to_device_schedule(torch.optim.lr_scheduler.StepLR(opt, 5))
+    with pytest.raises(TypeError, match="scheduler"):
+        to_device_schedule(object())

@@ -19,7 +19,7 @@ import torch
 
 from ._core import Schedule
 
-__all__ = ["evaluate", "torch_schedule", "DeviceSchedule"]
+__all__ = ["evaluate", "torch_schedule", "DeviceSchedule", "to_device_schedule"]
 
 # fastcb's cos(π·x) kernel (rust/core/fastmath.rs): series on [0, 1/4] in b², and c·series in c².
 _COS = (1.0, -4.934802200544679, 4.0587121264167685, -1.3352627688545895, 0.2353306303588932,
@@ -276,3 +276,106 @@ class DeviceSchedule:
 
     def __repr__(self):
         return f"DeviceSchedule(total_steps={self.total_steps}, unit={self.unit!r}, hypers={sorted(self.schedules)})"
+
+
+# ---------------------------------------------------------------------------------------
+# The drop-in schedulers' equivalents
+
+def _steps(edges, parts, earlier=False) -> Schedule:
+    """Anneal `parts` (specs) joined at `edges` in steps."""
+    spec = ("join", [float(e) for e in edges], parts) + (("earlier",) if earlier else ())
+    try:
+        return Schedule.from_spec(spec)
+    except ValueError as e:
+        raise ValueError(f"scheduler: its phases have no Schedule equivalent ({e})") from None
+
+
+def _a(shape, start, end):
+    return ("anneal", shape, None, float(start), float(end))
+
+
+def _hf_schedule(spec, b):
+    """The Schedule over steps of `b * factor(step)` for a transformers factor spec."""
+    kind = spec[0]
+    if kind == "constant":
+        return _steps([0, 1], [_a("no", b, b)])
+    if kind == "constant_warmup" and spec[1] > 0:
+        w = spec[1]
+        return _steps([0, w, w + 1], [_a("linear", 0, b), _a("no", b, b)])
+    if kind == "linear" and spec[2] > spec[1]:
+        w, total = spec[1], spec[2]
+        parts, edges = [_a("linear", b, 0), _a("no", 0, 0)], [w, total, total + 1]
+        return _steps(([0] + edges) if w > 0 else edges, ([_a("linear", 0, b)] if w > 0 else []) + parts)
+    if kind == "cosine" and spec[3] == 0.5 and spec[2] > spec[1]:
+        w, total = spec[1], spec[2]
+        parts = ([_a("linear", 0, b)] if w > 0 else []) + [_a("cos", b, 0)]
+        return _steps(([0, w] if w > 0 else [0]) + [total], parts)
+    if kind == "wsd" and spec[4] in ("linear", "cosine") and spec[5] in ("linear", "cosine") and spec[7] == 0.5:
+        _, w, s, d, up, down, m, _ = spec
+        shapes = {"linear": "linear", "cosine": "cos"}
+        edges, parts = [0], []
+        if w > 0:
+            edges.append(w)
+            parts.append(_a(shapes[up], b * m, b))
+        if s > 0:
+            edges.append(w + s)
+            parts.append(_a("no", b, b))
+        if d > 0:
+            edges.append(w + s + d)
+            parts.append(_a(shapes[down], b, b * m))
+        edges.append(edges[-1] + 1)
+        parts.append(_a("no", b * m, b * m))
+        return _steps(edges, parts)
+    raise ValueError(f"scheduler: transformers' {spec!r} has no Schedule equivalent on the device")
+
+
+def to_device_schedule(scheduler) -> DeviceSchedule:
+    """A `DeviceSchedule` giving the same learning rates (and momenta) as `scheduler`, a torch
+    or fastcb drop-in `OneCycleLR`, `CosineAnnealingLR`, `LinearLR`, or a transformers
+    factory's `LambdaLR` (constant, linear, cosine, WSD; `fastcb.lr_scheduler.get_*`), from
+    the step it has reached. Its optimizer's learning rates must be tensors (the momenta
+    that torch's `OneCycleLR` sets as numbers become tensors of the same values). Past the
+    end of its run it extrapolates where torch's `OneCycleLR` raises."""
+    from torch.optim import lr_scheduler as tl
+
+    from ._core import HfFactor
+
+    opt = getattr(scheduler, "optimizer", None)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"scheduler: expected a torch learning-rate scheduler, got {type(scheduler).__name__}")
+    groups, base = opt.param_groups, [float(b) for b in getattr(scheduler, "base_lrs", [])]
+    hypers = {}
+    if isinstance(scheduler, tl.OneCycleLR):
+        shape = {"cos": "cos", "linear": "linear"}[scheduler._anneal_func_type]
+        phases = scheduler._schedule_phases
+        edges = [0.0] + [float(p["end_step"]) for p in phases]
+        hypers["lr"] = [_steps(edges, [_a(shape, g[p["start_lr"]], g[p["end_lr"]]) for p in phases], earlier=True)
+                        for g in groups]
+        if scheduler.cycle_momentum:
+            for g in groups:  # torch's OneCycleLR sets the momenta as numbers: hold them as tensors
+                like = g["lr"] if isinstance(g["lr"], torch.Tensor) else torch.tensor(0.0)
+                if "momentum" in g and not isinstance(g["momentum"], torch.Tensor):
+                    g["momentum"] = torch.tensor(float(g["momentum"]), dtype=like.dtype, device=like.device)
+                if "betas" in g and not isinstance(g["betas"][0], torch.Tensor):
+                    g["betas"] = tuple(torch.tensor(float(b), dtype=like.dtype, device=like.device) for b in g["betas"])
+            hypers["mom"] = [_steps(edges, [_a(shape, g[p["start_momentum"]], g[p["end_momentum"]]) for p in phases],
+                                    earlier=True) for g in groups]
+        total = int(scheduler.total_steps)
+    elif isinstance(scheduler, tl.CosineAnnealingLR):
+        hypers["lr"] = [_steps([0, scheduler.T_max], [_a("cos", b, scheduler.eta_min)]) for b in base]
+        total = int(scheduler.T_max)
+    elif isinstance(scheduler, tl.LinearLR):
+        t, sf, ef = scheduler.total_iters, scheduler.start_factor, scheduler.end_factor
+        hypers["lr"] = [_steps([0, t, t + 1], [_a("linear", b * sf, b * ef), _a("no", b * ef, b * ef)]) for b in base]
+        total = int(t)
+    elif isinstance(scheduler, tl.LambdaLR) and all(isinstance(f, HfFactor) for f in scheduler.lr_lambdas):
+        hypers["lr"] = [_hf_schedule(f.spec, b) for f, b in zip(scheduler.lr_lambdas, base)]
+        spec = scheduler.lr_lambdas[0].spec
+        total = int({"linear": lambda: spec[2], "cosine": lambda: spec[2],
+                     "wsd": lambda: spec[1] + spec[2] + spec[3]}.get(spec[0], lambda: 1)())
+    else:
+        raise ValueError(f"scheduler: {type(scheduler).__name__} has no Schedule equivalent on the device "
+                         "(OneCycleLR, CosineAnnealingLR, LinearLR and transformers' factories do)")
+    ds = DeviceSchedule(opt, max(total, 1), unit="step", **hypers)
+    ds.load_state_dict({"step": int(scheduler.last_epoch)})
+    return ds

@@ -296,14 +296,16 @@ class Learner(FitV2Mixin):
         return self
 
     def fit_one_cycle(self, cyc_len, max_lr=DEFAULT_LR, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3,
-                      final_div=None, wd=None, callbacks=None, tot_epochs=None, start_epoch=None):
-        """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`); `start_epoch` as in `fit`."""
+                      final_div=None, wd=None, callbacks=None, tot_epochs=None, start_epoch=None, on_device=False):
+        """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`); `start_epoch` as in `fit`;
+        `on_device=True` steps the schedule on the device (no host write of hyper-parameters per batch)."""
         from .callbacks.one_cycle import OneCycleScheduler
 
         max_lr = self.lr_range(max_lr)
         callbacks = listify(callbacks)
         callbacks.append(OneCycleScheduler(self, max_lr, moms=moms, div_factor=div_factor, pct_start=pct_start,
-                                           final_div=final_div, tot_epochs=tot_epochs, start_epoch=start_epoch))
+                                           final_div=final_div, tot_epochs=tot_epochs, start_epoch=start_epoch,
+                                           on_device=on_device))
         self.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks, start_epoch=start_epoch)
 
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, wd=None):

@@ -28,14 +28,19 @@ class TrainingPhase:
 
 
 class GeneralScheduler(LearnerCallback):
-    """Run the `phases` one after the other, stepping every scheduled hyper-parameter per training batch."""
+    """Run the `phases` one after the other, stepping every scheduled hyper-parameter per training batch.
 
-    def __init__(self, learn, phases, start_epoch=None):
+    With `on_device=True` the schedules run on the device (`fastcb.callbacks.on_device`): no
+    host write of hyper-parameters per batch (the annealing functions must be fastcb's)."""
+
+    on_device, _run = False, None  # class defaults: subclasses may skip this __init__
+
+    def __init__(self, learn, phases, start_epoch=None, on_device=False):
         super().__init__(learn)
         phases = list(phases)
         if not phases or not all(isinstance(p, TrainingPhase) and p.scheds for p in phases):
             raise ValueError("phases: expected a non-empty list of TrainingPhase with at least one schedule each")
-        self.phases, self.start_epoch = phases, start_epoch
+        self.phases, self.start_epoch, self.on_device = phases, start_epoch, bool(on_device)
 
     def on_train_begin(self, epoch, **kwargs):
         """Restart the schedules and set the first phase's starting values."""
@@ -50,6 +55,14 @@ class GeneralScheduler(LearnerCallback):
         self.start_epoch = epoch if self.start_epoch is None else self.start_epoch
         self.opt = self.learn.opt
         self.scheds = scheds
+        if self.on_device:
+            from .on_device import DeviceRun, stepper_schedules
+
+            scheds = [s for s in scheds if s and next(iter(s.values())).n_iter > 0]
+            total = sum(next(iter(s.values())).n_iter for s in scheds)
+            self._run = DeviceRun(self.learn, stepper_schedules(scheds, len(self.opt._groups()[0])), total)
+            self._total = total
+            return res
         # Per phase, (setter, stepper) pairs: the per-batch work is one call each.
         self._setters = [[(self._setter(k), v) for k, v in phase.items()] for phase in scheds]
         for k, v in scheds[0].items():
@@ -98,6 +111,8 @@ class GeneralScheduler(LearnerCallback):
 
     def jump_to_epoch(self, epoch):
         """Advance the schedules as if `epoch` epochs had been trained."""
+        if self._run is not None:
+            return self._run.jump(len(self.learn.data.train_dl) * epoch)
         for _ in range(len(self.learn.data.train_dl) * epoch):
             self.on_batch_end(True)
 
@@ -105,6 +120,10 @@ class GeneralScheduler(LearnerCallback):
     def on_batch_end(self, train, **kwargs):
         """Step every schedule of the current phase; move on when it is done; stop after the last."""
         if train:
+            if self._run is not None:
+                if self._run.steps >= self._total:
+                    return {"stop_training": True, "stop_epoch": True}
+                return self._run.step()
             if self.idx_s >= len(self.scheds):
                 return {"stop_training": True, "stop_epoch": True}
             setters = self._setters[self.idx_s]
@@ -112,3 +131,15 @@ class GeneralScheduler(LearnerCallback):
                 set_value(sched.step())
             if setters[0][1].is_done:
                 self.idx_s += 1
+
+    def get_state(self, minimal=True):
+        """The attributes, less the device run (rebuilt when training starts)."""
+        state = super().get_state(minimal)
+        state.pop("_run", None)
+        return state
+
+    def on_train_end(self, **kwargs):
+        """On the device: read the final values back once and fill the Recorder's lrs and moms."""
+        if self._run is not None:
+            self._run.finish(getattr(self.learn, "recorder", None))
+            self._run = None

@@ -46,11 +46,13 @@ def check_one_cycle(lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, f
 
 class OneCycleScheduler(GeneralScheduler):
     """Over n training batches: `int(n*pct_start)` batches of cosine warm-up from `lr_max/div_factor` to
-    `lr_max`, then cosine annealing to `lr_max/final_div`; momentum follows the reverse cycle."""
+    `lr_max`, then cosine annealing to `lr_max/final_div`; momentum follows the reverse cycle.
+    With `on_device=True` the schedule runs on the device (see `GeneralScheduler`)."""
 
     def __init__(self, learn, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None,
-                 tot_epochs=None, start_epoch=None):
+                 tot_epochs=None, start_epoch=None, on_device=False):
         LearnerCallback.__init__(self, learn)
+        self.on_device = bool(on_device)
         self.lr_max, self.moms, self.div_factor, self.pct_start, self.final_div = check_one_cycle(
             lr_max, moms, div_factor, pct_start, final_div)
         self.tot_epochs, self.start_epoch = tot_epochs, start_epoch
