@@ -11,6 +11,12 @@
 4. A fused AdamW with a tensor learning rate driven by fastcb's one-cycle schedule keeps its lr
    tensors (filled in place, no new tensor), and a CUDA graph of a capturable Adam step replays
    with the learning rates a fastcb `Stepper` writes into that tensor (no re-capture).
+5. A whole training step (forward, backward, capturable Adam step, `DeviceSchedule` update) captured
+   once in a CUDA graph and replayed 1000 steps follows the schedule exactly as the eager run does;
+   time per step against the captured forward/backward/step with torch's `OneCycleLR.step()` in
+   eager mode between replays. (`--smoke`: the same step eager and compiled, on the CPU.)
+
+    python benches/gpu_check.py --out gpu_check.json   # also writes the checks and timings as JSON
 
 Needs only torch, numpy and fastcb (fastprogress and matplotlib are not needed: the loop runs quiet).
 """
@@ -36,6 +42,7 @@ from fastcb import Callback, DataBunch, Learner, OptimWrapper, Stepper, accuracy
 
 SYNC_MSG = "synchronizing CUDA operation"
 RESULTS = []  # (check, passed, detail)
+TIMINGS = {}  # name -> value, for --out
 
 
 def say(*args):
@@ -327,6 +334,128 @@ def section_tensor_lr(device, smoke):
     check("the scheduler kept the captured lr tensor (no re-capture needed)", kept)
 
 
+
+# -- 5. a whole step with its schedule in one CUDA graph ----------------------------------------------------
+def section_cuda_graph_schedule(device, smoke):
+    say("\n== 5. A whole training step with a DeviceSchedule, captured once in a CUDA graph")
+    from fastcb.schedules import DeviceSchedule, one_cycle
+
+    n_steps = 20 if smoke else 1000
+    width = 32 if smoke else 512
+    sched = one_cycle(1e-3)
+
+    def setup(capturable):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)).to(device)
+        kw = {"capturable": True} if capturable else {"foreach": False}
+        opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(1e-3, device=device), **kw)
+        return model, opt
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, width, generator=g).to(device)
+    y = torch.randint(0, 10, (64,), generator=g).to(device)
+
+    def train_step(model, opt, ds):
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        ds.step()
+
+    def warmed_up():
+        """A model and optimizer after 3 warm-up steps (a capture needs the optimizer's state
+        and the grads to exist), with the schedule back at step 0: the same for both runs."""
+        model, opt = setup(capturable=device.type == "cuda")
+        ds = DeviceSchedule(opt, n_steps, lr=sched)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=False)
+            train_step(model, opt, ds)
+        ds.load_state_dict({"step": 0})
+        return model, opt, ds
+
+    # eager reference run: the lrs it uses, step by step
+    model, opt, ds = warmed_up()
+    eager_lrs = []
+    for _ in range(n_steps):
+        opt.zero_grad(set_to_none=False)
+        train_step(model, opt, ds)
+        eager_lrs.append(opt.param_groups[0]["lr"].detach().clone())
+    eager_lrs = torch.stack(eager_lrs).double().cpu()
+    want = torch.tensor([sched((k + 1) / n_steps) for k in range(n_steps)], dtype=torch.float64)
+    err = ((eager_lrs - want).abs() / want.abs()).max().item()
+    check("eager: the lr tensor follows the Schedule (float32, 1e-6 rel)", err <= 1e-6, f"max rel err {err:.2g}")
+    eager_w = [p.detach().clone() for p in model.parameters()]
+    if device.type != "cuda":
+        model, opt, ds = warmed_up()
+        step = torch.compile(functools.partial(train_step, model, opt, ds), backend="eager")
+        lrs = []
+        for _ in range(n_steps):
+            opt.zero_grad(set_to_none=False)
+            step()
+            lrs.append(opt.param_groups[0]["lr"].detach().clone())
+        check("compiled (CPU): the same lrs as eager, step by step", torch.equal(torch.stack(lrs).double(), eager_lrs))
+        wdiff = max((a - b).abs().max().item() for a, b in zip(eager_w, model.parameters()))
+        check("... and the same weights (1e-5)", wdiff <= 1e-5, f"max |diff| {wdiff:.3g}")
+        say("  (CUDA graph capture: CUDA only, skipped)")
+        return
+    # captured: the warm-up on a side stream, then the whole step captured once
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        model, opt, ds = warmed_up()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        opt.zero_grad(set_to_none=False)
+        train_step(model, opt, ds)
+    lrs = []
+    for _ in range(n_steps):
+        graph.replay()
+        lrs.append(opt.param_groups[0]["lr"].detach().clone())
+    torch.cuda.synchronize()
+    graph_lrs = torch.stack(lrs).double().cpu()
+    check(f"captured once, replayed {n_steps} steps: the same lrs as the eager run", torch.equal(graph_lrs, eager_lrs),
+          f"max |diff| {(graph_lrs - eager_lrs).abs().max().item():.3g}")
+    wdiff = max((a - b).abs().max().item() for a, b in zip(eager_w, model.parameters()))
+    check("... and the same weights (1e-4)", wdiff <= 1e-4, f"max |diff| {wdiff:.3g}")
+
+    # timing: the captured whole step vs a captured fwd/bwd/step with torch's OneCycleLR eager between replays
+    def per_step(fn, n):
+        for _ in range(20):
+            fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t) / n
+
+    t_graph = per_step(graph.replay, n_steps)
+    model2, opt2 = setup(capturable=True)
+    torch_sched = torch.optim.lr_scheduler.OneCycleLR(opt2, max_lr=1e-3, total_steps=10 * n_steps + 100,
+                                                      cycle_momentum=False)
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt2.zero_grad(set_to_none=False)
+            F.cross_entropy(model2(x), y).backward()
+            opt2.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph2 = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph2):
+        opt2.zero_grad(set_to_none=False)
+        F.cross_entropy(model2(x), y).backward()
+        opt2.step()
+
+    def torch_step():
+        graph2.replay()
+        torch_sched.step()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_torch = per_step(torch_step, n_steps)
+    TIMINGS.update(graph_step_us=t_graph * 1e6, graph_plus_torch_scheduler_us=t_torch * 1e6)
+    say(f"  whole step in one graph: {t_graph * 1e6:.1f} us/step; captured step + torch OneCycleLR.step() "
+        f"in eager between replays: {t_torch * 1e6:.1f} us/step ({t_torch / t_graph:.2f}x)")
+
+
 def header(device):
     say("fastcb GPU check")
     say(f"  date (UTC)   {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}")
@@ -341,6 +470,7 @@ def header(device):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (tests the script)")
+    parser.add_argument("--out", help="also write the checks and timings as JSON to this path")
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         say("gpu_check: no CUDA device here: nothing to check (run it on a GPU machine; --smoke tests it on CPU).")
@@ -350,7 +480,8 @@ def main(argv=None):
     header(device)
     start = time.perf_counter()
     crashed = []
-    for section in (section_syncs, section_overhead, section_weight_decay, section_tensor_lr):
+    for section in (section_syncs, section_overhead, section_weight_decay, section_tensor_lr,
+                    section_cuda_graph_schedule):
         try:
             section(device, args.smoke)
         except Exception:
@@ -362,6 +493,14 @@ def main(argv=None):
         f"passed" + (f"; crashed: {', '.join(crashed)}" if crashed else ""))
     for name in failed:
         say(f"  FAIL {name}")
+    if args.out:
+        import json
+
+        with open(args.out, "w") as f:
+            json.dump({"device": str(device), "torch": torch.__version__, "smoke": args.smoke,
+                       "checks": [{"name": n, "passed": ok, "detail": d} for n, ok, d in RESULTS],
+                       "timings": TIMINGS, "crashed": crashed}, f, indent=1)
+        say(f"  wrote {args.out}")
     return 1 if failed or crashed else 0
 
 

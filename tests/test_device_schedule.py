@@ -130,11 +130,12 @@ def lrs(opt, key="lr"):
     return [float(g[key]) for g in opt.param_groups]
 
 
-def test_device_schedule_follows_the_eager_schedule():
+@pytest.mark.parametrize("mode", ["table", "formula"])
+def test_device_schedule_follows_the_eager_schedule(mode):
     model, opt = make_opt(n_groups=3)
     sched = S.one_cycle(1e-2)
     n = 50
-    ds = DeviceSchedule(opt, n, lr=sched, mom=S.combined_cos(0.3, 0.95, 0.85, 0.95))
+    ds = DeviceSchedule(opt, n, lr=sched, mom=S.combined_cos(0.3, 0.95, 0.85, 0.95), mode=mode)
     for step in range(n + 1):
         want = sched(step / n)
         assert all(abs(v - want) <= 1e-6 * want for v in lrs(opt)), step
@@ -144,16 +145,17 @@ def test_device_schedule_follows_the_eager_schedule():
         ds.step()
 
 
-def test_per_group_values_discriminative_lrs():
+@pytest.mark.parametrize("mode", ["table", "formula"])
+def test_per_group_values_discriminative_lrs(mode):
     _, opt = make_opt(n_groups=3)
     lr_max = np.array([1e-4, 1e-3, 1e-2])
     sched = S.one_cycle(lr_max)
-    ds = DeviceSchedule(opt, 10, lr=sched)
+    ds = DeviceSchedule(opt, 10, lr=sched, mode=mode)
     for step in range(11):
         assert close(lrs(opt), sched(step / 10), 1e-6)
         ds.step()
     with pytest.raises(ValueError, match="lr: expected one schedule per param group"):
-        DeviceSchedule(opt, 10, lr=S.one_cycle(np.array([1.0, 2.0])))
+        DeviceSchedule(opt, 10, lr=S.one_cycle(np.array([1.0, 2.0])), mode=mode)
 
 
 def test_groups_sharing_one_tensor_must_share_the_schedule():
@@ -166,10 +168,11 @@ def test_groups_sharing_one_tensor_must_share_the_schedule():
         DeviceSchedule(opt, 5, lr=S.SchedLin(np.array([0.1, 0.2]), 0.0))
 
 
-def test_steps_unit_for_sgdr():
+@pytest.mark.parametrize("mode", ["table", "formula"])
+def test_steps_unit_for_sgdr(mode):
     _, opt = make_opt()
     sched = S.sgdr(0.1, 0.0, 4, 2)
-    ds = DeviceSchedule(opt, 40, lr=sched, unit="step")
+    ds = DeviceSchedule(opt, 40, lr=sched, unit="step", mode=mode)
     for step in range(41):
         assert abs(lrs(opt)[0] - sched(float(step))) <= 1e-6 * 0.1
         ds.step()
@@ -210,16 +213,17 @@ def test_a_run_that_leaves_the_finite_floats_is_refused_when_built():
         DeviceSchedule(opt, 10, lr=S.SchedExp(2.2e-311, 1.0))
 
 
-def test_state_dict_resumes_exactly():
+@pytest.mark.parametrize("mode", ["table", "formula"])
+def test_state_dict_resumes_exactly(mode):
     _, opt = make_opt()
     sched = S.one_cycle(0.1)
-    ds = DeviceSchedule(opt, 30, lr=sched)
+    ds = DeviceSchedule(opt, 30, lr=sched, mode=mode)
     for _ in range(12):
         ds.step()
     state = ds.state_dict()
     assert state["step"] == 12
     _, opt2 = make_opt()
-    ds2 = DeviceSchedule(opt2, 30, lr=sched)
+    ds2 = DeviceSchedule(opt2, 30, lr=sched, mode=mode)
     ds2.load_state_dict(state)
     for _ in range(18):
         assert lrs(opt2) == lrs(opt)
@@ -229,12 +233,13 @@ def test_state_dict_resumes_exactly():
         ds2.load_state_dict({"step": -1})
 
 
-def test_compiled_step_is_one_graph_for_the_whole_run():
+@pytest.mark.parametrize("mode", ["table", "formula"])
+def test_compiled_step_is_one_graph_for_the_whole_run(mode):
     torch._dynamo.reset()
     backend = CountingBackend()
     _, opt = make_opt(n_groups=2)
     sched = S.one_cycle(np.array([1e-3, 1e-2]))
-    ds = DeviceSchedule(opt, 100, lr=sched, mom=S.combined_cos(0.3, 0.95, 0.85, 0.95))
+    ds = DeviceSchedule(opt, 100, lr=sched, mom=S.combined_cos(0.3, 0.95, 0.85, 0.95), mode=mode)
     step = torch.compile(ds.step, backend=backend, fullgraph=True)
     for k in range(1, 101):
         step()
@@ -243,12 +248,13 @@ def test_compiled_step_is_one_graph_for_the_whole_run():
 
 
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # Dynamo's own
-def test_compiled_training_step_with_the_optimizer_does_not_recompile():
+@pytest.mark.parametrize("mode", ["table", "formula"])
+def test_compiled_training_step_with_the_optimizer_does_not_recompile(mode):
     torch._dynamo.reset()
     backend = CountingBackend()
     model, opt = make_opt(n_groups=2)
     sched = S.one_cycle(1e-2)
-    ds = DeviceSchedule(opt, 40, lr=sched)
+    ds = DeviceSchedule(opt, 40, lr=sched, mode=mode)
     x, y = torch.randn(8, 3), torch.randn(8, 3)
 
     def train_step():
@@ -315,3 +321,18 @@ def test_a_scheduler_without_an_equivalent_is_a_clear_error():
         to_device_schedule(torch.optim.lr_scheduler.StepLR(opt, 5))
     with pytest.raises(TypeError, match="scheduler"):
         to_device_schedule(object())
+
+
+def test_table_mode_gives_the_numpy_values_and_holds_the_last_past_the_end():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([{"params": [p], "lr": torch.tensor(0.0, dtype=torch.float64)}], foreach=False)
+    sched = S.one_cycle(1e-2)
+    ds = DeviceSchedule(opt, 20, lr=sched)
+    want = sched(np.arange(21) / 20)
+    got = []
+    for _ in range(25):
+        got.append(float(opt.param_groups[0]["lr"]))
+        ds.step()
+    assert got[:21] == want.tolist() and got[21:] == [want[-1]] * 4
+    with pytest.raises(ValueError, match="mode"):
+        DeviceSchedule(opt, 20, lr=sched, mode="lookup")

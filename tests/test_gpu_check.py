@@ -14,7 +14,7 @@ BLOCKED = ("import runpy, sys; sys.modules.update(fastprogress=None, matplotlib=
 
 def run(*args, env=None):
     code = BLOCKED.format(script=str(SCRIPT))
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=400,
                           env=env)
 
 
@@ -26,14 +26,19 @@ def test_without_cuda_it_says_so_and_exits_cleanly():
     assert "no CUDA device here" in res.stdout and res.stderr == ""
 
 
-def test_smoke_mode_runs_every_cpu_section_and_passes():
-    res = run("--smoke")
+def test_smoke_mode_runs_every_cpu_section_and_passes(tmp_path):
+    import json
+
+    res = run("--smoke", "--out", str(tmp_path / "out.json"))
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
-    for title in ("== 1. Host syncs", "== 2. Per-step time", "== 3. Decoupled weight decay", "== 4. Tensor learning"):
+    for title in ("== 1. Host syncs", "== 2. Per-step time", "== 3. Decoupled weight decay", "== 4. Tensor learning",
+                  "== 5. A whole training step with a DeviceSchedule"):
         assert title in out
     assert "crashed" not in out and "[FAIL]" not in out
-    assert "3/3 checks passed" in out
+    assert "6/6 checks passed" in out
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert len(report["checks"]) == 6 and all(c["passed"] for c in report["checks"]) and not report["crashed"]
     assert "ResNet-50 parameter list: 20 tensors" in out
 
 

@@ -202,37 +202,45 @@ class DeviceSchedule:
     the step, so it can run inside `torch.compile(fullgraph=True)` or a CUDA graph. Like
     torch's schedulers, building it sets the values of step 0, and `step()` follows
     `opt.step()`.
+
+    `mode="table"` (the default) evaluates the whole run once, when it is built, in the
+    compiled core (the NumPy values, bit for bit), keeps it on the device (`total_steps + 1`
+    float64 values per distinct schedule) and looks the step up: a step is four operations,
+    whatever the schedules; past `total_steps` the last values hold. `mode="formula"`
+    computes the values from the counter with torch operations (`torch_schedule`) at every
+    step: no table, more operations, and schedules that go on past `total_steps`.
     """
 
     def __init__(self, opt: torch.optim.Optimizer, total_steps: int, lr=None, mom=None, wd=None,
-                 unit: str = "fraction", **hypers):
+                 unit: str = "fraction", mode: str = "table", **hypers):
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"opt: expected a torch optimizer, got {type(opt).__name__}")
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ValueError(f"total_steps: expected a positive int, got {total_steps!r}")
         if unit not in ("fraction", "step"):
             raise ValueError(f"unit: expected 'fraction' or 'step', got {unit!r}")
+        if mode not in ("table", "formula"):
+            raise ValueError(f"mode: expected 'table' or 'formula', got {mode!r}")
         hypers = {k: v for k, v in dict(lr=lr, mom=mom, wd=wd, **hypers).items() if v is not None}
         if not hypers:
             raise ValueError("lr: give at least one schedule (lr, mom, wd or a param-group key)")
-        self.opt, self.total_steps, self.unit = opt, total_steps, unit
+        self.opt, self.total_steps, self.unit, self.mode = opt, total_steps, unit, mode
         groups = opt.param_groups
         self.schedules = {name: _per_group(name, s, len(groups)) for name, s in hypers.items()}
         positions = np.arange(total_steps + 1, dtype=np.float64)
         if unit == "fraction":
             positions /= total_steps
-        fns: dict[int, TensorFn] = {}
+        values: dict[int, np.ndarray] = {}
         for scheds in self.schedules.values():
             for s in scheds:
-                if id(s) not in fns:
-                    s(positions)  # a ValueError naming `pos` if the run leaves the finite floats
-                    fns[id(s)] = torch_schedule(s)
+                if id(s) not in values:
+                    values[id(s)] = s(positions)  # a ValueError naming `pos` if the run leaves the finite floats
         device = next((p.device for g in groups for p in g["params"]), torch.device("cpu"))
-        # float64 positions and values where the device has them: float32 lrs then equal the
-        # eager Schedule's to rounding, even where a schedule ends many decades below its peak.
+        # float64 values where the device has them: float32 lrs then equal the eager
+        # Schedule's to rounding, even where a schedule ends many decades below its peak.
         self._dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.step_count = torch.zeros((), dtype=self._dtype, device=device)
-        self._writes: list[tuple[torch.Tensor, TensorFn]] = []
+        self.step_count = torch.zeros((), dtype=torch.int64, device=device)
+        writes: list[tuple[torch.Tensor, Schedule]] = []
         owners: dict[int, tuple[int, Schedule]] = {}
         for name, scheds in self.schedules.items():
             for i, (g, sched) in enumerate(zip(groups, scheds)):
@@ -244,14 +252,31 @@ class DeviceSchedule:
                                          f"different schedules; give each group its own (e.g. lr=torch.tensor(...) per group)")
                     continue
                 owners[id(target)] = (i, sched)
-                self._writes.append((target, fns[id(sched)]))
+                writes.append((target, sched))
+        self._targets = [t for t, _ in writes]
+        if mode == "table":
+            cols, index = [], {}
+            for _, sched in writes:
+                if id(sched) not in index:
+                    index[id(sched)] = len(cols)
+                    cols.append(values[id(sched)])
+            table = torch.from_numpy(np.stack(cols, axis=1)).to(device=device, dtype=self._dtype)
+            # one column per target (a view when targets share a schedule is not needed: columns are few)
+            self._table = table[:, [index[id(s)] for _, s in writes]].contiguous()
+        else:
+            fns = {id(s): torch_schedule(s) for _, s in writes}
+            self._fns = [fns[id(s)] for _, s in writes]
         self._scale = 1.0 / total_steps if unit == "fraction" else 1.0
         self._write()
 
     def _write(self):
-        pos = self.step_count * self._scale
+        if self.mode == "table":
+            row = self._table.index_select(0, self.step_count.clamp(max=self.total_steps).view(1))[0]
+            torch._foreach_copy_(self._targets, list(row.unbind()))
+            return
+        pos = self.step_count.to(self._dtype) * self._scale
         values: dict[int, torch.Tensor] = {}
-        for target, fn in self._writes:
+        for target, fn in zip(self._targets, self._fns):
             v = values.get(id(fn))
             if v is None:
                 v = values[id(fn)] = fn(pos)
@@ -259,7 +284,7 @@ class DeviceSchedule:
 
     def step(self) -> None:
         """Advance one step and write the schedules' values there into the optimizer."""
-        self.step_count.add_(1.0)
+        self.step_count.add_(1)
         self._write()
 
     def state_dict(self) -> dict:
@@ -275,7 +300,8 @@ class DeviceSchedule:
         self._write()
 
     def __repr__(self):
-        return f"DeviceSchedule(total_steps={self.total_steps}, unit={self.unit!r}, hypers={sorted(self.schedules)})"
+        return (f"DeviceSchedule(total_steps={self.total_steps}, unit={self.unit!r}, mode={self.mode!r}, "
+                f"hypers={sorted(self.schedules)})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,7 +370,7 @@ def to_device_schedule(scheduler) -> DeviceSchedule:
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"scheduler: expected a torch learning-rate scheduler, got {type(scheduler).__name__}")
     groups, base = opt.param_groups, [float(b) for b in getattr(scheduler, "base_lrs", [])]
-    hypers = {}
+    hypers, mode = {}, "table"
     if isinstance(scheduler, tl.OneCycleLR):
         shape = {"cos": "cos", "linear": "linear"}[scheduler._anneal_func_type]
         phases = scheduler._schedule_phases
@@ -363,7 +389,7 @@ def to_device_schedule(scheduler) -> DeviceSchedule:
         total = int(scheduler.total_steps)
     elif isinstance(scheduler, tl.CosineAnnealingLR):
         hypers["lr"] = [_steps([0, scheduler.T_max], [_a("cos", b, scheduler.eta_min)]) for b in base]
-        total = int(scheduler.T_max)
+        total, mode = int(scheduler.T_max), "formula"  # torch's cosine goes on past T_max
     elif isinstance(scheduler, tl.LinearLR):
         t, sf, ef = scheduler.total_iters, scheduler.start_factor, scheduler.end_factor
         hypers["lr"] = [_steps([0, t, t + 1], [_a("linear", b * sf, b * ef), _a("no", b * ef, b * ef)]) for b in base]
@@ -371,11 +397,13 @@ def to_device_schedule(scheduler) -> DeviceSchedule:
     elif isinstance(scheduler, tl.LambdaLR) and all(isinstance(f, HfFactor) for f in scheduler.lr_lambdas):
         hypers["lr"] = [_hf_schedule(f.spec, b) for f, b in zip(scheduler.lr_lambdas, base)]
         spec = scheduler.lr_lambdas[0].spec
+        mode = "formula" if spec[0] == "cosine" else "table"  # transformers' cosine goes on past the end
         total = int({"linear": lambda: spec[2], "cosine": lambda: spec[2],
-                     "wsd": lambda: spec[1] + spec[2] + spec[3]}.get(spec[0], lambda: 1)())
+                     "wsd": lambda: spec[1] + spec[2] + spec[3], "constant_warmup": lambda: spec[1]}.get(
+                        spec[0], lambda: 1)())
     else:
         raise ValueError(f"scheduler: {type(scheduler).__name__} has no Schedule equivalent on the device "
                          "(OneCycleLR, CosineAnnealingLR, LinearLR and transformers' factories do)")
-    ds = DeviceSchedule(opt, max(total, 1), unit="step", **hypers)
+    ds = DeviceSchedule(opt, max(total, 1), unit="step", mode=mode, **hypers)
     ds.load_state_dict({"step": int(scheduler.last_epoch)})
     return ds
