@@ -92,6 +92,7 @@ def mlp(width, depth, n_classes=10, seed=0):
 
 def learner(device, train, valid=None, model=None, **kwargs):
     data = DataBunch(train, valid, device=device)
+    kwargs.setdefault("loss_func", F.cross_entropy)
     return Learner(data, model if model is not None else mlp(train.x.shape[1], 2), silent=True, **kwargs)
 
 

@@ -26,6 +26,7 @@ def tiny_learner(tmp_path=None, model=None, seed=0, **kwargs):
     data_kwargs = {k: kwargs.pop(k) for k in ("n_train", "n_valid", "bs", "shuffle") if k in kwargs}
     data = tiny_data(path=tmp_path or ".", **data_kwargs)
     kwargs.setdefault("silent", True)
+    kwargs.setdefault("loss_func", torch.nn.functional.cross_entropy)  # fastai's default is nll_loss
     return Learner(data, model if model is not None else torch.nn.Linear(10, 2), **kwargs)
 
 

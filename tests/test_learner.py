@@ -187,7 +187,7 @@ def test_databunch_create_and_bad_input():
     x, y = torch.randn(50, 10), torch.zeros(50, dtype=torch.long)
     data = DataBunch.create(TensorDataset(x, y), TensorDataset(x[:10], y[:10]), bs=16, val_bs=4, device="cpu")
     assert len(data.train_dl) == 3 and data.train_dl.batch_size == 16 and data.valid_dl.batch_size == 4
-    assert data.train_dl.dl.drop_last and not data.empty_val and data.loss_func is F.cross_entropy
+    assert data.train_dl.dl.drop_last and not data.empty_val and data.loss_func is F.nll_loss  # fastai's default
     assert data.dl(DatasetType.Train) is data.train_dl and data.one_batch()[0].shape == (16, 10)
     assert inspect.signature(DataBunch.create).parameters["num_workers"].default == 0
     with pytest.raises(ValueError, match="bs"):

@@ -112,7 +112,8 @@ def test_cuda_train_steps_run_under_sync_debug_mode_error():
     y = (x[:, 0] > 0).long()
     ds = torch.utils.data.TensorDataset(x, y)
     dl = torch.utils.data.DataLoader(ds, batch_size=8)
-    learn = Learner(DataBunch(dl, dl, device="cuda"), torch.nn.Linear(10, 2), metrics=[accuracy], silent=True)
+    learn = Learner(DataBunch(dl, dl, device="cuda"), torch.nn.Linear(10, 2), loss_func=torch.nn.functional.cross_entropy,
+                    metrics=[accuracy], silent=True)
     try:
         learn.fit_one_cycle(2, 1e-2, callbacks=[DebugWindow(-1000), DebugWindow(1000)])
     finally:

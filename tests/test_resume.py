@@ -34,6 +34,7 @@ def learner(path, seed=0, generator=None, **kwargs):
     random.seed(seed + 2)
     model = nn.Sequential(nn.Linear(10, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, 2))
     kwargs.setdefault("metrics", [accuracy])
+    kwargs.setdefault("loss_func", nn.functional.cross_entropy)
     return Learner(data(path, generator), model, silent=True, **kwargs)
 
 
@@ -192,13 +193,13 @@ def test_truncated_or_mismatched_checkpoints_are_refused_and_change_nothing(tmp_
     _unchanged(other, snap)
 
     wider = Learner(data(tmp_path), nn.Sequential(nn.Linear(10, 32), nn.Dropout(0.3), nn.ReLU(), nn.Linear(32, 2)),
-                    silent=True)
+                    loss_func=nn.functional.cross_entropy, silent=True)
     wider.fit(1, 1e-2)
     wider.save("wider")
     with pytest.raises(CheckpointError, match=r"model: .*shapes: 0.weight: \(32, 10\) in the checkpoint"):
         other.load("wider")
     deeper = Learner(data(tmp_path), nn.Sequential(nn.Linear(10, 16), nn.Dropout(0.3), nn.ReLU(), nn.Linear(16, 2),
-                                                   nn.Linear(2, 2)), silent=True)
+                                                   nn.Linear(2, 2)), loss_func=nn.functional.cross_entropy, silent=True)
     deeper.fit(1, 1e-2)
     deeper.save("deeper")
     with pytest.raises(CheckpointError, match=r"missing keys \[\], unexpected keys \['4.bias', '4.weight'\]"):

@@ -123,6 +123,11 @@ def to_detach(b, cpu=False):
     return b
 
 
+def to_cpu(b):
+    """The tensors in nested `b`, detached, on the CPU."""
+    return to_detach(b, cpu=True)
+
+
 def to_device(b, device, non_blocking=True):
     """Move the tensors in nested `b` to `device`."""
     if isinstance(b, torch.Tensor):

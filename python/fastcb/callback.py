@@ -287,6 +287,10 @@ class CallbackHandler:
 
     def _rebuild(self):
         """Precompute, per event, the bound hooks to call (metrics first), with and without metrics."""
+        for c in self.callbacks:
+            if is_listy(c):  # `learn.callbacks.append([cb])`: fastai fails here too, with this text
+                raise TypeError(f"callbacks: '{type(c).__name__}' object has no attribute 'on_train_begin' "
+                                f"(a list inside the callbacks: use `callbacks.extend(...)`, not `append`)")
         self.callbacks.sort(key=lambda o: getattr(o, "_order", 0))
         self._calls, self._owners = {}, {}
         for ev in EVENTS:

@@ -1,17 +1,51 @@
 """`DataBunch`: the training and validation `DataLoader`s, bound to a device."""
 
+import functools
+import inspect
 from enum import Enum
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from ._utils import GetAttr, to_detach, to_device
 
-__all__ = ["DataBunch", "DeviceDataLoader", "DatasetType", "default_device"]
+__all__ = ["DataBunch", "DeviceDataLoader", "DatasetType", "default_device", "load_data", "intercept_args"]
 
-DatasetType = Enum("DatasetType", "Train Valid Test")
+DatasetType = Enum("DatasetType", "Train Valid Test Single Fix")
+
+_dl_init = getattr(DataLoader.__init__, "__wrapped__", DataLoader.__init__)
+_dl_sig = inspect.signature(_dl_init)
+
+
+@functools.wraps(_dl_init)
+def intercept_args(self, dataset, *args, **kwargs):
+    """`DataLoader.__init__`, keeping its arguments in `self.init_kwargs` (fastai v1's `intercept_args`).
+
+    Installed on `torch.utils.data.DataLoader` when fastcb is imported, as fastai does, so that
+    `DeviceDataLoader.new` and the `batch_size` setter can rebuild a loader. It passes every
+    argument through unchanged (fastai's version also changed `pin_memory`'s default).
+    """
+    bound = _dl_sig.bind(self, dataset, *args, **kwargs)
+    bound.apply_defaults()
+    self.init_kwargs = {k: v for k, v in bound.arguments.items() if k not in ("self", "dataset")}
+    _dl_init(self, dataset, *args, **kwargs)
+
+
+DataLoader.__init__ = intercept_args
+
+
+def _dl_kwargs(dl):
+    """The arguments that rebuild `dl` (its `init_kwargs`, or read back from its attributes)."""
+    kw = getattr(dl, "init_kwargs", None)
+    if kw is not None:
+        return dict(kw)
+    custom_sampler = not isinstance(dl.sampler, (RandomSampler, SequentialSampler))
+    return dict(batch_size=dl.batch_size, shuffle=isinstance(dl.sampler, RandomSampler),
+                sampler=dl.sampler if custom_sampler else None, num_workers=dl.num_workers,
+                collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last, timeout=dl.timeout,
+                worker_init_fn=dl.worker_init_fn)
 
 
 def default_device():
@@ -33,6 +67,40 @@ class DeviceDataLoader(GetAttr):
     def __len__(self):
         return len(self.dl)
 
+    @classmethod
+    def create(cls, dataset, bs=64, shuffle=False, device=None, tfms=None, num_workers=0, collate_fn=None, **kwargs):
+        """A `DeviceDataLoader` over a new `DataLoader(dataset, bs, shuffle, num_workers, **kwargs)`."""
+        if collate_fn is not None:
+            kwargs["collate_fn"] = collate_fn
+        dl = DataLoader(dataset, batch_size=bs, shuffle=shuffle, num_workers=num_workers, **kwargs)
+        return cls(dl, default_device() if device is None else device, tfms)
+
+    def new(self, **kwargs):
+        """A copy over a new `DataLoader` of the same dataset, with `kwargs` replacing its arguments."""
+        kw = {**_dl_kwargs(self.dl), **kwargs}
+        if kw.get("sampler") is not None or kw.get("batch_sampler") is not None:
+            kw.pop("shuffle", None)
+        return DeviceDataLoader(type(self.dl)(self.dl.dataset, **kw), self.device, self.tfms)
+
+    @property
+    def batch_size(self):
+        """The loader's batch size; setting it rebuilds the `DataLoader`."""
+        return self.dl.batch_size
+
+    @batch_size.setter
+    def batch_size(self, v):
+        self.dl = self.new(batch_size=v).dl
+        if hasattr(self.dl.dataset, "bs"):
+            self.dl.dataset.bs = v
+
+    @property
+    def num_workers(self):
+        """The loader's number of worker processes (settable)."""
+        return self.dl.num_workers
+
+    @num_workers.setter
+    def num_workers(self, v):
+        self.dl.num_workers = v
 
     def add_tfm(self, tfm):
         """Apply `tfm` to every batch."""
@@ -57,7 +125,11 @@ class DeviceDataLoader(GetAttr):
 
 
 class DataBunch(GetAttr):
-    """Bind `train_dl`, `valid_dl` (and optionally `test_dl`) to `device`."""
+    """Bind `train_dl`, `valid_dl` (and optionally `test_dl`) to `device`.
+
+    As in fastai, `fix_dl` (the training set in order, without dropping the last batch) and
+    `single_dl` (batches of one item, for `one_item`) are made when not given.
+    """
 
     _default = "train_dl"  # unknown attributes are the train_dl's
 
@@ -80,6 +152,12 @@ class DataBunch(GetAttr):
             return DeviceDataLoader(dl, self.device, self.dl_tfms)
 
         self.train_dl, self.valid_dl, self.fix_dl, self.test_dl = map(wrap, (train_dl, valid_dl, fix_dl, test_dl))
+        if self.fix_dl is None and isinstance(self.train_dl.dl, DataLoader):
+            self.fix_dl = self.train_dl.new(shuffle=False, drop_last=False, sampler=None, batch_sampler=None)
+        single_src = self.valid_dl if self.valid_dl is not None else self.train_dl
+        self.single_dl = (wrap(DataLoader(single_src.dl.dataset, batch_size=1, num_workers=0,
+                                          collate_fn=single_src.dl.collate_fn))
+                          if isinstance(single_src.dl, DataLoader) else None)
         self.path = Path(path)
         if not no_check:
             self.sanity_check()
@@ -100,7 +178,6 @@ class DataBunch(GetAttr):
         test_dl = None if test_ds is None else DataLoader(test_ds, val_bs, shuffle=False, **extra)
         return cls(train_dl, valid_dl, test_dl=test_dl, device=device, dl_tfms=dl_tfms, path=path, no_check=no_check)
 
-
     def __repr__(self):
         return f"{type(self).__name__}(train={len(self.train_ds)}, valid={0 if self.empty_val else len(self.valid_ds)})"
 
@@ -111,12 +188,13 @@ class DataBunch(GetAttr):
 
     def dl(self, ds_type=DatasetType.Valid):
         """The `DeviceDataLoader` for `ds_type`."""
-        return {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl, DatasetType.Test: self.test_dl}[ds_type]
+        return {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl, DatasetType.Test: self.test_dl,
+                DatasetType.Single: self.single_dl, DatasetType.Fix: self.fix_dl}[ds_type]
 
     @property
     def dls(self):
-        """All the data loaders that exist."""
-        return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.test_dl) if d is not None]
+        """The data loaders that exist, in fastai's order: train, valid, fix, single, test."""
+        return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.single_dl, self.test_dl) if d is not None]
 
     def add_tfm(self, tfm):
         """Apply `tfm` to the batches of every data loader."""
@@ -127,6 +205,10 @@ class DataBunch(GetAttr):
         if tfm in self.dl_tfms:
             self.dl_tfms.remove(tfm)
 
+    @staticmethod
+    def _ds(dl):
+        return None if dl is None else dl.dataset
+
     @property
     def train_ds(self):
         """The training dataset."""
@@ -135,7 +217,22 @@ class DataBunch(GetAttr):
     @property
     def valid_ds(self):
         """The validation dataset (None without one)."""
-        return None if self.valid_dl is None else self.valid_dl.dataset
+        return self._ds(self.valid_dl)
+
+    @property
+    def fix_ds(self):
+        """The dataset of `fix_dl` (the training set)."""
+        return self._ds(self.fix_dl)
+
+    @property
+    def single_ds(self):
+        """The dataset of `single_dl` (the validation set, else the training set)."""
+        return self._ds(self.single_dl)
+
+    @property
+    def test_ds(self):
+        """The test dataset (None without one)."""
+        return self._ds(self.test_dl)
 
     @property
     def empty_val(self):
@@ -143,13 +240,178 @@ class DataBunch(GetAttr):
         return self.valid_dl is None or len(self.valid_dl) == 0
 
     @property
-    def loss_func(self):
-        """The training dataset's `loss_func`, else cross-entropy."""
-        return getattr(self.train_ds, "loss_func", F.cross_entropy)
+    def is_empty(self):
+        """True when no dataset has any item (a `Learner` from `load_learner` before `add_test`)."""
+        return not any(d is not None and len(d.dataset) for d in (self.train_dl, self.valid_dl, self.test_dl))
 
-    def one_batch(self, ds_type=DatasetType.Train, detach=True, cpu=True):
-        """One batch of `ds_type`, on the device (detached and on the CPU by default)."""
-        x, y = next(iter(self.dl(ds_type)))
+    @property
+    def batch_size(self):
+        """The training batch size; setting it sets the validation and test ones too."""
+        return self.train_dl.batch_size
+
+    @batch_size.setter
+    def batch_size(self, v):
+        for d in (self.train_dl, self.valid_dl, self.test_dl):
+            if d is not None:
+                d.batch_size = v
+
+    @property
+    def loss_func(self):
+        """The training labels' `loss_func` (`train_ds.y.loss_func`, or `train_ds.loss_func`), else fastai's
+        default `F.nll_loss`."""
+        ds = self.train_ds
+        return getattr(getattr(ds, "y", None), "loss_func", None) or getattr(ds, "loss_func", F.nll_loss)
+
+    def one_batch(self, ds_type=DatasetType.Train, detach=True, denorm=True, cpu=True):
+        """One batch of `ds_type` (loaded in this process), detached and on the CPU by default.
+
+        With `denorm`, a bunch that has fastai's `norm`/`denorm` (a normalising transform) undoes it.
+        """
+        dl = self.dl(ds_type)
+        if dl is None:
+            raise ValueError(f"ds_type: this DataBunch has no {ds_type.name} data loader")
+        workers = dl.num_workers if isinstance(dl.dl, DataLoader) else 0
+        if workers:
+            dl.num_workers = 0
+        try:
+            x, y = next(iter(dl))
+        finally:
+            if workers:
+                dl.num_workers = workers
+        if detach:
+            x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
+        norm = getattr(self, "norm", False)
+        if denorm and norm and hasattr(self, "denorm"):
+            x = self.denorm(x)
+            if getattr(norm, "keywords", {}).get("do_y", False):
+                y = self.denorm(y, do_x=True)
+        return x, y
+
+    def one_item(self, item, detach=False, denorm=False, cpu=False):
+        """`item` as a batch of one, through `single_dl`'s collate function, device and transforms.
+
+        The target is 0, as in fastai. Datasets with fastai's `set_item` process the item first.
+        """
+        ds = self.single_ds
+        if hasattr(ds, "set_item"):
+            with ds.set_item(item):
+                return self.one_batch(ds_type=DatasetType.Single, detach=detach, denorm=denorm, cpu=cpu)
+        dl = self.single_dl
+        batch = dl.proc_batch(dl.dl.collate_fn([(item, 0)]))
+        x, y = batch
         if detach:
             x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
         return x, y
+
+    def show_batch(self, rows=5, ds_type=DatasetType.Train, reverse=False, **kwargs):
+        """Show `rows` items of a batch of `ds_type`.
+
+        Datasets with fastai's item-list API (`x.reconstruct`, `x.show_xys`) draw themselves;
+        otherwise each input and target is printed.
+        """
+        x, y = self.one_batch(ds_type, True, True)
+        if reverse:
+            x, y = x.flip(0), y.flip(0)
+        n = min(rows, len(y))
+        ds = self.train_ds
+        if hasattr(getattr(ds, "x", None), "show_xys"):
+            n = min(rows**2 if getattr(ds.x, "_square_show", False) else rows, self.dl(ds_type).batch_size)
+            xs = [ds.x.reconstruct(x[i]) for i in range(n)]
+            ys = [ds.y.reconstruct(y[i]) for i in range(n)]
+            return ds.x.show_xys(xs, ys, **kwargs)
+        for i in range(n):
+            print(f"x: {x[i]!r}\ny: {y[i]!r}")
+
+    def add_test(self, items, label=None, tfms=None, tfm_y=None):
+        """Use `items` (a dataset, or a sequence of inputs labelled `label`, default 0) as the test set.
+
+        Datasets with fastai's `label_list` add to it; `tfms`/`tfm_y` only apply there.
+        """
+        if hasattr(self, "label_list"):
+            self.label_list.add_test(items, label=label, tfms=tfms, tfm_y=tfm_y)
+            ds = self.label_list.test
+        elif isinstance(items, torch.utils.data.Dataset):
+            ds = items
+        else:
+            ds = _Labelled(items, 0 if label is None else label)
+        vdl = self.valid_dl if self.valid_dl is not None else self.train_dl
+        dl = DataLoader(ds, vdl.batch_size, shuffle=False, drop_last=False, num_workers=vdl.num_workers,
+                        collate_fn=vdl.dl.collate_fn)
+        self.test_dl = DeviceDataLoader(dl, self.device, self.dl_tfms)
+
+    def save(self, file="data_save.pkl"):
+        """Save the data (as collated tensors) to `path/file` or the file-like `file`, for `load_data`.
+
+        Every item of each dataset goes through the loader's collate function: what is saved is
+        plain tensors, which `load_data` reads back with `weights_only=True`.
+        """
+        from . import distributed as fdist
+
+        if not fdist.is_main_process():
+            return
+        state = {"extra": {k: getattr(self, k) for k in ("classes", "c")
+                           if isinstance(getattr(self, k, None), (list, tuple, int))}}
+        for name in ("train", "valid", "test"):
+            d = getattr(self, f"{name}_dl")
+            state[name] = None if d is None else _materialize(d.dl.dataset, d.dl.collate_fn, name)
+        torch.save(state, self.path / file if isinstance(file, (str, Path)) else file)
+
+    def export(self, file="export.pkl"):
+        """Save what inference needs of the data (`classes`, `c`) to `path/file`, for `load_empty`."""
+        state = {k: getattr(self, k) for k in ("classes", "c") if isinstance(getattr(self, k, None), (list, tuple, int))}
+        torch.save(state, self.path / file if isinstance(file, (str, Path)) else file)
+
+    @classmethod
+    def load_empty(cls, path, fname="export.pkl"):
+        """An empty `DataBunch` with what `export` saved (`classes`, `c`), e.g. to add a test set to."""
+        path = Path(path)
+        state = torch.load(path / fname if isinstance(fname, (str, Path)) else fname, weights_only=True)
+        empty = _Labelled([], 0)
+        data = cls(DataLoader(empty, 1), DataLoader(empty, 1), path=path, no_check=True)
+        for k, v in state.items():
+            setattr(data, k, v)
+        return data
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """`(item, label)` pairs over a sequence of inputs (a test set added by `add_test`)."""
+
+    def __init__(self, items, label):
+        self.items, self.label = items, label
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i], self.label
+
+
+def _materialize(ds, collate_fn, name):
+    """`ds` collated into a list of tensors (one per field), for `DataBunch.save`."""
+    if len(ds) == 0:
+        return []
+    try:
+        batches = list(DataLoader(ds, batch_size=256, shuffle=False, collate_fn=collate_fn))
+        fields = zip(*batches)
+        return [torch.cat(list(f)) for f in fields]
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"{name}_ds: its items don't collate into tensors, so it can't be saved ({e})") from e
+
+
+def load_data(path, file="data_save.pkl", bs=64, val_bs=None, num_workers=0, dl_tfms=None, device=None,
+              collate_fn=None, no_check=False, **kwargs):
+    """The `DataBunch` that `DataBunch.save` wrote to `path/file` (or the file-like `file`), with batch size `bs`.
+
+    Read with `weights_only=True` (the file holds tensors only); `kwargs` go to `DataBunch.create`.
+    """
+    source = Path(path) / file if isinstance(file, (str, Path)) else file
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "train" not in state:
+        raise ValueError(f"file: {source} is not a file written by DataBunch.save")
+    ds = {k: None if state[k] is None else torch.utils.data.TensorDataset(*state[k]) for k in ("train", "valid", "test")}
+    data = DataBunch.create(ds["train"], ds["valid"], ds["test"], path=path, bs=bs, val_bs=val_bs,
+                            num_workers=num_workers, dl_tfms=dl_tfms, device=device, collate_fn=collate_fn,
+                            no_check=no_check, **kwargs)
+    for k, v in state.get("extra", {}).items():
+        setattr(data, k, v)
+    return data

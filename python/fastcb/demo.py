@@ -75,7 +75,8 @@ def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=
     torch.manual_seed(seed)
     train_ds, valid_ds = spiral_datasets(n_train, n_valid, seed=seed)
     data = DataBunch.create(train_ds, valid_ds, bs=bs, device=device)
-    learn = Learner(data, demo_model(), metrics=[accuracy, error_rate], path=out, silent=quiet)
+    learn = Learner(data, demo_model(), loss_func=torch.nn.functional.cross_entropy, metrics=[accuracy, error_rate],
+                    path=out, silent=quiet)
     say = (lambda *a: None) if quiet else print_fn
     say(f"fastcb demo: {n_train} training and {n_valid} validation points of 3 interleaved spirals, "
         f"an MLP on {data.device}, batches of {bs}")

@@ -19,6 +19,10 @@ from .data import DatasetType
 from .fit_v2 import FitV2Mixin
 from .optim import OptimWrapper
 from .progress import master_bar, progress_bar
+from .settings import defaults
+from .inference import InferenceMixin, loss_func2activ
+from .lifecycle import LifecycleMixin
+from .train import TrainMixin
 
 __all__ = ["fit", "loss_batch", "validate", "get_preds", "Learner", "LearnerCallback", "AdamW", "DEFAULT_LR", "DEFAULT_WD"]
 
@@ -142,7 +146,10 @@ def fit(epochs, learn, callbacks=None, metrics=None):
 
 
 def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None, n_batch=None, quiet=False):
-    """`[predictions, targets]` (and per-item losses with `loss_func`) over `dl`, on the CPU."""
+    """`[predictions, targets]` (and per-item losses with `loss_func`) over `dl`, on the CPU.
+
+    `activ` is applied to the predictions (after the losses are computed on the raw outputs).
+    """
     res = [torch.cat(o).cpu() for o in zip(*validate(model, dl, cb_handler=cb_handler, pbar=pbar, average=False,
                                                       n_batch=n_batch, quiet=quiet))]
     if loss_func is not None:
@@ -211,12 +218,15 @@ class LearnerCallback(Callback):
         return camel2snake(type(self).__name__)
 
 
-class Learner(FitV2Mixin):
-    """Train `model` on `data` with `opt_func` to minimise `loss_func`, reporting `metrics`."""
+class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
+    """Train `model` on `data` with `opt_func` to minimise `loss_func`, reporting `metrics`.
+
+    `silent=None` reads `defaults.silent`; `defaults.extra_callbacks` are added to `callbacks`.
+    """
 
     def __init__(self, data, model, opt_func=AdamW, loss_func=None, metrics=None, true_wd=True, bn_wd=True,
                  wd=DEFAULT_WD, train_bn=True, path=None, model_dir="models", callback_fns=None, callbacks=None,
-                 layer_groups=None, add_time=True, silent=False):
+                 layer_groups=None, add_time=True, silent=None):
         from .callbacks.recorder import Recorder
 
         if not hasattr(data, "train_dl"):
@@ -230,9 +240,12 @@ class Learner(FitV2Mixin):
         self.loss_func = loss_func or data.loss_func
         self.true_wd, self.bn_wd, self.wd, self.train_bn = true_wd, bn_wd, wd, train_bn
         self.path = Path(path if path is not None else getattr(data, "path", "."))
+        silent = defaults.silent if silent is None else silent
         self.model_dir, self.add_time, self.silent = model_dir, add_time, silent
         self.layer_groups = list(layer_groups) if layer_groups else [nn.Sequential(*flatten_model(self.model))]
         self.callbacks = listify(callbacks)
+        if defaults.extra_callbacks is not None:
+            self.callbacks += defaults.extra_callbacks
         self.callback_fns = [partial(Recorder, add_time=add_time, silent=silent)] + listify(callback_fns)
 
     def __repr__(self):
@@ -274,7 +287,7 @@ class Learner(FitV2Mixin):
             self.create_opt(lr, wd)
         else:
             self.opt.lr, self.opt.wd = lr, wd
-        callbacks = [cb(self) for cb in self.callback_fns] + listify(callbacks)
+        callbacks = [cb(self) for cb in self.callback_fns + listify(defaults.extra_callback_fns)] + listify(callbacks)
         if start_epoch:
             callbacks.append(_StartAt(start_epoch))
         if fdist.is_distributed() and not any(isinstance(c, DistributedTrainer) for c in self.callbacks + callbacks):
@@ -430,8 +443,13 @@ class Learner(FitV2Mixin):
         cb_handler.on_epoch_end(val_loss)
         return cb_handler.state_dict["last_metrics"]
 
-    def get_preds(self, ds_type=DatasetType.Valid, activ=None, with_loss=False, n_batch=None):
-        """Predictions and targets (and per-item losses if `with_loss`) on `ds_type`."""
+    def get_preds(self, ds_type=DatasetType.Valid, activ=None, with_loss=False, n_batch=None, pbar=None):
+        """Predictions and targets (and per-item losses if `with_loss`) on `ds_type`, at most `n_batch` batches.
+
+        The predictions go through `activ`, by default the loss function's activation as in
+        fastai (softmax for cross-entropy, sigmoid for BCE-with-logits, exp for NLL; none otherwise).
+        """
         loss_func = self.loss_func if with_loss else None
-        return get_preds(self.model, self.dl(ds_type), cb_handler=CallbackHandler(self.callbacks), activ=activ,
-                         loss_func=loss_func, n_batch=n_batch, quiet=self.silent)
+        activ = loss_func2activ(self.loss_func) if activ is None else activ
+        return get_preds(self.model, self.dl(ds_type), pbar=pbar, cb_handler=CallbackHandler(self.callbacks),
+                         activ=activ, loss_func=loss_func, n_batch=n_batch, quiet=self.silent)

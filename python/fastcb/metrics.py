@@ -5,13 +5,17 @@ import torch.nn.functional as F
 
 __all__ = ["accuracy", "error_rate", "top_k_accuracy", "accuracy_thresh", "fbeta", "dice", "mean_squared_error",
            "mse", "mean_absolute_error", "mae", "root_mean_squared_error", "rmse", "mean_squared_logarithmic_error",
-           "msle", "exp_rmspe", "explained_variance", "r2_score"]
+           "msle", "exp_rmspe", "explained_variance", "r2_score", "SizeMismatchError"]
+
+
+class SizeMismatchError(ValueError, AssertionError):
+    """Output and target sizes differ (an `AssertionError` too, as fastai's `assert` raised)."""
 
 
 def _flatten_check(out, targ):
     out, targ = out.contiguous().view(-1), targ.contiguous().view(-1)
     if len(out) != len(targ):
-        raise ValueError(f"Expected output and target to have the same number of elements but got {len(out)} "
+        raise SizeMismatchError(f"Expected output and target to have the same number of elements but got {len(out)} "
                          f"and {len(targ)}.")
     return out, targ
 

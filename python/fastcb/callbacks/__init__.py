@@ -1,6 +1,11 @@
 """fastai v1's standard callbacks."""
 
 from . import csv_logger, distributed, fp16, general_sched, lr_finder, misc, one_cycle, param_sched, recorder, tracker
+from . import flat_cos_anneal, hooks, loss_metrics, mixup
+from .loss_metrics import *  # noqa: F403
+from .mixup import *  # noqa: F403
+from .flat_cos_anneal import *  # noqa: F403
+from .hooks import *  # noqa: F403
 from .csv_logger import *  # noqa: F403
 from .distributed import *  # noqa: F403
 from .fp16 import *  # noqa: F403
@@ -23,4 +28,8 @@ __all__ = [
     *misc.__all__,
     *distributed.__all__,
     *param_sched.__all__,
+    *flat_cos_anneal.__all__,
+    *hooks.__all__,
+    *loss_metrics.__all__,
+    *mixup.__all__,
 ]

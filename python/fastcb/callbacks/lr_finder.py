@@ -32,6 +32,7 @@ class LRFinder(LearnerCallback):
         self._saved = (copy.deepcopy(unwrap(self.learn.model).state_dict()), copy.deepcopy(self.opt.state_dict()))
         self.sched.restart()
         self.opt.lr = self.sched.start
+        self.last_lr = None
         self.stop, self.best_loss = None, 0.0
         return {"skip_validate": True}
 
@@ -39,7 +40,7 @@ class LRFinder(LearnerCallback):
         """Step the lr; stop when the schedule is done or the loss diverges."""
         if iteration == 0 or smooth_loss < self.best_loss:
             self.best_loss = smooth_loss
-        self.opt.lr = self.sched.step()
+        self.opt.lr = self.last_lr = self.sched.step()
         diverged = self.stop_div and bool(smooth_loss > 4 * self.best_loss or torch.isnan(torch.as_tensor(smooth_loss)))
         if self.sched.is_done or diverged:
             if self.stop is None:
@@ -56,6 +57,8 @@ class LRFinder(LearnerCallback):
         model_state, opt_state = self._saved
         unwrap(self.learn.model).load_state_dict(model_state)
         self.opt.load_state_dict(opt_state)
+        if getattr(self, "last_lr", None) is not None:
+            self.opt.lr = self.last_lr  # as fastai: `learn.opt.lr` reads the last scheduled lr
         if hasattr(self.learn.model, "reset"):
             self.learn.model.reset()
         if not getattr(self.learn, "silent", False) and is_main_process():

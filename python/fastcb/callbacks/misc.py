@@ -1,12 +1,14 @@
-"""Small callbacks: `GradientClipping`, `BnFreeze`, `StopAfterNBatches`."""
+"""Small callbacks: `GradientClipping`, `BnFreeze`, `StopAfterNBatches`, `RecordOnCPU`, `ShowGraph`."""
 
 from torch import nn
 
-from .._utils import bn_types
+import numpy as np
+
+from .._utils import bn_types, to_cpu
 from ..callback import Callback
 from ..learner import LearnerCallback
 
-__all__ = ["GradientClipping", "BnFreeze", "StopAfterNBatches"]
+__all__ = ["GradientClipping", "BnFreeze", "StopAfterNBatches", "RecordOnCPU", "ShowGraph"]
 
 
 class GradientClipping(LearnerCallback):
@@ -46,3 +48,32 @@ class StopAfterNBatches(Callback):
         """Stop after the last batch wanted."""
         if train and iteration == self.n_batches - 1:
             return {"stop_epoch": True, "stop_training": True, "skip_validate": True}
+
+
+class RecordOnCPU(Callback):
+    """Keep a CPU copy of each batch's input and target (as `input` and `target`)."""
+
+    def on_batch_begin(self, last_input, last_target, **kwargs):
+        """Copy the batch to the CPU."""
+        self.input, self.target = to_cpu(last_input), to_cpu(last_target)
+
+
+class ShowGraph(LearnerCallback):
+    """After each epoch, draw the training and validation losses in the progress bar's graph."""
+
+    def on_epoch_end(self, n_epochs, last_metrics, **kwargs):
+        """Update the graph (when there is a validation loss and a graph to update)."""
+        if last_metrics is None or last_metrics[0] is None:
+            return None
+        rec = self.learn.recorder
+        pbar = getattr(rec, "pbar", None)
+        if pbar is None or not hasattr(pbar, "update_graph"):
+            return None
+        losses = [float(l) for l in rec.losses]
+        val_losses = [float(v) for v in rec.val_losses]
+        iters = range(len(losses))
+        val_iter = np.array(rec.nb_batches).cumsum()
+        x_bounds = (0, (n_epochs - len(rec.nb_batches)) * rec.nb_batches[-1] + len(losses))
+        y_bounds = (0, max(max(losses), max(val_losses)))
+        pbar.update_graph([(iters, losses), (val_iter, val_losses)], x_bounds, y_bounds)
+        return None

@@ -1,0 +1,28 @@
+"""`FlatCosAnnealScheduler`: a flat learning rate, then an annealing to 0 (fastai v1's `fit_fc` schedule)."""
+
+from ..anneal import annealing_cos, annealing_exp, annealing_linear
+from .general_sched import GeneralScheduler, TrainingPhase
+
+__all__ = ["FlatCosAnnealScheduler"]
+
+_CURVES = {"cosine": annealing_cos, "linear": annealing_linear, "exponential": annealing_exp}
+
+
+def FlatCosAnnealScheduler(learn, lr=4e-3, tot_epochs=1, moms=(0.95, 0.999), start_pct=0.72, curve="cosine"):
+    """A `GeneralScheduler`: `lr` and `moms[0]` constant for the first `start_pct` of the
+    `tot_epochs` epochs' batches, then `lr` annealed to 0 along `curve` ('cosine', 'linear' or
+    'exponential') with momentum `moms[1]`."""
+    if curve not in _CURVES:
+        raise ValueError(f"curve: expected one of {sorted(_CURVES)}, got {curve!r}")
+    if not 0 <= start_pct <= 1:
+        raise ValueError(f"start_pct: expected a number in [0, 1], got {start_pct!r}")
+    n = len(learn.data.train_dl)
+    anneal_start = int(n * tot_epochs * start_pct)
+    batch_finish = n * tot_epochs - anneal_start
+    phases = []
+    if anneal_start:
+        phases.append(TrainingPhase(anneal_start).schedule_hp("lr", lr).schedule_hp("mom", moms[0]))
+    if batch_finish:
+        phases.append(TrainingPhase(batch_finish).schedule_hp("lr", lr, anneal=_CURVES[curve])
+                      .schedule_hp("mom", moms[1]))
+    return GeneralScheduler(learn, phases)
