@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 #: The modules whose `__all__` make up `fastcb.__all__`, in order.
 _STAR_MODULES = ("anneal", "callback", "optim", "data", "learner", "callbacks", "metrics", "settings", "inference",
-                 "lifecycle", "train", "metric_callbacks")
+                 "lifecycle", "train", "metric_callbacks", "interpret")
 #: Submodules available as attributes (`fastcb.schedules`, ...) without their own import.
 _SUBMODULES = (*_STAR_MODULES, "progress", "schedules")
 

@@ -1,7 +1,10 @@
 """fastai v1's standard callbacks."""
 
 from . import csv_logger, distributed, fp16, general_sched, lr_finder, misc, one_cycle, param_sched, recorder, tracker
-from . import flat_cos_anneal, hooks, loss_metrics, mixup
+from . import accumulate, flat_cos_anneal, hooks, loss_metrics, mixup, sampling, track_epoch
+from .accumulate import *  # noqa: F403
+from .sampling import *  # noqa: F403
+from .track_epoch import *  # noqa: F403
 from .loss_metrics import *  # noqa: F403
 from .mixup import *  # noqa: F403
 from .flat_cos_anneal import *  # noqa: F403
@@ -32,4 +35,14 @@ __all__ = [
     *hooks.__all__,
     *loss_metrics.__all__,
     *mixup.__all__,
+    *accumulate.__all__,
+    *sampling.__all__,
+    *track_epoch.__all__,
 ]
+
+# The optional-package callbacks import their package only when instantiated.
+from . import mlflow, tensorboard  # noqa: E402
+from .mlflow import MLFlowTracker  # noqa: E402,F401
+from .tensorboard import LearnerTensorboardWriter  # noqa: E402,F401
+
+__all__ += ["MLFlowTracker", "LearnerTensorboardWriter"]
