@@ -260,7 +260,11 @@ class DeviceSchedule:
                 if id(sched) not in index:
                     index[id(sched)] = len(cols)
                     cols.append(values[id(sched)])
-            table = torch.from_numpy(np.stack(cols, axis=1)).to(device=device, dtype=self._dtype)
+            # in the targets' dtype when they share one: rounding the table once is what copying
+            # float64 values into them does, and equal dtypes keep `_foreach_copy_` on its fast path
+            dtypes = {t.dtype for t, _ in writes}
+            dtype = dtypes.pop() if len(dtypes) == 1 else self._dtype
+            table = torch.from_numpy(np.stack(cols, axis=1)).to(device=device, dtype=dtype)
             # one column per target (a view when targets share a schedule is not needed: columns are few)
             self._table = table[:, [index[id(s)] for _, s in writes]].contiguous()
         else:

@@ -196,7 +196,8 @@ impl Schedule {
     }
 
     /// The schedule as nested tuples: `("anneal", shape, degree, start, end)`, `("power", start, end, power)`,
-    /// `("join", edges, parts)` or `("restarts", period, mult, inner)`.
+    /// `("join", edges, parts)` (`("join", edges, parts, "earlier")` when a position at an edge
+    /// goes to the earlier part, as in torch's `OneCycleLR`) or `("restarts", period, mult, inner)`.
     #[getter]
     fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_spec(py, &self.0)
