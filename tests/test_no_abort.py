@@ -96,6 +96,18 @@ def test_too_large_is_an_error_not_an_abort(name, setup, headroom, call, expecte
         assert out.startswith((f"ValueError: {expected}", f"StateError: {expected}")), out
 
 
+def test_long_arrays_without_threads_run_on_the_calling_thread():
+    """Under a limit too tight for the thread pool's stacks, long arrays are still computed
+    (on the calling thread), not a PanicException from the pool."""
+    prelude = PRELUDE.replace("core.annealing_cos(np.zeros(1 << 16), 0.0, 0.5)", "")
+    body = ("a = np.linspace(0, 1, 1 << 16)\nlimit(4 << 20)\n"
+            "out = core.annealing_cos(1.0, 0.0, a)\nprint('ok:', out[0], out[-1])\ndel out\n"
+            "print('ok:', core.Schedule.anneal('cos', 1.0, 0.0)(a)[-1])\n")
+    proc = subprocess.run([sys.executable, "-c", prelude + body, CORE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Panic" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["ok: 1.0 0.0", "ok: 0.0"], proc.stdout
+
+
 def test_the_limit_is_real():
     """The same child without the fix's checks would die: a plain NumPy allocation beyond the
     limit is refused there, so the limit is in force."""

@@ -8,11 +8,8 @@ use std::f64::consts::PI;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 
-use super::alloc;
 use super::error::{finite, CoreError, Result};
-
-/// Arrays at least this long are evaluated on all cores.
-pub const PARALLEL_MIN_LEN: usize = 1 << 15;
+use super::{alloc, pool};
 
 /// A built-in annealing shape. A Python callable is the slow path, handled by the bindings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,7 +115,7 @@ impl Anneal {
         let mut out = ArrayD::from_shape_vec(IxDyn(&shape), alloc::zeros("pct", len)?).expect("len is the shape's");
         let zip = Zip::from(&mut out).and(&s).and(&e).and(&p);
         let one = |o: &mut f64, &s: &f64, &e: &f64, &p: &f64| *o = self.eval(s, e, p).unwrap_or(f64::NAN);
-        if len >= PARALLEL_MIN_LEN {
+        if pool::parallel(len) {
             zip.par_for_each(one)
         } else {
             zip.for_each(one)

@@ -6,6 +6,7 @@ pub mod error;
 pub mod fastmath;
 pub mod hf_sched;
 pub mod mean;
+pub mod pool;
 pub mod schedule;
 pub mod smooth;
 pub mod stepper;

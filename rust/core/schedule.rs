@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::alloc;
-use super::anneal::{Anneal, PARALLEL_MIN_LEN};
+use super::anneal::Anneal;
 use super::error::{finite, CoreError, Result};
 use super::fastmath::cos_pi;
 
@@ -412,7 +412,7 @@ fn fill(out: &mut [f64], first: usize, n: f64, f: impl Fn(f64) -> f64) -> bool {
 /// `out` is long; true if every call returned true.
 fn for_chunks(out: &mut [f64], fill: impl Fn(&mut [f64], usize) -> bool + Sync) -> bool {
     const CHUNK: usize = 1 << 14;
-    if out.len() >= PARALLEL_MIN_LEN {
+    if super::pool::parallel(out.len()) {
         out.par_chunks_mut(CHUNK).enumerate().map(|(k, c)| fill(c, k * CHUNK)).reduce(|| true, |a, b| a & b)
     } else {
         out.chunks_mut(CHUNK).enumerate().all(|(k, c)| fill(c, k * CHUNK))
