@@ -4,8 +4,10 @@ mod anneal;
 mod convert;
 mod error;
 mod guard;
+mod hf_factor;
 mod mean;
 mod schedule;
+mod shape;
 mod smooth;
 mod stepper;
 mod torch_core;
@@ -20,5 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<smooth::SmoothenValue>()?;
     m.add_class::<mean::WeightedMean>()?;
     schedule::register(m)?;
+    hf_factor::register(m)?;
+    torch_core::register(m)?;
     Ok(())
 }

@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple};
 
 use super::convert::as_number;
-use super::schedule::{parse_shape, HfFactor};
+use super::hf_factor::HfFactor;
+use super::shape::parse_shape;
 use crate::core::torch_sched::{Cyclic, CyclicMode, OneCycle, Rule, WarmRestarts};
 
 /// Borrowed access to the param groups on the hot path of a step. An owned handle costs

@@ -1,0 +1,34 @@
+//! Annealing shapes by name, as the bindings read and write them.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::core::Anneal;
+
+/// A shape by name: `no`, `linear`, `exp`, `cos`, or `poly` with its degree.
+pub fn parse_shape(name: &str, degree: Option<f64>) -> PyResult<Anneal> {
+    Ok(match (name, degree) {
+        ("no", _) => Anneal::No,
+        ("linear", _) => Anneal::Linear,
+        ("exp", _) => Anneal::Exp,
+        ("cos", _) => Anneal::Cos,
+        ("poly", Some(d)) => Anneal::poly(d)?,
+        ("poly", None) => return Err(PyValueError::new_err("degree: annealing 'poly' needs a degree")),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "shape: must be one of 'no', 'linear', 'exp', 'cos', 'poly', got {name:?}"
+            )))
+        }
+    })
+}
+
+/// The name (and degree) of a shape, as `parse_shape` reads it.
+pub fn shape_name(shape: Anneal) -> (&'static str, Option<f64>) {
+    match shape {
+        Anneal::No => ("no", None),
+        Anneal::Linear => ("linear", None),
+        Anneal::Exp => ("exp", None),
+        Anneal::Cos => ("cos", None),
+        Anneal::Poly(d) => ("poly", Some(d)),
+    }
+}
