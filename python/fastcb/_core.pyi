@@ -10,8 +10,8 @@ import numpy.typing as npt
 _T = TypeVar("_T")
 
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
-           "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule", "HfFactor",
-           "TorchCore", "SequentialCore"]
+           "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
+           "torch_step", "torch_get_lr", "torch_compiled_counts"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
 _ArrLike = npt.ArrayLike
@@ -146,30 +146,9 @@ class Schedule:
     def __call__(self, pos: Any) -> Any: ...  # a torch tensor -> a torch tensor
     def sample(self, n: int) -> npt.NDArray[np.float64]: ...
 
-@final
-class HfFactor:
-    """A transformers schedule factor: a picklable callable of the step."""
-    def __new__(cls, *spec: Any) -> HfFactor: ...
-    @property
-    def spec(self) -> tuple[Any, ...]: ...
-    def __call__(self, step: int) -> float: ...
-
-@final
-class TorchCore:
-    """The compiled step of a drop-in torch scheduler."""
-    def __new__(cls, state: dict[str, Any], rule: tuple[Any, ...], n_groups: int, momentum: str | None = None,
-                groups: list[Any] | None = None) -> TorchCore: ...
-    def step(self) -> bool: ...
-    def set_fallback(self, fallback: Callable[..., Any]) -> None: ...
-    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
-    @property
-    def stale(self) -> bool: ...
-
-@final
-class SequentialCore:
-    """The compiled step of SequentialLR over compiled schedulers."""
-    def __new__(cls, state: dict[str, Any], milestones: list[int],
-                children: list[tuple[TorchCore, dict[str, Any]] | None]) -> SequentialCore: ...
-    def step(self) -> bool: ...
-    def set_fallback(self, fallback: Callable[[], Any]) -> None: ...
-    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+def torch_step(scheduler: Any, rule: str | None) -> bool:
+    """One regular step of a drop-in torch scheduler, compiled; False where torch's must run."""
+def torch_get_lr(scheduler: Any, rule: str | None) -> list[float] | None:
+    """torch's get_lr() of a drop-in scheduler, compiled; None where torch's must run."""
+def torch_compiled_counts() -> dict[str, tuple[int, int]]:
+    """{rule: (steps, get_lr calls)} run compiled in this process."""

@@ -45,13 +45,54 @@ impl WsdShape {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HfFactor {
     Constant,
-    ConstantWarmup { warmup: i64 },
-    Linear { warmup: i64, total: i64 },
-    Cosine { warmup: i64, total: i64, cycles: f64 },
-    HardRestarts { warmup: i64, total: i64, cycles: f64 },
-    Polynomial { warmup: i64, total: i64, lr_end: f64, power: f64, lr_init: f64 },
-    InverseSqrt { warmup: i64, timescale: i64 },
-    Wsd { warmup: i64, stable: i64, decay: i64, up: WsdShape, down: WsdShape, min_ratio: f64, cycles: f64 },
+    ConstantWarmup {
+        warmup: i64,
+    },
+    Linear {
+        warmup: i64,
+        total: i64,
+    },
+    /// `min_rate`: transformers' `min_lr_rate` (0 for `get_cosine_schedule_with_warmup`).
+    Cosine {
+        warmup: i64,
+        total: i64,
+        cycles: f64,
+        min_rate: f64,
+    },
+    /// `get_cosine_with_min_lr_schedule_with_warmup_lr_rate`: all in floats, warm-up from
+    /// `warmup_rate` (or from `1 / warmup` when it is `None`).
+    CosineLrRate {
+        warmup: f64,
+        total: f64,
+        cycles: f64,
+        min_rate: f64,
+        warmup_rate: Option<f64>,
+    },
+    HardRestarts {
+        warmup: i64,
+        total: i64,
+        cycles: f64,
+    },
+    Polynomial {
+        warmup: i64,
+        total: i64,
+        lr_end: f64,
+        power: f64,
+        lr_init: f64,
+    },
+    InverseSqrt {
+        warmup: i64,
+        timescale: i64,
+    },
+    Wsd {
+        warmup: i64,
+        stable: i64,
+        decay: i64,
+        up: WsdShape,
+        down: WsdShape,
+        min_ratio: f64,
+        cycles: f64,
+    },
 }
 
 type Out = std::result::Result<f64, FactorError>;
@@ -63,6 +104,16 @@ fn max0(x: f64) -> f64 {
         x
     } else {
         0.0
+    }
+}
+
+/// Python's `max(a, x)`: `a` unless `x` is greater.
+#[inline]
+fn pymax(a: f64, x: f64) -> f64 {
+    if x > a {
+        x
+    } else {
+        a
     }
 }
 
@@ -128,14 +179,25 @@ impl HfFactor {
                 }
                 Ok(max0((total - step) as f64 / (total - warmup).max(1) as f64))
             }
-            HfFactor::Cosine { warmup, total, cycles } => {
+            HfFactor::Cosine { warmup, total, cycles, min_rate } => {
                 if step < warmup {
                     return Ok(warmup_ramp(step, warmup));
                 }
                 let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
                 let factor = 0.5 * (1.0 + (PI * cycles * 2.0 * progress).cos());
-                // transformers' `factor * (1 - min_lr_rate) + min_lr_rate` with a rate of 0.
-                Ok(max0(factor * 1.0 + 0.0))
+                Ok(max0(factor * (1.0 - min_rate) + min_rate))
+            }
+            HfFactor::CosineLrRate { warmup, total, cycles, min_rate, warmup_rate } => {
+                let step = step as f64;
+                if step < warmup {
+                    return Ok(match warmup_rate {
+                        None => (step + 1.0) / pymax(1.0, warmup),
+                        Some(r) => r + (1.0 - r) * step / pymax(1.0, warmup - 1.0),
+                    });
+                }
+                let progress = (step - warmup + 1.0) / pymax(1.0, total - warmup);
+                let factor = 0.5 * (1.0 + (PI * cycles * 2.0 * progress).cos());
+                Ok(max0(factor * (1.0 - min_rate) + min_rate))
             }
             HfFactor::HardRestarts { warmup, total, cycles } => {
                 if step < warmup {
@@ -208,7 +270,7 @@ mod tests {
         assert_eq!(lin.value(5), Ok(0.5));
         assert_eq!(lin.value(60), Ok(0.5));
         assert_eq!(lin.value(200), Ok(0.0));
-        let cos = HfFactor::Cosine { warmup: 0, total: 100, cycles: 0.5 };
+        let cos = HfFactor::Cosine { warmup: 0, total: 100, cycles: 0.5, min_rate: 0.0 };
         assert_eq!(cos.value(0), Ok(1.0));
         assert_eq!(cos.value(100), Ok(0.0));
         let hard = HfFactor::HardRestarts { warmup: 0, total: 100, cycles: 2.0 };

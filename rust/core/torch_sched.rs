@@ -37,6 +37,8 @@ pub struct Cyclic {
     pub total_size: f64,
     pub step_ratio: f64,
     pub mode: CyclicMode,
+    /// torch's `scale_mode == "cycle"`: the scale function takes the cycle, else the epoch.
+    pub by_cycle: bool,
     pub max_lrs: Vec<f64>,
     /// `(base_momentum, max_momentum)` per group, when momentum is cycled.
     pub momentums: Option<Vec<(f64, f64)>>,
@@ -49,10 +51,11 @@ impl Cyclic {
         let cycle = (1.0 + ratio).floor();
         let x = 1.0 + ratio - cycle;
         let scale_factor = if x <= self.step_ratio { x / self.step_ratio } else { (x - 1.0) / (self.step_ratio - 1.0) };
+        let arg = if self.by_cycle { cycle } else { epoch as f64 };
         let scale = match self.mode {
             CyclicMode::Triangular => 1.0,
-            CyclicMode::Triangular2 => 1.0 / 2f64.powf(cycle - 1.0),
-            CyclicMode::ExpRange(gamma) => gamma.powf(epoch as f64),
+            CyclicMode::Triangular2 => 1.0 / 2f64.powf(arg - 1.0),
+            CyclicMode::ExpRange(gamma) => gamma.powf(arg),
         };
         (scale_factor, scale)
     }
@@ -462,7 +465,7 @@ mod tests {
 
     #[test]
     fn groups_step_as_if_alone() {
-        let factor = HfFactor::Cosine { warmup: 3, total: 20, cycles: 0.5 };
+        let factor = HfFactor::Cosine { warmup: 3, total: 20, cycles: 0.5, min_rate: 0.0 };
         let rules = [
             (Rule::Cosine { t_max: 7, eta_min: 0.01 }, Rule::Cosine { t_max: 7, eta_min: 0.01 }),
             (Rule::Exponential { gamma: 0.9 }, Rule::Exponential { gamma: 0.9 }),
@@ -543,6 +546,7 @@ mod tests {
             total_size: 4.0,
             step_ratio: 0.5,
             mode: CyclicMode::Triangular2,
+            by_cycle: true,
             max_lrs: vec![1.0],
             momentums: Some(vec![(0.8, 0.9)]),
         };

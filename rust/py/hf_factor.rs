@@ -1,166 +1,175 @@
-//! Bindings of transformers' schedule factors (`HfFactor`).
+//! transformers' schedule factors as fastcb's `LambdaLR` holds them: a `functools.partial`
+//! of one of fastcb's copies of transformers' lambdas (each tagged `_fastcb_factor = kind`),
+//! or the bare constant lambda. Its keywords are read by name into the core's `HfFactor` at
+//! every step, so an edited partial is honoured; anything unknown runs the Python lambda.
 
-use pyo3::exceptions::{PyTypeError, PyValueError, PyZeroDivisionError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use pyo3::IntoPyObjectExt;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use crate::core::hf_sched::{FactorError, HfFactor as CoreFactor, WsdShape};
+use super::exact::{Num, Steps};
+use crate::core::hf_sched::{HfFactor, WsdShape};
 
-fn factor_spec<'py>(py: Python<'py>, f: &CoreFactor) -> PyResult<Bound<'py, PyAny>> {
-    match *f {
-        CoreFactor::Constant => ("constant",).into_bound_py_any(py),
-        CoreFactor::ConstantWarmup { warmup } => ("constant_warmup", warmup).into_bound_py_any(py),
-        CoreFactor::Linear { warmup, total } => ("linear", warmup, total).into_bound_py_any(py),
-        CoreFactor::Cosine { warmup, total, cycles } => ("cosine", warmup, total, cycles).into_bound_py_any(py),
-        CoreFactor::HardRestarts { warmup, total, cycles } => {
-            ("hard_restarts", warmup, total, cycles).into_bound_py_any(py)
-        }
-        CoreFactor::Polynomial { warmup, total, lr_end, power, lr_init } => {
-            ("polynomial", warmup, total, lr_end, power, lr_init).into_bound_py_any(py)
-        }
-        CoreFactor::InverseSqrt { warmup, timescale } => ("inverse_sqrt", warmup, timescale).into_bound_py_any(py),
-        CoreFactor::Wsd { warmup, stable, decay, up, down, min_ratio, cycles } => {
-            ("wsd", warmup, stable, decay, up.name(), down.name(), min_ratio, cycles).into_bound_py_any(py)
-        }
-    }
+static PARTIAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct ConstantWarmup {
+    num_warmup_steps: Steps,
 }
 
-fn factor_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<CoreFactor> {
-    let kind: String = spec.get_item(0)?.extract()?;
-    let n = spec.len();
-    let int = |i: usize, name: &str| -> PyResult<i64> {
-        spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be an integer")))
-    };
-    let float = |i: usize, name: &str| -> PyResult<f64> {
-        let v: f64 =
-            spec.get_item(i)?.extract().map_err(|_| PyTypeError::new_err(format!("{name}: must be a number")))?;
-        crate::core::error::finite(name_static(name), v).map_err(PyErr::from)
-    };
-    let wsd_shape = |i: usize, name: &str| -> PyResult<WsdShape> {
-        let s: String = spec.get_item(i)?.extract()?;
-        WsdShape::parse(&s).ok_or_else(|| {
-            PyValueError::new_err(format!("Unknown {name} type: {s}, expected 'linear', 'cosine' or '1-sqrt'"))
-        })
-    };
-    let arity = |k: usize| -> PyResult<()> {
-        if n == k {
-            Ok(())
-        } else {
-            Err(PyValueError::new_err(format!("spec: {kind} takes {} parameters, got {}", k - 1, n - 1)))
-        }
-    };
-    Ok(match kind.as_str() {
-        "constant" => {
-            arity(1)?;
-            CoreFactor::Constant
-        }
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Linear {
+    num_warmup_steps: Steps,
+    num_training_steps: Steps,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Cosine {
+    num_warmup_steps: Steps,
+    num_training_steps: Steps,
+    num_cycles: Num,
+    #[pyo3(default)]
+    min_lr_rate: Option<Num>,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct CosineLrRate {
+    num_warmup_steps: Steps,
+    num_training_steps: Steps,
+    num_cycles: Num,
+    #[pyo3(default)]
+    min_lr_rate: Option<Num>,
+    #[pyo3(default)]
+    warmup_lr_rate: Option<Num>,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct HardRestarts {
+    num_warmup_steps: Steps,
+    num_training_steps: Steps,
+    num_cycles: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Polynomial {
+    num_warmup_steps: Steps,
+    num_training_steps: Steps,
+    lr_end: Num,
+    power: Num,
+    lr_init: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct InverseSqrt {
+    num_warmup_steps: Steps,
+    timescale: Steps,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Wsd {
+    num_warmup_steps: Steps,
+    num_stable_steps: Steps,
+    num_decay_steps: Steps,
+    warmup_type: String,
+    decay_type: String,
+    min_lr_ratio: Num,
+    num_cycles: Num,
+}
+
+/// The factor `kind` with keyword arguments `kw`; `None` where they are not plain numbers.
+fn factor(kind: &str, kw: &Bound<'_, PyDict>) -> Option<HfFactor> {
+    let kw = kw.as_any();
+    Some(match kind {
         "constant_warmup" => {
-            arity(2)?;
-            CoreFactor::ConstantWarmup { warmup: int(1, "num_warmup_steps")? }
+            let s: ConstantWarmup = kw.extract().ok()?;
+            HfFactor::ConstantWarmup { warmup: s.num_warmup_steps.0 }
         }
         "linear" => {
-            arity(3)?;
-            CoreFactor::Linear { warmup: int(1, "num_warmup_steps")?, total: int(2, "num_training_steps")? }
+            let s: Linear = kw.extract().ok()?;
+            HfFactor::Linear { warmup: s.num_warmup_steps.0, total: s.num_training_steps.0 }
         }
-        "cosine" | "hard_restarts" => {
-            arity(4)?;
-            let (warmup, total, cycles) =
-                (int(1, "num_warmup_steps")?, int(2, "num_training_steps")?, float(3, "num_cycles")?);
-            if kind == "cosine" {
-                CoreFactor::Cosine { warmup, total, cycles }
-            } else {
-                CoreFactor::HardRestarts { warmup, total, cycles }
+        "cosine" => {
+            let s: Cosine = kw.extract().ok()?;
+            HfFactor::Cosine {
+                warmup: s.num_warmup_steps.0,
+                total: s.num_training_steps.0,
+                cycles: s.num_cycles.0,
+                min_rate: s.min_lr_rate.map_or(0.0, |r| r.0),
+            }
+        }
+        "cosine_lr_rate" => {
+            let s: CosineLrRate = kw.extract().ok()?;
+            HfFactor::CosineLrRate {
+                warmup: s.num_warmup_steps.0 as f64,
+                total: s.num_training_steps.0 as f64,
+                cycles: s.num_cycles.0,
+                min_rate: s.min_lr_rate.map_or(0.0, |r| r.0),
+                warmup_rate: s.warmup_lr_rate.map(|r| r.0),
+            }
+        }
+        "hard_restarts" => {
+            let s: HardRestarts = kw.extract().ok()?;
+            HfFactor::HardRestarts {
+                warmup: s.num_warmup_steps.0,
+                total: s.num_training_steps.0,
+                cycles: s.num_cycles.0,
             }
         }
         "polynomial" => {
-            arity(6)?;
-            CoreFactor::Polynomial {
-                warmup: int(1, "num_warmup_steps")?,
-                total: int(2, "num_training_steps")?,
-                lr_end: float(3, "lr_end")?,
-                power: float(4, "power")?,
-                lr_init: float(5, "lr_init")?,
+            let s: Polynomial = kw.extract().ok()?;
+            HfFactor::Polynomial {
+                warmup: s.num_warmup_steps.0,
+                total: s.num_training_steps.0,
+                lr_end: s.lr_end.0,
+                power: s.power.0,
+                lr_init: s.lr_init.0,
             }
         }
         "inverse_sqrt" => {
-            arity(3)?;
-            CoreFactor::InverseSqrt { warmup: int(1, "num_warmup_steps")?, timescale: int(2, "timescale")? }
+            let s: InverseSqrt = kw.extract().ok()?;
+            HfFactor::InverseSqrt { warmup: s.num_warmup_steps.0, timescale: s.timescale.0 }
         }
         "wsd" => {
-            arity(8)?;
-            CoreFactor::Wsd {
-                warmup: int(1, "num_warmup_steps")?,
-                stable: int(2, "num_stable_steps")?,
-                decay: int(3, "num_decay_steps")?,
-                up: wsd_shape(4, "warmup")?,
-                down: wsd_shape(5, "decay")?,
-                min_ratio: float(6, "min_lr_ratio")?,
-                cycles: float(7, "num_cycles")?,
+            let s: Wsd = kw.extract().ok()?;
+            HfFactor::Wsd {
+                warmup: s.num_warmup_steps.0,
+                stable: s.num_stable_steps.0,
+                decay: s.num_decay_steps.0,
+                up: WsdShape::parse(&s.warmup_type)?,
+                down: WsdShape::parse(&s.decay_type)?,
+                min_ratio: s.min_lr_ratio.0,
+                cycles: s.num_cycles.0,
             }
         }
-        _ => return Err(PyValueError::new_err(format!("spec: unknown factor {kind:?}"))),
+        _ => return None,
     })
 }
 
-/// The argument names the factors check, as the `'static` names errors carry.
-fn name_static(name: &str) -> &'static str {
-    ["num_cycles", "lr_end", "power", "lr_init", "min_lr_ratio"].into_iter().find(|n| *n == name).unwrap_or("value")
-}
-
-fn factor_error(e: FactorError) -> PyErr {
-    match e {
-        FactorError::ZeroDivision => PyZeroDivisionError::new_err("float division by zero"),
-        FactorError::Domain => PyValueError::new_err("math domain error"),
+/// The compiled factor of one `lr_lambdas` entry, or `None` (the Python lambda must run).
+pub fn lambda_factor(f: &Bound<'_, PyAny>) -> PyResult<Option<HfFactor>> {
+    let py = f.py();
+    let partial = PARTIAL.import(py, "functools", "partial")?;
+    if !f.is_exact_instance(partial) {
+        // transformers' constant schedule is a bare function returning 1.
+        let Ok(kind) = f.getattr(intern!(py, "_fastcb_factor")) else { return Ok(None) };
+        let constant = kind.cast::<PyString>().ok().is_some_and(|k| k.to_str().is_ok_and(|s| s == "constant"));
+        return Ok(constant.then_some(HfFactor::Constant));
     }
-}
-
-/// The multiplicative factor of one of transformers' schedule factories, as a picklable
-/// callable of the step: `lr = base_lr * factor(step)`.
-#[pyclass(module = "fastcb._core", name = "HfFactor", frozen)]
-pub struct HfFactor(pub CoreFactor);
-
-#[pymethods]
-impl HfFactor {
-    /// `HfFactor(kind, *params)`; see `spec` for the kinds and their parameters.
-    #[new]
-    #[pyo3(signature = (*spec))]
-    fn new(spec: &Bound<'_, PyTuple>) -> PyResult<Self> {
-        if spec.is_empty() {
-            return Err(PyTypeError::new_err("HfFactor needs a kind"));
-        }
-        Ok(HfFactor(factor_from_spec(spec)?))
+    let Ok(args) = f.getattr(intern!(py, "args"))?.cast_into::<PyTuple>() else { return Ok(None) };
+    if !args.is_empty() {
+        return Ok(None);
     }
-
-    /// `(kind, *params)`: `constant`, `constant_warmup(w)`, `linear(w, total)`,
-    /// `cosine(w, total, cycles)`, `hard_restarts(w, total, cycles)`,
-    /// `polynomial(w, total, lr_end, power, lr_init)`, `inverse_sqrt(w, timescale)`,
-    /// `wsd(w, stable, decay, warmup_type, decay_type, min_lr_ratio, cycles)`.
-    #[getter]
-    fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        factor_spec(py, &self.0)
-    }
-
-    /// The factor at `step`.
-    fn __call__(&self, step: i64) -> PyResult<f64> {
-        self.0.value(step).map_err(factor_error)
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        (slf.get_type(), factor_spec(py, &slf.get().0)?).into_bound_py_any(py)
-    }
-
-    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<HfFactor>().map(|o| o.get().0 == self.0).unwrap_or(false)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("HfFactor{}", factor_spec(py, &self.0)?.repr()?))
-    }
-}
-
-/// Adds `HfFactor` to the module.
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<HfFactor>()
+    let Ok(kind) = f.getattr(intern!(py, "func"))?.getattr(intern!(py, "_fastcb_factor")) else { return Ok(None) };
+    let Ok(kind) = kind.cast_into::<PyString>() else { return Ok(None) };
+    let Ok(kw) = f.getattr(intern!(py, "keywords"))?.cast_into::<PyDict>() else { return Ok(None) };
+    Ok(factor(kind.to_str()?, &kw))
 }

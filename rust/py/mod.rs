@@ -3,6 +3,7 @@
 mod anneal;
 mod convert;
 mod error;
+mod exact;
 mod guard;
 mod hf_factor;
 mod mean;
@@ -22,7 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<smooth::SmoothenValue>()?;
     m.add_class::<mean::WeightedMean>()?;
     schedule::register(m)?;
-    hf_factor::register(m)?;
     torch_core::register(m)?;
     Ok(())
 }

@@ -1,24 +1,62 @@
-//! Bindings of the drop-in torch schedulers' compiled steps (issue 4): `TorchCore` steps one
-//! scheduler, `SequentialCore` a SequentialLR over compiled schedulers. Both read and write
-//! the schedulers' `__dict__` and the optimizer's param groups directly.
+//! The compiled steps of the drop-in torch schedulers (`fastcb.lr_scheduler`).
+//!
+//! Stateless functions of the scheduler object: nothing is cached between steps and nothing
+//! is stored on the scheduler. Each step reads the rule's parameters by name from the
+//! scheduler's `__dict__` (a named-field spec per rule, below) and the optimizer's param
+//! groups, computes in Rust, and writes exactly what torch's own step writes. So an in-place
+//! edit (`gamma`, `T_max`, `base_lrs[i]`, a group's `max_lr`) is honoured at the next step,
+//! and a scheduler holds no reference to itself. Anything a spec can't read (a tensor, a
+//! float where torch needs an int, a Python lambda) answers `False`/`None`: torch's code
+//! path then runs, unchanged.
+//!
+//! Adding a scheduler: its formula in `core::torch_sched`, a spec struct and a `match` arm in
+//! `rule_lrs` here, its name in `RULES`, and the Python class naming the rule.
 
-use pyo3::exceptions::PyValueError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
-use super::convert::as_number;
-use super::hf_factor::HfFactor;
-use super::shape::parse_shape;
-use crate::core::torch_sched::{Cyclic, CyclicMode, OneCycle, Rule, WarmRestarts};
+use super::exact::{Int, Num};
+use super::hf_factor::lambda_factor;
+use crate::core::torch_sched::{Cyclic, CyclicMode, Rule, ShapeAt, WarmRestarts};
+use crate::core::Anneal;
+
+/// Every compiled rule, by the name its Python class gives it (`_fastcb_rule`).
+const RULES: [&str; 12] = [
+    "lambda",
+    "step",
+    "multistep",
+    "constant",
+    "linear",
+    "exponential",
+    "polynomial",
+    "cosine",
+    "warmrestarts",
+    "cyclic",
+    "onecycle",
+    "sequential",
+];
+
+/// How many regular steps (and `get_lr` calls) each rule ran compiled: tests assert that no
+/// class silently fell back to torch's path.
+static STEPS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
+static GET_LRS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
+
+fn count(counter: &[AtomicU64; RULES.len()], rule: &str) {
+    if let Some(i) = RULES.iter().position(|r| *r == rule) {
+        counter[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Borrowed access to the param groups on the hot path of a step. An owned handle costs
-/// a reference-count call into the interpreter to make and another to drop (abi3); a step
-/// makes about four per group.
+/// a reference-count call into the interpreter to make and another to drop (abi3).
 mod borrowed {
     use pyo3::ffi;
     use pyo3::prelude::*;
-    use pyo3::types::{PyDict, PyList, PyString};
+    use pyo3::types::PyList;
 
     /// `list[i]`, borrowed from `list`; an `IndexError` past the end.
     #[inline]
@@ -28,22 +66,128 @@ mod borrowed {
         // Python code between this call and the caller's use of the item.
         unsafe { Borrowed::from_ptr_or_err(list.py(), ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t)) }
     }
-
-    /// `dict.get(key)`, borrowed from `dict`.
-    #[inline]
-    pub fn get<'a, 'py>(
-        dict: Borrowed<'a, 'py, PyDict>,
-        key: &Bound<'py, PyString>,
-    ) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
-        let py = dict.py();
-        // SAFETY: as in `item`; NULL without an exception set means "absent".
-        let value = unsafe { ffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr()) };
-        match unsafe { Borrowed::from_ptr_or_opt(py, value) } {
-            Some(v) => Ok(Some(v)),
-            None => PyErr::take(py).map_or(Ok(None), Err),
-        }
-    }
 }
+
+// ---------------------------------------------------------------------------------------
+// The named-field specs: what each rule reads from the scheduler's `__dict__`.
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct StepSpec {
+    step_size: Int,
+    gamma: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct MultiStepSpec<'py> {
+    /// A `Counter` of the milestones.
+    milestones: Bound<'py, PyDict>,
+    gamma: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct ConstantSpec {
+    factor: Num,
+    total_iters: Int,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct LinearSpec {
+    start_factor: Num,
+    end_factor: Num,
+    total_iters: Int,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct ExponentialSpec {
+    gamma: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct PolynomialSpec {
+    total_iters: Int,
+    power: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct CosineSpec {
+    #[pyo3(item("T_max"))]
+    t_max: Int,
+    eta_min: Num,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct WarmRestartsSpec {
+    #[pyo3(item("T_mult"))]
+    t_mult: Int,
+    eta_min: Num,
+    #[pyo3(item("T_cur"))]
+    t_cur: Int,
+    #[pyo3(item("T_i"))]
+    t_i: Int,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct CyclicSpec<'py> {
+    total_size: Num,
+    step_ratio: Num,
+    scale_mode: Bound<'py, PyString>,
+    #[pyo3(item("_scale_fn_custom"))]
+    scale_fn_custom: Bound<'py, PyAny>,
+    #[pyo3(item("_scale_fn_ref"))]
+    scale_fn_ref: Bound<'py, PyAny>,
+    max_lrs: Vec<Num>,
+    cycle_momentum: bool,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct MomentaSpec {
+    base_momentums: Vec<Num>,
+    max_momentums: Vec<Num>,
+    use_beta1: bool,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct OneCycleSpec<'py> {
+    total_steps: Int,
+    #[pyo3(item("_schedule_phases"))]
+    phases: Bound<'py, PyList>,
+    #[pyo3(item("_anneal_func_type"))]
+    anneal: Bound<'py, PyString>,
+    cycle_momentum: bool,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct PhaseSpec<'py> {
+    end_step: Num,
+    start_lr: Bound<'py, PyString>,
+    end_lr: Bound<'py, PyString>,
+    start_momentum: Bound<'py, PyString>,
+    end_momentum: Bound<'py, PyString>,
+}
+
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct SequentialSpec<'py> {
+    last_epoch: Int,
+    #[pyo3(item("_milestones"))]
+    milestones: Vec<Int>,
+    #[pyo3(item("_schedulers"))]
+    schedulers: Bound<'py, PyList>,
+}
+
+// ---------------------------------------------------------------------------------------
 
 /// Where a rule's momentum goes in a param group.
 #[derive(Clone, Copy, PartialEq)]
@@ -52,248 +196,275 @@ enum MomentumKey {
     Beta1,
 }
 
-fn rule_from_spec(spec: &Bound<'_, PyTuple>) -> PyResult<Rule> {
-    let kind: String = spec.get_item(0)?.extract()?;
-    let i64_at = |i: usize| -> PyResult<i64> { spec.get_item(i)?.extract() };
-    let f64_at = |i: usize| -> PyResult<f64> { spec.get_item(i)?.extract() };
-    Ok(match kind.as_str() {
-        "lambda" => {
-            let factors = spec
-                .get_item(1)?
-                .try_iter()?
-                .map(|f| Ok(f?.cast::<HfFactor>()?.get().0.clone()))
-                .collect::<PyResult<_>>()?;
-            Rule::Lambda(factors)
+impl MomentumKey {
+    fn new(use_beta1: bool) -> Self {
+        if use_beta1 {
+            MomentumKey::Beta1
+        } else {
+            MomentumKey::Momentum
         }
-        "step" => Rule::Step { step_size: i64_at(1)?, gamma: f64_at(2)? },
-        "multistep" => Rule::multi_step(&spec.get_item(1)?.extract::<Vec<i64>>()?, f64_at(2)?),
-        "constant" => Rule::Constant { factor: f64_at(1)?, total_iters: i64_at(2)? },
-        "linear" => Rule::Linear { start: f64_at(1)?, end: f64_at(2)?, total_iters: i64_at(3)? },
-        "exponential" => Rule::Exponential { gamma: f64_at(1)? },
-        "polynomial" => Rule::Polynomial { total_iters: i64_at(1)?, power: f64_at(2)? },
-        "cosine" => Rule::Cosine { t_max: i64_at(1)?, eta_min: f64_at(2)? },
-        "cyclic" => {
-            let mode: String = spec.get_item(3)?.extract()?;
-            let mode = match mode.as_str() {
-                "triangular" => CyclicMode::Triangular,
-                "triangular2" => CyclicMode::Triangular2,
-                "exp_range" => CyclicMode::ExpRange(f64_at(4)?),
-                _ => return Err(PyValueError::new_err("mode: not a built-in CyclicLR mode")),
-            };
-            Rule::Cyclic(Cyclic {
-                total_size: f64_at(1)?,
-                step_ratio: f64_at(2)?,
-                mode,
-                max_lrs: spec.get_item(5)?.extract()?,
-                momentums: spec.get_item(6)?.extract()?,
-            })
-        }
-        "onecycle" => {
-            let shape = parse_shape(&spec.get_item(3)?.extract::<String>()?, None)?;
-            let lr_parts: Vec<Vec<(f64, f64)>> = spec.get_item(4)?.extract()?;
-            let mom_parts: Option<Vec<Vec<(f64, f64)>>> = spec.get_item(5)?.extract()?;
-            let edges: Vec<f64> = spec.get_item(2)?.extract()?;
-            let phases = edges.len().saturating_sub(1);
-            if phases == 0
-                || lr_parts.iter().any(|p| p.len() != phases)
-                || mom_parts.iter().flatten().any(|p| p.len() != phases)
-            {
-                return Err(PyValueError::new_err("rule: one (start, end) pair per phase and group"));
-            }
-            Rule::OneCycle(OneCycle::from_phases(i64_at(1)?, edges, shape, lr_parts, mom_parts))
-        }
-        "warmrestarts" => Rule::WarmRestarts(WarmRestarts { t_mult: i64_at(1)?, eta_min: f64_at(2)? }),
-        _ => return Err(PyValueError::new_err(format!("spec: unknown rule {kind:?}"))),
-    })
-}
-
-/// An exact Python int that fits `i64`, else `None`.
-fn exact_int(x: Option<Bound<'_, PyAny>>) -> Option<i64> {
-    let x = x?;
-    if x.is_exact_instance_of::<PyInt>() {
-        x.extract().ok()
-    } else {
-        None
     }
 }
 
-/// Where a regular step starts from, as the scheduler's `__dict__` says.
-#[derive(Clone, Copy)]
-enum Position {
-    /// `last_epoch` and `_step_count`: every class but CosineAnnealingWarmRestarts.
-    Epoch { last: i64, count: i64 },
-    /// CosineAnnealingWarmRestarts: `last_epoch`, `T_cur` and `T_i`.
-    Restart { last: i64, t_cur: i64, t_i: i64 },
-}
-
-/// The compiled `step()` of a drop-in torch scheduler. It reads and writes the scheduler's
-/// own attributes (`last_epoch`, `_step_count`, `_last_lr`, `base_lrs`, …) in its
-/// `__dict__`, so torch's machinery (SequentialLR, `state_dict`, `step(epoch)`) sees
-/// exactly what torch's own step would leave there.
-#[pyclass(module = "fastcb._core", name = "TorchCore")]
-pub struct TorchCore {
-    rule: Rule,
-    state: Py<PyDict>,
-    momentum: Option<MomentumKey>,
-    n_groups: usize,
-    /// The param-group dicts the rule's per-group values were read from (OneCycleLR).
-    groups: Option<Vec<Py<PyAny>>>,
-    base_obj: Option<Py<PyAny>>,
+/// What one step reads: the param groups, their base and current learning rates.
+struct Groups<'py> {
+    groups: Bound<'py, PyList>,
     base: Vec<f64>,
-    /// Scratch space of a step: the groups' learning rates and momenta.
     lrs: Vec<f64>,
-    moms: Vec<f64>,
-    stale: bool,
-    /// What calling the core does when the compiled step can't: the scheduler's own step.
-    fallback: Option<Py<PyAny>>,
 }
 
-impl TorchCore {
-    /// The position before this step; `None` for the first steps (torch's own step runs
-    /// them: it warns about the call order) and for attributes that are not plain ints.
-    fn position(&self, d: &Bound<'_, PyDict>) -> PyResult<Option<Position>> {
-        let py = d.py();
-        let Some(last) = exact_int(d.get_item(intern!(py, "last_epoch"))?) else { return Ok(None) };
-        if matches!(self.rule, Rule::WarmRestarts(_)) {
-            let t_cur = exact_int(d.get_item(intern!(py, "T_cur"))?);
-            let t_i = exact_int(d.get_item(intern!(py, "T_i"))?);
-            return Ok(match (t_cur, t_i) {
-                (Some(t_cur), Some(t_i)) if last >= 0 => Some(Position::Restart { last, t_cur, t_i }),
-                _ => None,
+/// What a rule computes beside the learning rates (now in `Groups::lrs`).
+#[derive(Default)]
+struct Extra {
+    momenta: Option<(MomentumKey, Vec<f64>)>,
+    /// CosineAnnealingWarmRestarts' `(T_cur, T_i)` after the step.
+    restart: Option<(i64, i64)>,
+}
+
+/// The scheduler's `__dict__`.
+fn instance_dict<'py>(sched: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    sched.getattr(intern!(sched.py(), "__dict__")).ok()?.cast_into::<PyDict>().ok()
+}
+
+/// The param groups with exact-float learning rates and a base learning rate each.
+fn read_groups<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Groups<'py>>> {
+    let py = d.py();
+    let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
+    let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
+    let Ok(groups) = groups.cast_into::<PyList>() else { return Ok(None) };
+    let Some(base) = d.get_item(intern!(py, "base_lrs"))? else { return Ok(None) };
+    let Ok(base) = base.extract::<Vec<Num>>() else { return Ok(None) };
+    if base.len() != groups.len() {
+        return Ok(None);
+    }
+    let lr_key = intern!(py, "lr");
+    let mut lrs = Vec::with_capacity(groups.len());
+    for i in 0..groups.len() {
+        let Ok(group) = borrowed::item(&groups, i)?.cast::<PyDict>() else { return Ok(None) };
+        let Some(lr) = group.get_item(lr_key)? else { return Ok(None) };
+        // Exactly a float: replacing it runs no Python code (no `__del__`).
+        let Ok(lr) = lr.cast_exact::<PyFloat>() else { return Ok(None) };
+        lrs.push(lr.value());
+    }
+    Ok(Some(Groups { groups, base: base.into_iter().map(|b| b.0).collect(), lrs }))
+}
+
+/// A float-valued key of a param group.
+fn group_num(group: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<f64> {
+    group.get_item(key).ok()??.extract::<Num>().ok().map(|n| n.0)
+}
+
+static CYCLIC_FNS: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+
+/// CyclicLR's scaling policy, from the function torch's `_init_scale_fn` stored.
+fn cyclic_mode(spec: &CyclicSpec<'_>) -> PyResult<Option<CyclicMode>> {
+    let py = spec.scale_fn_ref.py();
+    if !spec.scale_fn_custom.is_none() {
+        return Ok(None);
+    }
+    let fns = CYCLIC_FNS.get_or_try_init(py, || -> PyResult<_> {
+        let cls = py.import("torch.optim.lr_scheduler")?.getattr("CyclicLR")?;
+        let get = |name: &str| cls.getattr(name).map(Bound::unbind);
+        Ok([get("_triangular_scale_fn")?, get("_triangular2_scale_fn")?, get("_exp_range_scale_fn")?])
+    })?;
+    let f = &spec.scale_fn_ref;
+    if f.is(&fns[0]) {
+        return Ok(Some(CyclicMode::Triangular));
+    }
+    if f.is(&fns[1]) {
+        return Ok(Some(CyclicMode::Triangular2));
+    }
+    // `partial(_exp_range_scale_fn, gamma)`
+    let Ok(func) = f.getattr(intern!(py, "func")) else { return Ok(None) };
+    if !func.is(&fns[2]) {
+        return Ok(None);
+    }
+    let Ok(args) = f.getattr(intern!(py, "args"))?.cast_into::<PyTuple>() else { return Ok(None) };
+    if args.len() != 1 || !f.getattr(intern!(py, "keywords"))?.cast_into::<PyDict>().is_ok_and(|k| k.is_empty()) {
+        return Ok(None);
+    }
+    Ok(args.get_item(0)?.extract::<Num>().ok().map(|g| CyclicMode::ExpRange(g.0)))
+}
+
+/// The learning rates at `epoch` into `g.lrs` (on entry the current ones), and what else the
+/// rule sets; `None` where torch's own code must run. `advance`: a step (CosineAnnealingWarmRestarts
+/// moves its position), not `get_lr`.
+fn rule_lrs(
+    rule: &str,
+    d: &Bound<'_, PyDict>,
+    g: &mut Groups<'_>,
+    epoch: i64,
+    advance: bool,
+) -> PyResult<Option<Extra>> {
+    let dict = d.as_any();
+    let mut extra = Extra::default();
+    let simple = match rule {
+        "step" => dict.extract::<StepSpec>().ok().map(|s| Rule::Step { step_size: s.step_size.0, gamma: s.gamma.0 }),
+        "multistep" => match dict.extract::<MultiStepSpec<'_>>() {
+            // torch: `lr * gamma ** milestones[last_epoch]` at a milestone.
+            Ok(s) => match s.milestones.get_item(epoch)? {
+                // Not a milestone: the learning rates stay.
+                None => return Ok(Some(extra)),
+                Some(n) => n.extract::<Int>().ok().map(|n| Rule::Exponential { gamma: s.gamma.0.powf(n.0 as f64) }),
+            },
+            Err(_) => None,
+        },
+        "constant" => dict
+            .extract::<ConstantSpec>()
+            .ok()
+            .map(|s| Rule::Constant { factor: s.factor.0, total_iters: s.total_iters.0 }),
+        "linear" => dict.extract::<LinearSpec>().ok().map(|s| Rule::Linear {
+            start: s.start_factor.0,
+            end: s.end_factor.0,
+            total_iters: s.total_iters.0,
+        }),
+        "exponential" => dict.extract::<ExponentialSpec>().ok().map(|s| Rule::Exponential { gamma: s.gamma.0 }),
+        "polynomial" => dict
+            .extract::<PolynomialSpec>()
+            .ok()
+            .map(|s| Rule::Polynomial { total_iters: s.total_iters.0, power: s.power.0 }),
+        "cosine" => dict.extract::<CosineSpec>().ok().map(|s| Rule::Cosine { t_max: s.t_max.0, eta_min: s.eta_min.0 }),
+        "lambda" => {
+            let Some(lambdas) = d.get_item(intern!(d.py(), "lr_lambdas"))? else { return Ok(None) };
+            let Ok(lambdas) = lambdas.cast_into::<PyList>() else { return Ok(None) };
+            if lambdas.len() != g.lrs.len() {
+                return Ok(None);
+            }
+            let mut last: Option<(*mut pyo3::ffi::PyObject, f64)> = None;
+            for i in 0..lambdas.len() {
+                let f = lambdas.get_item(i)?;
+                let value = match last {
+                    Some((ptr, v)) if ptr == f.as_ptr() => v,
+                    _ => {
+                        let Some(factor) = lambda_factor(&f)? else { return Ok(None) };
+                        let Ok(v) = factor.value(epoch) else { return Ok(None) };
+                        v
+                    }
+                };
+                last = Some((f.as_ptr(), value));
+                g.lrs[i] = g.base[i] * value;
+            }
+            return Ok(all_finite(&g.lrs).then_some(extra));
+        }
+        "warmrestarts" => {
+            let Ok(s) = dict.extract::<WarmRestartsSpec>() else { return Ok(None) };
+            let w = WarmRestarts { t_mult: s.t_mult.0, eta_min: s.eta_min.0 };
+            let (t_cur, t_i) = if advance {
+                let Some(next) = w.advance(s.t_cur.0, s.t_i.0) else { return Ok(None) };
+                next
+            } else {
+                (s.t_cur.0, s.t_i.0)
+            };
+            if t_i == 0 || w.lrs(&g.base, t_cur, t_i, &mut g.lrs).is_none() {
+                return Ok(None);
+            }
+            extra.restart = Some((t_cur, t_i));
+            return Ok(Some(extra));
+        }
+        "cyclic" => {
+            let Ok(s) = dict.extract::<CyclicSpec<'_>>() else { return Ok(None) };
+            let Some(mode) = cyclic_mode(&s)? else { return Ok(None) };
+            let by_cycle = match s.scale_mode.to_str()? {
+                "cycle" => true,
+                "iterations" => false,
+                _ => return Ok(None),
+            };
+            let mut momentums = None;
+            let mut key = MomentumKey::Momentum;
+            if s.cycle_momentum {
+                let Ok(m) = dict.extract::<MomentaSpec>() else { return Ok(None) };
+                key = MomentumKey::new(m.use_beta1);
+                momentums = Some(m.base_momentums.iter().zip(&m.max_momentums).map(|(b, x)| (b.0, x.0)).collect());
+            }
+            let rule = Rule::Cyclic(Cyclic {
+                total_size: s.total_size.0,
+                step_ratio: s.step_ratio.0,
+                mode,
+                by_cycle,
+                max_lrs: s.max_lrs.iter().map(|m| m.0).collect(),
+                momentums,
             });
-        }
-        Ok(match exact_int(d.get_item(intern!(py, "_step_count"))?) {
-            Some(count) if count >= 2 => Some(Position::Epoch { last, count }),
-            _ => None,
-        })
-    }
-
-    /// `optimizer.param_groups`, when it is a list of the groups this core knows the base
-    /// learning rates of.
-    fn param_groups<'py>(&mut self, d: &Bound<'py, PyDict>) -> PyResult<Option<Bound<'py, PyList>>> {
-        let py = d.py();
-        let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
-        let Ok(groups) = opt.getattr(intern!(py, "param_groups"))?.cast_into::<PyList>() else { return Ok(None) };
-        let n = groups.len();
-        if n != self.n_groups || !self.refresh_base(d)? || self.base.len() != n {
-            return Ok(None);
-        }
-        Ok(Some(groups))
-    }
-
-    /// The base learning rates as floats, re-read when `base_lrs` was reassigned.
-    fn refresh_base(&mut self, d: &Bound<'_, PyDict>) -> PyResult<bool> {
-        let py = d.py();
-        let Some(obj) = d.get_item(intern!(py, "base_lrs"))? else { return Ok(false) };
-        if let Some(cached) = &self.base_obj {
-            if cached.bind(py).is(&obj) {
-                return Ok(true);
+            if rule.lrs(epoch, &mut g.lrs, &g.base).is_none() {
+                return Ok(None);
             }
-        }
-        let Ok(list) = obj.cast::<PyList>() else { return Ok(false) };
-        let mut base = Vec::with_capacity(list.len());
-        for x in list.iter() {
-            match as_number(&x) {
-                Some(v) => base.push(v),
-                None => return Ok(false),
-            }
-        }
-        self.base = base;
-        self.base_obj = Some(obj.unbind());
-        Ok(true)
-    }
-
-    /// Every group's learning rate into `self.lrs`; `false` where one is not a float (a
-    /// tensor: torch's step updates it in place) or the groups were replaced (`stale`).
-    fn read_lrs(&mut self, groups: &Bound<'_, PyList>) -> PyResult<bool> {
-        let py = groups.py();
-        let lr_key = intern!(py, "lr");
-        self.lrs.clear();
-        for i in 0..groups.len() {
-            let group = borrowed::item(groups, i)?;
-            if let Some(known) = &self.groups {
-                if known[i].as_ptr() != group.as_ptr() {
-                    self.stale = true;
-                    return Ok(false);
+            if s.cycle_momentum {
+                let mut moms = vec![0.0; g.lrs.len()];
+                if rule.momenta(epoch, &mut moms).is_none() {
+                    return Ok(None);
                 }
+                extra.momenta = Some((key, moms));
             }
-            let Ok(group) = group.cast::<PyDict>() else { return Ok(false) };
-            let Some(lr) = borrowed::get(group, lr_key)? else { return Ok(false) };
-            // Exactly a float: replacing it runs no Python code (no `__del__`).
-            let Ok(lr) = lr.cast_exact::<PyFloat>() else { return Ok(false) };
-            self.lrs.push(lr.value());
+            return Ok(Some(extra));
         }
-        Ok(true)
-    }
+        "onecycle" => return one_cycle(d, g, epoch),
+        _ => None,
+    };
+    let Some(rule) = simple else { return Ok(None) };
+    Ok(rule.lrs(epoch, &mut g.lrs, &g.base).map(|_| extra))
+}
 
-    /// The step's learning rates (and momenta) into `self.lrs` (`self.moms`), and the
-    /// position after it; `None` where torch's own step must run.
-    fn compute(&mut self, pos: Position) -> Option<Position> {
-        let (epoch, next) = match pos {
-            Position::Epoch { last, count } => {
-                self.rule.lrs(last + 1, &mut self.lrs, &self.base)?;
-                (last + 1, Position::Epoch { last: last + 1, count: count + 1 })
-            }
-            Position::Restart { last, t_cur, t_i } => {
-                let Rule::WarmRestarts(w) = &self.rule else { return None };
-                let (t_cur, t_i) = w.advance(t_cur, t_i)?;
-                w.lrs(&self.base, t_cur, t_i, &mut self.lrs)?;
-                (last + 1, Position::Restart { last: last + 1, t_cur, t_i })
-            }
-        };
-        if self.momentum.is_some() {
-            self.moms.resize(self.lrs.len(), 0.0);
-            self.rule.momenta(epoch, &mut self.moms)?;
-        }
-        Some(next)
-    }
+fn all_finite(values: &[f64]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}
 
-    /// Writes the step: the groups' learning rates (and momenta), the position, and
-    /// `_last_lr` (a list of the very floats the groups hold, as torch's is).
-    fn write<'py>(
-        &self,
-        d: &Bound<'py, PyDict>,
-        groups: &Bound<'py, PyList>,
-        next: Position,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let py = d.py();
-        let last_lr = PyList::new(py, &self.lrs)?;
-        let lr_key = intern!(py, "lr");
-        for g in 0..self.lrs.len() {
-            let group = borrowed::item(groups, g)?.cast::<PyDict>()?;
-            group.set_item(lr_key, borrowed::item(&last_lr, g)?)?;
-            if let Some(key) = self.momentum {
-                // Replacing the old momentum may run Python code (a `__del__`): hold the group.
-                set_momentum(&group.to_owned(), key, self.moms[g])?;
-            }
-        }
-        match next {
-            Position::Epoch { last, count } => {
-                d.set_item(intern!(py, "last_epoch"), last)?;
-                d.set_item(intern!(py, "_step_count"), count)?;
-            }
-            Position::Restart { last, t_cur, t_i } => {
-                d.set_item(intern!(py, "last_epoch"), last)?;
-                d.set_item(intern!(py, "T_cur"), t_cur)?;
-                d.set_item(intern!(py, "T_i"), t_i)?;
-            }
-        }
-        d.set_item(intern!(py, "_last_lr"), &last_lr)?;
-        Ok(last_lr)
+/// OneCycleLR: the phase of `step` from `_schedule_phases`, then every group's values from
+/// the keys the phase names (`initial_lr`, `max_lr`, `min_lr`, momenta), read at this step.
+fn one_cycle(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, step: i64) -> PyResult<Option<Extra>> {
+    let py = d.py();
+    let Ok(s) = d.as_any().extract::<OneCycleSpec<'_>>() else { return Ok(None) };
+    if step > s.total_steps.0 {
+        return Ok(None);
     }
-
-    /// One regular step; the new `_last_lr`, or `None` (changing nothing) where torch's
-    /// own step must run.
-    fn try_step<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
-        let d = self.state.clone_ref(py).into_bound(py);
-        let Some(pos) = self.position(&d)? else { return Ok(None) };
-        let Some(groups) = self.param_groups(&d)? else { return Ok(None) };
-        if !self.read_lrs(&groups)? {
+    let shape = match s.anneal.to_str()? {
+        "cos" => Anneal::Cos,
+        "linear" => Anneal::Linear,
+        _ => return Ok(None),
+    };
+    let n = s.phases.len();
+    let mut start = 0.0;
+    let mut found = None;
+    for i in 0..n {
+        let Ok(phase) = s.phases.get_item(i)?.extract::<PhaseSpec<'_>>() else { return Ok(None) };
+        let end = phase.end_step.0;
+        if step as f64 <= end || i == n - 1 {
+            found = Some((phase, start, end));
+            break;
+        }
+        start = end;
+    }
+    let Some((phase, start, end)) = found else { return Ok(None) };
+    if end - start == 0.0 {
+        return Ok(None);
+    }
+    let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
+    let mut extra = Extra::default();
+    let mut moms = Vec::new();
+    if s.cycle_momentum {
+        let Some(beta1) = d.get_item(intern!(py, "use_beta1"))? else { return Ok(None) };
+        let Ok(beta1) = beta1.extract::<bool>() else { return Ok(None) };
+        extra.momenta = Some((MomentumKey::new(beta1), Vec::new()));
+    }
+    for i in 0..g.lrs.len() {
+        let Ok(group) = g.groups.get_item(i)?.cast_into::<PyDict>() else { return Ok(None) };
+        let (Some(a), Some(b)) = (group_num(&group, &phase.start_lr), group_num(&group, &phase.end_lr)) else {
             return Ok(None);
+        };
+        g.lrs[i] = at.value(a, b);
+        if s.cycle_momentum {
+            let (Some(a), Some(b)) = (group_num(&group, &phase.start_momentum), group_num(&group, &phase.end_momentum))
+            else {
+                return Ok(None);
+            };
+            moms.push(at.value(a, b));
         }
-        let Some(next) = self.compute(pos) else { return Ok(None) };
-        self.write(&d, &groups, next).map(Some)
     }
+    if !all_finite(&g.lrs) || !all_finite(&moms) {
+        return Ok(None);
+    }
+    if let Some((_, m)) = &mut extra.momenta {
+        *m = moms;
+    }
+    Ok(Some(extra))
 }
 
 /// Sets a group's momentum as torch does: `group["momentum"] = m`, or
@@ -305,211 +476,170 @@ fn set_momentum(group: &Bound<'_, PyDict>, key: MomentumKey, m: f64) -> PyResult
     }
     let betas_key = intern!(py, "betas");
     let m = PyFloat::new(py, m).into_any();
-    let betas = match group.get_item(betas_key)? {
-        Some(old) => match old.cast::<PyTuple>() {
-            Ok(pair) if pair.len() == 2 => PyTuple::new(py, [m, pair.get_item(1)?])?,
-            _ => {
-                let mut items = vec![m];
-                items.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
-                PyTuple::new(py, items)?
-            }
-        },
-        None => PyTuple::new(py, [m])?,
-    };
-    group.set_item(betas_key, betas)
+    let mut items = vec![m];
+    if let Some(old) = group.get_item(betas_key)? {
+        items.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
+    }
+    group.set_item(betas_key, PyTuple::new(py, items)?)
 }
 
-#[pymethods]
-impl TorchCore {
-    /// `TorchCore(state, rule, n_groups, momentum=None, groups=None)`: `state` is the
-    /// scheduler's `__dict__`; `rule` a tuple naming the class and its parameters;
-    /// `momentum` is `"momentum"` or `"betas"` for classes that cycle it; `groups` the
-    /// param groups whose values the rule copied (it falls back when they are replaced).
-    #[new]
-    #[pyo3(signature = (state, rule, n_groups, momentum = None, groups = None))]
-    fn new(
-        state: Bound<'_, PyDict>,
-        rule: &Bound<'_, PyTuple>,
-        n_groups: usize,
-        momentum: Option<&str>,
-        groups: Option<Vec<Py<PyAny>>>,
-    ) -> PyResult<Self> {
-        let momentum = match momentum {
-            None => None,
-            Some("momentum") => Some(MomentumKey::Momentum),
-            Some("betas") => Some(MomentumKey::Beta1),
-            Some(other) => {
-                return Err(PyValueError::new_err(format!("momentum: must be 'momentum' or 'betas', got {other:?}")))
-            }
-        };
-        let rule = rule_from_spec(rule)?;
-        if momentum.is_some() && !rule.cycles_momentum() {
-            return Err(PyValueError::new_err("momentum: this rule does not cycle the momentum"));
-        }
-        if groups.as_ref().is_some_and(|g| g.len() != n_groups) {
-            return Err(PyValueError::new_err("groups: one per param group"));
-        }
-        Ok(TorchCore {
-            rule,
-            state: state.unbind(),
-            momentum,
-            n_groups,
-            groups,
-            base_obj: None,
-            base: Vec::new(),
-            lrs: Vec::new(),
-            moms: Vec::new(),
-            stale: false,
-            fallback: None,
-        })
+/// Whether every momentum can be written without running Python code that could fail halfway.
+fn momenta_writable(groups: &Bound<'_, PyList>, key: MomentumKey) -> PyResult<bool> {
+    if key == MomentumKey::Momentum {
+        return Ok(true);
     }
-
-    /// One regular step, all in Rust; `False` (changing nothing) where the Python formula
-    /// must run instead: tensor learning rates, the first steps, torch's errors.
-    fn step(&mut self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.try_step(py)?.is_some())
-    }
-
-    /// Sets what calling the core runs when the compiled step can't (the scheduler's own step).
-    fn set_fallback(&mut self, fallback: Py<PyAny>) {
-        self.fallback = Some(fallback);
-    }
-
-    /// `scheduler.step(...)` itself, installed on the instance: without arguments the
-    /// compiled step, else (or when it can't) the fallback with the same arguments. Skips the
-    /// Python frame of a `step` method on the hot path.
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(
-        slf: &Bound<'_, Self>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        if args.is_empty() && kwargs.is_none_or(|k| k.is_empty()) && slf.borrow_mut().try_step(py)?.is_some() {
-            return Ok(py.None());
-        }
-        // The borrow is over: the fallback may rebuild the scheduler's core.
-        let fallback = slf.borrow().fallback.as_ref().map(|f| f.clone_ref(py));
-        match fallback {
-            Some(f) => Ok(f.bind(py).call(args, kwargs)?.unbind()),
-            None => Err(PyValueError::new_err("step: no fallback set for this TorchCore")),
+    let py = groups.py();
+    for group in groups.iter() {
+        let Ok(group) = group.cast_into::<PyDict>() else { return Ok(false) };
+        match group.get_item(intern!(py, "betas"))? {
+            Some(b) if b.is_exact_instance_of::<PyTuple>() => {}
+            _ => return Ok(false),
         }
     }
-
-    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        visit.call(&self.state)?;
-        if let Some(b) = &self.base_obj {
-            visit.call(b)?;
-        }
-        for g in self.groups.iter().flatten() {
-            visit.call(g)?;
-        }
-        if let Some(f) = &self.fallback {
-            visit.call(f)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&mut self) {
-        self.base_obj = None;
-        self.groups = None;
-        self.fallback = None;
-    }
-
-    /// Whether the param groups were replaced since the rule was compiled (recompile).
-    #[getter]
-    fn stale(&self) -> bool {
-        self.stale
-    }
-
-    fn __repr__(&self) -> String {
-        format!("TorchCore({:?})", self.rule)
-    }
+    Ok(true)
 }
 
-/// The compiled `step()` of SequentialLR over compiled schedulers: between milestones it
-/// steps the current scheduler's `TorchCore`, in Rust; anything else falls back.
-#[pyclass(module = "fastcb._core", name = "SequentialCore")]
-pub struct SequentialCore {
-    state: Py<PyDict>,
-    milestones: Vec<i64>,
-    /// Each scheduler's core and `__dict__`, `None` for one without a core.
-    children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>,
-    /// What calling the core does when the compiled step can't: torch's own step.
-    fallback: Option<Py<PyAny>>,
-}
-
-#[pymethods]
-impl SequentialCore {
-    /// `SequentialCore(state, milestones, children)`: `children[i]` is `(core, __dict__)` of
-    /// scheduler `i`, or `None`.
-    #[new]
-    fn new(
-        state: Bound<'_, PyDict>,
-        milestones: Vec<i64>,
-        children: Vec<Option<(Py<TorchCore>, Py<PyDict>)>>,
-    ) -> PyResult<Self> {
-        if children.len() != milestones.len() + 1 {
-            return Err(PyValueError::new_err("milestones: one fewer than the schedulers"));
-        }
-        Ok(SequentialCore { state: state.unbind(), milestones, children, fallback: None })
-    }
-
-    /// One step between milestones, in Rust; `False` (changing nothing) otherwise.
-    fn step(&self, py: Python<'_>) -> PyResult<bool> {
-        let d = self.state.bind(py);
-        let Some(last) = exact_int(d.get_item(intern!(py, "last_epoch"))?) else { return Ok(false) };
-        let epoch = last + 1;
-        let idx = self.milestones.partition_point(|&m| m <= epoch);
-        if idx > 0 && self.milestones[idx - 1] == epoch {
+/// One regular step of `sched` by `rule`, all in Rust; `false` (changing nothing) where
+/// torch's own step must run.
+fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<bool> {
+    let py = sched.py();
+    let Some(d) = instance_dict(sched) else { return Ok(false) };
+    let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(false) };
+    let Ok(Int(last)) = last.extract::<Int>() else { return Ok(false) };
+    let restarts = rule == "warmrestarts";
+    let mut step_count = 0;
+    if restarts {
+        if last < 0 {
             return Ok(false);
         }
-        let Some((core, _)) = &self.children[idx] else { return Ok(false) };
-        let Ok(mut core) = core.bind(py).try_borrow_mut() else { return Ok(false) };
-        let Some(last_lr) = core.try_step(py)? else { return Ok(false) };
-        d.set_item(intern!(py, "last_epoch"), epoch)?;
-        d.set_item(intern!(py, "_last_lr"), last_lr)?;
-        Ok(true)
-    }
-
-    /// Sets what calling the core runs when the compiled step can't (a scheduler's own step).
-    fn set_fallback(&mut self, fallback: Py<PyAny>) {
-        self.fallback = Some(fallback);
-    }
-
-    /// `scheduler.step()` itself, installed on the instance: the compiled step, or else the
-    /// fallback. Skips the Python frame of a `step` method on the hot path.
-    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if self.step(py)? {
-            return Ok(py.None());
-        }
-        match &self.fallback {
-            Some(f) => Ok(f.bind(py).call0()?.unbind()),
-            None => Err(PyValueError::new_err("step: no fallback set for this SequentialCore")),
+    } else {
+        // The first steps run torch's: it warns about the call order there.
+        let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(false) };
+        match n.extract::<Int>() {
+            Ok(Int(n)) if n >= 2 => step_count = n,
+            _ => return Ok(false),
         }
     }
-
-    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        visit.call(&self.state)?;
-        for (core, child) in self.children.iter().flatten() {
-            visit.call(core)?;
-            visit.call(child)?;
+    let Some(epoch) = last.checked_add(1) else { return Ok(false) };
+    let Some(mut g) = read_groups(&d)? else { return Ok(false) };
+    let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, true)? else { return Ok(false) };
+    if let Some((key, _)) = &extra.momenta {
+        if !momenta_writable(&g.groups, *key)? {
+            return Ok(false);
         }
-        if let Some(f) = &self.fallback {
-            visit.call(f)?;
+    }
+    // Everything is read and computed: now write what torch's step writes.
+    let last_lr = PyList::new(py, &g.lrs)?;
+    let lr_key = intern!(py, "lr");
+    for i in 0..g.lrs.len() {
+        let group = g.groups.get_item(i)?.cast_into::<PyDict>()?;
+        group.set_item(lr_key, borrowed::item(&last_lr, i)?)?;
+        if let Some((key, moms)) = &extra.momenta {
+            set_momentum(&group, *key, moms[i])?;
         }
-        Ok(())
     }
-
-    fn __clear__(&mut self) {
-        self.children.clear();
-        self.fallback = None;
+    d.set_item(intern!(py, "last_epoch"), epoch)?;
+    match extra.restart {
+        Some((t_cur, t_i)) => {
+            d.set_item(intern!(py, "T_cur"), t_cur)?;
+            d.set_item(intern!(py, "T_i"), t_i)?;
+        }
+        None => d.set_item(intern!(py, "_step_count"), step_count + 1)?,
     }
+    d.set_item(intern!(py, "_last_lr"), last_lr)?;
+    count(&STEPS, rule);
+    Ok(true)
 }
 
-/// Adds `TorchCore` and `SequentialCore` to the module.
+/// SequentialLR between milestones: the current scheduler's compiled step.
+fn sequential_step(sched: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sched.py();
+    let Some(d) = instance_dict(sched) else { return Ok(false) };
+    let Ok(s) = d.as_any().extract::<SequentialSpec<'_>>() else { return Ok(false) };
+    let Some(epoch) = s.last_epoch.0.checked_add(1) else { return Ok(false) };
+    let idx = s.milestones.partition_point(|m| m.0 <= epoch);
+    if (idx > 0 && s.milestones[idx - 1].0 == epoch) || idx >= s.schedulers.len() {
+        return Ok(false);
+    }
+    let child = s.schedulers.get_item(idx)?;
+    let Ok(rule) = child.getattr(intern!(py, "_fastcb_rule")) else { return Ok(false) };
+    let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(false) };
+    let rule = rule.to_str()?;
+    if rule == "sequential" || !step_one(&child, rule)? {
+        return Ok(false);
+    }
+    let Some(child_dict) = instance_dict(&child) else { return Ok(false) };
+    d.set_item(intern!(py, "last_epoch"), epoch)?;
+    if let Some(last_lr) = child_dict.get_item(intern!(py, "_last_lr"))? {
+        d.set_item(intern!(py, "_last_lr"), last_lr)?;
+    }
+    count(&STEPS, "sequential");
+    Ok(true)
+}
+
+/// `torch_step(scheduler, rule)`: one regular step of the scheduler, in Rust. `False`
+/// (changing nothing) where torch's own step must run: `rule` is `None`, the first steps,
+/// tensor learning rates, parameters that are not plain numbers, torch's errors.
+#[pyfunction]
+#[pyo3(signature = (scheduler, rule))]
+fn torch_step(scheduler: &Bound<'_, PyAny>, rule: Option<&Bound<'_, PyString>>) -> PyResult<bool> {
+    let Some(rule) = rule else { return Ok(false) };
+    let rule = rule.to_str()?;
+    if rule == "sequential" {
+        return sequential_step(scheduler);
+    }
+    step_one(scheduler, rule)
+}
+
+/// `torch_get_lr(scheduler, rule)`: what torch's `get_lr()` returns at the scheduler's
+/// `last_epoch` (setting the momenta, as torch's does), or `None` where torch's must run.
+#[pyfunction]
+#[pyo3(signature = (scheduler, rule))]
+fn torch_get_lr<'py>(
+    scheduler: &Bound<'py, PyAny>,
+    rule: Option<&Bound<'py, PyString>>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let py = scheduler.py();
+    let Some(rule) = rule else { return Ok(None) };
+    let rule = rule.to_str()?;
+    let Some(d) = instance_dict(scheduler) else { return Ok(None) };
+    let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
+    let Ok(Int(epoch)) = last.extract::<Int>() else { return Ok(None) };
+    if rule == "cosine" && epoch > 0 {
+        // torch's CosineAnnealingLR computes its closed form on a resumed first step.
+        let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(None) };
+        if n.extract::<Int>().map_or(true, |n| n.0 == 1) {
+            return Ok(None);
+        }
+    }
+    let Some(mut g) = read_groups(&d)? else { return Ok(None) };
+    let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, false)? else { return Ok(None) };
+    if let Some((key, moms)) = &extra.momenta {
+        if !momenta_writable(&g.groups, *key)? {
+            return Ok(None);
+        }
+        for (i, m) in moms.iter().enumerate() {
+            set_momentum(&g.groups.get_item(i)?.cast_into::<PyDict>()?, *key, *m)?;
+        }
+    }
+    count(&GET_LRS, rule);
+    Ok(Some(PyList::new(py, &g.lrs)?))
+}
+
+/// `{rule: (steps, get_lr calls)}` run compiled so far in this process.
+#[pyfunction]
+fn torch_compiled_counts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    for (i, rule) in RULES.iter().enumerate() {
+        out.set_item(rule, (STEPS[i].load(Ordering::Relaxed), GET_LRS[i].load(Ordering::Relaxed)))?;
+    }
+    Ok(out)
+}
+
+/// Adds the compiled steps to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<TorchCore>()?;
-    m.add_class::<SequentialCore>()?;
+    m.add_function(wrap_pyfunction!(torch_step, m)?)?;
+    m.add_function(wrap_pyfunction!(torch_get_lr, m)?)?;
+    m.add_function(wrap_pyfunction!(torch_compiled_counts, m)?)?;
     Ok(())
 }
