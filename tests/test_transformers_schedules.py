@@ -6,6 +6,7 @@ import math
 import pickle
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -204,3 +205,103 @@ def test_factor_errors_are_pythons():
     sched.last_epoch = 1
     with pytest.raises(ValueError, match="math domain"):  # sqrt(-1)
         sched.step()
+
+
+# --- all of transformers' schedule API ------------------------------------------------
+
+import inspect  # noqa: E402
+
+
+def _hf_or_skip():
+    return pytest.importorskip("transformers.optimization")
+
+
+def test_every_schedule_function_of_transformers_exists_with_its_signature():
+    hf = _hf_or_skip()
+    names = [n for n in dir(hf) if n.startswith("get_") and "schedule" in n] + ["get_scheduler"]
+    assert len(names) >= 14
+    for name in names:
+        ours, theirs = inspect.signature(getattr(F, name)), inspect.signature(getattr(hf, name))
+        assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in theirs.parameters.values()], name
+
+
+def _scheduler_kwargs(name):
+    return {
+        "cosine_with_restarts": {"num_cycles": 3},
+        "polynomial": {"lr_end": 1e-4, "power": 2.0},
+        "inverse_sqrt": {"timescale": 7},
+        "cosine_with_min_lr": {"min_lr": 1e-3},
+        "cosine_warmup_with_min_lr": {"min_lr_rate": 0.05, "warmup_lr_rate": 0.1},
+        "warmup_stable_decay": {"num_decay_steps": 30, "warmup_type": "cosine", "decay_type": "1-sqrt"},
+        "reduce_lr_on_plateau": {"patience": 1},
+    }.get(name, {})
+
+
+@pytest.mark.parametrize("tensor", [False, True])
+@pytest.mark.parametrize("name", [t.value for t in F.SchedulerType if t.value != "greedy"])
+def test_get_scheduler_by_every_name_gives_transformers_values(name, tensor):
+    hf = _hf_or_skip()
+
+    def make():
+        lr = torch.tensor(0.1, dtype=torch.float64) if tensor else 0.1
+        return torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr},
+                                  {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr * 0.5}], lr=0.1)
+
+    by = name if name != "cosine" else F.SchedulerType.COSINE  # by name and by SchedulerType
+    ours = F.get_scheduler(by, make(), num_warmup_steps=10, num_training_steps=100,
+                           scheduler_specific_kwargs=_scheduler_kwargs(name))
+    theirs = hf.get_scheduler(name, make(), num_warmup_steps=10, num_training_steps=100,
+                              scheduler_specific_kwargs=_scheduler_kwargs(name))
+    assert type(ours).__name__ == type(theirs).__name__
+    for s in (ours, theirs):
+        s.optimizer.step()
+    before = _core.torch_compiled_counts()["lambda"][0]
+    for step in range(120):
+        for s in (ours, theirs):
+            s.step(1.0) if name == "reduce_lr_on_plateau" else s.step()
+        got = [float(g["lr"]) for g in ours.optimizer.param_groups]
+        want = [float(g["lr"]) for g in theirs.optimizer.param_groups]
+        assert got == want, (step, got, want)
+    if isinstance(ours, F.LambdaLR) and not tensor:
+        assert _core.torch_compiled_counts()["lambda"][0] - before >= 119
+    if isinstance(ours, F.LambdaLR):
+        f, g = ours.lr_lambdas[0], theirs.lr_lambdas[0]
+        assert getattr(f, "keywords", None) == getattr(g, "keywords", None)
+        assert getattr(getattr(f, "func", f), "__name__") == getattr(getattr(g, "func", g), "__name__")
+
+
+def test_get_scheduler_errors_as_transformers():
+    hf = _hf_or_skip()
+    for args in [("nope", opt()), ("linear", opt()), ("linear", opt(), 10), ("cosine", opt(), 10)]:
+        with pytest.raises(ValueError) as theirs:
+            hf.get_scheduler(*args)
+        with pytest.raises(ValueError) as ours:
+            F.get_scheduler(*args)
+        assert str(ours.value).split(",")[0] == str(theirs.value).split(",")[0]
+
+
+@pytest.mark.parametrize("steps", [10.0, np.float64(10.0)])
+def test_float_step_counts_are_accepted_as_transformers_accepts_them(steps):
+    hf = _hf_or_skip()
+    for name in ("get_linear_schedule_with_warmup", "get_cosine_schedule_with_warmup",
+                 "get_polynomial_decay_schedule_with_warmup"):
+        ours, theirs = getattr(F, name)(opt(), steps, 10 * steps), getattr(hf, name)(opt(), steps, 10 * steps)
+        for s in (ours, theirs):
+            s.optimizer.step()
+        for _ in range(120):
+            ours.step()
+            theirs.step()
+            assert [g["lr"] for g in ours.optimizer.param_groups] == [g["lr"] for g in theirs.optimizer.param_groups]
+
+
+def test_min_lr_cosines_against_their_formulas():
+    # transformers' own formulas, written out: cosine to min_lr_rate, and the lr_rate variant
+    sched = F.get_cosine_with_min_lr_schedule_with_warmup(opt(), 5, 50, min_lr_rate=0.1)
+    ref = [ramp(s, 5) if s < 5 else max(0, (0.5 * (1 + math.cos(math.pi * 0.5 * 2 * (s - 5) / 45))) * 0.9 + 0.1)
+           for s in range(60)]
+    check(sched, lambda s: ref[s], 59)
+    sched = F.get_cosine_with_min_lr_schedule_with_warmup_lr_rate(opt(), 5, 50, min_lr_rate=0.1)
+    ref = [(s + 1.0) / 5 if s < 5 else max(0, 0.5 * (1 + math.cos(math.pi * 0.5 * 2 * (s - 4) / 45)) * 0.9 + 0.1)
+           for s in range(60)]
+    check(sched, lambda s: ref[s], 59)

@@ -232,10 +232,15 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Groups<'py>>> {
     let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
     let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
     let Ok(groups) = groups.cast_into::<PyList>() else { return Ok(None) };
-    let Some(base) = d.get_item(intern!(py, "base_lrs"))? else { return Ok(None) };
-    let Ok(base) = base.extract::<Vec<Num>>() else { return Ok(None) };
-    if base.len() != groups.len() {
+    let Some(base_list) = d.get_item(intern!(py, "base_lrs"))? else { return Ok(None) };
+    let Ok(base_list) = base_list.cast_into::<PyList>() else { return Ok(None) };
+    if base_list.len() != groups.len() {
         return Ok(None);
+    }
+    let mut base = Vec::with_capacity(groups.len());
+    for i in 0..base_list.len() {
+        let Ok(b) = borrowed::item(&base_list, i)?.extract::<Num>() else { return Ok(None) };
+        base.push(b.0);
     }
     let lr_key = intern!(py, "lr");
     let mut lrs = Vec::with_capacity(groups.len());
@@ -246,7 +251,7 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Groups<'py>>> {
         let Ok(lr) = lr.cast_exact::<PyFloat>() else { return Ok(None) };
         lrs.push(lr.value());
     }
-    Ok(Some(Groups { groups, base: base.into_iter().map(|b| b.0).collect(), lrs }))
+    Ok(Some(Groups { groups, base, lrs }))
 }
 
 /// A float-valued key of a param group.
@@ -605,14 +610,26 @@ fn torch_get_lr<'py>(
     let Some(d) = instance_dict(scheduler) else { return Ok(None) };
     let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
     let Ok(Int(epoch)) = last.extract::<Int>() else { return Ok(None) };
+    let Some(mut g) = read_groups(&d)? else { return Ok(None) };
     if rule == "cosine" && epoch > 0 {
-        // torch's CosineAnnealingLR computes its closed form on a resumed first step.
+        // torch's CosineAnnealingLR uses its closed form while `_step_count` is 1 (a resumed
+        // first step; and always under Ignite's wrapper, which never calls `step`).
         let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(None) };
-        if n.extract::<Int>().map_or(true, |n| n.0 == 1) {
-            return Ok(None);
+        let Ok(Int(n)) = n.extract::<Int>() else { return Ok(None) };
+        if n == 1 {
+            let Ok(s) = d.as_any().extract::<CosineSpec>() else { return Ok(None) };
+            let (t_max, eta_min) = (s.t_max.0 as f64, s.eta_min.0);
+            let wave = 1.0 + (epoch as f64 * std::f64::consts::PI / t_max).cos();
+            for (lr, b) in g.lrs.iter_mut().zip(&g.base) {
+                *lr = eta_min + (b - eta_min) * wave / 2.0;
+            }
+            if !all_finite(&g.lrs) {
+                return Ok(None);
+            }
+            count(&GET_LRS, rule);
+            return Ok(Some(PyList::new(py, &g.lrs)?));
         }
     }
-    let Some(mut g) = read_groups(&d)? else { return Ok(None) };
     let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, false)? else { return Ok(None) };
     if let Some((key, moms)) = &extra.momenta {
         if !momenta_writable(&g.groups, *key)? {

@@ -1,0 +1,297 @@
+"""What makes fastcb.lr_scheduler a drop-in for torch.optim.lr_scheduler beyond the values:
+nothing in the instance that torch's has not, no reference cycles, subclasses and in-place
+edits honoured, warnings at the caller's line, every regular step compiled (counted), and
+a LambdaLR state refused whole. torch's own classes are the oracle."""
+
+import gc
+import pickle
+import warnings
+import weakref
+from collections import Counter
+
+import pytest
+import torch
+import torch.optim.lr_scheduler as T
+
+import fastcb.lr_scheduler as F
+from fastcb import _core
+
+
+def make_opt(groups=2, tensor=False, adam=False):
+    def lr(i):
+        v = 0.1 / (i + 1)
+        return torch.tensor(v, dtype=torch.float64) if tensor else v
+
+    params = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": lr(i)} for i in range(groups)]
+    if adam:
+        return torch.optim.AdamW(params, lr=0.1)
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+# name -> (builder over a module, the rule it runs compiled)
+BUILDERS = {
+    "StepLR": (lambda m, o: m.StepLR(o, step_size=3, gamma=0.5), "step"),
+    "MultiStepLR": (lambda m, o: m.MultiStepLR(o, milestones=[3, 6, 6, 9], gamma=0.5), "multistep"),
+    "ConstantLR": (lambda m, o: m.ConstantLR(o, factor=0.5, total_iters=4), "constant"),
+    "LinearLR": (lambda m, o: m.LinearLR(o, start_factor=0.2, total_iters=8), "linear"),
+    "ExponentialLR": (lambda m, o: m.ExponentialLR(o, gamma=0.9), "exponential"),
+    "PolynomialLR": (lambda m, o: m.PolynomialLR(o, total_iters=15, power=2.0), "polynomial"),
+    "CosineAnnealingLR": (lambda m, o: m.CosineAnnealingLR(o, T_max=7, eta_min=0.001), "cosine"),
+    "CosineAnnealingWarmRestarts": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=2), "warmrestarts"),
+    "CyclicLR": (lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3), "cyclic"),
+    "OneCycleLR": (lambda m, o: m.OneCycleLR(o, max_lr=[0.5, 0.3], total_steps=40), "onecycle"),
+    "SequentialLR": (lambda m, o: m.SequentialLR(o, [m.ConstantLR(o, factor=0.5, total_iters=2),
+                                                     m.ExponentialLR(o, gamma=0.9)], milestones=[3]), "sequential"),
+    "LambdaLR": (lambda m, o: (F if m is F else _hf()).get_linear_schedule_with_warmup(o, 3, 30), "lambda"),
+}
+
+
+def _hf():
+    return pytest.importorskip("transformers.optimization")
+
+
+def lrs(opt):
+    return [float(g["lr"]) for g in opt.param_groups]
+
+
+def run(*scheds, n=20):
+    """Steps every scheduler `n` times (optimizer first) and returns the lrs after each step."""
+    out = []
+    for s in scheds:
+        s.optimizer.step()
+    for _ in range(n):
+        for s in scheds:
+            s.step()
+        out.append([lrs(s.optimizer) for s in scheds])
+    return out
+
+
+def counts(rule):
+    return _core.torch_compiled_counts()[rule][0]
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_nothing_in_the_instance_that_torchs_has_not(name):
+    build, _ = BUILDERS[name]
+    ours, theirs = build(F, make_opt()), build(T, make_opt())
+    run(ours, theirs, n=12)
+    assert sorted(vars(ours)) == sorted(vars(theirs))
+    state = {k: v for k, v in vars(ours).items() if k != "optimizer"}
+    pickle.dumps(state)  # torch's definition of a scheduler's state pickles
+    # round trip through state_dict: every attribute equal
+    copy = build(F, make_opt())
+    copy.load_state_dict(ours.state_dict())
+    for key, value in vars(ours).items():
+        if key not in ("optimizer", "_schedulers", "lr_lambdas"):
+            assert vars(copy)[key] == value, key
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS) + ["factories"])
+def test_freed_by_reference_counting_alone(name):
+    def make():
+        opt = make_opt()
+        if name == "factories":
+            made = [getattr(F, f)(opt, 2, 20) for f in ("get_linear_schedule_with_warmup",
+                                                         "get_cosine_schedule_with_warmup",
+                                                         "get_cosine_with_hard_restarts_schedule_with_warmup")]
+            made.append(F.get_scheduler("warmup_stable_decay", opt, 2, 20, {"num_decay_steps": 5}))
+        else:
+            made = [BUILDERS[name][0](F, opt)]
+        opt.step()
+        for s in made:
+            for _ in range(5):
+                s.step()
+        return [weakref.ref(s) for s in made] + [weakref.ref(opt)]
+
+    gc.collect()
+    gc.disable()
+    try:
+        refs = make()
+        assert all(r() is None for r in refs), "a reference cycle keeps the scheduler alive"
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("name", sorted(set(BUILDERS) - {"SequentialLR", "LambdaLR"}))
+def test_every_regular_step_runs_compiled(name):
+    build, rule = BUILDERS[name]
+    s = build(F, make_opt())
+    s.optimizer.step()
+    s.step()  # torch's first step: it checks the call order
+    before = counts(rule)
+    for _ in range(25):
+        s.step()
+    assert counts(rule) - before == 25
+
+
+def test_subclass_overriding_step_runs_every_step():
+    calls = []
+
+    class Mine(F.StepLR):
+        def step(self, epoch=None):
+            calls.append(self.last_epoch)
+            super().step(epoch)
+
+    s = Mine(make_opt(), step_size=2, gamma=0.5)
+    calls.clear()
+    s.optimizer.step()
+    for _ in range(10):
+        s.step()
+    assert len(calls) == 10 and Mine._fastcb_rule is None
+
+
+@pytest.mark.parametrize("method", ["get_lr", "_get_closed_form_lr"])
+def test_subclass_overriding_get_lr_gets_torchs_semantics(method):
+    def override(base):
+        class Mine(base):
+            def get_lr(self):
+                return [0.5 * lr for lr in super().get_lr()]
+
+            def _get_closed_form_lr(self):
+                return [0.25 for _ in self.base_lrs]
+
+        if method == "_get_closed_form_lr":
+            del Mine.get_lr
+        return Mine
+
+    ours = override(F.ExponentialLR)(make_opt(), gamma=0.9)
+    theirs = override(T.ExponentialLR)(make_opt(), gamma=0.9)
+    assert type(ours)._fastcb_rule is None
+    for step, (a, b) in enumerate(run(ours, theirs)):
+        assert a == b, step
+
+
+def test_subclass_adding_init_logic_keeps_the_compiled_step():
+    class Mine(F.CosineAnnealingLR):
+        def __init__(self, optimizer, **kwargs):
+            self.note = "mine"
+            super().__init__(optimizer, **kwargs)
+
+    ours, theirs = Mine(make_opt(), T_max=10), T.CosineAnnealingLR(make_opt(), T_max=10)
+    before = counts("cosine")
+    for a, b in run(ours, theirs):
+        assert a[0] == b[0]
+    assert counts("cosine") - before == 19
+
+
+EDITS = [
+    ("StepLR", lambda s: setattr(s, "gamma", 0.1)),
+    ("StepLR", lambda s: setattr(s, "step_size", 5)),
+    ("ExponentialLR", lambda s: s.base_lrs.__setitem__(0, 0.5)),
+    ("CosineAnnealingLR", lambda s: setattr(s, "T_max", 20)),
+    ("CosineAnnealingLR", lambda s: setattr(s, "eta_min", 0.01)),
+    ("CosineAnnealingLR", lambda s: s.base_lrs.__setitem__(0, 0.5)),
+    ("MultiStepLR", lambda s: setattr(s, "milestones", Counter([12, 14]))),
+    ("MultiStepLR", lambda s: s.milestones.update([13])),
+    ("LinearLR", lambda s: setattr(s, "end_factor", 0.5)),
+    ("PolynomialLR", lambda s: setattr(s, "power", 1.0)),
+    ("ConstantLR", lambda s: setattr(s, "total_iters", 12)),
+    ("CosineAnnealingWarmRestarts", lambda s: setattr(s, "eta_min", 0.02)),
+    ("CosineAnnealingWarmRestarts", lambda s: setattr(s, "T_mult", 1)),
+    ("CyclicLR", lambda s: s.max_lrs.__setitem__(0, 0.3)),
+    ("CyclicLR", lambda s: s.base_lrs.__setitem__(1, 0.02)),
+    ("OneCycleLR", lambda s: s.optimizer.param_groups[0].__setitem__("max_lr", 0.2)),
+    ("OneCycleLR", lambda s: s.optimizer.param_groups[1].__setitem__("min_lr", 1e-3)),
+    ("OneCycleLR", lambda s: s.optimizer.param_groups[0].__setitem__("initial_lr", 0.05)),
+    ("OneCycleLR", lambda s: s.optimizer.param_groups[0].__setitem__("base_momentum", 0.5)),
+    ("OneCycleLR", lambda s: s.optimizer.param_groups[1].__setitem__("max_momentum", 0.99)),
+    ("OneCycleLR", lambda s: setattr(s, "total_steps", 15)),
+]
+
+
+@pytest.mark.parametrize("name,edit", EDITS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(EDITS)])
+def test_in_place_edits_are_honoured_at_the_next_step(name, edit):
+    build, _ = BUILDERS[name]
+    ours, theirs = build(F, make_opt()), build(T, make_opt())
+    for a, b in run(ours, theirs, n=10):
+        assert a[0] == b[0]
+    edit(ours)
+    edit(theirs)
+    for s in (ours, theirs):
+        s.optimizer.step()
+    for i in range(30):
+        errors = []
+        for s in (ours, theirs):
+            try:
+                s.step()
+                errors.append(None)
+            except ValueError as e:  # OneCycleLR past its (edited) total_steps
+                errors.append(str(e))
+        assert errors[0] == errors[1]
+        if errors[0]:
+            break
+        assert lrs(ours.optimizer) == lrs(theirs.optimizer), i
+        mom = [(g.get("momentum"), g.get("betas")) for g in ours.optimizer.param_groups]
+        assert mom == [(g.get("momentum"), g.get("betas")) for g in theirs.optimizer.param_groups]
+
+
+def test_warnings_point_at_the_callers_line():
+    s = F.StepLR(make_opt(), step_size=2)
+    with pytest.warns(UserWarning, match="before `optimizer.step\\(\\)`") as caught:
+        s.step()  # before the optimizer's: torch's order warning
+    assert caught[0].filename == __file__
+    with pytest.warns(UserWarning, match="epoch parameter") as caught:
+        s.step(3)
+    assert caught[0].filename == __file__
+    with pytest.warns(UserWarning, match="get_last_lr") as caught:
+        s.get_lr()
+    assert caught[0].filename == __file__
+
+
+def test_get_lr_is_compiled_for_ignite_style_callers():
+    # Ignite's LRScheduler wrapper: last_epoch += 1, then get_lr() inside the "within step" flag
+    ours, theirs = F.OneCycleLR(make_opt(), max_lr=0.5, total_steps=50), T.OneCycleLR(make_opt(), max_lr=0.5,
+                                                                                      total_steps=50)
+    before = _core.torch_compiled_counts()["onecycle"][1]
+    for _ in range(20):
+        got = []
+        for s in (ours, theirs):
+            s.last_epoch += 1
+            s._get_lr_called_within_step = True
+            got.append(s.get_lr())
+            s._get_lr_called_within_step = False
+        assert got[0] == got[1]
+        assert lrs(ours.optimizer) == lrs(theirs.optimizer)  # get_lr sets no lr
+        assert [g["momentum"] for g in ours.optimizer.param_groups] == [g["momentum"] for g in
+                                                                         theirs.optimizer.param_groups]
+    assert _core.torch_compiled_counts()["onecycle"][1] - before == 20
+
+
+def test_lambda_lr_refuses_a_bad_state_whole():
+    s = F.get_linear_schedule_with_warmup(make_opt(), 3, 30)
+    run(s, n=5)
+    before = dict(vars(s))
+    good = s.state_dict()
+    bad_states = [
+        dict(good, lr_lambdas=[{}]),  # one entry for two groups
+        dict(good, lr_lambdas=[{}, 3]),
+        dict(good, last_epoch="7"),
+        dict(good, base_lrs=[0.1]),
+        dict(good, _step_count=-1),
+        "not a dict",
+    ]
+    for bad in bad_states:
+        with pytest.raises((ValueError, TypeError)):
+            s.load_state_dict(bad)
+        assert vars(s) == before, "nothing assigned before the error"
+    s.load_state_dict(good)
+    m = F.MultiplicativeLR(make_opt(), lambda e: 0.9)
+    with pytest.raises(ValueError, match="lr_lambdas"):
+        m.load_state_dict(dict(m.state_dict(), lr_lambdas=[None]))
+
+
+def test_tensor_lrs_keep_their_tensors_and_torchs_values():
+    for name in sorted(set(BUILDERS) - {"LambdaLR"}):
+        build, _ = BUILDERS[name]
+        ours, theirs = build(F, make_opt(tensor=True)), build(T, make_opt(tensor=True))
+        held = [g["lr"] for g in ours.optimizer.param_groups]
+        for step, (a, b) in enumerate(run(ours, theirs)):
+            assert a[0] == b[0], (name, step)
+        assert all(g["lr"] is t for g, t in zip(ours.optimizer.param_groups, held, strict=True)), name
+
+
+def test_warnings_are_not_errors_of_ours():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = F.CosineAnnealingLR(make_opt(), T_max=5)
+        run(s, n=10)
