@@ -21,7 +21,10 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use super::exact::{Int, Num};
 use super::hf_factor::lambda_factor;
-use crate::core::torch_sched::{Cyclic, CyclicMode, Rule, ShapeAt, WarmRestarts};
+use crate::core::torch_sched::{
+    Constant, Cosine, Cyclic, CyclicMode, Exponential, Linear, MultiStep, Polynomial, ShapeAt, Step, TorchRule,
+    WarmRestarts,
+};
 use crate::core::Anneal;
 
 /// Every compiled rule, by the name its Python class gives it (`_fastcb_rule`).
@@ -303,32 +306,57 @@ fn rule_lrs(
 ) -> PyResult<Option<Extra>> {
     let dict = d.as_any();
     let mut extra = Extra::default();
-    let simple = match rule {
-        "step" => dict.extract::<StepSpec>().ok().map(|s| Rule::Step { step_size: s.step_size.0, gamma: s.gamma.0 }),
-        "multistep" => match dict.extract::<MultiStepSpec<'_>>() {
+    // A rule read from its spec, then applied: `None` from either defers to torch.
+    fn apply(rule: Option<impl TorchRule>, epoch: i64, g: &mut Groups<'_>) -> Option<()> {
+        rule?.lrs(epoch, &mut g.lrs, &g.base)
+    }
+    let done = match rule {
+        "step" => apply(
+            dict.extract::<StepSpec>().ok().map(|s| Step { step_size: s.step_size.0, gamma: s.gamma.0 }),
+            epoch,
+            g,
+        ),
+        "multistep" => {
+            let Ok(s) = dict.extract::<MultiStepSpec<'_>>() else { return Ok(None) };
             // torch: `lr * gamma ** milestones[last_epoch]` at a milestone.
-            Ok(s) => match s.milestones.get_item(epoch)? {
-                // Not a milestone: the learning rates stay.
-                None => return Ok(Some(extra)),
-                Some(n) => n.extract::<Int>().ok().map(|n| Rule::Exponential { gamma: s.gamma.0.powf(n.0 as f64) }),
-            },
-            Err(_) => None,
-        },
-        "constant" => dict
-            .extract::<ConstantSpec>()
-            .ok()
-            .map(|s| Rule::Constant { factor: s.factor.0, total_iters: s.total_iters.0 }),
-        "linear" => dict.extract::<LinearSpec>().ok().map(|s| Rule::Linear {
-            start: s.start_factor.0,
-            end: s.end_factor.0,
-            total_iters: s.total_iters.0,
-        }),
-        "exponential" => dict.extract::<ExponentialSpec>().ok().map(|s| Rule::Exponential { gamma: s.gamma.0 }),
-        "polynomial" => dict
-            .extract::<PolynomialSpec>()
-            .ok()
-            .map(|s| Rule::Polynomial { total_iters: s.total_iters.0, power: s.power.0 }),
-        "cosine" => dict.extract::<CosineSpec>().ok().map(|s| Rule::Cosine { t_max: s.t_max.0, eta_min: s.eta_min.0 }),
+            let hits = match s.milestones.get_item(epoch)? {
+                None => 0,
+                Some(n) => match n.extract::<Int>() {
+                    Ok(n) => n.0,
+                    Err(_) => return Ok(None),
+                },
+            };
+            apply(Some(MultiStep { hits, gamma: s.gamma.0 }), epoch, g)
+        }
+        "constant" => apply(
+            dict.extract::<ConstantSpec>().ok().map(|s| Constant { factor: s.factor.0, total_iters: s.total_iters.0 }),
+            epoch,
+            g,
+        ),
+        "linear" => apply(
+            dict.extract::<LinearSpec>().ok().map(|s| Linear {
+                start: s.start_factor.0,
+                end: s.end_factor.0,
+                total_iters: s.total_iters.0,
+            }),
+            epoch,
+            g,
+        ),
+        "exponential" => {
+            apply(dict.extract::<ExponentialSpec>().ok().map(|s| Exponential { gamma: s.gamma.0 }), epoch, g)
+        }
+        "polynomial" => apply(
+            dict.extract::<PolynomialSpec>()
+                .ok()
+                .map(|s| Polynomial { total_iters: s.total_iters.0, power: s.power.0 }),
+            epoch,
+            g,
+        ),
+        "cosine" => apply(
+            dict.extract::<CosineSpec>().ok().map(|s| Cosine { t_max: s.t_max.0, eta_min: s.eta_min.0 }),
+            epoch,
+            g,
+        ),
         "lambda" => {
             let Some(lambdas) = d.get_item(intern!(d.py(), "lr_lambdas"))? else { return Ok(None) };
             let Ok(lambdas) = lambdas.cast_into::<PyList>() else { return Ok(None) };
@@ -381,14 +409,14 @@ fn rule_lrs(
                 key = MomentumKey::new(m.use_beta1);
                 momentums = Some(m.base_momentums.iter().zip(&m.max_momentums).map(|(b, x)| (b.0, x.0)).collect());
             }
-            let rule = Rule::Cyclic(Cyclic {
+            let rule = Cyclic {
                 total_size: s.total_size.0,
                 step_ratio: s.step_ratio.0,
                 mode,
                 by_cycle,
                 max_lrs: s.max_lrs.iter().map(|m| m.0).collect(),
                 momentums,
-            });
+            };
             if rule.lrs(epoch, &mut g.lrs, &g.base).is_none() {
                 return Ok(None);
             }
@@ -404,8 +432,7 @@ fn rule_lrs(
         "onecycle" => return one_cycle(d, g, epoch),
         _ => None,
     };
-    let Some(rule) = simple else { return Ok(None) };
-    Ok(rule.lrs(epoch, &mut g.lrs, &g.base).map(|_| extra))
+    Ok(done.map(|_| extra))
 }
 
 fn all_finite(values: &[f64]) -> bool {

@@ -1,0 +1,66 @@
+//! CyclicLR (and its momentum cycle), for the built-in scaling policies.
+
+use super::{all_finite, TorchRule};
+
+/// CyclicLR's built-in scaling policies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CyclicMode {
+    Triangular,
+    Triangular2,
+    ExpRange(f64),
+}
+
+/// CyclicLR's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cyclic {
+    pub total_size: f64,
+    pub step_ratio: f64,
+    pub mode: CyclicMode,
+    /// torch's `scale_mode == "cycle"`: the scale function takes the cycle, else the epoch.
+    pub by_cycle: bool,
+    pub max_lrs: Vec<f64>,
+    /// `(base_momentum, max_momentum)` per group, when momentum is cycled.
+    pub momentums: Option<Vec<(f64, f64)>>,
+}
+
+impl Cyclic {
+    /// `(scale_factor, scale)` at `epoch`, shared by every group.
+    fn factors(&self, epoch: i64) -> (f64, f64) {
+        let ratio = epoch as f64 / self.total_size;
+        let cycle = (1.0 + ratio).floor();
+        let x = 1.0 + ratio - cycle;
+        let scale_factor = if x <= self.step_ratio { x / self.step_ratio } else { (x - 1.0) / (self.step_ratio - 1.0) };
+        let arg = if self.by_cycle { cycle } else { epoch as f64 };
+        let scale = match self.mode {
+            CyclicMode::Triangular => 1.0,
+            CyclicMode::Triangular2 => 1.0 / 2f64.powf(arg - 1.0),
+            CyclicMode::ExpRange(gamma) => gamma.powf(arg),
+        };
+        (scale_factor, scale)
+    }
+}
+
+impl TorchRule for Cyclic {
+    fn lrs(&self, epoch: i64, lrs: &mut [f64], base: &[f64]) -> Option<()> {
+        if self.max_lrs.len() != lrs.len() {
+            return None;
+        }
+        let (scale_factor, scale) = self.factors(epoch);
+        for ((lr, &b), &max) in lrs.iter_mut().zip(base).zip(&self.max_lrs) {
+            *lr = b + (max - b) * scale_factor * scale;
+        }
+        all_finite(lrs)
+    }
+
+    fn momenta(&self, epoch: i64, out: &mut [f64]) -> Option<()> {
+        let moms = self.momentums.as_ref()?;
+        if moms.len() != out.len() {
+            return None;
+        }
+        let (scale_factor, scale) = self.factors(epoch);
+        for (m, &(base, max)) in out.iter_mut().zip(moms) {
+            *m = max - (max - base) * scale_factor * scale;
+        }
+        all_finite(out)
+    }
+}

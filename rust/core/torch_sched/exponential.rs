@@ -1,0 +1,15 @@
+//! ExponentialLR: `lr *= gamma` every epoch.
+
+use super::{all_finite, scale, TorchRule};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exponential {
+    pub gamma: f64,
+}
+
+impl TorchRule for Exponential {
+    fn lrs(&self, _epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+        scale(lrs, self.gamma);
+        all_finite(lrs)
+    }
+}

@@ -1,0 +1,25 @@
+//! LambdaLR over transformers' factors: `base_lr * factor(epoch)`, one factor per group.
+
+use super::{all_finite, TorchRule};
+use crate::core::hf_sched::HfFactor;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lambda(pub Vec<HfFactor>);
+
+impl TorchRule for Lambda {
+    fn lrs(&self, epoch: i64, lrs: &mut [f64], base: &[f64]) -> Option<()> {
+        if self.0.len() != lrs.len() {
+            return None;
+        }
+        let mut last: Option<(&HfFactor, f64)> = None;
+        for ((lr, &b), f) in lrs.iter_mut().zip(base).zip(&self.0) {
+            let value = match last {
+                Some((prev, v)) if prev == f => v,
+                _ => f.value(epoch).ok()?,
+            };
+            last = Some((f, value));
+            *lr = b * value;
+        }
+        all_finite(lrs)
+    }
+}

@@ -1,0 +1,22 @@
+//! LinearLR: a linear factor from `start` to `end` over `total_iters`, chained.
+
+use super::{all_finite, scale, TorchRule};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Linear {
+    pub start: f64,
+    pub end: f64,
+    pub total_iters: i64,
+}
+
+impl TorchRule for Linear {
+    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+        let Linear { start, end, total_iters } = *self;
+        if epoch == 0 {
+            scale(lrs, start);
+        } else if epoch <= total_iters {
+            scale(lrs, 1.0 + (end - start) / (total_iters as f64 * start + (epoch - 1) as f64 * (end - start)));
+        }
+        all_finite(lrs)
+    }
+}

@@ -1,0 +1,19 @@
+//! MultiStepLR: `lr *= gamma ** milestones[epoch]` at a milestone.
+
+use super::{all_finite, scale, TorchRule};
+
+/// The rule at one epoch: `hits` is how often the epoch is a milestone (torch's `Counter`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultiStep {
+    pub hits: i64,
+    pub gamma: f64,
+}
+
+impl TorchRule for MultiStep {
+    fn lrs(&self, _epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+        if self.hits != 0 {
+            scale(lrs, self.gamma.powf(self.hits as f64));
+        }
+        all_finite(lrs)
+    }
+}

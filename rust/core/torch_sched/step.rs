@@ -1,0 +1,18 @@
+//! StepLR: `lr *= gamma` every `step_size` epochs.
+
+use super::{all_finite, floor_mod, scale, TorchRule};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    pub step_size: i64,
+    pub gamma: f64,
+}
+
+impl TorchRule for Step {
+    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+        if epoch != 0 && floor_mod(epoch, self.step_size)? == 0 {
+            scale(lrs, self.gamma);
+        }
+        all_finite(lrs)
+    }
+}
