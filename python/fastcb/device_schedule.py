@@ -368,7 +368,7 @@ def to_device_schedule(scheduler) -> DeviceSchedule:
     end of its run it extrapolates where torch's `OneCycleLR` raises."""
     from torch.optim import lr_scheduler as tl
 
-    from ._core import HfFactor
+    from .lr_scheduler._transformers import factor_spec
 
     opt = getattr(scheduler, "optimizer", None)
     if not isinstance(opt, torch.optim.Optimizer):
@@ -398,9 +398,9 @@ def to_device_schedule(scheduler) -> DeviceSchedule:
         t, sf, ef = scheduler.total_iters, scheduler.start_factor, scheduler.end_factor
         hypers["lr"] = [_steps([0, t, t + 1], [_a("linear", b * sf, b * ef), _a("no", b * ef, b * ef)]) for b in base]
         total = int(t)
-    elif isinstance(scheduler, tl.LambdaLR) and all(isinstance(f, HfFactor) for f in scheduler.lr_lambdas):
-        hypers["lr"] = [_hf_schedule(f.spec, b) for f, b in zip(scheduler.lr_lambdas, base)]
-        spec = scheduler.lr_lambdas[0].spec
+    elif isinstance(scheduler, tl.LambdaLR) and all(factor_spec(f) is not None for f in scheduler.lr_lambdas):
+        hypers["lr"] = [_hf_schedule(factor_spec(f), b) for f, b in zip(scheduler.lr_lambdas, base)]
+        spec = factor_spec(scheduler.lr_lambdas[0])
         mode = "formula" if spec[0] == "cosine" else "table"  # transformers' cosine goes on past the end
         total = int({"linear": lambda: spec[2], "cosine": lambda: spec[2],
                      "wsd": lambda: spec[1] + spec[2] + spec[3], "constant_warmup": lambda: spec[1]}.get(

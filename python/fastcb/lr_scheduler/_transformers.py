@@ -163,6 +163,35 @@ def _get_wsd_scheduler_lambda(
     return min_lr_ratio
 
 
+#: The keywords of each factor, in the order of its `(kind, *params)` spec.
+_SPEC_KEYS = {
+    "constant": (),
+    "constant_warmup": ("num_warmup_steps",),
+    "linear": ("num_warmup_steps", "num_training_steps"),
+    "cosine": ("num_warmup_steps", "num_training_steps", "num_cycles"),
+    "hard_restarts": ("num_warmup_steps", "num_training_steps", "num_cycles"),
+    "polynomial": ("num_warmup_steps", "num_training_steps", "lr_end", "power", "lr_init"),
+    "inverse_sqrt": ("num_warmup_steps", "timescale"),
+    "wsd": ("num_warmup_steps", "num_stable_steps", "num_decay_steps", "warmup_type", "decay_type",
+            "min_lr_ratio", "num_cycles"),
+}
+
+
+def factor_spec(factor) -> tuple | None:
+    """``(kind, *params)`` of a factor this module's factories made, or ``None``."""
+    func = getattr(factor, "func", factor)
+    kind = getattr(func, "_fastcb_factor", None)
+    if kind not in _SPEC_KEYS or getattr(factor, "args", ()):
+        return None
+    kw = factor.keywords if func is not factor else {}
+    if kind == "cosine" and kw.get("min_lr_rate", 0.0) != 0:
+        return None
+    try:
+        return (kind, *(kw[k] for k in _SPEC_KEYS[kind]))
+    except KeyError:
+        return None
+
+
 def get_constant_schedule(optimizer, last_epoch: int = -1):
     """A constant learning rate: the optimizer's own."""
     return LambdaLR(optimizer, _get_constant_lambda, last_epoch=last_epoch)
