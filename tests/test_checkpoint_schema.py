@@ -308,3 +308,17 @@ def test_param_scheduler_resumes_its_position(tmp_path):
     with pytest.raises(StateError, match="hps"):
         ps.load_state_dict({"hps": {"mom": []}})
     assert ps.train_iter == 9
+
+
+def test_sizes_are_bounded_before_decoding(saved, tmp_path, monkeypatch):
+    path, raw = saved
+    monkeypatch.setattr(checkpoint, "MAX_ITEMS", 50)
+    with pytest.raises(CheckpointError, match="more than 50 values"):
+        checkpoint.read_checkpoint(path)
+    monkeypatch.setattr(checkpoint, "MAX_ITEMS", 50_000_000)
+    monkeypatch.setattr(checkpoint, "MAX_STR", 40)
+    bad = copy.deepcopy(raw)
+    bad["callbacks"]["Recorder"]["note"] = "x" * 41
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match=r"callbacks'\]\['Recorder'\]\['note'\]: a string of 41"):
+        checkpoint.read_checkpoint(tmp_path / "bad.pth")

@@ -136,3 +136,49 @@ def test_an_error_raised_by_a_metric_names_the_metric():
     with pytest.raises(ZeroDivisionError, match="boom") as info:
         learn.fit(1, 1e-3)
     assert "raised by the metric 'broken_metric'" in info.value.__notes__
+
+
+def test_weighted_mean_over_ranks_keeps_non_finite_values(monkeypatch):
+    from fastcb import callback
+
+    others = []
+
+    def gather(obj):  # two ranks: this one and one that saw `others`
+        return [obj, others[0]]
+
+    others.append(_partial([3.0, 5.0], [1.0, 1.0]))
+    others.append(_partial([math.inf], [2.0]))
+    monkeypatch.setattr(callback, "is_distributed", lambda: True)
+    monkeypatch.setattr(callback, "all_gather_object", gather)
+    assert weighted_mean([1.0], [2.0]) == pytest.approx((2.0 + 3.0 + 5.0) / 4.0)
+    others.pop(0)
+    assert weighted_mean([1.0], [2.0]) == math.inf, "a non-finite value on another rank is the result everywhere"
+    others[0] = _partial([-math.inf], [1.0])
+    assert math.isnan(weighted_mean([math.inf, 1.0], [1.0, 1.0]))
+    others[0] = _partial([], [])
+    assert weighted_mean([], []) is None
+
+
+def _partial(values, weights):
+    """What one rank contributes to the gather in `weighted_mean`."""
+    from fastcb.anneal import WeightedMean
+
+    values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    acc, finite = WeightedMean(), np.isfinite(values)
+    if finite.any():
+        acc.extend(values[finite], weights[finite])
+    bad = float(np.sum(values[~finite] * weights[~finite])) if not finite.all() else None
+    return acc.state_dict(), bad, values.size
+
+
+def test_optim_wrapper_of_an_optimizer_without_lr_loads_without_adding_one():
+    class NoLr(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"momentum": 0.9})
+
+        def step(self, closure=None):
+            return None
+
+    w = OptimWrapper(NoLr(torch.nn.Linear(2, 2).parameters()))
+    w.load_state_dict(w.state_dict())
+    assert "lr" not in w.opt.param_groups[0]

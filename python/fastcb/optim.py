@@ -216,7 +216,8 @@ class OptimWrapper(GetAttr):
         self._lr, self._mom, self._beta, self._wd = extra["lr"], extra["mom"], extra["beta"], extra["wd"]
         self._stats = extra["stats"]
         # the param groups hold what the wrapper says (a file could disagree with itself)
-        self.set_val("lr", self._lr)
+        if "lr" in self.opt_keys:
+            self.set_val("lr", self._lr)
         if self._mom is not None:
             self.mom = list(self._mom)
         if self._beta is not None:
