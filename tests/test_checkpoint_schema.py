@@ -322,3 +322,21 @@ def test_sizes_are_bounded_before_decoding(saved, tmp_path, monkeypatch):
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match=r"callbacks'\]\['Recorder'\]\['note'\]: a string of 41"):
         checkpoint.read_checkpoint(tmp_path / "bad.pth")
+
+
+def test_schedules_on_the_device_resume_their_step(tmp_path):
+    """The schedule continues at the saved step (the weights are not compared: see the report on
+    the decoupled weight decay of on-device runs)."""
+    def run(learn, start_epoch=None, stop=None):
+        cbs = [SaveModelCallback(learn, every="epoch", name="dev")] + ([Stop(stop)] if stop is not None else [])
+        learn.fit_one_cycle(3, 1e-2, callbacks=cbs, start_epoch=start_epoch, on_device=True)
+        return learn
+
+    full = run(tiny_learner(tmp_path, n_train=24, n_valid=8))
+    run(tiny_learner(tmp_path, n_train=24, n_valid=8), stop=0)
+    ck = torch.load(tmp_path / "models" / "dev_0.pth", weights_only=True)
+    assert ck["callbacks"]["OneCycleScheduler"] == {"steps": 3}
+    resumed = run(tiny_learner(tmp_path, n_train=24, n_valid=8, seed=4), start_epoch=1)
+    # the epochs run after the resume (the Recorder's lrs of an on-device run are settled at train end only,
+    # so a mid-run checkpoint holds placeholders for the earlier ones)
+    assert [float(v) for v in resumed.recorder.lrs[3:]] == pytest.approx(full.recorder.lrs[3:], rel=1e-6)

@@ -182,3 +182,18 @@ def test_optim_wrapper_of_an_optimizer_without_lr_loads_without_adding_one():
     w = OptimWrapper(NoLr(torch.nn.Linear(2, 2).parameters()))
     w.load_state_dict(w.state_dict())
     assert "lr" not in w.opt.param_groups[0]
+
+
+def test_optim_wrapper_load_keeps_hyper_parameter_tensors_in_place():
+    model = torch.nn.Linear(3, 3)
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01), betas=(torch.tensor(0.9), torch.tensor(0.99)))
+    w = OptimWrapper(opt)
+    lr, beta1 = opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]
+    sd = copy.deepcopy(w.state_dict())
+    sd["param_groups"][0]["lr"] = torch.tensor(0.5)
+    sd["fastcb"]["lr"] = [0.5]
+    sd["fastcb"]["mom"] = [0.8]
+    w.load_state_dict(sd)
+    g = opt.param_groups[0]
+    assert g["lr"] is lr and float(lr) == 0.5, "the same tensor, holding the loaded value"
+    assert g["betas"][0] is beta1 and float(beta1) == pytest.approx(0.8) and float(g["betas"][1]) == pytest.approx(0.99)

@@ -55,6 +55,10 @@ def _assign(group, key, v):
         group[key] = v
 
 
+def _has_tensor(v):
+    return isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(isinstance(c, torch.Tensor) for c in v))
+
+
 def _assign_fast(group, key, v):
     """`_assign`, with the common case (plain numbers in the group) first: this runs every batch."""
     cur = group.get(key)
@@ -204,7 +208,16 @@ class OptimWrapper(GetAttr):
         (a `ValueError`) and leaves the wrapper and its optimizer as they were.
         """
         sd, extra = self.check_state_dict(sd)
+        tensors = [{k: v for k, v in g.items() if k != "params" and _has_tensor(v)} for g in self.opt.param_groups]
         self.opt.load_state_dict(sd)  # torch checks, then swaps state and param groups at once
+        # hyper-parameter tensors keep their identity (fused/capturable steps, device schedules and
+        # CUDA graphs hold them): the loaded values are copied into them
+        for g, own in zip(self.opt.param_groups, tensors):
+            for k, cur in own.items():
+                if k in g:
+                    kept = {k: cur}
+                    _assign(kept, k, g[k])
+                    g[k] = kept[k]
         self._own_tensors()
         if extra is None:
             wd = self._wd

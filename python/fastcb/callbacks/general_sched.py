@@ -77,12 +77,21 @@ class GeneralScheduler(LearnerCallback):
 
     def state_dict(self):
         """The schedules' position: the current phase and each Stepper's step count (empty before training)."""
+        if self._run is not None:  # on the device: the run's step count
+            return {"steps": self._run.steps}
         if getattr(self, "scheds", None) is None:
             return {}
         return {"idx_s": self.idx_s, "n": [[s.n for s in phase.values()] for phase in self.scheds]}
 
     def check_state_dict(self, state):
         """`StateError` unless `state` is a position within these schedules (same phases, same lengths)."""
+        if self._run is not None:
+            if not isinstance(state, dict) or set(state) != {"steps"}:
+                raise StateError(f"state: expected the key ['steps'] (schedules on the device), got {state!r:.80}")
+            check_state_number("steps", state["steps"], integer=True, minimum=0)
+            if state["steps"] > self._total:
+                raise StateError(f"state['steps']: {state['steps']} steps, past the schedules' {self._total}")
+            return
         if not isinstance(state, dict) or set(state) != {"idx_s", "n"}:
             raise StateError(f"state: expected the keys ['idx_s', 'n'], got {state!r:.80}")
         scheds = getattr(self, "scheds", None)
@@ -104,6 +113,9 @@ class GeneralScheduler(LearnerCallback):
     def load_state_dict(self, state):
         """Continue the schedules from `state` (checked first; the schedules' values stay the user's)."""
         self.check_state_dict(state)
+        if self._run is not None:
+            self._run.jump(int(state["steps"]))
+            return
         for ns, phase in zip(state["n"], self.scheds):
             for v, s in zip(ns, phase.values()):
                 s.load_state_dict({**s.state_dict(), "n": int(v)})
