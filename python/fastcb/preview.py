@@ -32,6 +32,7 @@ __all__ = [
     "plot_schedule",
     "save_schedule",
     "save_trace",
+    "plot_annealings",
     "make_optimizer",
 ]
 
@@ -184,6 +185,24 @@ def plot_trace(trace, title=None):
         ax.set_ylabel(label)
         ax.set_title(title if i == 0 and title else f"{label.capitalize()} per step")
         ax.legend(fontsize="small")
+    return fig
+
+
+def plot_annealings(start=2.0, end=1e-2, n_steps=100, degree=0.8):
+    """A figure of the five annealing functions from `start` to `end` over `n_steps` steps (the
+    figure of fastai's "Classes for callback implementors" page), drawn from fastcb's values."""
+    from .anneal import annealing_exp, annealing_linear, annealing_no, annealing_poly
+
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    funcs = {"annealing_no": annealing_no, "annealing_linear": annealing_linear, "annealing_cos": annealing_cos,
+             "annealing_exp": annealing_exp, f"annealing_poly({degree:g})": annealing_poly(degree)}
+    for name, func in funcs.items():
+        ax.plot(np.arange(n_steps), schedule_values(func, n_steps, start=start, end=end), label=name)
+    ax.set_title(f"Annealing functions from {start:g} to {end:g}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("value")
+    ax.legend(fontsize="small")
     return fig
 
 
