@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastcb import _core
 from fastcb import (
     SmoothenValue,
     Stepper,
@@ -203,3 +204,25 @@ def test_tensor_results_that_overflow_are_errors():
     with pytest.raises(ValueError, match="^annealing_exp: the result on tensors is NaN or overflows"):
         annealing_exp(torch.tensor(1e300, dtype=torch.float64), 1e-300, -2.0)
     assert annealing_cos(torch.tensor([2.0, 1.0]), 0.0, 0.5).tolist() == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda: _core.Schedule.anneal("cos", "a", 0.0), "start"),
+    (lambda: _core.Schedule.anneal("poly", 1.0, 0.0, degree="z"), "degree"),
+    (lambda: _core.Schedule.power(1.0, 0.0, "p"), "power"),
+    (lambda: _core.Schedule.constant("c"), "value"),
+    (lambda: _core.Schedule.one_cycle("x"), "lr_max"),
+    (lambda: _core.Schedule.one_cycle(1.0, div_factor="d"), "div_factor"),
+    (lambda: _core.Schedule.sgdr(1.0, 0.0, "p"), "period"),
+    (lambda: _core.Schedule.sgdr(1.0, 0.0, 10.0, mult="m"), "mult"),
+    (lambda: _core.Schedule.warmup_decay(0.1, 0.0, "peak", 0.0), "peak"),
+    (lambda: _core.Schedule.wsd(0.1, 0.2, 0.0, 1.0, "e"), "end"),
+])
+def test_a_schedule_argument_that_is_not_a_number_is_named(build, name):
+    with pytest.raises(TypeError, match=rf"^{name}: must be a real number, not str$"):
+        build()
+
+
+def test_schedule_defaults_are_fastai_v1s():
+    assert _core.Schedule.one_cycle(1.0).spec == _core.Schedule.one_cycle(1.0, 0.3, 25.0, 25.0 * 1e4).spec
+    assert _core.Schedule.sgdr(1.0, 0.0, 10.0).spec == _core.Schedule.sgdr(1.0, 0.0, 10.0, 1.0).spec

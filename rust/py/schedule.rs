@@ -1,4 +1,4 @@
-//! Bindings of the composable `Schedule`s (issue 4). The transformers factors are in
+//! Bindings of the composable `Schedule`s. The transformers factors are in
 //! `hf_factor`, the compiled steps of the drop-in torch schedulers in `torch_core`.
 
 use numpy::IntoPyArray;
@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{as_number, count, float_array, float_vec, is_tensor};
+use super::convert::{as_number, count, float_array, float_vec, is_tensor, real};
 use super::shape::{parse_shape, shape_name};
 use crate::core::schedule::Schedule as CoreSchedule;
 
@@ -91,20 +91,28 @@ impl Schedule {
     /// An annealing shape (`no`, `linear`, `exp`, `cos`, `poly`) from `start` at 0 to `end` at 1.
     #[staticmethod]
     #[pyo3(signature = (shape, start, end, degree = None))]
-    fn anneal(shape: &str, start: f64, end: f64, degree: Option<f64>) -> PyResult<Self> {
+    fn anneal(
+        shape: &str,
+        start: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+        degree: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let degree = degree.map(|d| real("degree", d)).transpose()?;
+        let (start, end) = (real("start", start)?, real("end", end)?);
         Ok(Schedule(CoreSchedule::anneal(parse_shape(shape, degree)?, start, end)?))
     }
 
     /// fastai v2's `SchedPoly`: `start + (end - start) * pos**power`.
     #[staticmethod]
-    fn power(start: f64, end: f64, power: f64) -> PyResult<Self> {
+    fn power(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>, power: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let (start, end, power) = (real("start", start)?, real("end", end)?, real("power", power)?);
         Ok(Schedule(CoreSchedule::power(start, end, power)?))
     }
 
     /// A constant value.
     #[staticmethod]
-    fn constant(value: f64) -> PyResult<Self> {
-        Ok(Schedule(CoreSchedule::constant(value)?))
+    fn constant(value: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Schedule(CoreSchedule::constant(real("value", value)?)?))
     }
 
     /// Schedules joined at `edges` (strictly increasing, one more than the schedules); each
@@ -123,15 +131,29 @@ impl Schedule {
 
     /// `inner` restarted every cycle (SGDR); cycle `k` lasts `period * mult**k`.
     #[staticmethod]
-    #[pyo3(signature = (period, inner, mult = 1.0))]
-    fn restarts(period: f64, inner: &Bound<'_, Schedule>, mult: f64) -> PyResult<Self> {
-        Ok(Schedule(CoreSchedule::restarts(period, mult, inner.get().0.clone())?))
+    #[pyo3(signature = (period, inner, mult = None))]
+    fn restarts(
+        period: &Bound<'_, PyAny>,
+        inner: &Bound<'_, Schedule>,
+        mult: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mult = mult.map(|m| real("mult", m)).transpose()?.unwrap_or(1.0);
+        Ok(Schedule(CoreSchedule::restarts(real("period", period)?, mult, inner.get().0.clone())?))
     }
 
     /// Warm-up from `start` to `peak` over the fraction `warmup`, then decay to `end`.
     #[staticmethod]
     #[pyo3(signature = (warmup, start, peak, end, up = "linear", down = "cos"))]
-    fn warmup_decay(warmup: f64, start: f64, peak: f64, end: f64, up: &str, down: &str) -> PyResult<Self> {
+    fn warmup_decay(
+        warmup: &Bound<'_, PyAny>,
+        start: &Bound<'_, PyAny>,
+        peak: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+        up: &str,
+        down: &str,
+    ) -> PyResult<Self> {
+        let (warmup, start) = (real("warmup", warmup)?, real("start", start)?);
+        let (peak, end) = (real("peak", peak)?, real("end", end)?);
         let (up, down) = (parse_shape(up, None)?, parse_shape(down, None)?);
         Ok(Schedule(CoreSchedule::warmup_decay(warmup, start, peak, end, up, down)?))
     }
@@ -139,16 +161,35 @@ impl Schedule {
     /// fastai v1's one-cycle: cosine from `lr_max/div_factor` up to `lr_max` over `pct_start`,
     /// then cosine down to `lr_max/final_div` (default `div_factor * 1e4`).
     #[staticmethod]
-    #[pyo3(signature = (lr_max, pct_start = 0.3, div_factor = 25.0, final_div = None))]
-    fn one_cycle(lr_max: f64, pct_start: f64, div_factor: f64, final_div: Option<f64>) -> PyResult<Self> {
-        let final_div = final_div.unwrap_or(div_factor * 1e4);
+    #[pyo3(signature = (lr_max, pct_start = None, div_factor = None, final_div = None))]
+    fn one_cycle(
+        lr_max: &Bound<'_, PyAny>,
+        pct_start: Option<&Bound<'_, PyAny>>,
+        div_factor: Option<&Bound<'_, PyAny>>,
+        final_div: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let opt = |name, x: Option<&Bound<'_, PyAny>>| x.map(|x| real(name, x)).transpose();
+        let lr_max = real("lr_max", lr_max)?;
+        let pct_start = opt("pct_start", pct_start)?.unwrap_or(0.3);
+        let div_factor = opt("div_factor", div_factor)?.unwrap_or(25.0);
+        let final_div = opt("final_div", final_div)?.unwrap_or(div_factor * 1e4);
         Ok(Schedule(CoreSchedule::one_cycle(lr_max, pct_start, div_factor, final_div)?))
     }
 
     /// Warmup-stable-decay over 0 → 1: warm-up over `warmup`, stable, decay over `decay`.
     #[staticmethod]
     #[pyo3(signature = (warmup, decay, start, peak, end, up = "linear", down = "cos"))]
-    fn wsd(warmup: f64, decay: f64, start: f64, peak: f64, end: f64, up: &str, down: &str) -> PyResult<Self> {
+    fn wsd(
+        warmup: &Bound<'_, PyAny>,
+        decay: &Bound<'_, PyAny>,
+        start: &Bound<'_, PyAny>,
+        peak: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+        up: &str,
+        down: &str,
+    ) -> PyResult<Self> {
+        let (warmup, decay, start) = (real("warmup", warmup)?, real("decay", decay)?, real("start", start)?);
+        let (peak, end) = (real("peak", peak)?, real("end", end)?);
         let (up, down) = (parse_shape(up, None)?, parse_shape(down, None)?);
         Ok(Schedule(CoreSchedule::wsd(warmup, decay, start, peak, end, up, down)?))
     }
@@ -156,8 +197,15 @@ impl Schedule {
     /// SGDR over steps: cosine from `max` to `min` over `period` steps, then restarts with
     /// periods growing by `mult`.
     #[staticmethod]
-    #[pyo3(signature = (max, min, period, mult = 1.0))]
-    fn sgdr(max: f64, min: f64, period: f64, mult: f64) -> PyResult<Self> {
+    #[pyo3(signature = (max, min, period, mult = None))]
+    fn sgdr(
+        max: &Bound<'_, PyAny>,
+        min: &Bound<'_, PyAny>,
+        period: &Bound<'_, PyAny>,
+        mult: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mult = mult.map(|m| real("mult", m)).transpose()?.unwrap_or(1.0);
+        let (max, min, period) = (real("max", max)?, real("min", min)?, real("period", period)?);
         Ok(Schedule(CoreSchedule::sgdr(max, min, period, mult)?))
     }
 
