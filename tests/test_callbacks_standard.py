@@ -7,24 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from loop_helpers import tiny_learner
+from loop_helpers import Score, tiny_learner
 
 from fastcb import Callback, accuracy
 from fastcb.callbacks import (CSVLogger, EarlyStoppingCallback, GradientClipping, MixedPrecision,
                               ReduceLROnPlateauCallback, SaveModelCallback, StopAfterNBatches, TerminateOnNaNCallback)
 from fastcb.progress import QuietMasterBar
-
-
-class Score(Callback):
-    """A metric callback reporting preset values, one per epoch."""
-
-    name = "score"
-
-    def __init__(self, values):
-        self.values = list(values)
-
-    def on_epoch_end(self, epoch, last_metrics, **kwargs):
-        return {"last_metrics": last_metrics + [self.values[epoch]]}
 
 
 def test_recorder_records_per_batch_and_per_epoch():

@@ -14,19 +14,7 @@ import torch
 from fastcb import Callback, CSVLogger, SaveModelCallback, checkpoint
 from fastcb.errors import CheckpointWriteError, NotSavedWarning
 
-from loop_helpers import tiny_learner
-
-
-class Score(Callback):
-    """A metric reporting preset values, one per epoch."""
-
-    name = "score"
-
-    def __init__(self, values):
-        self.values = list(values)
-
-    def on_epoch_end(self, epoch, last_metrics, **kwargs):
-        return {"last_metrics": last_metrics + [self.values[epoch]]}
+from loop_helpers import Score, tiny_learner
 
 
 def _weights(learn):

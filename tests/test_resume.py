@@ -15,6 +15,8 @@ from fastcb import (Callback, DataBunch, EarlyStoppingCallback, Learner, ReduceL
 from fastcb import checkpoint
 from fastcb.checkpoint import CheckpointError
 
+from loop_helpers import Score
+
 EPOCHS, STOP = 4, 1  # runs of 4 epochs; the interrupted one stops after epoch 1 and resumes at 2
 
 
@@ -57,16 +59,6 @@ class StopAfter(Callback):
     def on_epoch_end(self, epoch, **kwargs):
         if epoch == self.k:
             return {"stop_training": True}
-
-
-class Scores(Callback):
-    """A metric given per epoch (drives the trackers the same way in every run)."""
-
-    def __init__(self, values):
-        self.values, self.name = values, "score"
-
-    def on_epoch_end(self, epoch, last_metrics, **kwargs):
-        return {"last_metrics": list(last_metrics) + [self.values[epoch]]}
 
 
 def assert_same_run(a, b):
@@ -118,16 +110,16 @@ def test_load_then_fit_from_start_epoch_restores_trackers_and_lr_changes(tmp_pat
         learn.fit(EPOCHS, 1e-2, callbacks=cbs, start_epoch=start_epoch)
         return learn
 
-    full = run(learner(tmp_path, metrics=[accuracy, Scores(scores)]))
+    full = run(learner(tmp_path, metrics=[accuracy, Score(scores)]))
     # the uninterrupted run halves the lr after epoch 2 (waits at 1 and 2 > patience)
     assert full.recorder.lrs[-1] == pytest.approx(full.recorder.lrs[0] / 2)
-    part = learner(tmp_path, metrics=[accuracy, Scores(scores)])
+    part = learner(tmp_path, metrics=[accuracy, Score(scores)])
     part.fit(EPOCHS, 1e-2, callbacks=[Jitter(), ReduceLROnPlateauCallback(part, monitor="score", mode="min",
                                                                           patience=1, factor=0.5),
                                       EarlyStoppingCallback(part, monitor="score", mode="min", patience=3),
                                       StopAfter(STOP)])
     part.save("after1", epoch=STOP)  # outside the fit: give the epoch explicitly
-    resumed = learner(tmp_path, seed=9, metrics=[accuracy, Scores(scores)])
+    resumed = learner(tmp_path, seed=9, metrics=[accuracy, Score(scores)])
     resumed.load("after1")
     run(resumed, start_epoch=STOP + 1)
     assert_same_run(full, resumed)
