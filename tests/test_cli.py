@@ -60,6 +60,27 @@ def test_plot_table_values_are_the_schedules(tmp_path, capsys):
     assert [float(r.split()[1]) for r in rows] == [1.0, 0.75, 0.5, 0.25, 0.0]
 
 
+def test_plot_takes_its_arguments_after_the_options_too(tmp_path, capsys):
+    main(["plot", "linear", "--steps", "5", "--rows", "5", "start=1", "end=0", "--out", str(tmp_path / "l.png")])
+    rows = capsys.readouterr().out.splitlines()[2:7]
+    assert [float(r.split()[1]) for r in rows] == [1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plot", "linear", "--steps", "5", "start"], "expected KEY=VALUE, got 'start'"),
+    (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+    (["plot", "linear", "--steps", "5", "start=1", "--bogus"], "unrecognized arguments: "),
+    (["plot", "SchedulerType"], "unknown schedule 'SchedulerType'"),
+    (["plot", "DeviceSchedule"], "unknown schedule 'DeviceSchedule'"),
+])
+def test_plot_argument_errors_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 def test_bench_prints_ratios(capsys):
     assert main(["bench", "--quick"]) == 0
     out = capsys.readouterr().out

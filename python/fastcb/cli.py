@@ -211,6 +211,12 @@ def _check_keys(params, func, skip, what, parser):
             parser.error(f"{key}: unknown argument of {what}; it takes {', '.join(known) or 'no arguments'}")
 
 
+# Public names of those modules that are not a schedule to preview (base classes, an enum,
+# wrappers that take a schedule or an optimizer).
+_NOT_SCHEDULES = frozenset({"LRScheduler", "SchedulerType", "Schedule", "GroupSchedules", "DeviceSchedule",
+                            "torch_schedule"})
+
+
 def _resolve(name, params, args, parser):
     """`(trace_fn, title)`: a function of the number of steps giving the schedule's trace."""
     from . import anneal, lr_scheduler, preview, schedules
@@ -237,7 +243,7 @@ def _resolve(name, params, args, parser):
             return preview.schedule_trace(func, n, **params)
 
         return trace, f"annealing_{shape}"
-    if name in getattr(lr_scheduler, "__all__", ()) and name != "LRScheduler":
+    if name in getattr(lr_scheduler, "__all__", ()) and name not in _NOT_SCHEDULES:
         import torch
 
         module = torch.optim.lr_scheduler if args.torch else lr_scheduler
@@ -248,14 +254,14 @@ def _resolve(name, params, args, parser):
         _check_keys(params, maker, ("optimizer", "opt", "self"), what, parser)
         opt = dict(lr=args.lr, n_groups=args.groups, optimizer=args.optimizer)
         return (lambda n: preview.schedule_trace(maker, n, **opt, **params)), what
-    if name in schedules.__all__ and name != "Schedule":
+    if name in schedules.__all__ and name not in _NOT_SCHEDULES:
         make = getattr(schedules, name)
         _check_keys(params, make, (), f"fastcb.schedules.{name}", parser)
         return (lambda n: preview.schedule_trace(make(**params), n)), f"fastcb.schedules.{name}"
-    known = sorted(n for n in lr_scheduler.__all__ if n != "LRScheduler")
+    known = sorted(n for n in lr_scheduler.__all__ if n not in _NOT_SCHEDULES)
     parser.error(
         f"SCHEDULE: unknown schedule {name!r}; try one-cycle, a shape ({', '.join(_SHAPES)}), "
-        f"a fastcb.schedules function ({', '.join(n for n in schedules.__all__ if n != 'Schedule')}) "
+        f"a fastcb.schedules function ({', '.join(n for n in schedules.__all__ if n not in _NOT_SCHEDULES)}) "
         f"or a scheduler: {', '.join(known)}"
     )
 
@@ -335,7 +341,7 @@ def main(argv=None):
     demo, after writing what was finished).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         return _run(args)
     except KeyboardInterrupt as e:
@@ -345,6 +351,19 @@ def main(argv=None):
         done = f"; wrote {', '.join(written)} into {e.out}" if written else ""
         print(f"fastcb {args.command or ''}: interrupted{done}".replace("  ", " "), file=sys.stderr)
         return 130
+
+
+def _parse(parser, argv):
+    """Parse `argv`; `plot`'s KEY=VALUE arguments may also come after its options."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "plot" and not any(a.startswith("-") for a in extra):
+        try:
+            args.params += [_key_value(a) for a in extra]
+        except argparse.ArgumentTypeError as e:
+            args.parser.error(f"argument KEY=VALUE: {e}")
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _run(args):
