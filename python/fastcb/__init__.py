@@ -8,6 +8,7 @@ answers `--help` and argument errors without importing torch.
 """
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,9 @@ def __getattr__(name):
     """The first public name used (or `from fastcb import *`) loads the package."""
     if name.startswith("__") and name != "__all__":
         raise AttributeError(name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # a submodule (`from . import checkpoint` asks here first): import just that one
+        return importlib.import_module(f".{name}", __name__)
     if "__all__" not in globals():
         _load()
         if name in globals():

@@ -9,6 +9,8 @@ import numpy as np
 
 from . import schedules as S
 from ._utils import listify
+from .callbacks.param_sched import ParamScheduler
+from .settings import DEFAULT_LR
 
 __all__ = ["FitV2Mixin"]
 
@@ -33,9 +35,6 @@ class FitV2Mixin:
     def fit_flat_cos(self, n_epoch, lr=None, div_final=1e5, pct_start=0.75, wd=None, callbacks=None):
         """Fit for `n_epoch` epochs at a flat `lr` for `pct_start` of the batches, then cosine
         annealing to `lr/div_final` (fastai v2's `fit_flat_cos`; `lr` defaults to `DEFAULT_LR`)."""
-        from .callbacks.param_sched import ParamScheduler
-        from .learner import DEFAULT_LR
-
         lr = _group_lrs(self, DEFAULT_LR if lr is None else lr)
         if not 0 < pct_start < 1:
             raise ValueError(f"pct_start: expected a number in (0, 1), got {pct_start!r}")
@@ -46,9 +45,6 @@ class FitV2Mixin:
         """Fit for `n_cycles` cosine cycles from `lr_max` to 0, the first `cycle_len` epochs
         long and each next one `cycle_mult` times longer (fastai v2's `fit_sgdr`; with
         `cycle_mult=1`, where fastai divides by zero, `n_cycles * cycle_len` epochs)."""
-        from .callbacks.param_sched import ParamScheduler
-        from .learner import DEFAULT_LR
-
         for name, v in (("n_cycles", n_cycles), ("cycle_len", cycle_len), ("cycle_mult", cycle_mult)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")

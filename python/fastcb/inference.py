@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from ._utils import camel2snake, is_listy, to_detach
+from .callback import CallbackHandler
+from .callbacks.misc import RecordOnCPU
 from .data import DatasetType
+from .loop import loss_batch
 
 __all__ = ["loss_func2activ", "FakeOptimizer"]
 
@@ -87,9 +90,6 @@ class InferenceMixin:
         keeps dropout active; `reconstruct` maps the outputs through the dataset's `reconstruct`
         when it has one.
         """
-        from .callback import CallbackHandler
-        from .learner import loss_batch
-
         xb, yb = batch if batch is not None else self.data.one_batch(ds_type, detach=False, cpu=False)
         cb_handler = CallbackHandler(self.callbacks)
         xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
@@ -108,9 +108,6 @@ class InferenceMixin:
 
     def backward(self, item):
         """Run `item` through the model in eval mode and backpropagate its loss (no optimizer step)."""
-        from .callback import CallbackHandler
-        from .learner import loss_batch
-
         xb, yb = self.data.one_item(item)
         return loss_batch(self.model.eval(), xb, yb, self.loss_func, opt=FakeOptimizer(),
                           cb_handler=CallbackHandler(self.callbacks))
@@ -144,8 +141,6 @@ class InferenceMixin:
         Datasets with fastai's item-list API (`x.show_xyzs`) draw themselves; otherwise the
         tensors are printed, one row per item.
         """
-        from .callbacks.misc import RecordOnCPU
-
         n = min(rows, self.dl(ds_type).batch_size or rows)
         rec = RecordOnCPU()
         self.callbacks.append(rec)

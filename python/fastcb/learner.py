@@ -1,9 +1,6 @@
-"""The training loop (`fit`, `loss_batch`, `validate`), `Learner` and `LearnerCallback`."""
+"""`Learner`: a model, its data, optimizer and loss, trained by `fit` with callbacks."""
 
-import copy
 import math
-import weakref
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -13,156 +10,26 @@ from torch import nn
 
 from . import checkpoint
 from . import distributed as fdist
-from ._utils import camel2snake, even_mults, first_el, flatten_model, listify, to_detach
-from .callback import Callback, CallbackHandler, weighted_mean
+from ._utils import bn_types, even_mults, flatten_model, listify
+from .callback import Callback, CallbackHandler
+from .callbacks.distributed import DistributedTrainer
+from .callbacks.lr_finder import LRFinder
+from .callbacks.one_cycle import OneCycleScheduler
+from .callbacks.recorder import Recorder
 from .data import DatasetType
 from .fit_v2 import FitV2Mixin
-from .optim import OptimWrapper
-from .progress import master_bar, progress_bar
-from .settings import defaults
 from .inference import InferenceMixin, loss_func2activ
+from .learner_callback import LearnerCallback
 from .lifecycle import LifecycleMixin
+from .loop import fit, get_preds, loss_batch, validate
+from .optim import OptimWrapper
+from .settings import DEFAULT_LR, DEFAULT_WD, defaults
 from .train import TrainMixin
 
 __all__ = ["fit", "loss_batch", "validate", "get_preds", "Learner", "LearnerCallback", "AdamW", "DEFAULT_LR", "DEFAULT_WD"]
 
 #: fastai v1's default optimizer: Adam with betas (0.9, 0.99) (decoupled decay comes from `true_wd`).
 AdamW = partial(torch.optim.Adam, betas=(0.9, 0.99))
-DEFAULT_LR = slice(3e-3)
-DEFAULT_WD = 1e-2
-
-
-def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
-    """Forward `xb`; with `loss_func`, compute the loss and, with `opt`, backprop and step. Returns the detached loss."""
-    if cb_handler is None:
-        cb_handler = CallbackHandler()
-    if not isinstance(xb, (list, tuple)):
-        xb = [xb]
-    if not isinstance(yb, (list, tuple)):
-        yb = [yb]
-    out = cb_handler.on_loss_begin(model(*xb))
-    if not loss_func:
-        return to_detach(out), to_detach(yb[0])
-    loss = loss_func(out, *yb)
-    if loss.dim():  # shape metadata only: no host-device sync
-        _check_scalar_loss(loss, loss_func)
-    if opt is not None:
-        loss, skip_bwd = cb_handler.on_backward_begin(loss)
-        if not skip_bwd:
-            loss.backward()
-        if not cb_handler.on_backward_end():
-            opt.step()
-        if not cb_handler.on_step_end():
-            opt.zero_grad()
-    return loss.detach()
-
-
-def _check_scalar_loss(loss, loss_func):
-    """A training loss must be one number to backpropagate and record; say which function gave what."""
-    if loss.numel() != 1:
-        name = getattr(loss_func, "__name__", None) or repr(loss_func)
-        if isinstance(getattr(loss_func, "reduction", None), str):
-            name += f" with reduction={loss_func.reduction!r}"
-        raise ValueError(f"loss_func: {name} returned a tensor of shape {list(loss.shape)}, not a scalar; "
-                         "reduce it to one number per batch (reduction='mean', or .mean())")
-
-
-def _weighted_mean(losses, nums):
-    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum
-    (`weighted_mean`: merged over the ranks of a process group; non-finite losses give nan/inf)."""
-    vals = np.zeros(0)
-    if losses:
-        vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
-        if vals.shape[1] != 1:
-            raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
-        vals = vals[:, 0]
-    return weighted_mean(vals, np.asarray(nums, dtype=np.float64))
-
-
-def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True, n_batch=None, quiet=False):
-    """Run `model` on `dl` in eval mode; the weighted mean loss if `average`, else the per-batch results.
-
-    Under a process group the mean loss is over every rank's batches (call it on every rank).
-    """
-    model.eval()
-    with torch.no_grad():
-        val_losses, nums = [], []
-        if cb_handler:
-            cb_handler.set_dl(dl)
-        for xb, yb in progress_bar(dl, parent=pbar, leave=pbar is not None, quiet=quiet):
-            if cb_handler:
-                xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
-            val_losses.append(loss_batch(model, xb, yb, loss_func, cb_handler=cb_handler))
-            nums.append(first_el(yb).shape[0])
-            if cb_handler and cb_handler.on_batch_end(val_losses[-1]):
-                break
-            if n_batch and len(nums) >= n_batch:
-                break
-        if not average:
-            return val_losses
-        return _weighted_mean(val_losses, nums)
-
-
-def fit(epochs, learn, callbacks=None, metrics=None):
-    """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs.
-
-    Progress bars and the table show on rank 0 only. A checkpoint kept by `learn.load` is
-    continued when the run starts (through `start_epoch`) right after its epoch.
-    """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
-    if len(learn.data.train_dl) == 0:
-        raise ValueError("learn.data.train_dl: is empty, can't train a model (use a smaller batch size)")
-    cb_handler = CallbackHandler(callbacks, metrics)
-    learn.cb_handler = cb_handler  # what `learn.save` checkpoints
-    quiet = getattr(learn, "silent", False) or not fdist.is_main_process()
-    pbar = master_bar(range(epochs), quiet=quiet)
-    exception = False
-    try:  # on_train_end runs whenever on_train_begin started, even if one of its hooks raised
-        cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics, jump=False)
-        checkpoint.resume(learn, cb_handler)  # at a start epoch: the checkpoint kept by `load`, or the callbacks jump
-        for _ in pbar:
-            learn.model.train()
-            cb_handler.set_dl(learn.data.train_dl)
-            cb_handler.on_epoch_begin()
-            for xb, yb in progress_bar(learn.data.train_dl, parent=pbar):
-                xb, yb = cb_handler.on_batch_begin(xb, yb)
-                loss = loss_batch(learn.model, xb, yb, learn.loss_func, learn.opt, cb_handler)
-                if cb_handler.on_batch_end(loss):
-                    break
-            if not cb_handler.skip_validate and not learn.data.empty_val:
-                # the bare module: under DDP ranks may have different numbers of validation batches
-                val_loss = validate(fdist.unwrap(learn.model), learn.data.valid_dl, loss_func=learn.loss_func,
-                                    cb_handler=cb_handler, pbar=pbar)
-            else:
-                val_loss = None
-            if cb_handler.on_epoch_end(val_loss):
-                break
-    except BaseException as e:
-        exception = e
-        raise
-    finally:
-        cb_handler.on_train_end(exception)
-
-
-def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None, n_batch=None, quiet=False):
-    """`[predictions, targets]` (and per-item losses with `loss_func`) over `dl`, on the CPU.
-
-    `activ` is applied to the predictions (after the losses are computed on the raw outputs).
-    """
-    res = [torch.cat(o).cpu() for o in zip(*validate(model, dl, cb_handler=cb_handler, pbar=pbar, average=False,
-                                                      n_batch=n_batch, quiet=quiet))]
-    if loss_func is not None:
-        reduction = getattr(loss_func, "reduction", None)
-        if reduction is not None:
-            loss_func = copy.copy(loss_func)
-            loss_func.reduction = "none"
-            res.append(loss_func(res[0], res[1]))
-        else:
-            res.append(loss_func(res[0], res[1], reduction="none"))
-    if activ is not None:
-        res[0] = activ(res[0])
-    return res
 
 
 class _StartAt(Callback):
@@ -176,48 +43,6 @@ class _StartAt(Callback):
         return {"epoch": self.epoch}
 
 
-class _WeakLearner:
-    """Descriptor holding the learner weakly (and giving dataclass subclasses a `learn` field)."""
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            raise AttributeError("learn")  # no default value for the dataclass field
-        ref = obj.__dict__.get("_learn")
-        if ref is None:
-            raise AttributeError("learn")
-        learn = ref()
-        if learn is None:
-            raise ReferenceError(f"the Learner of this {type(obj).__name__} no longer exists")
-        return learn
-
-    def __set__(self, obj, value):
-        obj.__dict__["_learn"] = weakref.ref(value)
-
-
-@dataclass(eq=False, repr=False)
-class LearnerCallback(Callback):
-    """A `Callback` bound (weakly) to a `Learner`, reachable as `learn.<snake_case_class_name>`."""
-
-    learn: "Learner" = _WeakLearner()
-
-    def __post_init__(self):
-        self.exclude, self.not_min = ["_learn"], []
-        setattr(self.learn, self.cb_name, self)
-
-    def __getattr__(self, k):
-        if k in ("learn", "_learn") or k.startswith("__"):
-            raise AttributeError(k)
-        return getattr(self.learn, k)
-
-    def __setstate__(self, data):
-        self.__dict__.update(data)
-
-    @property
-    def cb_name(self):
-        """This callback's attribute name on the learner."""
-        return camel2snake(type(self).__name__)
-
-
 class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
     """Train `model` on `data` with `opt_func` to minimise `loss_func`, reporting `metrics`.
 
@@ -227,8 +52,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
     def __init__(self, data, model, opt_func=AdamW, loss_func=None, metrics=None, true_wd=True, bn_wd=True,
                  wd=DEFAULT_WD, train_bn=True, path=None, model_dir="models", callback_fns=None, callbacks=None,
                  layer_groups=None, add_time=True, silent=None):
-        from .callbacks.recorder import Recorder
-
         if not hasattr(data, "train_dl"):
             raise TypeError(f"data: expected a DataBunch, got {type(data).__name__}")
         if not isinstance(model, nn.Module):
@@ -276,8 +99,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         `init_process_group`), the model is wrapped in `DistributedDataParallel` for the fit, as
         Lightning's Trainer does; `to_distributed` sets the options.
         """
-        from .callbacks.distributed import DistributedTrainer
-
         if start_epoch is not None and (isinstance(start_epoch, bool) or not isinstance(start_epoch, int)
                                         or not 0 <= start_epoch <= epochs):
             raise ValueError(f"start_epoch: expected an int in [0, epochs={epochs}], got {start_epoch!r}")
@@ -302,8 +123,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         with `seed`, the same on every rank) and validates on every `world_size`-th batch;
         losses and metrics are merged across ranks once per epoch; rank 0 logs and saves.
         """
-        from .callbacks.distributed import DistributedTrainer
-
         self.callback_fns = [f for f in self.callback_fns if getattr(f, "func", f) is not DistributedTrainer]
         self.callback_fns.append(partial(DistributedTrainer, shuffle=shuffle, seed=seed, **ddp_kwargs))
         return self
@@ -312,8 +131,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
                       final_div=None, wd=None, callbacks=None, tot_epochs=None, start_epoch=None, on_device=False):
         """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`); `start_epoch` as in `fit`;
         `on_device=True` steps the schedule on the device (no host write of hyper-parameters per batch)."""
-        from .callbacks.one_cycle import OneCycleScheduler
-
         max_lr = self.lr_range(max_lr)
         callbacks = listify(callbacks)
         callbacks.append(OneCycleScheduler(self, max_lr, moms=moms, div_factor=div_factor, pct_start=pct_start,
@@ -323,8 +140,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
 
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, wd=None):
         """Train with an exponentially growing learning rate for `num_it` batches (`LRFinder`), then restore the weights."""
-        from .callbacks.lr_finder import LRFinder
-
         start_lr, end_lr = self.lr_range(start_lr), self.lr_range(end_lr)
         start_lr = np.array(start_lr) if isinstance(start_lr, (list, tuple)) else start_lr
         end_lr = np.array(end_lr) if isinstance(end_lr, (list, tuple)) else end_lr
@@ -343,8 +158,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
 
     def freeze_to(self, n):
         """Freeze the layer groups before `n` (norm layers stay trainable when `train_bn`)."""
-        from ._utils import bn_types
-
         for g in self.layer_groups[:n]:
             for layer in g.modules():
                 if not (self.train_bn and isinstance(layer, bn_types)):

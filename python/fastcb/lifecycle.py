@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed as fdist
 from .data import DataBunch
+from .learner_callback import LearnerCallback
 
 __all__ = ["load_learner", "load_callback", "default_safe_globals", "ExportError"]
 
@@ -65,8 +67,6 @@ def _dump(state):
 
 def load_callback(class_func, state, learn):
     """Rebuild a callback of class `class_func` from its `get_state()` (fastai's `load_callback`)."""
-    from .learner import LearnerCallback
-
     params = inspect.signature(class_func.__init__).parameters
     init_kwargs = {k: v for k, v in state.items() if k in params}
     others = {k: v for k, v in state.items() if k not in params}
@@ -162,8 +162,6 @@ class LifecycleMixin:
         is written. With `destroy`, `destroy()` the learner afterwards. Under a process group
         only rank 0 writes.
         """
-        from . import distributed as fdist
-
         if not fdist.is_main_process():
             return
         state = {a: getattr(self, a) for a in _EXPORTED}
@@ -201,8 +199,6 @@ class LifecycleMixin:
         """Drop what the learner caches between fits (the last fit's callback handler and callback
         objects, the optimizer if `clear_opt`) and release cached GPU memory; keeps the model,
         the data, the settings, `callbacks` and the Recorder."""
-        from .learner import LearnerCallback
-
         self._test_writeable_path()
         for k, v in list(vars(self).items()):
             if isinstance(v, LearnerCallback) and k != "recorder" and v not in self.callbacks:

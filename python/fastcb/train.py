@@ -3,9 +3,15 @@
 
 from functools import partial
 
-
-
 from ._utils import listify
+from .callbacks.flat_cos_anneal import FlatCosAnnealScheduler
+from .callbacks.fp16 import MixedPrecision
+from .callbacks.hooks import model_summary
+from .callbacks.misc import GradientClipping
+from .callbacks.mixup import MixUpCallback
+from .callbacks.one_cycle import OneCycleScheduler
+from .data import DatasetType
+from .interpret import ClassificationInterpretation
 from .settings import defaults
 
 __all__ = ["train_epoch", "fit_one_cycle", "lr_find", "one_cycle_scheduler", "to_fp16", "to_fp32", "mixup", "fit_fc", "clip_grad"]
@@ -23,8 +29,6 @@ def train_epoch(model, dl, opt, loss_func):
 
 def one_cycle_scheduler(lr_max, **kwargs):
     """A `OneCycleScheduler` factory with `lr_max` (for `callback_fns`)."""
-    from .callbacks.one_cycle import OneCycleScheduler
-
     return partial(OneCycleScheduler, lr_max=lr_max, **kwargs)
 
 
@@ -42,8 +46,6 @@ def lr_find(learn, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, wd=None)
 
 def fit_fc(learn, tot_epochs=1, lr=defaults.lr, moms=(0.95, 0.85), start_pct=0.72, wd=None, callbacks=None):
     """Fit `learn` for `tot_epochs` epochs at a flat `lr`, annealed (cosine) to 0 after `start_pct` of the batches."""
-    from .callbacks.flat_cos_anneal import FlatCosAnnealScheduler
-
     max_lr = learn.lr_range(lr)
     callbacks = listify(callbacks)
     callbacks.append(FlatCosAnnealScheduler(learn, max_lr, moms=moms, start_pct=start_pct, tot_epochs=tot_epochs))
@@ -53,8 +55,6 @@ def fit_fc(learn, tot_epochs=1, lr=defaults.lr, moms=(0.95, 0.85), start_pct=0.7
 def to_fp16(learn, loss_scale=None, max_noskip=1000, dynamic=True, clip=None, flat_master=False, max_scale=2**24,
             loss_fp32=True):
     """Train `learn` in mixed precision (`MixedPrecision`, on `torch.amp`: the weights stay float32)."""
-    from .callbacks.fp16 import MixedPrecision
-
     to_fp32(learn)
     learn.mp_cb = MixedPrecision(learn, loss_scale=loss_scale, max_noskip=max_noskip, dynamic=dynamic, clip=clip,
                                  flat_master=flat_master, max_scale=max_scale, loss_fp32=loss_fp32)
@@ -64,8 +64,6 @@ def to_fp16(learn, loss_scale=None, max_noskip=1000, dynamic=True, clip=None, fl
 
 def to_fp32(learn):
     """Back to full precision: remove `MixedPrecision` callbacks, make the model float32."""
-    from .callbacks.fp16 import MixedPrecision
-
     learn.callbacks = [cb for cb in learn.callbacks if not isinstance(cb, MixedPrecision)]
     learn.model = learn.model.float()
     return learn
@@ -73,16 +71,12 @@ def to_fp32(learn):
 
 def mixup(learn, alpha=0.4, stack_x=False, stack_y=True):
     """Train `learn` with mixup (https://arxiv.org/abs/1710.09412): adds a `MixUpCallback` factory."""
-    from .callbacks.mixup import MixUpCallback
-
     learn.callback_fns.append(partial(MixUpCallback, alpha=alpha, stack_x=stack_x, stack_y=stack_y))
     return learn
 
 
 def clip_grad(learn, clip=0.1):
     """Clip the gradient norm to `clip` during training (a `GradientClipping` factory)."""
-    from .callbacks.misc import GradientClipping
-
     learn.callback_fns.append(partial(GradientClipping, clip=clip))
     return learn
 
@@ -98,15 +92,10 @@ class TrainMixin:
 
     def interpret(self, ds_type=None):
         """A `ClassificationInterpretation` of the predictions on `ds_type` (the validation set by default)."""
-        from .data import DatasetType
-        from .interpret import ClassificationInterpretation
-
         return ClassificationInterpretation.from_learner(self, ds_type=ds_type or DatasetType.Valid)
 
     def summary(self):
         """The layer-by-layer summary of the model on one batch (`model_summary`)."""
-        from .callbacks.hooks import model_summary
-
         return model_summary(self)
 
 

@@ -7,7 +7,7 @@ import warnings
 
 from ..distributed import is_main_process
 from ..errors import NotSavedWarning
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 from ..progress import format_time
 
 __all__ = ["CSVLogger"]

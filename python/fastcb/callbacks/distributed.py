@@ -5,7 +5,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as fdist
 from ..data import DeviceDataLoader
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["DistributedTrainer"]
 

@@ -5,7 +5,7 @@ from torch import nn
 
 from ..callback import check_state_number
 from ..errors import StateError
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["MixedPrecision"]
 

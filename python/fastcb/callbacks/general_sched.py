@@ -5,7 +5,7 @@ from functools import partial
 from ..anneal import Stepper
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["GeneralScheduler", "TrainingPhase"]
 

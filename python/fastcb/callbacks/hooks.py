@@ -8,7 +8,7 @@ from torch import nn
 
 from .._utils import flatten_model, func_name, is_listy
 from ..data import DatasetType
-from ..learner import Learner, LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["ActivationStats", "Hook", "HookCallback", "Hooks", "hook_output", "hook_outputs", "model_sizes",
            "num_features_model", "model_summary", "dummy_eval", "dummy_batch"]
@@ -229,7 +229,7 @@ def _layers_info(learn):
 def model_summary(m, n=70):
     """A text table of `m`'s (a `Learner`) layers: output shape, parameter count, trainable; then totals,
     optimizer, loss function and callbacks. Needs data: an empty `Learner` raises a `ValueError`."""
-    if not isinstance(m, Learner):
+    if not (hasattr(m, "model") and hasattr(m, "data")):  # a Learner (learner.py imports this module)
         raise TypeError(f"m: expected a Learner, got {type(m).__name__}")
     header = ["Layer (type)", "Output Shape", "Param #", "Trainable"]
     res = type(m.model).__name__ + "\n" + "=" * n + "\n"

@@ -2,7 +2,7 @@
 
 import warnings
 
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["LossMetrics"]
 

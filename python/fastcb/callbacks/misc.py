@@ -6,7 +6,7 @@ import numpy as np
 
 from .._utils import bn_types, to_cpu
 from ..callback import Callback
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["GradientClipping", "BnFreeze", "StopAfterNBatches", "RecordOnCPU", "ShowGraph"]
 

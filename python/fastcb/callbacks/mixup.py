@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["MixUpCallback", "MixUpLoss"]
 

@@ -1,7 +1,7 @@
 """`MLFlowTracker`: log a fit's parameters, per-epoch losses and metrics (and a file) to MLflow
 (needs the `mlflow` package, or `mlflow-skinny`: `pip install fastcb[mlflow]`)."""
 
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["MLFlowTracker"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..anneal import Stepper, annealing_cos
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 from .general_sched import GeneralScheduler
 
 __all__ = ["OneCycleScheduler"]  # and check_one_cycle, for the previews

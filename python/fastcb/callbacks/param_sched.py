@@ -8,7 +8,7 @@ import numpy as np
 
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["ParamScheduler"]
 

@@ -7,7 +7,7 @@ import torch
 
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 from ..plotting import finish_figure, plt
 from ..progress import format_time
 

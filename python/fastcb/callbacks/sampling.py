@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["OverSamplingCallback", "UnderSamplingCallback", "train_labels"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..data import DatasetType
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["LearnerTensorboardWriter", "HistogramTBWriter", "ModelStatsTBWriter", "GraphTBWriter"]
 

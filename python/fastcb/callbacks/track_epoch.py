@@ -1,6 +1,6 @@
 """`TrackEpochCallback`: remember the last completed epoch in a file, and start after it next time."""
 
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["TrackEpochCallback"]
 

@@ -10,7 +10,7 @@ import numpy as np
 from ..callback import Callback, check_state_number
 from ..distributed import all_gather_object, is_main_process
 from ..errors import NotSavedWarning, StateError
-from ..learner import LearnerCallback
+from ..learner_callback import LearnerCallback
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateauCallback",
            "TerminateOnNaNCallback"]

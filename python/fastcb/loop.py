@@ -1,0 +1,147 @@
+"""The training loop: `fit` over epochs, `loss_batch` for one batch, `validate` and `get_preds`."""
+
+import copy
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from . import distributed as fdist
+from ._utils import first_el, to_detach
+from .callback import CallbackHandler, weighted_mean
+from .progress import master_bar, progress_bar
+
+__all__ = ["fit", "loss_batch", "validate", "get_preds"]
+
+
+def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
+    """Forward `xb`; with `loss_func`, compute the loss and, with `opt`, backprop and step. Returns the detached loss."""
+    if cb_handler is None:
+        cb_handler = CallbackHandler()
+    if not isinstance(xb, (list, tuple)):
+        xb = [xb]
+    if not isinstance(yb, (list, tuple)):
+        yb = [yb]
+    out = cb_handler.on_loss_begin(model(*xb))
+    if not loss_func:
+        return to_detach(out), to_detach(yb[0])
+    loss = loss_func(out, *yb)
+    if loss.dim():  # shape metadata only: no host-device sync
+        _check_scalar_loss(loss, loss_func)
+    if opt is not None:
+        loss, skip_bwd = cb_handler.on_backward_begin(loss)
+        if not skip_bwd:
+            loss.backward()
+        if not cb_handler.on_backward_end():
+            opt.step()
+        if not cb_handler.on_step_end():
+            opt.zero_grad()
+    return loss.detach()
+
+
+def _check_scalar_loss(loss, loss_func):
+    """A training loss must be one number to backpropagate and record; say which function gave what."""
+    if loss.numel() != 1:
+        name = getattr(loss_func, "__name__", None) or repr(loss_func)
+        if isinstance(getattr(loss_func, "reduction", None), str):
+            name += f" with reduction={loss_func.reduction!r}"
+        raise ValueError(f"loss_func: {name} returned a tensor of shape {list(loss.shape)}, not a scalar; "
+                         "reduce it to one number per batch (reduction='mean', or .mean())")
+
+
+def _weighted_mean(losses, nums):
+    """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum
+    (`weighted_mean`: merged over the ranks of a process group; non-finite losses give nan/inf)."""
+    vals = np.zeros(0)
+    if losses:
+        vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
+        if vals.shape[1] != 1:
+            raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
+        vals = vals[:, 0]
+    return weighted_mean(vals, np.asarray(nums, dtype=np.float64))
+
+
+def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True, n_batch=None, quiet=False):
+    """Run `model` on `dl` in eval mode; the weighted mean loss if `average`, else the per-batch results.
+
+    Under a process group the mean loss is over every rank's batches (call it on every rank).
+    """
+    model.eval()
+    with torch.no_grad():
+        val_losses, nums = [], []
+        if cb_handler:
+            cb_handler.set_dl(dl)
+        for xb, yb in progress_bar(dl, parent=pbar, leave=pbar is not None, quiet=quiet):
+            if cb_handler:
+                xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
+            val_losses.append(loss_batch(model, xb, yb, loss_func, cb_handler=cb_handler))
+            nums.append(first_el(yb).shape[0])
+            if cb_handler and cb_handler.on_batch_end(val_losses[-1]):
+                break
+            if n_batch and len(nums) >= n_batch:
+                break
+        if not average:
+            return val_losses
+        return _weighted_mean(val_losses, nums)
+
+
+def fit(epochs, learn, callbacks=None, metrics=None):
+    """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs.
+
+    Progress bars and the table show on rank 0 only. A checkpoint kept by `learn.load` is
+    continued when the run starts (through `start_epoch`) right after its epoch.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    if len(learn.data.train_dl) == 0:
+        raise ValueError("learn.data.train_dl: is empty, can't train a model (use a smaller batch size)")
+    cb_handler = CallbackHandler(callbacks, metrics)
+    learn.cb_handler = cb_handler  # what `learn.save` checkpoints
+    quiet = getattr(learn, "silent", False) or not fdist.is_main_process()
+    pbar = master_bar(range(epochs), quiet=quiet)
+    exception = False
+    try:  # on_train_end runs whenever on_train_begin started, even if one of its hooks raised
+        cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics, jump=False)
+        checkpoint.resume(learn, cb_handler)  # at a start epoch: the checkpoint kept by `load`, or the callbacks jump
+        for _ in pbar:
+            learn.model.train()
+            cb_handler.set_dl(learn.data.train_dl)
+            cb_handler.on_epoch_begin()
+            for xb, yb in progress_bar(learn.data.train_dl, parent=pbar):
+                xb, yb = cb_handler.on_batch_begin(xb, yb)
+                loss = loss_batch(learn.model, xb, yb, learn.loss_func, learn.opt, cb_handler)
+                if cb_handler.on_batch_end(loss):
+                    break
+            if not cb_handler.skip_validate and not learn.data.empty_val:
+                # the bare module: under DDP ranks may have different numbers of validation batches
+                val_loss = validate(fdist.unwrap(learn.model), learn.data.valid_dl, loss_func=learn.loss_func,
+                                    cb_handler=cb_handler, pbar=pbar)
+            else:
+                val_loss = None
+            if cb_handler.on_epoch_end(val_loss):
+                break
+    except BaseException as e:
+        exception = e
+        raise
+    finally:
+        cb_handler.on_train_end(exception)
+
+
+def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None, n_batch=None, quiet=False):
+    """`[predictions, targets]` (and per-item losses with `loss_func`) over `dl`, on the CPU.
+
+    `activ` is applied to the predictions (after the losses are computed on the raw outputs).
+    """
+    res = [torch.cat(o).cpu() for o in zip(*validate(model, dl, cb_handler=cb_handler, pbar=pbar, average=False,
+                                                      n_batch=n_batch, quiet=quiet))]
+    if loss_func is not None:
+        reduction = getattr(loss_func, "reduction", None)
+        if reduction is not None:
+            loss_func = copy.copy(loss_func)
+            loss_func.reduction = "none"
+            res.append(loss_func(res[0], res[1]))
+        else:
+            res.append(loss_func(res[0], res[1], reduction="none"))
+    if activ is not None:
+        res[0] = activ(res[0])
+    return res
