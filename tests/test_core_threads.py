@@ -101,3 +101,32 @@ def test_a_func_may_read_its_own_stepper():
     box = {}
     box["s"] = s = Stepper((1.0, 0.0), 10, lambda a, b, p: box["s"].n + p * box["s"].start)
     assert s.step() == 0.1 and s.n == 1 and repr(s).endswith("n=1)")
+
+
+def test_compiled_steps_and_peeks_from_many_threads_give_each_step_once():
+    # A compiled step takes no lock (the GIL serializes it); a long peek holds the lock with
+    # the GIL released: steps must wait for it, and none may be lost or repeated.
+    n_iter = THREADS * 200
+    s = Stepper((0.0, float(n_iter)), n_iter)
+    seen = []
+
+    def work(i):
+        for _ in range(200):
+            seen.append(round(s.step()))
+            if i % 2:
+                s.peek(20_000)
+
+    run_threads(work)
+    assert s.n == n_iter and sorted(seen) == list(range(1, n_iter + 1))
+
+
+def test_number_smoothing_from_many_threads_counts_every_value():
+    s = SmoothenValue(0.5)
+
+    def work(i):
+        for _ in range(2000):
+            s.add_value(3.0)
+            s.state_dict()
+
+    run_threads(work)
+    assert s.n == THREADS * 2000 and s.smooth == 3.0

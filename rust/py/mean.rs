@@ -21,7 +21,7 @@ impl WeightedMean {
     }
 
     fn snapshot(&self, py: Python<'_>) -> PyResult<mean::WeightedMean> {
-        Ok(self.0.lock(py)?.clone())
+        self.0.with(py, |m| m.clone())
     }
 }
 
@@ -76,7 +76,7 @@ impl WeightedMean {
             Some(w) => real("weight", w)?,
             None => 1.0,
         };
-        Ok(self.0.lock(py)?.add(value, weight)?)
+        Ok(self.0.with(py, |m| m.add(value, weight))??)
     }
 
     /// Adds many values (and their weights, 1 each by default); all or none are added.
@@ -103,37 +103,36 @@ impl WeightedMean {
     /// would overflow, a ValueError and nothing is added.
     fn merge(&self, py: Python<'_>, other: &Bound<'_, WeightedMean>) -> PyResult<()> {
         let other = other.get().snapshot(py)?;
-        Ok(self.0.lock(py)?.merge(&other)?)
+        Ok(self.0.with(py, |m| m.merge(&other))??)
     }
 
     /// Forgets every value.
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
-        *self.0.lock(py)? = mean::WeightedMean::default();
-        Ok(())
+        self.0.with(py, |m| *m = mean::WeightedMean::default())
     }
 
     /// The weighted mean; a ValueError when nothing (or only zero weight) was added.
     #[getter]
     fn mean(&self, py: Python<'_>) -> PyResult<f64> {
-        Ok(self.0.lock(py)?.mean()?)
+        Ok(self.0.with(py, |m| m.mean())??)
     }
 
     /// The weighted sum, rounded once.
     #[getter]
     fn sum(&self, py: Python<'_>) -> PyResult<f64> {
-        Ok(self.0.lock(py)?.sum.value())
+        self.0.with(py, |m| m.sum.value())
     }
 
     /// The sum of the weights, rounded once.
     #[getter]
     fn total_weight(&self, py: Python<'_>) -> PyResult<f64> {
-        Ok(self.0.lock(py)?.total_weight.value())
+        self.0.with(py, |m| m.total_weight.value())
     }
 
     /// How many values were added.
     #[getter]
     fn count(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.0.lock(py)?.count)
+        self.0.with(py, |m| m.count)
     }
 
     /// The exact state: the partials of both sums, and the count.
@@ -156,8 +155,7 @@ impl WeightedMean {
             Ok(mean::WeightedMean::from_parts(&sum, &total, n)?)
         })()
         .map_err(|e| state_error(py, e))?;
-        *self.0.lock(py)? = restored;
-        Ok(())
+        self.0.with(py, |m| *m = restored)
     }
 
     fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

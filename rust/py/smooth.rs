@@ -102,13 +102,15 @@ impl SmoothenValue {
 
     /// Adds `value` to the average: a number, or a tensor kept on its device.
     fn add_value(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut st = self.0.lock(value.py())?;
-        if st.tensor.is_none() {
-            if let Some(v) = as_number(value) {
-                st.core.add_value(v)?;
-                return Ok(());
+        let py = value.py();
+        // A number into a float average: pure Rust, serialized by the GIL alone.
+        if let Some(v) = as_number(value) {
+            let added = self.0.with(py, |st| st.tensor.is_none().then(|| st.core.add_value(v)))?;
+            if let Some(added) = added {
+                return Ok(added.map(drop)?);
             }
         }
+        let mut st = self.0.lock(py)?;
         if is_tensor(value)? || (st.tensor.is_some() && as_number(value).is_some()) {
             return st.add_tensor(value);
         }
@@ -123,12 +125,12 @@ impl SmoothenValue {
 
     #[getter]
     fn beta(&self, py: Python<'_>) -> PyResult<f64> {
-        Ok(self.0.lock(py)?.core.beta)
+        self.0.with(py, |st| st.core.beta)
     }
 
     #[getter]
     fn n(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.0.lock(py)?.core.n)
+        self.0.with(py, |st| st.core.n)
     }
 
     /// The moving average before debiasing (for tensors, derived from `smooth` when read).

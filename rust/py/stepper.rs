@@ -47,6 +47,12 @@ pub struct Stepper {
     state: Guarded<State>,
 }
 
+/// The values of a compiled step, made Python objects once the state is let go.
+enum Compiled {
+    Scalar(f64),
+    Array(Vec<f64>, Vec<usize>),
+}
+
 /// What a Python `func` is called with, taken out of the state so the call runs unlocked.
 struct Call {
     func: Py<PyAny>,
@@ -202,17 +208,23 @@ impl Stepper {
 
     /// Advances one step and returns `func(start, end, n/n_iter)`.
     fn step<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut st = self.state.lock(py)?;
-        // A compiled step runs Python code of no one's: the state lock alone serializes it
-        // (`kind` only changes under `calls`, by `load_state_dict`).
-        match st.kind {
-            Kind::Scalar => return Ok(PyFloat::new(py, st.core.step_first()?).into_any()),
-            Kind::Array(_) => {
-                let mut out = alloc::with_capacity("vals", st.core.start.len())?;
-                st.core.step_into(&mut out)?;
-                return st.to_py(py, out, None);
-            }
-            Kind::Python => drop(st),
+        // A compiled step runs Python code of no one's: the GIL alone serializes it (`kind`
+        // only changes under `calls`, by `load_state_dict`).
+        let compiled = self.state.with(py, |st| -> Result<_, core::CoreError> {
+            Ok(match &st.kind {
+                Kind::Scalar => Some(Compiled::Scalar(st.core.step_first()?)),
+                Kind::Array(shape) => {
+                    let mut out = alloc::with_capacity("vals", st.core.start.len())?;
+                    st.core.step_into(&mut out)?;
+                    Some(Compiled::Array(out, shape.clone()))
+                }
+                Kind::Python => None,
+            })
+        })??;
+        match compiled {
+            Some(Compiled::Scalar(v)) => return Ok(PyFloat::new(py, v).into_any()),
+            Some(Compiled::Array(vals, shape)) => return Ok(vals.into_pyarray(py).reshape(shape)?.into_any()),
+            None => {}
         }
         let _calls = self.calls.lock(py)?;
         let st = self.state.lock(py)?;
@@ -251,13 +263,13 @@ impl Stepper {
     /// Whether the schedule is complete (`n >= n_iter`).
     #[getter]
     fn is_done(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.state.lock(py)?.core.is_done())
+        self.state.with(py, |st| st.core.is_done())
     }
 
     /// The number of steps taken: an integer in [0, 2**64).
     #[getter]
     fn n(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.state.lock(py)?.core.n)
+        self.state.with(py, |st| st.core.n)
     }
 
     #[setter]
@@ -271,7 +283,7 @@ impl Stepper {
 
     #[getter]
     fn n_iter(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.state.lock(py)?.core.n_iter)
+        self.state.with(py, |st| st.core.n_iter)
     }
 
     #[getter]
