@@ -5,7 +5,7 @@ built-in exception it refines (`ValueError`, `KeyError`, `OSError`), so `except 
 keeps working.
 """
 
-__all__ = ["FastcbError", "StateError", "CheckpointError", "CheckpointWriteError", "UnknownStateKeyError",
+__all__ = ["FastcbError", "StateError", "CheckpointError", "CheckpointWriteError", "UnknownStateKeyError", "RankStalledError",
            "FastcbWarning", "NotSavedWarning"]
 
 
@@ -39,3 +39,8 @@ class FastcbWarning(UserWarning):
 
 class NotSavedWarning(FastcbWarning):
     """A log row or a checkpoint could not be written; training went on (said once per cause)."""
+
+
+class RankStalledError(FastcbError, RuntimeError):
+    """A rank of a multi-rank fit stopped making progress (`fastcb.watchdog`); the message names it,
+    says where it stopped and shows its main thread's stack."""

@@ -7,6 +7,7 @@ import torch
 
 from . import checkpoint
 from . import distributed as fdist
+from . import watchdog
 from ._utils import first_el, to_detach
 from .callback import CallbackHandler, weighted_mean
 from .progress import master_bar, progress_bar
@@ -121,8 +122,10 @@ def fit(epochs, learn, callbacks=None, metrics=None):
             if cb_handler.on_epoch_end(val_loss):
                 break
     except BaseException as e:
-        exception = e
-        raise
+        exception = watchdog.explain(e)  # a collective that failed because another rank stalled: which one
+        if exception is e:
+            raise
+        raise exception from e
     finally:
         cb_handler.on_train_end(exception)
 

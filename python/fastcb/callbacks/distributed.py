@@ -4,6 +4,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as fdist
+from .. import watchdog
 from ..data import DeviceDataLoader
 from ..learner_callback import LearnerCallback
 
@@ -38,7 +39,11 @@ class DistributedTrainer(LearnerCallback):
       before the Recorder records them, so every rank records the same history;
     - on a failure the rank leaves the process group (`fastcb.distributed.abort`): its later
       code makes no collective the others can't match, and theirs fail when its process ends
-      (at once) or at the group's timeout; their `on_train_end` sees that error.
+      (at once) or at the group's timeout; their `on_train_end` sees that error;
+    - a `fastcb.watchdog.Watchdog` follows each rank's progress (epoch, batch, phase): a rank
+      alive but stuck (a Python loop, a dead-locked data loader) for `FASTCB_DIST_TIMEOUT`
+      seconds ends the fit on every rank with a `RankStalledError` naming it, where it stopped
+      and its stack (`watchdog_timeout` overrides the variable).
 
     At the end the model and loaders are the learner's own again. Outside a process group it
     does nothing. `Learner.fit` adds one by itself; `Learner.to_distributed` sets the options.
@@ -46,11 +51,15 @@ class DistributedTrainer(LearnerCallback):
 
     _order = -20  # before the Recorder: the model, the data and the losses are ready when it looks
 
-    def __init__(self, learn, shuffle=None, seed=0, **ddp_kwargs):
+    def __init__(self, learn, shuffle=None, seed=0, watchdog_timeout=None, **ddp_kwargs):
         super().__init__(learn)
         self.shuffle, self.seed, self.ddp_kwargs = shuffle, seed, ddp_kwargs
+        self.watchdog_timeout = watchdog.dist_timeout() if watchdog_timeout is None else watchdog_timeout
+        if not (isinstance(self.watchdog_timeout, (int, float)) and 0 < self.watchdog_timeout < float("inf")):
+            raise ValueError(f"watchdog_timeout: expected a positive number of seconds, got {watchdog_timeout!r}")
         self.active = False
-        self._saved = None
+        self._saved = self.watchdog = None
+        self._valid_batch = 0
 
     def get_state(self, minimal=True):
         """Nothing to checkpoint: everything is rebuilt at train begin."""
@@ -73,29 +82,86 @@ class DistributedTrainer(LearnerCallback):
         valid = _raw(data.valid_dl)
         if valid is not None and len(valid) >= fdist.world_size():
             data.valid_dl = _swap(data.valid_dl, fdist.valid_loader(valid))
+        store = torch.distributed.distributed_c10d._get_default_store()
+        self.watchdog = watchdog.Watchdog(store, fdist.rank(), fdist.world_size(), self.watchdog_timeout).start()
+
+    def _beat(self, key, where):
+        if self.watchdog is not None:
+            self.watchdog.beat(key, where)
 
     def on_epoch_begin(self, epoch, **kwargs):
         """Reshuffle the training shards for this epoch."""
         if not self.active:
             return
+        self._valid_batch = 0
+        self._beat((epoch, 0, 0, 0), f"epoch {epoch}, loading training batch 0")
         sampler = getattr(_raw(self.learn.data.train_dl), "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
-    def on_batch_end(self, train, num_batch, **kwargs):
-        """After the epoch's last training batch, give every rank rank 0's buffers."""
-        if not (self.active and train) or num_batch != len(self.learn.data.train_dl) - 1:
+    def on_batch_begin(self, epoch, train, num_batch, **kwargs):
+        """Progress: the batch is loaded."""
+        if not self.active:
             return
+        if train:
+            self._beat((epoch, 1, num_batch, 1), f"epoch {epoch}, training batch {num_batch}: forward")
+        else:
+            self._beat((epoch, 2, self._valid_batch, 1), f"epoch {epoch}, validation batch {self._valid_batch}: forward")
+
+    def _phase(self, epoch, num_batch, step, what):
+        self._beat((epoch, 1, num_batch, step), f"epoch {epoch}, training batch {num_batch}: {what}")
+
+    def on_loss_begin(self, epoch, num_batch, train, **kwargs):
+        """Progress: the forward pass is done."""
+        if self.active and train:
+            self._phase(epoch, num_batch, 2, "loss")
+
+    def on_backward_begin(self, epoch, num_batch, **kwargs):
+        """Progress: the loss is computed."""
+        if self.active:
+            self._phase(epoch, num_batch, 3, "backward")
+
+    def on_backward_end(self, epoch, num_batch, **kwargs):
+        """Progress: the gradients are computed (and averaged)."""
+        if self.active:
+            self._phase(epoch, num_batch, 4, "optimizer step")
+
+    def on_step_end(self, epoch, num_batch, **kwargs):
+        """Progress: the optimizer stepped."""
+        if self.active:
+            self._phase(epoch, num_batch, 5, "after the optimizer step")
+
+    def on_batch_end(self, epoch, train, num_batch, **kwargs):
+        """Progress; after the epoch's last training batch, give every rank rank 0's buffers."""
+        if not self.active:
+            return
+        if not train:
+            self._valid_batch += 1
+            n = len(self.learn.data.valid_dl)
+            if self._valid_batch >= n:
+                self._beat((epoch, 3, 0, 0), f"epoch {epoch}, after validation: merging the results across ranks")
+            else:
+                self._beat((epoch, 2, self._valid_batch, 0), f"epoch {epoch}, loading validation batch "
+                                                             f"{self._valid_batch}")
+            return
+        if num_batch != len(self.learn.data.train_dl) - 1:
+            self._beat((epoch, 1, num_batch + 1, 0), f"epoch {epoch}, loading training batch {num_batch + 1}")
+            return
+        self._valid_batch = 0
+        self._beat((epoch, 2, 0, 0), f"epoch {epoch}, after training: loading validation batch 0")
         model = self.learn.model
         if isinstance(model, DistributedDataParallel) and model.broadcast_buffers:
             with torch.no_grad():
                 for b in model.module.buffers():
                     torch.distributed.broadcast(b, 0)
 
-    def on_epoch_end(self, smooth_losses, **kwargs):
+    def on_epoch_end(self, epoch, smooth_losses, **kwargs):
         """Average the epoch's smoothed training losses across ranks (one collective), so every rank
         records and reports the same history (the average is linear: it commutes with smoothing)."""
-        if not self.active or not smooth_losses:
+        if not self.active:
+            return None
+        self._beat((epoch, 3, 1, 0), f"epoch {epoch}, epoch end")
+        if not smooth_losses:
             return None
         on_gpu = torch.distributed.get_backend() == "nccl"
         local = torch.tensor(smooth_losses, dtype=torch.float64, device="cuda" if on_gpu else "cpu")
@@ -108,6 +174,9 @@ class DistributedTrainer(LearnerCallback):
         if not self.active:
             return
         self.active = False
+        if self.watchdog is not None:
+            self.watchdog.stop("finished" if exception is False else f"failed: {type(exception).__name__}")
+            self.watchdog = None
         learn, data = self.learn, self.learn.data
         learn.model, data.train_dl, data.valid_dl = self._saved
         self._saved = None
