@@ -24,10 +24,11 @@ REL = 1e-12
 
 
 def make_opt(kind="sgd", groups=3, tensor=False):
-    """An optimizer with `groups` param groups of different learning rates."""
+    """An optimizer with `groups` param groups of different learning rates: floats, or
+    0-dim tensors of dtype `tensor` (`True`: float64)."""
     def lr(i):
         v = 0.1 / (i + 1)
-        return torch.tensor(v, dtype=torch.float64) if tensor else v
+        return torch.tensor(v, dtype=torch.float64 if tensor is True else tensor) if tensor else v
 
     params = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": lr(i)} for i in range(groups)]
     if kind == "sgd":
@@ -122,21 +123,22 @@ RULE = {
 }
 
 
-def compiled_steps(rule):
-    return _core.torch_compiled_counts()[rule][0]
+def compiled_steps(rule, tensor=False):
+    """Regular steps `rule` ran compiled: with float learning rates, or with tensor ones."""
+    return _core.torch_compiled_counts()[rule][2 if tensor else 0]
 
 
-@pytest.mark.parametrize("kind,groups,tensor", [("sgd", 3, False), ("adamw", 3, True)])
+@pytest.mark.parametrize("kind,groups,tensor", [("sgd", 3, False), ("adamw", 3, True), ("sgd", 3, torch.float32)])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_same_values_as_torch_over_ten_thousand_steps(name, kind, groups, tensor):
     ours, theirs = twin(CASES[name], kind, groups, tensor)
     assert isinstance(ours, T.LRScheduler)
-    before = compiled_steps(RULE[name]) if name in RULE else None
+    before = compiled_steps(RULE[name], tensor) if name in RULE else None
     run_both(ours, theirs, N)
-    if name in RULE and not tensor:
+    if name in RULE:
         # every regular step but torch's first (and, in SequentialLR, a milestone and the next
-        # scheduler's first) ran compiled: no silent fallback
-        assert compiled_steps(RULE[name]) - before >= N - 3
+        # scheduler's first) ran compiled, with float and with tensor lrs: no silent fallback
+        assert compiled_steps(RULE[name], tensor) - before >= N - 3
 
 
 def test_reduce_on_plateau_same_as_torch():

@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.optim.lr_scheduler as T
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
 import fastcb.lr_scheduler as F
 from fastcb import _core
 
@@ -288,6 +290,52 @@ def test_tensor_lrs_keep_their_tensors_and_torchs_values():
         for step, (a, b) in enumerate(run(ours, theirs)):
             assert a[0] == b[0], (name, step)
         assert all(g["lr"] is t for g, t in zip(ours.optimizer.param_groups, held, strict=True)), name
+
+
+class _Ops(TorchDispatchMode):
+    """Records the name of every tensor operation run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_tensor_lrs_written_with_fill_and_not_read(name, dtype):
+    build, rule = BUILDERS[name]
+
+    def opt():
+        o = make_opt()
+        for i, g in enumerate(o.param_groups):
+            g["lr"] = torch.tensor(0.1 / (i + 1), dtype=dtype)
+        return o
+
+    ours, theirs = build(F, opt()), build(T, opt())
+    held = [g["lr"] for g in ours.optimizer.param_groups]
+    run(ours, theirs, n=5)  # past SequentialLR's milestone
+    before = _core.torch_compiled_counts()[rule][2]
+    with _Ops() as mode:
+        ours.step()
+        ours.step()
+    theirs.step()
+    theirs.step()
+    # torch's writes (fill_) and torch's copies in _last_lr (clone), nothing else: no item()
+    assert set(mode.ops) == {"fill_", "clone"}, mode.ops
+    assert _core.torch_compiled_counts()[rule][2] - before == 2
+    # a write from outside (a version bump) is seen at the next step
+    for s in (ours, theirs):
+        s.optimizer.param_groups[0]["lr"].fill_(0.0625)
+    for step, (a, b) in enumerate(run(ours, theirs, n=12)):
+        assert a == b, (step, a, b)
+    assert all(g["lr"] is t for g, t in zip(ours.optimizer.param_groups, held, strict=True))
+    got, want = ours.get_last_lr(), theirs.get_last_lr()
+    assert all(type(x) is torch.Tensor and x.dtype == dtype and x.item() == y.item() for x, y in zip(got, want))
+    assert not any(x is g["lr"] for x, g in zip(got, ours.optimizer.param_groups)), "copies, as torch keeps"
 
 
 def test_warnings_are_not_errors_of_ours():

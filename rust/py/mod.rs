@@ -11,6 +11,7 @@ mod schedule;
 mod shape;
 mod smooth;
 mod stepper;
+mod tensor_lr;
 mod torch_core;
 
 use pyo3::prelude::*;

@@ -5,8 +5,9 @@
 //! scheduler's `__dict__` (a named-field spec per rule, below) and the optimizer's param
 //! groups, computes in Rust, and writes exactly what torch's own step writes. So an in-place
 //! edit (`gamma`, `T_max`, `base_lrs[i]`, a group's `max_lr`) is honoured at the next step,
-//! and a scheduler holds no reference to itself. Anything a spec can't read (a tensor, a
-//! float where torch needs an int, a Python lambda) answers `False`/`None`: torch's code
+//! and a scheduler holds no reference to itself. A tensor learning rate is written with its
+//! `fill_` (its value known as `tensor_lr` describes). Anything a spec can't read (a tensor
+//! parameter, a float where torch needs an int, a Python lambda) answers `False`/`None`: torch's code
 //! path then runs, unchanged.
 //!
 //! Adding a scheduler: its formula in `core::torch_sched`, a spec struct and a `match` arm in
@@ -21,9 +22,10 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use super::exact::{Int, Num};
 use super::hf_factor::lambda_factor;
+use super::tensor_lr::{tensor_lr, TensorLr};
 use crate::core::torch_sched::{
-    Constant, Cosine, Cyclic, CyclicMode, Exponential, Linear, MultiStep, Polynomial, ShapeAt, Step, TorchRule,
-    WarmRestarts,
+    Constant, Cosine, Cyclic, CyclicMode, Exponential, Kind, Linear, MultiStep, Polynomial, ShapeAt, Step, TorchRule,
+    Val, WarmRestarts,
 };
 use crate::core::Anneal;
 
@@ -47,6 +49,8 @@ const RULES: [&str; 12] = [
 /// class silently fell back to torch's path.
 static STEPS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
 static GET_LRS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
+/// The regular steps run compiled with a tensor learning rate in some group.
+static TENSOR_STEPS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
 
 fn count(counter: &[AtomicU64; RULES.len()], rule: &str) {
     if let Some(i) = RULES.iter().position(|r| *r == rule) {
@@ -209,11 +213,19 @@ impl MomentumKey {
     }
 }
 
-/// What one step reads: the param groups, their base and current learning rates.
+/// What one step reads: the param groups, their base and current learning rates, and
+/// the groups whose learning rate is a tensor.
 struct Groups<'py> {
     groups: Bound<'py, PyList>,
-    base: Vec<f64>,
-    lrs: Vec<f64>,
+    base: Vec<Val>,
+    lrs: Vec<Val>,
+    tensors: Vec<Option<TensorLr<'py>>>,
+}
+
+impl Groups<'_> {
+    fn has_tensors(&self) -> bool {
+        self.tensors.iter().any(Option::is_some)
+    }
 }
 
 /// What a rule computes beside the learning rates (now in `Groups::lrs`).
@@ -229,8 +241,18 @@ fn instance_dict<'py>(sched: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
     sched.getattr(intern!(sched.py(), "__dict__")).ok()?.cast_into::<PyDict>().ok()
 }
 
-/// The param groups with exact-float learning rates and a base learning rate each.
-fn read_groups<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Groups<'py>>> {
+/// A plain float, or a tensor's value (known without reading it, [`TensorLr::value`]).
+fn read_val<'py>(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Option<(Val, Option<TensorLr<'py>>)>> {
+    if let Ok(n) = obj.extract::<Num>() {
+        return Ok(Some((Val::float(n.0), None)));
+    }
+    let Some(t) = tensor_lr(&obj.to_owned())? else { return Ok(None) };
+    Ok(t.value()?.map(|v| (v, Some(t))))
+}
+
+/// The param groups with plain-float (or, `tensors`, tensor) learning rates and a base
+/// learning rate each.
+fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool) -> PyResult<Option<Groups<'py>>> {
     let py = d.py();
     let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
     let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
@@ -242,19 +264,37 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Groups<'py>>> {
     }
     let mut base = Vec::with_capacity(groups.len());
     for i in 0..base_list.len() {
-        let Ok(b) = borrowed::item(&base_list, i)?.extract::<Num>() else { return Ok(None) };
-        base.push(b.0);
+        let b = borrowed::item(&base_list, i)?;
+        if let Ok(b) = b.extract::<Num>() {
+            base.push(Val::float(b.0));
+        } else if !tensors {
+            return Ok(None);
+        } else {
+            let Some((b, _)) = read_val(b)? else { return Ok(None) };
+            base.push(b);
+        }
     }
     let lr_key = intern!(py, "lr");
     let mut lrs = Vec::with_capacity(groups.len());
+    let mut held = Vec::with_capacity(groups.len());
     for i in 0..groups.len() {
         let Ok(group) = borrowed::item(&groups, i)?.cast::<PyDict>() else { return Ok(None) };
         let Some(lr) = group.get_item(lr_key)? else { return Ok(None) };
         // Exactly a float: replacing it runs no Python code (no `__del__`).
-        let Ok(lr) = lr.cast_exact::<PyFloat>() else { return Ok(None) };
-        lrs.push(lr.value());
+        if let Ok(lr) = lr.cast_exact::<PyFloat>() {
+            lrs.push(Val::float(lr.value()));
+            held.push(None);
+            continue;
+        }
+        if !tensors {
+            return Ok(None);
+        }
+        let Some(t) = tensor_lr(&lr)? else { return Ok(None) };
+        let Some(v) = t.value()? else { return Ok(None) };
+        lrs.push(v);
+        held.push(Some(t));
     }
-    Ok(Some(Groups { groups, base, lrs }))
+    Ok(Some(Groups { groups, base, lrs, tensors: held }))
 }
 
 /// A float-valued key of a param group.
@@ -377,7 +417,7 @@ fn rule_lrs(
                 last = Some((f.as_ptr(), value));
                 g.lrs[i] = g.base[i] * value;
             }
-            return Ok(all_finite(&g.lrs).then_some(extra));
+            return Ok(all_finite_vals(&g.lrs).then_some(extra));
         }
         "warmrestarts" => {
             let Ok(s) = dict.extract::<WarmRestartsSpec>() else { return Ok(None) };
@@ -439,6 +479,10 @@ fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
 }
 
+fn all_finite_vals(values: &[Val]) -> bool {
+    values.iter().all(|v| v.x.is_finite())
+}
+
 /// OneCycleLR: the phase of `step` from `_schedule_phases`, then every group's values from
 /// the keys the phase names (`initial_lr`, `max_lr`, `min_lr`, momenta), read at this step.
 fn one_cycle(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, step: i64) -> PyResult<Option<Extra>> {
@@ -481,7 +525,7 @@ fn one_cycle(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, step: i64) -> PyResult<O
         let (Some(a), Some(b)) = (group_num(&group, &phase.start_lr), group_num(&group, &phase.end_lr)) else {
             return Ok(None);
         };
-        g.lrs[i] = at.value(a, b);
+        g.lrs[i] = Val::float(at.value(a, b));
         if s.cycle_momentum {
             let (Some(a), Some(b)) = (group_num(&group, &phase.start_momentum), group_num(&group, &phase.end_momentum))
             else {
@@ -490,7 +534,7 @@ fn one_cycle(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, step: i64) -> PyResult<O
             moms.push(at.value(a, b));
         }
     }
-    if !all_finite(&g.lrs) || !all_finite(&moms) {
+    if !all_finite_vals(&g.lrs) || !all_finite(&moms) {
         return Ok(None);
     }
     if let Some((_, m)) = &mut extra.momenta {
@@ -531,45 +575,59 @@ fn momenta_writable(groups: &Bound<'_, PyList>, key: MomentumKey) -> PyResult<bo
     Ok(true)
 }
 
-/// One regular step of `sched` by `rule`, all in Rust; `false` (changing nothing) where
-/// torch's own step must run.
-fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<bool> {
+/// One regular step of `sched` by `rule`, all in Rust: whether a group's learning rate is a
+/// tensor, or `None` (changing nothing) where torch's own step must run.
+fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<Option<bool>> {
     let py = sched.py();
-    let Some(d) = instance_dict(sched) else { return Ok(false) };
-    let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(false) };
-    let Ok(Int(last)) = last.extract::<Int>() else { return Ok(false) };
+    let Some(d) = instance_dict(sched) else { return Ok(None) };
+    let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
+    let Ok(Int(last)) = last.extract::<Int>() else { return Ok(None) };
     let restarts = rule == "warmrestarts";
     let mut step_count = 0;
     if restarts {
         if last < 0 {
-            return Ok(false);
+            return Ok(None);
         }
     } else {
         // The first steps run torch's: it warns about the call order there.
-        let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(false) };
+        let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(None) };
         match n.extract::<Int>() {
             Ok(Int(n)) if n >= 2 => step_count = n,
-            _ => return Ok(false),
+            _ => return Ok(None),
         }
     }
-    let Some(epoch) = last.checked_add(1) else { return Ok(false) };
-    let Some(mut g) = read_groups(&d)? else { return Ok(false) };
-    let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, true)? else { return Ok(false) };
+    let Some(epoch) = last.checked_add(1) else { return Ok(None) };
+    let Some(mut g) = read_groups(&d, true)? else { return Ok(None) };
+    let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, true)? else { return Ok(None) };
     if let Some((key, _)) = &extra.momenta {
         if !momenta_writable(&g.groups, *key)? {
-            return Ok(false);
+            return Ok(None);
         }
     }
-    // Everything is read and computed: now write what torch's step writes.
-    let last_lr = PyList::new(py, &g.lrs)?;
+    // A float group given a tensor's value: torch would put a tensor in the group.
+    if g.lrs.iter().zip(&g.tensors).any(|(v, t)| t.is_none() && v.kind != Kind::Float) {
+        return Ok(None);
+    }
+    // Everything is read and computed: now write what torch's step writes: a float group's
+    // new float (the same object in `_last_lr`), a tensor's `fill_` (and a copy in `_last_lr`).
+    let last_lr = PyList::new(py, g.lrs.iter().map(|v| v.x))?;
     let lr_key = intern!(py, "lr");
     for i in 0..g.lrs.len() {
         let group = g.groups.get_item(i)?.cast_into::<PyDict>()?;
-        group.set_item(lr_key, borrowed::item(&last_lr, i)?)?;
+        match &g.tensors[i] {
+            None => group.set_item(lr_key, borrowed::item(&last_lr, i)?)?,
+            Some(t) => t.fill(g.lrs[i].x)?,
+        }
         if let Some((key, moms)) = &extra.momenta {
             set_momentum(&group, *key, moms[i])?;
         }
     }
+    for (i, t) in g.tensors.iter().enumerate() {
+        if let Some(t) = t {
+            last_lr.set_item(i, t.clone_tensor()?)?;
+        }
+    }
+    let tensors = g.has_tensors();
     d.set_item(intern!(py, "last_epoch"), epoch)?;
     match extra.restart {
         Some((t_cur, t_i)) => {
@@ -579,8 +637,8 @@ fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<bool> {
         None => d.set_item(intern!(py, "_step_count"), step_count + 1)?,
     }
     d.set_item(intern!(py, "_last_lr"), last_lr)?;
-    count(&STEPS, rule);
-    Ok(true)
+    count(if tensors { &TENSOR_STEPS } else { &STEPS }, rule);
+    Ok(Some(tensors))
 }
 
 /// SequentialLR between milestones: the current scheduler's compiled step.
@@ -597,21 +655,23 @@ fn sequential_step(sched: &Bound<'_, PyAny>) -> PyResult<bool> {
     let Ok(rule) = child.getattr(intern!(py, "_fastcb_rule")) else { return Ok(false) };
     let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(false) };
     let rule = rule.to_str()?;
-    if rule == "sequential" || !step_one(&child, rule)? {
+    if rule == "sequential" {
         return Ok(false);
     }
+    let Some(tensors) = step_one(&child, rule)? else { return Ok(false) };
     let Some(child_dict) = instance_dict(&child) else { return Ok(false) };
     d.set_item(intern!(py, "last_epoch"), epoch)?;
     if let Some(last_lr) = child_dict.get_item(intern!(py, "_last_lr"))? {
         d.set_item(intern!(py, "_last_lr"), last_lr)?;
     }
-    count(&STEPS, "sequential");
+    count(if tensors { &TENSOR_STEPS } else { &STEPS }, "sequential");
     Ok(true)
 }
 
 /// `torch_step(scheduler, rule)`: one regular step of the scheduler, in Rust. `False`
 /// (changing nothing) where torch's own step must run: `rule` is `None`, the first steps,
-/// tensor learning rates, parameters that are not plain numbers, torch's errors.
+/// tensor learning rates it cannot know ([`tensor_lr`]), parameters that are not plain
+/// numbers, torch's errors.
 #[pyfunction]
 #[pyo3(signature = (scheduler, rule))]
 fn torch_step(scheduler: &Bound<'_, PyAny>, rule: Option<&Bound<'_, PyString>>) -> PyResult<bool> {
@@ -620,7 +680,7 @@ fn torch_step(scheduler: &Bound<'_, PyAny>, rule: Option<&Bound<'_, PyString>>) 
     if rule == "sequential" {
         return sequential_step(scheduler);
     }
-    step_one(scheduler, rule)
+    Ok(step_one(scheduler, rule)?.is_some())
 }
 
 /// `torch_get_lr(scheduler, rule)`: what torch's `get_lr()` returns at the scheduler's
@@ -637,7 +697,8 @@ fn torch_get_lr<'py>(
     let Some(d) = instance_dict(scheduler) else { return Ok(None) };
     let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
     let Ok(Int(epoch)) = last.extract::<Int>() else { return Ok(None) };
-    let Some(mut g) = read_groups(&d)? else { return Ok(None) };
+    // torch's get_lr gives new tensors for tensor groups: its own code makes them.
+    let Some(mut g) = read_groups(&d, false)? else { return Ok(None) };
     if rule == "cosine" && epoch > 0 {
         // torch's CosineAnnealingLR uses its closed form while `_step_count` is 1 (a resumed
         // first step; and always under Ignite's wrapper, which never calls `step`).
@@ -647,14 +708,14 @@ fn torch_get_lr<'py>(
             let Ok(s) = d.as_any().extract::<CosineSpec>() else { return Ok(None) };
             let (t_max, eta_min) = (s.t_max.0 as f64, s.eta_min.0);
             let wave = 1.0 + (epoch as f64 * std::f64::consts::PI / t_max).cos();
-            for (lr, b) in g.lrs.iter_mut().zip(&g.base) {
+            for (lr, &b) in g.lrs.iter_mut().zip(&g.base) {
                 *lr = eta_min + (b - eta_min) * wave / 2.0;
             }
-            if !all_finite(&g.lrs) {
+            if !all_finite_vals(&g.lrs) {
                 return Ok(None);
             }
             count(&GET_LRS, rule);
-            return Ok(Some(PyList::new(py, &g.lrs)?));
+            return Ok(Some(PyList::new(py, g.lrs.iter().map(|v| v.x))?));
         }
     }
     let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, false)? else { return Ok(None) };
@@ -667,15 +728,17 @@ fn torch_get_lr<'py>(
         }
     }
     count(&GET_LRS, rule);
-    Ok(Some(PyList::new(py, &g.lrs)?))
+    Ok(Some(PyList::new(py, g.lrs.iter().map(|v| v.x))?))
 }
 
-/// `{rule: (steps, get_lr calls)}` run compiled so far in this process.
+/// `{rule: (steps, get_lr calls, steps with tensor learning rates)}` run compiled so far
+/// in this process (the first count is of steps with float learning rates only).
 #[pyfunction]
 fn torch_compiled_counts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
     for (i, rule) in RULES.iter().enumerate() {
-        out.set_item(rule, (STEPS[i].load(Ordering::Relaxed), GET_LRS[i].load(Ordering::Relaxed)))?;
+        let load = |c: &[AtomicU64; RULES.len()]| c[i].load(Ordering::Relaxed);
+        out.set_item(rule, (load(&STEPS), load(&GET_LRS), load(&TENSOR_STEPS)))?;
     }
     Ok(out)
 }

@@ -9,10 +9,12 @@ Each class is a subclass of torch's class of the same name: torch's constructor,
 ``step()`` (and ``get_lr()``) runs in Rust (``fastcb._core.torch_step``), which reads the
 schedule's parameters from the scheduler at every step — so editing ``gamma``, ``T_max``,
 ``base_lrs[i]`` or a group's ``max_lr`` in place is honoured at the next step, as torch
-honours it — and writes what torch's step writes. Whatever it does not cover runs torch's
+honours it — and writes what torch's step writes: a tensor learning rate (0-dim
+float32/float64) with its ``fill_``, valued with torch's tensor arithmetic and not read back
+(a CPU tensor is read once when first seen). Whatever it does not cover runs torch's
 own code: the first step (torch's ordering warnings, raised at the caller's line),
-``step(epoch)``, tensor learning rates, Python lambdas and ``scale_fn``, parameters that are
-not plain numbers, every error torch raises, and any subclass that overrides ``step``,
+``step(epoch)``, Python lambdas and ``scale_fn``, parameters that are not plain numbers,
+tensors on an accelerator that fastcb has not written, every error torch raises, and any subclass that overrides ``step``,
 ``get_lr`` or another method the compiled step stands in for.
 
 The transformers factories (``get_linear_schedule_with_warmup``, ``get_scheduler``, …) have

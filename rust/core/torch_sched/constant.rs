@@ -1,6 +1,6 @@
 //! ConstantLR: `lr * factor` until `total_iters`, then back.
 
-use super::{all_finite, scale, TorchRule};
+use super::{all_finite, scale, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Constant {
@@ -9,7 +9,7 @@ pub struct Constant {
 }
 
 impl TorchRule for Constant {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if epoch == 0 {
             scale(lrs, self.factor);
         } else if epoch == self.total_iters {

@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{all_finite, floor_mod, TorchRule};
+use super::{all_finite, floor_mod, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cosine {
@@ -11,12 +11,12 @@ pub struct Cosine {
 }
 
 impl TorchRule for Cosine {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()> {
         let (t, eta_min) = (self.t_max, self.eta_min);
         if floor_mod(epoch - 1 - t, t.checked_mul(2)?)? == 0 {
             let wave = 1.0 - (PI / t as f64).cos();
             for (lr, &b) in lrs.iter_mut().zip(base) {
-                *lr += (b - eta_min) * wave / 2.0;
+                *lr = *lr + (b - eta_min) * wave / 2.0;
             }
         } else {
             let tf = t as f64;

@@ -1,6 +1,6 @@
 //! CyclicLR (and its momentum cycle), for the built-in scaling policies.
 
-use super::{all_finite, TorchRule};
+use super::{all_finite, TorchRule, Val};
 
 /// CyclicLR's built-in scaling policies.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,7 +41,7 @@ impl Cyclic {
 }
 
 impl TorchRule for Cyclic {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()> {
         if self.max_lrs.len() != lrs.len() {
             return None;
         }
@@ -61,6 +61,6 @@ impl TorchRule for Cyclic {
         for (m, &(base, max)) in out.iter_mut().zip(moms) {
             *m = max - (max - base) * scale_factor * scale;
         }
-        all_finite(out)
+        out.iter().all(|m| m.is_finite()).then_some(())
     }
 }

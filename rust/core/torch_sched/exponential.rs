@@ -1,6 +1,6 @@
 //! ExponentialLR: `lr *= gamma` every epoch.
 
-use super::{all_finite, scale, TorchRule};
+use super::{all_finite, scale, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Exponential {
@@ -8,7 +8,7 @@ pub struct Exponential {
 }
 
 impl TorchRule for Exponential {
-    fn lrs(&self, _epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, _epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         scale(lrs, self.gamma);
         all_finite(lrs)
     }

@@ -1,13 +1,13 @@
 //! LambdaLR over transformers' factors: `base_lr * factor(epoch)`, one factor per group.
 
-use super::{all_finite, TorchRule};
+use super::{all_finite, TorchRule, Val};
 use crate::core::hf_sched::HfFactor;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lambda(pub Vec<HfFactor>);
 
 impl TorchRule for Lambda {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()> {
         if self.0.len() != lrs.len() {
             return None;
         }

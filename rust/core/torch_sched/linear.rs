@@ -1,6 +1,6 @@
 //! LinearLR: a linear factor from `start` to `end` over `total_iters`, chained.
 
-use super::{all_finite, scale, TorchRule};
+use super::{all_finite, scale, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Linear {
@@ -10,7 +10,7 @@ pub struct Linear {
 }
 
 impl TorchRule for Linear {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         let Linear { start, end, total_iters } = *self;
         if epoch == 0 {
             scale(lrs, start);

@@ -21,6 +21,7 @@ mod multistep;
 mod one_cycle;
 mod polynomial;
 mod step;
+mod value;
 mod warm_restarts;
 
 pub use constant::Constant;
@@ -33,17 +34,19 @@ pub use multistep::MultiStep;
 pub use one_cycle::{OneCycle, ShapeAt};
 pub use polynomial::Polynomial;
 pub use step::Step;
+pub use value::{Kind, Val};
 pub use warm_restarts::WarmRestarts;
 
 /// One torch scheduler class's regular step.
 pub trait TorchRule {
     /// Every group's learning rate after a regular step to `epoch`, as torch's `get_lr`
     /// computes it: on entry `lrs[g]` is group `g`'s current learning rate, `base[g]` its
-    /// base learning rate; on return `lrs` holds the new ones. What depends on the epoch
+    /// base learning rate, each a Python float or a tensor's value ([`Val`]: torch's
+    /// tensor arithmetic is followed where one is a tensor); on return `lrs` holds the new ones. What depends on the epoch
     /// alone is computed once for all groups, which changes no bit: torch evaluates that
     /// part first, for each group alike. `None` (with `lrs` in any state) where torch would
     /// raise or a value leaves the finite floats.
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], base: &[f64]) -> Option<()>;
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()>;
 
     /// Every group's momentum at `epoch` into `out`, for the classes that cycle it.
     fn momenta(&self, _epoch: i64, _out: &mut [f64]) -> Option<()> {
@@ -63,16 +66,16 @@ pub(crate) fn floor_mod(a: i64, b: i64) -> Option<i64> {
 
 /// Torch's chainable `lr * factor`, for every group.
 #[inline]
-fn scale(lrs: &mut [f64], factor: f64) {
+fn scale(lrs: &mut [Val], factor: f64) {
     for lr in lrs {
-        *lr *= factor;
+        *lr = *lr * factor;
     }
 }
 
 /// `Some(())` when every value is finite.
 #[inline]
-fn all_finite(values: &[f64]) -> Option<()> {
-    values.iter().all(|v| v.is_finite()).then_some(())
+fn all_finite(values: &[Val]) -> Option<()> {
+    values.iter().all(|v| v.x.is_finite()).then_some(())
 }
 
 #[cfg(test)]
@@ -86,9 +89,9 @@ mod tests {
 
     /// Group 0's learning rate after a step to `epoch` from `lr` (base `base`).
     fn lr(rule: &impl TorchRule, epoch: i64, lr: f64, base: f64) -> Option<f64> {
-        let mut lrs = [lr];
-        rule.lrs(epoch, &mut lrs, &[base])?;
-        Some(lrs[0])
+        let mut lrs = [Val::float(lr)];
+        rule.lrs(epoch, &mut lrs, &[Val::float(base)])?;
+        Some(lrs[0].x)
     }
 
     fn momentum(rule: &impl TorchRule, epoch: i64) -> Option<f64> {
@@ -136,13 +139,13 @@ mod tests {
     }
 
     fn steps_as_if_alone(rule: &impl TorchRule, one_group: &impl TorchRule) {
-        let base = [0.3, 0.1, 0.02];
+        let base = [0.3, 0.1, 0.02].map(Val::float);
         let mut all = base;
         let mut alone = base;
         for e in 1..30 {
             rule.lrs(e, &mut all, &base).unwrap();
             for g in 0..3 {
-                alone[g] = lr(one_group, e, alone[g], base[g]).unwrap();
+                alone[g] = Val::float(lr(one_group, e, alone[g].x, base[g].x).unwrap());
             }
             assert_eq!(all, alone, "at {e}");
         }
@@ -186,11 +189,11 @@ mod tests {
             let lr_scheds: Vec<Schedule> = rule.lrs.iter().map(|p| rule.schedule(p)).collect();
             let mom_scheds: Vec<Schedule> = rule.momentums.iter().flatten().map(|p| rule.schedule(p)).collect();
             for e in 0..=137 {
-                let (mut lrs, mut moms) = ([0.0; 2], [0.0; 2]);
-                rule.lrs(e, &mut lrs, &[0.0; 2]).unwrap();
+                let (mut lrs, mut moms) = ([Val::float(0.0); 2], [0.0; 2]);
+                rule.lrs(e, &mut lrs, &[Val::float(0.0); 2]).unwrap();
                 rule.momenta(e, &mut moms).unwrap();
                 for g in 0..2 {
-                    assert_eq!(lrs[g].to_bits(), lr_scheds[g].value(e as f64).to_bits());
+                    assert_eq!(lrs[g].x.to_bits(), lr_scheds[g].value(e as f64).to_bits());
                     assert_eq!(moms[g].to_bits(), mom_scheds[g].value(e as f64).to_bits());
                 }
             }
@@ -230,8 +233,8 @@ mod tests {
         let w = WarmRestarts { t_mult: 2, eta_min: 0.0 };
         assert_eq!(w.advance(9, 10), Some((0, 20)));
         assert_eq!(w.advance(3, 10), Some((4, 10)));
-        let mut out = [0.0; 2];
-        w.lrs(&[1.0, 0.5], 0, 10, &mut out).unwrap();
-        assert_eq!(out, [1.0, 0.5]);
+        let mut out = [Val::float(0.0); 2];
+        w.lrs(&[1.0, 0.5].map(Val::float), 0, 10, &mut out).unwrap();
+        assert_eq!(out, [1.0, 0.5].map(Val::float));
     }
 }

@@ -1,6 +1,6 @@
 //! MultiStepLR: `lr *= gamma ** milestones[epoch]` at a milestone.
 
-use super::{all_finite, scale, TorchRule};
+use super::{all_finite, scale, TorchRule, Val};
 
 /// The rule at one epoch: `hits` is how often the epoch is a milestone (torch's `Counter`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -10,7 +10,7 @@ pub struct MultiStep {
 }
 
 impl TorchRule for MultiStep {
-    fn lrs(&self, _epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, _epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if self.hits != 0 {
             scale(lrs, self.gamma.powf(self.hits as f64));
         }

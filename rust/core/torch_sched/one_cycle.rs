@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{all_finite, TorchRule};
+use super::{all_finite, TorchRule, Val};
 use crate::core::anneal::Anneal;
 use crate::core::schedule::Schedule;
 
@@ -123,14 +123,14 @@ impl OneCycle {
 }
 
 impl TorchRule for OneCycle {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if epoch > self.total_steps || self.lrs.len() != lrs.len() {
             return None;
         }
         let (phase, at) = self.at(epoch);
         for (lr, parts) in lrs.iter_mut().zip(&self.lrs) {
             let (start, end) = parts[phase];
-            *lr = at.value(start, end);
+            *lr = Val::float(at.value(start, end));
         }
         all_finite(lrs)
     }
@@ -145,6 +145,6 @@ impl TorchRule for OneCycle {
             let (start, end) = parts[phase];
             *m = at.value(start, end);
         }
-        all_finite(out)
+        out.iter().all(|m| m.is_finite()).then_some(())
     }
 }

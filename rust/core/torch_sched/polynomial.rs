@@ -1,6 +1,6 @@
 //! PolynomialLR: `lr *= ((1 - e/T) / (1 - (e-1)/T)) ** power` until `total_iters`.
 
-use super::{all_finite, scale, TorchRule};
+use super::{all_finite, scale, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Polynomial {
@@ -9,7 +9,7 @@ pub struct Polynomial {
 }
 
 impl TorchRule for Polynomial {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if epoch <= self.total_iters {
             let t = self.total_iters as f64;
             if t == 0.0 {

@@ -1,6 +1,6 @@
 //! StepLR: `lr *= gamma` every `step_size` epochs.
 
-use super::{all_finite, floor_mod, scale, TorchRule};
+use super::{all_finite, floor_mod, scale, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
@@ -9,7 +9,7 @@ pub struct Step {
 }
 
 impl TorchRule for Step {
-    fn lrs(&self, epoch: i64, lrs: &mut [f64], _base: &[f64]) -> Option<()> {
+    fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if epoch != 0 && floor_mod(epoch, self.step_size)? == 0 {
             scale(lrs, self.gamma);
         }

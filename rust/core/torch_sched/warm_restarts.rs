@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{all_finite, floor_mod};
+use super::{all_finite, floor_mod, Val};
 
 /// CosineAnnealingWarmRestarts' parameters; its position is `(T_cur, T_i)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,7 +24,7 @@ impl WarmRestarts {
 
     /// Every group's learning rate at `(T_cur, T_i)` into `out`, from the base rates
     /// (the cosine once for all); `None` where one leaves the finite floats.
-    pub fn lrs(&self, base: &[f64], t_cur: i64, t_i: i64, out: &mut [f64]) -> Option<()> {
+    pub fn lrs(&self, base: &[Val], t_cur: i64, t_i: i64, out: &mut [Val]) -> Option<()> {
         let wave = 1.0 + (PI * t_cur as f64 / t_i as f64).cos();
         for (lr, &b) in out.iter_mut().zip(base) {
             *lr = self.eta_min + (b - self.eta_min) * wave / 2.0;
