@@ -1,4 +1,9 @@
-"""Type stubs for fastcb's compiled core, `fastcb._core`."""
+"""Type stubs for fastcb's compiled core, `fastcb._core`.
+
+Bad arguments raise the classes of `fastcb.errors` (`ArgumentError`, `ArgumentTypeError`,
+`ScheduleError`, `ShapeError`, `EmptyAccumulatorError`, `StateError`, `ReentrantCallError`),
+each also the built-in `ValueError`, `TypeError` or `RuntimeError` it refines.
+"""
 
 from typing import Any, Callable, TypeVar, final, overload
 

@@ -5,12 +5,76 @@ built-in exception it refines (`ValueError`, `KeyError`, `OSError`), so `except 
 keeps working.
 """
 
-__all__ = ["FastcbError", "StateError", "CheckpointError", "CheckpointWriteError", "UnknownStateKeyError", "RankStalledError",
-           "FastcbWarning", "NotSavedWarning"]
+__all__ = ["FastcbError", "ArgumentError", "ArgumentTypeError", "ScheduleError", "ShapeError",
+           "EmptyAccumulatorError", "ReentrantCallError", "StateError", "CheckpointError", "CheckpointWriteError",
+           "UnknownStateKeyError", "RankStalledError", "FastcbWarning", "NotSavedWarning"]
 
 
 class FastcbError(Exception):
     """Base class of the errors fastcb raises on purpose."""
+
+
+class ArgumentError(FastcbError, ValueError):
+    """An argument outside its domain (not finite, negative, out of range, ...); the message
+    starts with the argument's name.
+
+    >>> from fastcb import annealing_cos
+    >>> annealing_cos(1.0, 0.0, float("nan"))
+    Traceback (most recent call last):
+    ...
+    fastcb.errors.ArgumentError: pct: must be finite, got NaN
+    """
+
+
+class ArgumentTypeError(FastcbError, TypeError):
+    """An argument of a type that can't be used; the message names the argument and the type.
+
+    >>> from fastcb import SmoothenValue
+    >>> SmoothenValue("0.9")
+    Traceback (most recent call last):
+    ...
+    fastcb.errors.ArgumentTypeError: beta: must be a real number, not str
+    """
+
+
+class ScheduleError(ArgumentError):
+    """A schedule that can't be built (or evaluated) from its arguments: an unknown shape,
+    edges that don't increase, fractions outside their range, ...
+
+    >>> from fastcb.schedules import Schedule
+    >>> Schedule.one_cycle(1.0, pct_start=1.5)
+    Traceback (most recent call last):
+    ...
+    fastcb.errors.ScheduleError: pct_start: must be in (0, 1), got 1.5
+    """
+
+
+class ShapeError(ArgumentError):
+    """Array arguments whose shapes don't fit together (they can't be broadcast, or a pair
+    differs).
+
+    >>> from fastcb import WeightedMean
+    >>> WeightedMean().extend([1.0, 2.0], weights=[1.0])
+    Traceback (most recent call last):
+    ...
+    fastcb.errors.ShapeError: weights: shape [1] does not match the shape [2] of values
+    """
+
+
+class EmptyAccumulatorError(FastcbError, ValueError):
+    """A mean (or similar) asked of an accumulator that holds nothing, or only zero weight.
+
+    >>> from fastcb import WeightedMean
+    >>> WeightedMean().mean
+    Traceback (most recent call last):
+    ...
+    fastcb.errors.EmptyAccumulatorError: the mean of an empty WeightedMean is undefined
+    """
+
+
+class ReentrantCallError(FastcbError, RuntimeError):
+    """A compiled object used again from inside one of its own calls on the same thread (a
+    `Stepper`'s `func` stepping that stepper): refused instead of a deadlock."""
 
 
 class StateError(FastcbError, ValueError):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._core import Schedule
 from .device_schedule import DeviceSchedule, torch_schedule
+from .errors import ShapeError
 
 __all__ = [
     "Schedule",
@@ -78,9 +79,9 @@ def _groups(build: Callable[..., Schedule], *args):
     try:
         n = np.broadcast_shapes(*(np.shape(a) for a in per_group))
     except ValueError:
-        raise ValueError(f"per-group values: shapes {[np.shape(a) for a in per_group]} don't broadcast") from None
+        raise ShapeError(f"per-group values: shapes {[np.shape(a) for a in per_group]} don't broadcast") from None
     if len(n) != 1:
-        raise ValueError(f"per-group values: expected 1-D arrays (one value per group), got shape {n}")
+        raise ShapeError(f"per-group values: expected 1-D arrays (one value per group), got shape {n}")
     cols = [np.broadcast_to(np.asarray(a, dtype=np.float64), n).tolist() if is_group(a) else [a] * n[0] for a in args]
     return GroupSchedules(build(*col) for col in zip(*cols))
 
@@ -119,7 +120,7 @@ def combine_scheds(pcts: Sequence[float], scheds: Sequence):
     if not groups:
         return Schedule.combine(pcts, scheds)
     if len(groups) > 1:
-        raise ValueError(f"scheds: per-group schedules of different group counts {sorted(groups)}")
+        raise ShapeError(f"scheds: per-group schedules of different group counts {sorted(groups)}")
     n = groups.pop()
     return GroupSchedules(Schedule.combine(pcts, [s[g] if isinstance(s, GroupSchedules) else s for s in scheds])
                           for g in range(n))

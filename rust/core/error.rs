@@ -8,6 +8,8 @@ use std::fmt;
 pub enum CoreError {
     /// An argument is out of its domain (non-finite, negative, wrong sign, …).
     Value { arg: &'static str, msg: String },
+    /// An argument of a `Schedule` (building or evaluating one) is out of its domain.
+    Schedule { arg: &'static str, msg: String },
     /// Array arguments whose shapes cannot be broadcast together.
     Shape { msg: String },
     /// A mean, minimum or similar was asked of an empty accumulator.
@@ -21,10 +23,22 @@ impl CoreError {
         CoreError::Value { arg, msg: msg.into() }
     }
 
+    pub fn schedule(arg: &'static str, msg: impl Into<String>) -> Self {
+        CoreError::Schedule { arg, msg: msg.into() }
+    }
+
+    /// The same error, as a `Schedule`'s: a bad argument becomes a schedule's bad argument.
+    pub fn in_schedule(self) -> Self {
+        match self {
+            CoreError::Value { arg, msg } => CoreError::Schedule { arg, msg },
+            other => other,
+        }
+    }
+
     /// The argument named by the error, if it names one.
     pub fn arg(&self) -> Option<&'static str> {
         match self {
-            CoreError::Value { arg, .. } => Some(arg),
+            CoreError::Value { arg, .. } | CoreError::Schedule { arg, .. } => Some(arg),
             _ => None,
         }
     }
@@ -33,7 +47,7 @@ impl CoreError {
 impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CoreError::Value { arg, msg } => write!(f, "{arg}: {msg}"),
+            CoreError::Value { arg, msg } | CoreError::Schedule { arg, msg } => write!(f, "{arg}: {msg}"),
             CoreError::Shape { msg } | CoreError::Empty { msg } | CoreError::Overflow { msg } => f.write_str(msg),
         }
     }

@@ -16,8 +16,14 @@ use rayon::prelude::*;
 
 use super::alloc;
 use super::anneal::Anneal;
-use super::error::{finite, CoreError, Result};
+use super::error::{CoreError, Result};
 use super::fastmath::cos_pi;
+
+/// `Ok(x)` when `x` is finite, else a schedule's error naming `arg`.
+#[inline]
+fn finite(arg: &'static str, x: f64) -> Result<f64> {
+    super::error::finite(arg, x).map_err(CoreError::in_schedule)
+}
 
 /// A schedule: a pure function of position.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,17 +51,17 @@ impl Schedule {
 
     /// An annealing shape from `start` (pos 0) to `end` (pos 1).
     pub fn anneal(shape: Anneal, start: f64, end: f64) -> Result<Self> {
-        shape.check_ends(start, end)?;
+        shape.check_ends(start, end).map_err(CoreError::in_schedule)?;
         Ok(Schedule::Anneal { shape, start, end })
     }
 
     /// Parts joined at `edges` (one more edge than parts, strictly increasing).
     pub fn join(edges: Vec<f64>, parts: Vec<Schedule>) -> Result<Self> {
         if parts.is_empty() {
-            return Err(CoreError::value("scheds", "needs at least one schedule"));
+            return Err(CoreError::schedule("scheds", "needs at least one schedule"));
         }
         if edges.len() != parts.len() + 1 {
-            return Err(CoreError::value(
+            return Err(CoreError::schedule(
                 "edges",
                 format!("needs one more edge than schedules: {} edges for {} schedules", edges.len(), parts.len()),
             ));
@@ -64,7 +70,7 @@ impl Schedule {
             finite("edges", e)?;
         }
         if edges.windows(2).any(|w| w[1] <= w[0]) {
-            return Err(CoreError::value("edges", format!("must be strictly increasing, got {edges:?}")));
+            return Err(CoreError::schedule("edges", format!("must be strictly increasing, got {edges:?}")));
         }
         Ok(Schedule::Join { edges, parts, earlier: false })
     }
@@ -87,19 +93,19 @@ impl Schedule {
     /// fastai v2's `combine_scheds`: part `i` takes the fraction `pcts[i]` of `[0, 1]`.
     pub fn combine(pcts: &[f64], parts: Vec<Schedule>) -> Result<Self> {
         if pcts.len() != parts.len() {
-            return Err(CoreError::value(
+            return Err(CoreError::schedule(
                 "pcts",
                 format!("needs one fraction per schedule: {} fractions for {} schedules", pcts.len(), parts.len()),
             ));
         }
         for &p in pcts {
             if finite("pcts", p)? <= 0.0 {
-                return Err(CoreError::value("pcts", format!("must all be positive, got {pcts:?}")));
+                return Err(CoreError::schedule("pcts", format!("must all be positive, got {pcts:?}")));
             }
         }
         let total: f64 = pcts.iter().sum();
         if (total - 1.0).abs() > 1e-9 {
-            return Err(CoreError::value("pcts", format!("must sum to 1, got {pcts:?} (sum {total})")));
+            return Err(CoreError::schedule("pcts", format!("must sum to 1, got {pcts:?} (sum {total})")));
         }
         let mut edges = Vec::with_capacity(pcts.len() + 1);
         let mut acc = 0.0;
@@ -115,10 +121,10 @@ impl Schedule {
     /// SGDR: `inner` restarted every cycle; cycle `k` is `period * mult^k` long.
     pub fn restarts(period: f64, mult: f64, inner: Schedule) -> Result<Self> {
         if finite("period", period)? <= 0.0 {
-            return Err(CoreError::value("period", format!("must be positive, got {period}")));
+            return Err(CoreError::schedule("period", format!("must be positive, got {period}")));
         }
         if finite("mult", mult)? < 1.0 {
-            return Err(CoreError::value("mult", format!("must be at least 1, got {mult}")));
+            return Err(CoreError::schedule("mult", format!("must be at least 1, got {mult}")));
         }
         Ok(Schedule::Restarts { period, mult, inner: Box::new(inner) })
     }
@@ -129,7 +135,7 @@ impl Schedule {
             return Self::anneal(down, peak, end);
         }
         if !(warmup > 0.0 && warmup < 1.0) {
-            return Err(CoreError::value("warmup", format!("must be in [0, 1), got {warmup}")));
+            return Err(CoreError::schedule("warmup", format!("must be in [0, 1), got {warmup}")));
         }
         Self::combine(&[warmup, 1.0 - warmup], vec![Self::anneal(up, start, peak)?, Self::anneal(down, peak, end)?])
     }
@@ -140,11 +146,11 @@ impl Schedule {
         finite("lr_max", max)?;
         for (name, d) in [("div_factor", div), ("final_div", div_final)] {
             if finite(name, d)? <= 0.0 {
-                return Err(CoreError::value(name, format!("must be positive, got {d}")));
+                return Err(CoreError::schedule(name, format!("must be positive, got {d}")));
             }
         }
         if finite("pct_start", pct_start)? <= 0.0 || pct_start >= 1.0 {
-            return Err(CoreError::value("pct_start", format!("must be in (0, 1), got {pct_start}")));
+            return Err(CoreError::schedule("pct_start", format!("must be in (0, 1), got {pct_start}")));
         }
         Self::warmup_decay(pct_start, max / div, max, max / div_final, Anneal::Cos, Anneal::Cos)
     }
@@ -154,10 +160,10 @@ impl Schedule {
     pub fn wsd(warmup: f64, decay: f64, start: f64, peak: f64, end: f64, up: Anneal, down: Anneal) -> Result<Self> {
         let (w, d) = (finite("warmup", warmup)?, finite("decay", decay)?);
         if !(0.0..1.0).contains(&w) {
-            return Err(CoreError::value("warmup", format!("must be in [0, 1), got {w}")));
+            return Err(CoreError::schedule("warmup", format!("must be in [0, 1), got {w}")));
         }
         if !(d > 0.0 && w + d <= 1.0) {
-            return Err(CoreError::value("decay", format!("must be in (0, 1 - warmup], got {d} with warmup {w}")));
+            return Err(CoreError::schedule("decay", format!("must be in (0, 1 - warmup], got {d} with warmup {w}")));
         }
         let mut pcts = Vec::new();
         let mut parts = Vec::new();
@@ -216,7 +222,7 @@ impl Schedule {
         if v.is_finite() {
             Ok(v)
         } else {
-            Err(CoreError::value("pos", format!("the schedule has no finite value at {pos}")))
+            Err(CoreError::schedule("pos", format!("the schedule has no finite value at {pos}")))
         }
     }
 
@@ -226,7 +232,7 @@ impl Schedule {
             Schedule::Anneal { shape, .. } => shape.check_pct(pos),
             Schedule::Power { power, .. } => {
                 if pos < 0.0 && power.fract() != 0.0 {
-                    return Err(CoreError::value(
+                    return Err(CoreError::schedule(
                         "pct",
                         format!("must be >= 0 for SchedPoly of fractional power {power}, got {pos}"),
                     ));
@@ -525,6 +531,9 @@ mod tests {
         assert_eq!(arg(Schedule::sgdr(1.0, 0.0, 0.0, 1.0)), Some("period"));
         assert_eq!(arg(Schedule::sgdr(1.0, 0.0, 1.0, 0.5)), Some("mult"));
         assert_eq!(arg(Schedule::anneal(Anneal::Exp, 0.0, 1.0)), Some("start"));
+        // the bindings raise ScheduleError for these, however deep the check that failed
+        assert!(matches!(Schedule::anneal(Anneal::Exp, 0.0, 1.0), Err(CoreError::Schedule { .. })));
+        assert!(matches!(Schedule::constant(f64::NAN), Err(CoreError::Schedule { .. })));
         assert_eq!(arg(Schedule::wsd(0.5, 0.6, 0.0, 1.0, 0.0, Anneal::Linear, Anneal::Cos)), Some("decay"));
         assert_eq!(cos(1.0, 0.0).eval(f64::NAN).unwrap_err().arg(), Some("pos"));
         let frac = Schedule::anneal(Anneal::Poly(0.5), 1.0, 0.0).unwrap();

@@ -1,10 +1,11 @@
 //! Argument conversion: Python numbers, NumPy arrays and torch tensors into the core's terms.
 
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyFloat, PyInt, PyList, PyTuple, PyType};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+
+use super::error::{arg_error, type_error};
 
 /// One argument of an annealing function, sorted by the path that computes it.
 pub enum Arg<'py> {
@@ -39,7 +40,8 @@ pub fn real(name: &str, x: &Bound<'_, PyAny>) -> PyResult<f64> {
     }
     match x.extract::<f64>() {
         Ok(v) => Ok(v),
-        Err(_) => Err(PyTypeError::new_err(format!("{name}: must be a real number, not {}", type_name(x)))),
+        Err(_) if x.is_instance_of::<PyInt>() => Err(too_large_int(name)),
+        Err(_) => Err(type_error(format!("{name}: must be a real number, not {}", type_name(x)))),
     }
 }
 
@@ -50,10 +52,10 @@ pub fn count(name: &str, x: &Bound<'_, PyAny>) -> PyResult<u64> {
         return Ok(n);
     }
     let Ok(i) = x.call_method0("__index__") else {
-        return Err(PyTypeError::new_err(format!("{name}: must be an integer, not {}", type_name(x))));
+        return Err(type_error(format!("{name}: must be an integer, not {}", type_name(x))));
     };
     let negative = i.lt(0)?;
-    Err(PyValueError::new_err(if negative {
+    Err(arg_error(if negative {
         format!("{name}: must be a non-negative integer, got {i}")
     } else {
         format!("{name}: must be below 2**64, got {i}")
@@ -77,6 +79,33 @@ pub fn float_vec(name: &'static str, x: &Bound<'_, PyAny>) -> PyResult<Vec<f64>>
         v.push(real(name, &item?)?);
     }
     Ok(v)
+}
+
+/// A `str`, with an error naming the argument.
+pub fn text(name: &str, x: &Bound<'_, PyAny>) -> PyResult<String> {
+    match x.cast::<PyString>() {
+        Ok(s) => Ok(s.to_str()?.to_owned()),
+        Err(_) => Err(type_error(format!("{name}: must be a str, not {}", type_name(x)))),
+    }
+}
+
+/// A `dict` (a state), with an error naming the argument.
+pub fn dict<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    match x.cast::<PyDict>() {
+        Ok(d) => Ok(d.clone()),
+        Err(_) => Err(type_error(format!("{name}: must be a dict, not {}", type_name(x)))),
+    }
+}
+
+/// An instance of the compiled class `T`, with an error naming the argument.
+pub fn instance<'py, T: pyo3::PyTypeInfo>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, T>> {
+    match x.cast::<T>() {
+        Ok(v) => Ok(v.clone()),
+        Err(_) => {
+            let class = T::type_object(x.py()).name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+            Err(type_error(format!("{name}: must be a {class}, not {}", type_name(x))))
+        }
+    }
 }
 
 /// The name of `x`'s type, for messages.
@@ -106,7 +135,7 @@ pub fn float_array<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<PyReadonl
     let converted = asarray
         .bind(py)
         .call1((x, "float64"))
-        .map_err(|e| PyTypeError::new_err(format!("{name}: cannot be read as an array of floats: {e}")))?;
+        .map_err(|e| type_error(format!("{name}: cannot be read as an array of floats: {e}")))?;
     Ok(converted.cast_into::<PyArrayDyn<f64>>()?.readonly())
 }
 
@@ -115,10 +144,13 @@ pub fn classify<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Arg<'py>> {
     if let Some(v) = as_number(x) {
         return Ok(Arg::Scalar(v));
     }
+    if x.is_instance_of::<PyInt>() {
+        return Err(too_large_int(name));
+    }
     let py = x.py();
     let generic = NUMPY_GENERIC.import(py, "numpy", "generic")?;
     if x.is_instance(generic)? {
-        let v = x.extract::<f64>().map_err(|_| type_error(name, x))?;
+        let v = x.extract::<f64>().map_err(|_| not_numeric(name, x))?;
         return Ok(Arg::Scalar(v));
     }
     if x.is_instance_of::<numpy::PyUntypedArray>() || x.is_instance_of::<PyList>() || x.is_instance_of::<PyTuple>() {
@@ -127,11 +159,16 @@ pub fn classify<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Arg<'py>> {
     if is_tensor(x)? {
         return Ok(Arg::Tensor);
     }
-    Err(type_error(name, x))
+    Err(not_numeric(name, x))
 }
 
-fn type_error(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
-    PyTypeError::new_err(format!("{name}: expected a number, a NumPy array or a torch tensor, got {}", type_name(x)))
+/// An int that `float()` refuses (OverflowError): a bad value, not a bad type.
+fn too_large_int(name: &str) -> PyErr {
+    arg_error(format!("{name}: an int too large for a float64"))
+}
+
+fn not_numeric(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
+    type_error(format!("{name}: expected a number, a NumPy array or a torch tensor, got {}", type_name(x)))
 }
 
 /// The plain-Python formulas (`fastcb.reference`), for tensors and other objects.

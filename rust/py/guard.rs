@@ -16,10 +16,11 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::marker::Ungil;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
+
+use super::error::Class;
 
 /// A value shared by every thread that uses the object `name`.
 pub struct Guarded<T> {
@@ -92,7 +93,7 @@ impl<T> Guarded<T> {
             Err(TryLockError::WouldBlock) => {
                 // Only the holder stores its own key, and clears it before unlocking.
                 if self.owner.load(Ordering::Relaxed) == me {
-                    return Err(PyRuntimeError::new_err(format!(
+                    return Err(Class::Reentrant.err(format!(
                         "{}: used again from inside one of its own calls on the same thread \
                          (e.g. its func calls back into it)",
                         self.name

@@ -1,12 +1,11 @@
 //! `WeightedMean`: the exact accumulator behind `AverageMetric`.
 
 use numpy::ndarray::ArrayViewD;
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::convert::{count, float_array, real, type_name};
-use super::error::state_error;
+use super::convert::{count, dict, float_array, instance, real, type_name};
+use super::error::{arg_error, state_error, type_error, Class};
 use super::guard::Guarded;
 use crate::core::mean::{self, MAX_PARTIALS};
 
@@ -45,19 +44,17 @@ fn partials(state: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
     } else if let Ok(t) = x.cast::<PyTuple>() {
         t.len()
     } else {
-        return Err(PyTypeError::new_err(format!("state: {key} must be a list of floats, not {}", type_name(&x))));
+        return Err(type_error(format!("state: {key} must be a list of floats, not {}", type_name(&x))));
     };
     if len > MAX_PARTIALS {
-        return Err(PyValueError::new_err(format!(
-            "state: {key} has {len} partials; a sum of floats has at most {MAX_PARTIALS}"
-        )));
+        return Err(arg_error(format!("state: {key} has {len} partials; a sum of floats has at most {MAX_PARTIALS}")));
     }
     x.try_iter()?.map(|p| real(&format!("state: {key}"), &p?)).collect()
 }
 
 /// `state[key]`, or a KeyError naming the key.
 pub(super) fn get<'py>(state: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-    state.get_item(key)?.ok_or_else(|| PyKeyError::new_err(format!("state: missing key {key:?}")))
+    state.get_item(key)?.ok_or_else(|| Class::State.err(format!("state: missing key {key:?}")))
 }
 
 #[pymethods]
@@ -87,7 +84,7 @@ impl WeightedMean {
         let (v, w) = (values.as_array(), weights.as_ref().map(|w| w.as_array()));
         if let Some(w) = &w {
             if w.shape() != v.shape() {
-                return Err(PyValueError::new_err(format!(
+                return Err(Class::Shape.err(format!(
                     "weights: shape {:?} does not match the shape {:?} of values",
                     w.shape(),
                     v.shape()
@@ -101,8 +98,8 @@ impl WeightedMean {
 
     /// Adds the sums of another accumulator (e.g. a worker's partial sums); when the sums
     /// would overflow, a ValueError and nothing is added.
-    fn merge(&self, py: Python<'_>, other: &Bound<'_, WeightedMean>) -> PyResult<()> {
-        let other = other.get().snapshot(py)?;
+    fn merge(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<()> {
+        let other = instance::<WeightedMean>("other", other)?.get().snapshot(py)?;
         Ok(self.0.with(py, |m| m.merge(&other))??)
     }
 
@@ -148,7 +145,8 @@ impl WeightedMean {
     /// Restores a `state_dict()`, checked as `add` checks its arguments (finite sums, a
     /// non-negative total weight, a count below 2**64); a refused state is a `StateError`
     /// and changes nothing.
-    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let state = &dict("state", state)?;
         let restored = (|| {
             let (sum, total) = (partials(state, "sum")?, partials(state, "total_weight")?);
             let n = count("state: count", &get(state, "count")?)?;
@@ -162,7 +160,7 @@ impl WeightedMean {
         self.state_dict(py)
     }
 
-    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
         self.load_state_dict(py, state)
     }
 

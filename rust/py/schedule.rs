@@ -2,12 +2,12 @@
 //! `hf_factor`, the compiled steps of the drop-in torch schedulers in `torch_core`.
 
 use numpy::IntoPyArray;
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{as_number, count, float_array, float_vec, is_tensor, real};
+use super::convert::{as_number, count, float_array, float_vec, instance, is_tensor, real, text};
+use super::error::{arg_error, type_error, Class};
 use super::shape::{parse_shape, shape_name};
 use crate::core::schedule::Schedule as CoreSchedule;
 
@@ -37,7 +37,7 @@ fn to_spec<'py>(py: Python<'py>, s: &CoreSchedule) -> PyResult<Bound<'py, PyAny>
 }
 
 fn from_spec(spec: &Bound<'_, PyAny>) -> PyResult<CoreSchedule> {
-    let bad = || PyValueError::new_err("spec: not a schedule spec (see Schedule.spec)");
+    let bad = || Class::Schedule.err("spec: not a schedule spec (see Schedule.spec)");
     let t = spec.cast::<PyTuple>().map_err(|_| bad())?;
     let kind: String = t.get_item(0)?.extract().map_err(|_| bad())?;
     Ok(match kind.as_str() {
@@ -76,10 +76,18 @@ fn schedules(scheds: &Bound<'_, PyAny>) -> PyResult<Vec<CoreSchedule>> {
         .try_iter()?
         .map(|s| {
             let s = s?;
-            let s = s.cast::<Schedule>().map_err(|_| PyTypeError::new_err("scheds: every item must be a Schedule"))?;
+            let s = s.cast::<Schedule>().map_err(|_| type_error("scheds: every item must be a Schedule"))?;
             Ok(s.get().0.clone())
         })
         .collect()
+}
+
+/// The shape named by the argument `name` (`default` when not given).
+fn up_down(name: &str, x: Option<&Bound<'_, PyAny>>, default: &str) -> PyResult<crate::core::Anneal> {
+    match x {
+        Some(x) => parse_shape(&text(name, x)?, None).map_err(|e| Class::Schedule.err(format!("{name}: {e}"))),
+        None => parse_shape(default, None),
+    }
 }
 
 /// A schedule: a pure function of position, evaluated at a number or a whole array in one call.
@@ -92,14 +100,14 @@ impl Schedule {
     #[staticmethod]
     #[pyo3(signature = (shape, start, end, degree = None))]
     fn anneal(
-        shape: &str,
+        shape: &Bound<'_, PyAny>,
         start: &Bound<'_, PyAny>,
         end: &Bound<'_, PyAny>,
         degree: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let degree = degree.map(|d| real("degree", d)).transpose()?;
         let (start, end) = (real("start", start)?, real("end", end)?);
-        Ok(Schedule(CoreSchedule::anneal(parse_shape(shape, degree)?, start, end)?))
+        Ok(Schedule(CoreSchedule::anneal(parse_shape(&text("shape", shape)?, degree)?, start, end)?))
     }
 
     /// fastai v2's `SchedPoly`: `start + (end - start) * pos**power`.
@@ -134,27 +142,31 @@ impl Schedule {
     #[pyo3(signature = (period, inner, mult = None))]
     fn restarts(
         period: &Bound<'_, PyAny>,
-        inner: &Bound<'_, Schedule>,
+        inner: &Bound<'_, PyAny>,
         mult: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mult = mult.map(|m| real("mult", m)).transpose()?.unwrap_or(1.0);
-        Ok(Schedule(CoreSchedule::restarts(real("period", period)?, mult, inner.get().0.clone())?))
+        Ok(Schedule(CoreSchedule::restarts(
+            real("period", period)?,
+            mult,
+            instance::<Schedule>("inner", inner)?.get().0.clone(),
+        )?))
     }
 
     /// Warm-up from `start` to `peak` over the fraction `warmup`, then decay to `end`.
     #[staticmethod]
-    #[pyo3(signature = (warmup, start, peak, end, up = "linear", down = "cos"))]
+    #[pyo3(signature = (warmup, start, peak, end, up = None, down = None), text_signature = "(warmup, start, peak, end, up='linear', down='cos')")]
     fn warmup_decay(
         warmup: &Bound<'_, PyAny>,
         start: &Bound<'_, PyAny>,
         peak: &Bound<'_, PyAny>,
         end: &Bound<'_, PyAny>,
-        up: &str,
-        down: &str,
+        up: Option<&Bound<'_, PyAny>>,
+        down: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let (warmup, start) = (real("warmup", warmup)?, real("start", start)?);
         let (peak, end) = (real("peak", peak)?, real("end", end)?);
-        let (up, down) = (parse_shape(up, None)?, parse_shape(down, None)?);
+        let (up, down) = (up_down("up", up, "linear")?, up_down("down", down, "cos")?);
         Ok(Schedule(CoreSchedule::warmup_decay(warmup, start, peak, end, up, down)?))
     }
 
@@ -178,19 +190,19 @@ impl Schedule {
 
     /// Warmup-stable-decay over 0 → 1: warm-up over `warmup`, stable, decay over `decay`.
     #[staticmethod]
-    #[pyo3(signature = (warmup, decay, start, peak, end, up = "linear", down = "cos"))]
+    #[pyo3(signature = (warmup, decay, start, peak, end, up = None, down = None), text_signature = "(warmup, decay, start, peak, end, up='linear', down='cos')")]
     fn wsd(
         warmup: &Bound<'_, PyAny>,
         decay: &Bound<'_, PyAny>,
         start: &Bound<'_, PyAny>,
         peak: &Bound<'_, PyAny>,
         end: &Bound<'_, PyAny>,
-        up: &str,
-        down: &str,
+        up: Option<&Bound<'_, PyAny>>,
+        down: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let (warmup, decay, start) = (real("warmup", warmup)?, real("decay", decay)?, real("start", start)?);
         let (peak, end) = (real("peak", peak)?, real("end", end)?);
-        let (up, down) = (parse_shape(up, None)?, parse_shape(down, None)?);
+        let (up, down) = (up_down("up", up, "linear")?, up_down("down", down, "cos")?);
         Ok(Schedule(CoreSchedule::wsd(warmup, decay, start, peak, end, up, down)?))
     }
 
@@ -246,14 +258,14 @@ impl Schedule {
             }
         };
         Ok(numpy::ndarray::Array::from_shape_vec(shape, flat)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?
+            .map_err(|e| Class::Shape.err(format!("pos: {e}")))?
             .into_pyarray(py)
             .into_any())
     }
 
     /// The whole schedule over `n` steps: the values at `i / n` for `i` in `0..n`.
     fn sample<'py>(&self, py: Python<'py>, n: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let n = usize::try_from(count("n", n)?).map_err(|_| PyValueError::new_err("n: too large"))?;
+        let n = usize::try_from(count("n", n)?).map_err(|_| arg_error("n: too large"))?;
         let out = py.detach(|| self.0.sample(n))?;
         Ok(out.into_pyarray(py).into_any())
     }

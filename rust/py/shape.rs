@@ -1,8 +1,8 @@
 //! Annealing shapes by name, as the bindings read and write them.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use super::error::Class;
 use crate::core::Anneal;
 
 /// A shape by name: `no`, `linear`, `exp`, `cos`, or `poly` with its degree.
@@ -12,12 +12,11 @@ pub fn parse_shape(name: &str, degree: Option<f64>) -> PyResult<Anneal> {
         ("linear", _) => Anneal::Linear,
         ("exp", _) => Anneal::Exp,
         ("cos", _) => Anneal::Cos,
-        ("poly", Some(d)) => Anneal::poly(d)?,
-        ("poly", None) => return Err(PyValueError::new_err("degree: annealing 'poly' needs a degree")),
+        ("poly", Some(d)) => Anneal::poly(d).map_err(|e| Class::Schedule.err(e.to_string()))?,
+        ("poly", None) => return Err(Class::Schedule.err("degree: annealing 'poly' needs a degree")),
         _ => {
-            return Err(PyValueError::new_err(format!(
-                "shape: must be one of 'no', 'linear', 'exp', 'cos', 'poly', got {name:?}"
-            )))
+            return Err(Class::Schedule
+                .err(format!("shape: must be one of 'no', 'linear', 'exp', 'cos', 'poly', got {name:?}")))
         }
     })
 }

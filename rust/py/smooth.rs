@@ -1,15 +1,14 @@
 //! `SmoothenValue`: numbers are smoothed in Rust; a tensor is smoothed with its own
 //! arithmetic, on its own device, so reading the loss never waits for the GPU.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
 use pyo3::PyTraverseError;
 
-use super::convert::{as_number, count, is_tensor, real, type_name};
-use super::error::state_error;
+use super::convert::{as_number, count, dict, is_tensor, real, type_name};
+use super::error::{arg_error, state_error, type_error};
 use super::guard::Guarded;
 use super::mean::get;
 use crate::core::smooth::Smoother;
@@ -80,13 +79,13 @@ fn restore(state: &Bound<'_, PyDict>) -> PyResult<State> {
     let (smooth, mov_avg) = (get(state, "smooth")?, get(state, "mov_avg")?);
     if is_tensor(&smooth)? {
         if !all_finite(&smooth)? {
-            return Err(PyValueError::new_err("state: smooth: must be finite, got a tensor holding NaN or inf"));
+            return Err(arg_error("state: smooth: must be finite, got a tensor holding NaN or inf"));
         }
         let core = Smoother::restore(beta, n, 0.0, 0.0)?;
         return Ok(State { core, tensor: Some(smooth.unbind()) });
     }
     let s = as_number(&smooth).ok_or_else(|| {
-        PyTypeError::new_err(format!("state: smooth must be a number or a torch tensor, not {}", type_name(&smooth)))
+        type_error(format!("state: smooth must be a number or a torch tensor, not {}", type_name(&smooth)))
     })?;
     let m = real("state: mov_avg", &mov_avg)?;
     Ok(State { core: Smoother::restore(beta, n, m, s)?, tensor: None })
@@ -116,10 +115,9 @@ impl SmoothenValue {
         }
         match value.extract::<f64>() {
             Ok(v) if st.tensor.is_none() => Ok(st.core.add_value(v).map(drop)?),
-            _ => Err(PyTypeError::new_err(format!(
-                "value: expected a number or a torch tensor, got {}",
-                value.get_type().name()?
-            ))),
+            _ => {
+                Err(type_error(format!("value: expected a number or a torch tensor, got {}", value.get_type().name()?)))
+            }
         }
     }
 
@@ -159,8 +157,8 @@ impl SmoothenValue {
     /// Restores a `state_dict()`, checked as the constructor and `add_value` check their
     /// arguments (`beta` in [0, 1), `n` a count, `mov_avg` and `smooth` finite numbers, or
     /// `smooth` a finite tensor); a refused state is a `StateError` and changes nothing.
-    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
-        let restored = restore(state).map_err(|e| state_error(py, e))?;
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let restored = restore(&dict("state", state)?).map_err(|e| state_error(py, e))?;
         let old = std::mem::replace(&mut *self.0.lock(py)?, restored);
         drop(old); // outside the lock: dropping a tensor may run Python code
         Ok(())
@@ -174,7 +172,7 @@ impl SmoothenValue {
         self.state_dict(py)
     }
 
-    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
         self.load_state_dict(py, state)
     }
 

@@ -3,15 +3,14 @@
 
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::anneal::{builtin_function, builtin_shape};
-use super::convert::{classify, count, float_array, Arg};
-use super::error::state_error;
+use super::convert::{classify, count, dict, float_array, Arg};
+use super::error::{arg_error, state_error, type_error, Class};
 use super::guard::Guarded;
 use super::mean::get;
 use crate::core::{self, alloc, Anneal};
@@ -65,7 +64,7 @@ struct Call {
 impl Call {
     /// `func(start, end, pct)` `i` steps after `n`.
     fn at<'py>(&self, py: Python<'py>, i: u64) -> PyResult<Bound<'py, PyAny>> {
-        let n = self.n.checked_add(i).ok_or_else(|| PyValueError::new_err("n: cannot go past 2**64 - 1 steps"))?;
+        let n = self.n.checked_add(i).ok_or_else(|| arg_error("n: cannot go past 2**64 - 1 steps"))?;
         self.func.bind(py).call1((self.start.bind(py), self.end.bind(py), n as f64 / self.n_iter as f64))
     }
 
@@ -77,7 +76,7 @@ impl Call {
         }
         let first = float_array("func", &self.at(py, 1)?)?;
         let shape = first.shape().to_vec();
-        let rows = usize::try_from(k).map_err(|_| PyValueError::new_err(format!("k: {k} is too large")))?;
+        let rows = usize::try_from(k).map_err(|_| arg_error(format!("k: {k} is too large")))?;
         let mut full = vec![rows];
         full.extend(&shape);
         let len = alloc::element_count("k", &full)?;
@@ -86,10 +85,8 @@ impl Call {
         for i in 2..=k {
             let v = float_array("func", &self.at(py, i)?)?;
             if v.shape() != shape.as_slice() {
-                return Err(PyValueError::new_err(format!(
-                    "func: returned shape {:?} at step {i} of peek but {shape:?} at step 1",
-                    v.shape()
-                )));
+                return Err(Class::Shape
+                    .err(format!("func: returned shape {:?} at step {i} of peek but {shape:?} at step 1", v.shape())));
             }
             out.extend(v.as_array().iter());
         }
@@ -109,7 +106,7 @@ fn n_iter(x: &Bound<'_, PyAny>) -> PyResult<u64> {
 impl State {
     fn build(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>, n_iter: u64, func: &Bound<'_, PyAny>) -> PyResult<Self> {
         if !func.is_callable() {
-            return Err(PyTypeError::new_err("func: must be callable"));
+            return Err(type_error("func: must be callable"));
         }
         let compiled = match builtin_shape(func) {
             Some(anneal) => Some((anneal, values(start)?, values(end)?)),
@@ -183,7 +180,7 @@ fn split_vals<'py>(vals: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
     let py = vals.py();
     if let Ok(t) = vals.cast::<PyTuple>() {
         if t.len() != 2 {
-            return Err(PyValueError::new_err(format!("vals: a tuple must be (start, end), got {} items", t.len())));
+            return Err(arg_error(format!("vals: a tuple must be (start, end), got {} items", t.len())));
         }
         return Ok((t.get_item(0)?, t.get_item(1)?, true));
     }
@@ -252,7 +249,7 @@ impl Stepper {
                 call.peek(py, k)
             }
             _ => {
-                let k = usize::try_from(k).map_err(|_| PyValueError::new_err(format!("k: {k} is too large")))?;
+                let k = usize::try_from(k).map_err(|_| arg_error(format!("k: {k} is too large")))?;
                 let core = &st.core;
                 let vals = py.detach(|| core.peek(k))?;
                 st.to_py(py, vals, Some(k))
@@ -274,7 +271,7 @@ impl Stepper {
 
     #[setter]
     fn set_n(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let n = n.ok_or_else(|| PyTypeError::new_err("n: cannot be deleted"))?;
+        let n = n.ok_or_else(|| type_error("n: cannot be deleted"))?;
         let n = count("n", n)?;
         let _calls = self.calls.lock(py)?;
         self.state.lock(py)?.core.set_n(n);
@@ -325,7 +322,8 @@ impl Stepper {
     /// Restores a `state_dict()`, so the schedule continues with identical values. It is
     /// checked as the constructor checks its arguments, `n` a count below 2**64; a refused
     /// state is a `StateError` and changes nothing.
-    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyDict>) -> PyResult<()> {
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let state = &dict("state", state)?;
         let _calls = self.calls.lock(py)?;
         let func = self.state.lock(py)?.func.clone_ref(py);
         let restored = (|| {
