@@ -180,6 +180,18 @@ def test_purge_keeps_the_model_and_drops_the_optimizer(tmp_path):
         learn.purge()
 
 
+def test_load_with_purge_drops_the_last_fits_cache_first(tmp_path):
+    learn = tiny_learner(tmp_path)
+    learn.fit(1)
+    learn.save("w")
+    assert hasattr(learn, "cb_handler")
+    learn.load("w", purge=True)
+    assert not hasattr(learn, "cb_handler") and learn.opt is not None
+    learn.fit(1)
+    learn.load("w")  # without purge, the cache stays
+    assert hasattr(learn, "cb_handler")
+
+
 def test_destroy_leaves_a_shell(capsys):
     learn = tiny_learner()
     learn.destroy()

@@ -151,3 +151,12 @@ def test_modules_import_first(module):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])}
     res = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stderr
+
+
+def test_training_and_testing_do_not_import_matplotlib():
+    code = ("import sys, fastcb.testing, fastcb.learner, fastcb.preview\nfrom fastcb import *\n"
+            "print(sorted(m for m in sys.modules if m == 'matplotlib' or m.startswith('matplotlib.')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "[]"

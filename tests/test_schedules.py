@@ -195,3 +195,11 @@ def test_one_default_set_per_name():
     for pos in np.linspace(0, 1, 21):
         assert S.one_cycle(2.0)(float(pos)) == S.Schedule.one_cycle(2.0)(float(pos))
     assert S.one_cycle(2.0) == S.Schedule.one_cycle(2.0, 0.3, 25.0, 25e4)
+
+
+def test_the_benchmarks_numpy_peer_is_the_same_one_cycle():
+    from fastcb.bench import numpy_one_cycle
+
+    for n in (1, 7, 100, 1001):
+        np.testing.assert_allclose(numpy_one_cycle(n, 1.0, 0.3, 25.0, 25e4),
+                                   S.one_cycle(1.0, 0.3, 25.0, 25e4).sample(n), rtol=1e-12, atol=0)

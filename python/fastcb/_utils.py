@@ -63,6 +63,27 @@ def even_mults(start, stop, n):
     return np.array([start * step**i for i in range(n)])
 
 
+def host_floats(values, what="values"):
+    """`values` (numbers, or one-number tensors on any device) as a float64 NumPy array, the tensors
+    brought to the host in one transfer: how the loop reads what stayed on the device.
+
+    `ValueError` naming `what` if a tensor holds more than one number.
+    """
+    values = list(values)
+    out = np.empty(len(values), dtype=np.float64)
+    idx = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    if idx:
+        tensors = [values[i] for i in idx]
+        if any(t.numel() != 1 for t in tensors):
+            raise ValueError(f"{what}: must be one number each, got a tensor of shape "
+                             f"{next(list(t.shape) for t in tensors if t.numel() != 1)}")
+        out[idx] = torch.stack([t.detach().reshape(()) for t in tensors]).double().cpu().numpy()
+    for i, v in enumerate(values):
+        if not isinstance(v, torch.Tensor):
+            out[i] = float(v)
+    return out
+
+
 def func_name(func):
     """The name of `func`, looking through (nested) `functools.partial`s."""
     while not hasattr(func, "__name__") and hasattr(func, "func"):

@@ -12,7 +12,7 @@ from operator import itemgetter
 import numpy as np
 import torch
 
-from ._utils import camel2snake, first_el, func_name, is_listy
+from ._utils import camel2snake, first_el, func_name, host_floats, is_listy
 from .anneal import SmoothenValue, WeightedMean
 from .distributed import all_gather_object, is_distributed
 from .errors import StateError, UnknownStateKeyError
@@ -481,7 +481,7 @@ class CallbackHandler:
         if not losses:
             st["smooth_losses"] = []
             return
-        values = torch.stack([v.reshape(()) for v in losses]).double().cpu().tolist()
+        values = host_floats(losses, "losses").tolist()
         history, out = self.loss_history, []
         for v in values:
             self._history_nan = self._history_nan or not math.isfinite(v)
@@ -627,13 +627,10 @@ class AverageMetric(Callback):
         return sum(self._weights)
 
     def _values(self):
-        vals = self._vals
-        if all(isinstance(v, torch.Tensor) for v in vals):
-            try:
-                return torch.stack(vals).cpu().double().numpy().reshape(len(vals))
-            except (RuntimeError, ValueError) as e:
-                raise ValueError(f"metric {self.name!r} must return one number per batch") from e
-        return np.array([float(v) for v in vals], dtype=np.float64)
+        try:
+            return host_floats(self._vals, f"metric {self.name!r}")
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"metric {self.name!r} must return one number per batch") from e
 
     def on_epoch_end(self, last_metrics, **kwargs):
         """Reduce the epoch's values once and append the mean to `last_metrics`.

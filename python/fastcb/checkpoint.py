@@ -67,9 +67,6 @@ def encode(v, where="state"):
             return {"__np__": v.item(), "dtype": v.dtype.str}
         return {"__np__": v.tolist(), "dtype": v.dtype.str, "shape": list(v.shape)}
     if isinstance(v, (list, tuple)):
-        if v and all(isinstance(x, torch.Tensor) and x.dim() == 0 for x in v) and \
-                len({(x.dtype, x.device) for x in v}) == 1:
-            return {"__scalars__": torch.stack([x.detach() for x in v]), "tuple": isinstance(v, tuple)}
         return (tuple if t is tuple else list)(encode(x, f"{where}[{i}]") for i, x in enumerate(v))
     if isinstance(v, dict):
         bad = [k for k in v if type(k) not in (str, int)]
@@ -128,7 +125,7 @@ class _Reader:
         if isinstance(v, dict):
             if "__np__" in v:
                 return _decode_np(v, where)
-            if "__scalars__" in v:
+            if "__scalars__" in v:  # lists of 0-d tensors, as earlier versions wrote them
                 if set(v) != {"__scalars__", "tuple"} or not isinstance(v["__scalars__"], torch.Tensor) \
                         or v["__scalars__"].dim() != 1 or type(v["tuple"]) is not bool:
                     raise CheckpointError(f"{where}: a malformed list of scalars")

@@ -215,8 +215,9 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         Everything is checked against this learner before anything is assigned: a truncated or
         mismatched file raises `CheckpointError` (a `ValueError`) and leaves the model and the
         optimizer as they were. With `resume`, the rest of a checkpoint (callbacks, Recorder,
-        random states) is kept for the next `fit(..., start_epoch=epoch + 1)`. Under a process group call it on
-        every rank (it waits for rank 0 to have written the file).
+        random states) is kept for the next `fit(..., start_epoch=epoch + 1)`. With `purge`, what the
+        last fit cached is dropped first (`purge`; the optimizer is the loaded one). Under a process
+        group call it on every rank (it waits for rank 0 to have written the file).
         """
         source = self._target(file)
         fdist.barrier()
@@ -239,6 +240,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
                     self.opt = None
                 raise
         # everything fits: assign
+        if purge:
+            self.purge(clear_opt=False)
         model.load_state_dict(model_state, strict=strict)
         if opt_state is not None:
             self.opt.load_state_dict(opt_state)

@@ -8,7 +8,7 @@ import torch
 from . import checkpoint
 from . import distributed as fdist
 from . import watchdog
-from ._utils import first_el, to_detach
+from ._utils import first_el, host_floats, to_detach
 from .callback import CallbackHandler, weighted_mean
 from .progress import master_bar, progress_bar
 
@@ -53,12 +53,7 @@ def _check_scalar_loss(loss, loss_func):
 def _weighted_mean(losses, nums):
     """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum
     (`weighted_mean`: merged over the ranks of a process group; non-finite losses give nan/inf)."""
-    vals = np.zeros(0)
-    if losses:
-        vals = torch.stack([l.reshape(-1) for l in losses]).cpu().double().numpy()
-        if vals.shape[1] != 1:
-            raise ValueError("loss_func: must return one number per batch (a reduced loss) to be averaged")
-        vals = vals[:, 0]
+    vals = host_floats(losses, "loss_func: the validation losses (one reduced loss per batch, to be averaged)")
     return weighted_mean(vals, np.asarray(nums, dtype=np.float64))
 
 

@@ -1,19 +1,29 @@
-"""Matplotlib glue: show a figure where there is a display, save it to a file where there is none."""
+"""Matplotlib glue: show a figure where there is a display, save it to a file where there is none.
 
+matplotlib is imported when a figure is made, not before: training (and `fastcb.testing`) need none.
+"""
+
+import importlib
 from pathlib import Path
 
-try:
-    import matplotlib
-    import matplotlib.pyplot as plt
-except ImportError:  # training needs no matplotlib; plotting says what is missing
+__all__ = ["finish_figure", "pyplot", "figure", "has_display", "figure_format", "FORMATS"]
 
-    class _Missing:
-        def __getattr__(self, name):
-            raise ImportError("matplotlib is needed to plot: pip install matplotlib")
 
-    matplotlib = plt = _Missing()
+def _import(name):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImportError("matplotlib is needed to plot: pip install matplotlib") from None
 
-__all__ = ["finish_figure", "plt", "has_display", "figure_format", "FORMATS"]
+
+def pyplot():
+    """`matplotlib.pyplot` (imported now; ImportError saying what to install if it is missing)."""
+    return _import("matplotlib.pyplot")
+
+
+def figure(**kwargs):
+    """A `matplotlib.figure.Figure(**kwargs)` made without pyplot (no display needed)."""
+    return _import("matplotlib.figure").Figure(**kwargs)
 
 #: The file formats figures are written in, by extension.
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -33,13 +43,14 @@ _NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
 def has_display():
     """True when matplotlib's backend shows figures (a window or a notebook), not only files."""
-    return matplotlib.get_backend().lower() not in _NON_INTERACTIVE
+    return _import("matplotlib").get_backend().lower() not in _NON_INTERACTIVE
 
 
 def finish_figure(fig, path, return_fig=None, silent=False):
     """Return `fig` if `return_fig`; else show it, or save it to `path` when there is no display."""
     if return_fig:
         return fig
+    plt = pyplot()
     if has_display():
         plt.show()
     else:

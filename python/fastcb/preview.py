@@ -18,11 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
-
 from .anneal import Stepper, annealing_cos
-from .callbacks.one_cycle import check_one_cycle
-from .plotting import figure_format
+from .one_cycle import check_one_cycle, one_cycle_phases
+from .plotting import figure, figure_format
 
 __all__ = [
     "schedule_values",
@@ -148,16 +146,14 @@ def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_sta
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps: expected a positive number of steps, got {n_steps!r}")
     n_steps = int(n_steps)
-    lr_max, moms, div_factor, pct_start, final_div = check_one_cycle(lr_max, moms, div_factor, pct_start, final_div)
-    a1 = int(n_steps * pct_start)
-    low = lr_max / div_factor
+    phases = one_cycle_phases(n_steps, *check_one_cycle(lr_max, moms, div_factor, pct_start, final_div))
 
-    def cycle(first, mid, last):
-        phases = [Stepper((first, mid), a1, annealing_cos), Stepper((mid, last), n_steps - a1, annealing_cos)]
-        rest = [np.asarray(s.peek(s.n_iter), dtype=np.float64) for s in phases]
-        return np.concatenate([np.asarray([first], dtype=np.float64), *rest])[:n_steps]
+    def values(name):  # what the scheduler sets before each batch: each phase's start, then its steps
+        first = np.asarray([phases[0][name].start], dtype=np.float64)
+        rest = [np.asarray(p[name].peek(p[name].n_iter), dtype=np.float64) for p in phases]
+        return np.concatenate([first, *rest])[:n_steps]
 
-    return {"lr": cycle(low, lr_max, lr_max / final_div), "momentum": cycle(moms[0], moms[1], moms[0])}
+    return {"lr": values("lr"), "momentum": values("mom")}
 
 
 def schedule_values(schedule, n_steps=None, *args, **kwargs):
@@ -174,7 +170,7 @@ def _label(schedule):
 def plot_trace(trace, title=None):
     """A figure of a `schedule_trace` result: one panel per hyper-parameter against steps, each
     with a title, labelled axes and a legend (one line per param group)."""
-    fig = Figure(figsize=(6, 3.2 * len(trace)), layout="constrained")
+    fig = figure(figsize=(6, 3.2 * len(trace)), layout="constrained")
     axes = fig.subplots(len(trace), 1, squeeze=False)[:, 0]
     for i, (ax, (name, vals)) in enumerate(zip(axes, trace.items())):
         label = "learning rate" if name == "lr" else name
@@ -193,7 +189,7 @@ def plot_annealings(start=2.0, end=1e-2, n_steps=100, degree=0.8):
     figure of fastai's "Classes for callback implementors" page), drawn from fastcb's values."""
     from .anneal import annealing_exp, annealing_linear, annealing_no, annealing_poly
 
-    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    fig = figure(figsize=(6, 3.6), layout="constrained")
     ax = fig.subplots()
     funcs = {"annealing_no": annealing_no, "annealing_linear": annealing_linear, "annealing_cos": annealing_cos,
              "annealing_exp": annealing_exp, f"annealing_poly({degree:g})": annealing_poly(degree)}

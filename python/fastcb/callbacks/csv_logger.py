@@ -54,7 +54,7 @@ class CSVLogger(LearnerCallback):
 
     def on_epoch_begin(self, **kwargs):
         """Note when the epoch started."""
-        self.start_epoch = time.time()
+        self.epoch_start_time = time.time()
 
     def on_epoch_end(self, epoch, smooth_loss, last_metrics, **kwargs):
         """Append the epoch's row (values read once per epoch)."""
@@ -66,7 +66,7 @@ class CSVLogger(LearnerCallback):
         stats = [str(v) if isinstance(v, int) else "#na#" if v is None else f"{float(v):.6f}" for v in values]
         stats = stats[: len(rec.names) - (1 if "time" in rec.names else 0)]
         if self.add_time:
-            stats.append(format_time(time.time() - self.start_epoch))
+            stats.append(format_time(time.time() - self.epoch_start_time))
         try:
             if not self._opened:
                 self._open(epoch)

@@ -7,7 +7,7 @@ import torch
 from ..anneal import Stepper, annealing_exp
 from ..distributed import is_main_process, unwrap
 from ..learner_callback import LearnerCallback
-from .one_cycle import check_lr
+from ..one_cycle import check_lr
 
 __all__ = ["LRFinder"]
 

@@ -5,22 +5,24 @@ import time
 import numpy as np
 import torch
 
+from .._utils import host_floats
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
-from ..plotting import finish_figure, plt
+from ..plotting import finish_figure, pyplot
 from ..progress import format_time
 
 __all__ = ["Recorder"]
 
 
-def _host(values):
-    """Device tensors among `values` brought to the CPU in one transfer (0-dim CPU tensors back)."""
-    idx = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.device.type != "cpu"]
-    if idx:
-        host = torch.stack([values[i].reshape(()) for i in idx]).cpu().unbind()
-        for i, v in zip(idx, host):
-            values[i] = v
+def _to_floats(values):
+    """The one-number tensors and NumPy floats among `values` replaced (in place) by Python floats,
+    in one transfer from the device; other values (None, ints, per-group arrays) stay."""
+    idx = [i for i, v in enumerate(values) if (isinstance(v, torch.Tensor) and v.numel() == 1)
+           or isinstance(v, np.floating)]
+    for i, x in zip(idx, host_floats([values[i] for i in idx]).tolist()):
+        values[i] = x
+    return values
 
 
 def _fmt(stat):
@@ -35,8 +37,9 @@ class Recorder(LearnerCallback):
     """Record, per training batch, the lr and momentum (at batch begin) and the smoothed loss; per epoch,
     the validation loss and metrics. Runs first (`_order=-10`).
 
-    The smoothed losses are the handler's: the raw losses stay on the device during an epoch
-    and are smoothed at its end, after one transfer to the host (0-dim float64 CPU tensors).
+    Every record is a Python float (or None, or a per-layer-group array). The smoothed losses
+    are the handler's: the raw losses stay on the device during an epoch and are smoothed at its
+    end, after one transfer to the host; the validation loss and metrics come to the host then too.
     """
 
     _order = -10
@@ -62,7 +65,6 @@ class Recorder(LearnerCallback):
         if not self.silent and pbar is not None:
             pbar.write(self.names, table=True)
         self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches = [], [], [], [], [], []
-        self._epoch_start = 0
 
     #: The run's history; `names`, `add_time`, `silent` are configuration.
     state_attrs = ("losses", "val_losses", "lrs", "moms", "metrics", "nb_batches")
@@ -83,14 +85,16 @@ class Recorder(LearnerCallback):
                 raise StateError(f"state[{where!r}]: expected a number, got {type(v).__name__}")
 
     def load_state_dict(self, state):
-        """Restore the history (checked first; lists are copied)."""
+        """Restore the history (checked first; lists are copied, numbers as floats)."""
         self.check_state_dict(state)
-        vars(self).update({k: list(v) for k, v in state.items()})
+        state = {k: _to_floats(list(v)) for k, v in state.items()}
+        if "metrics" in state:
+            state["metrics"] = [_to_floats(list(m)) for m in state["metrics"]]
+        vars(self).update(state)
 
     def on_epoch_begin(self, **kwargs):
-        """Note when the epoch started."""
-        self.start_epoch = time.time()
-        self._epoch_start = len(self.losses)
+        """Note when the epoch started (wall-clock, for the table's time column)."""
+        self.epoch_start_time = time.time()
 
     @uses_state("train")
     def on_batch_begin(self, train, **kwargs):
@@ -107,7 +111,7 @@ class Recorder(LearnerCallback):
         if self.losses:
             smooth_loss = self.losses[-1]
         if last_metrics is not None:
-            _host(last_metrics)
+            _to_floats(last_metrics)  # in place: the callbacks after this one read floats too
             self.val_losses.append(last_metrics[0])
         else:
             last_metrics = [] if self.no_val else [None]
@@ -121,13 +125,13 @@ class Recorder(LearnerCallback):
 
     def _add_losses(self, smooth_losses):
         if smooth_losses:
-            self.losses.extend(torch.tensor(smooth_losses, dtype=torch.float64).unbind())
+            self.losses.extend(smooth_losses)
 
     def format_stats(self, stats):
         """Write one row of the table (`stats` in the order of `names`)."""
         cells = [_fmt(s) for _, s in zip(self.names, stats)]
         if self.add_time:
-            cells.append(format_time(time.time() - getattr(self, "start_epoch", time.time())))
+            cells.append(format_time(time.time() - getattr(self, "epoch_start_time", time.time())))
         if not self.silent and self.pbar is not None:
             self.pbar.write(cells, table=True)
 
@@ -147,7 +151,6 @@ class Recorder(LearnerCallback):
         return vals[start:end] if skip_end > 0 else vals[start:]
 
     def _losses(self):
-        _host(self.losses)
         return [float(v) for v in self.losses]
 
     def plot_lr(self, show_moms=False, skip_start=0, skip_end=0, return_fig=None):
@@ -155,7 +158,7 @@ class Recorder(LearnerCallback):
         lrs = self._split(self.lrs, skip_start, skip_end)
         its = self._split(list(range(len(self.lrs))), skip_start, skip_end)
         if show_moms:
-            fig, axs = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+            fig, axs = pyplot().subplots(1, 2, figsize=(12, 4), layout="constrained")
             axs[0].plot(its, _last_group(lrs), label="learning rate (last layer group)")
             axs[1].plot(its, _last_group(self._split(self.moms, skip_start, skip_end)), color="C1",
                         label="momentum (last layer group)")
@@ -165,7 +168,7 @@ class Recorder(LearnerCallback):
             axs[1].legend()
             ax = axs[0]
         else:
-            fig, ax = plt.subplots(layout="constrained")
+            fig, ax = pyplot().subplots(layout="constrained")
             ax.plot(its, _last_group(lrs), label="learning rate (last layer group)")
         ax.set_xlabel("Iterations")
         ax.set_ylabel("Learning Rate")
@@ -182,7 +185,7 @@ class Recorder(LearnerCallback):
             from scipy.interpolate import UnivariateSpline
 
             losses = list(UnivariateSpline(np.arange(len(losses)), losses, **kwargs)(np.arange(len(losses))))
-        fig, ax = plt.subplots(1, 1, layout="constrained")
+        fig, ax = pyplot().subplots(1, 1, layout="constrained")
         ax.plot(lrs, losses, label="smoothed training loss")
         ax.set_ylabel("Loss")
         ax.set_xlabel("Learning Rate (log scale)")
@@ -205,7 +208,7 @@ class Recorder(LearnerCallback):
 
     def plot_losses(self, skip_start=0, skip_end=0, return_fig=None, show_grid=False):
         """Plot training and validation losses against batches processed."""
-        fig, ax = plt.subplots(1, 1, layout="constrained")
+        fig, ax = pyplot().subplots(1, 1, layout="constrained")
         losses = self._losses()
         ax.plot(self._split(list(range(len(losses))), skip_start, skip_end),
                 self._split(losses, skip_start, skip_end), label="Train")
@@ -225,7 +228,7 @@ class Recorder(LearnerCallback):
         if not self.metrics:
             raise ValueError("There are no metrics to plot (train with `metrics=` and validation data).")
         n = len(self.metrics[0])
-        fig, axes = plt.subplots(n, 1, figsize=(6, 4 * n), layout="constrained")
+        fig, axes = pyplot().subplots(n, 1, figsize=(6, 4 * n), layout="constrained")
         axes = np.atleast_1d(axes).flatten()
         val_iter = self._split_val(np.cumsum(self.nb_batches), skip_start, skip_end)
         for i, ax in enumerate(axes):

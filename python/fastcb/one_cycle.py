@@ -1,0 +1,58 @@
+"""fastai's one-cycle policy, defined once: its argument rules and its two phases of `Stepper`s.
+
+`OneCycleScheduler` trains with these phases; `fastcb.preview.one_cycle_trace` (and `fastcb
+plot one-cycle`) evaluates the same phases without a model.
+"""
+
+import numpy as np
+
+from .anneal import Stepper, annealing_cos
+
+__all__ = ["check_lr", "check_one_cycle", "one_cycle_phases"]
+
+
+def check_lr(lr, name):
+    """`lr` as a positive float or a float64 array of positive values; ValueError naming `name` otherwise."""
+    if isinstance(lr, (list, tuple, np.ndarray)):
+        arr = np.asarray(lr, dtype=np.float64)
+        if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise ValueError(f"{name}: expected positive finite learning rates, got {lr!r}")
+        return arr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a number, a slice or an array of numbers, got {type(lr).__name__}")
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{name}: expected a positive finite learning rate, got {lr!r}")
+    return float(lr)
+
+
+def _positive(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v > 0:
+        raise ValueError(f"{name}: expected a positive number, got {v!r}")
+    return float(v)
+
+
+def check_one_cycle(lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
+    """The one-cycle policy's arguments checked (ValueError/TypeError naming the argument) and
+    completed: `(lr_max, moms as a pair, div_factor, pct_start, final_div)`."""
+    lr_max = check_lr(lr_max, "lr_max")
+    div_factor = _positive(div_factor, "div_factor")
+    if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0 <= pct_start <= 1:
+        raise ValueError(f"pct_start: expected a number in [0, 1], got {pct_start!r}")
+    final_div = div_factor * 1e4 if final_div is None else _positive(final_div, "final_div")
+    moms = tuple(moms) if isinstance(moms, (list, tuple)) else (moms, moms)
+    if len(moms) != 2:
+        raise ValueError(f"moms: expected one momentum or a pair, got {moms!r}")
+    return lr_max, moms, div_factor, pct_start, final_div
+
+
+def one_cycle_phases(n_steps, lr_max, moms, div_factor, pct_start, final_div):
+    """The policy over `n_steps` batches (arguments as `check_one_cycle` returns them): a warm-up
+    phase of `int(n_steps * pct_start)` batches, cosine from `lr_max/div_factor` to `lr_max`
+    (momentum `moms[0]` to `moms[1]`), then cosine annealing to `lr_max/final_div` (momentum
+    back to `moms[0]`). Two `{"lr": Stepper, "mom": Stepper}` dicts, as fastai builds them."""
+    warm = int(n_steps * pct_start)
+    up = {"lr": Stepper((lr_max / div_factor, lr_max), warm, annealing_cos),
+          "mom": Stepper(moms, warm, annealing_cos)}
+    down = {"lr": Stepper((lr_max, lr_max / final_div), n_steps - warm, annealing_cos),
+            "mom": Stepper((moms[1], moms[0]), n_steps - warm, annealing_cos)}
+    return [up, down]
