@@ -1,4 +1,4 @@
-"""The compiled core against its pure-Python peers, in one process, with issue 2's targets.
+"""The compiled core against its pure-Python peers, in one process, against its targets.
 
     python benches/bench_core.py [--quick]
 

@@ -1,4 +1,4 @@
-"""Host time per scheduler step, in one process (issue 13, point 6):
+"""Host time per scheduler step, in one process:
 
 (a) torch's `OneCycleLR.step()`, (b) fastcb's compiled drop-in `OneCycleLR.step()`,
 (c) `DeviceSchedule.step()` in eager mode (torch operations on the parameters' device, here

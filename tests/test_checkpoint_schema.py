@@ -248,18 +248,18 @@ def test_callback_load_state_dict_checks_first():
         Callback().load_state_dict({"x": 1})
 
 
-def test_handler_resume_state_is_built_then_swapped():
+def test_handler_training_state_is_built_then_swapped():
     from fastcb import CallbackHandler
 
     h = CallbackHandler()
     h.loss_history.add_value(2.0)
-    state = h.resume_state()
+    state = h.training_state.state_dict()
     other = CallbackHandler()
     old = other.loss_history
     with pytest.raises(StateError, match="n"):
-        other.load_resume_state({**state, "history": {**state["history"], "n": -1}})
+        other.training_state.load_state_dict({**state, "history": {**state["history"], "n": -1}})
     assert other.loss_history is old and other.loss_history.n == 0
-    other.load_resume_state(state)
+    other.training_state.load_state_dict(state)
     assert other.loss_history.smooth == h.loss_history.smooth
 
 

@@ -1,4 +1,4 @@
-"""Schedules on the device (issue 13): a Schedule on torch tensors, inside torch.compile, and
+"""Schedules on the device: a Schedule on torch tensors, inside torch.compile, and
 DeviceSchedule writing an optimizer's hyper-parameter tensors in place."""
 
 import numpy as np

@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 
 from fastcb import WeightedMean
 from fastcb import distributed as fdist
+from fastcb.callback import weighted_mean
 
 
 def free_port():
@@ -22,11 +23,18 @@ def _merge_worker(rank, world, port, values, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     with fdist.distributed(backend="gloo") as device:
+        def no_pickles(*args, **kwargs):
+            raise AssertionError("partial sums cross ranks as a tensor, not a pickle")
+
+        torch.distributed.all_gather_object = no_pickles
         acc = WeightedMean()
         acc.extend(values[rank::world])
         merged = fdist.all_merge(acc)
         loss = fdist.all_mean(torch.tensor(float(rank + 1)))
+        mine = values[rank::world]
+        with_inf = weighted_mean(np.append(mine, np.inf) if rank else mine, np.ones(len(mine) + rank))
         torch.save({"mean": merged.mean, "count": merged.count, "loss": loss, "device": str(device),
+                    "with_inf": float(with_inf), "plain": float(weighted_mean(mine, np.ones(len(mine)))),
                     "main": fdist.is_main_process(), "rank": fdist.rank(), "world": fdist.world_size()},
                    os.path.join(out, f"{rank}.pt"))
 
@@ -39,6 +47,7 @@ def test_two_ranks_merge_exactly(tmp_path):
     results = [torch.load(tmp_path / f"{r}.pt") for r in range(2)]
     for r, res in enumerate(results):
         assert res["mean"] == one.mean and res["count"] == 1001
+        assert res["plain"] == one.mean and res["with_inf"] == np.inf
         assert res["loss"].item() == 1.5 and res["device"] == "cpu"
         assert (res["rank"], res["world"], res["main"]) == (r, 2, r == 0)
 

@@ -160,3 +160,17 @@ def test_training_and_testing_do_not_import_matplotlib():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[-1] == "[]"
+
+
+def test_one_table_of_shape_names():
+    from fastcb import _core, anneal
+    from fastcb.testing import shape_of
+
+    assert _core.SHAPES == anneal.SHAPES == ("no", "linear", "exp", "cos", "poly")
+    for name in _core.SHAPES:
+        _core.Schedule.anneal(name, 1.0, 0.5, 2.0 if name == "poly" else None)  # the core reads each name
+        if name != "poly":
+            assert shape_of(getattr(anneal, f"annealing_{name}")) == name
+    assert shape_of(anneal.annealing_poly(2.0)) == "poly" and shape_of(len) is None
+    with pytest.raises(ValueError, match="'no', 'linear', 'exp', 'cos', 'poly'"):
+        _core.Schedule.anneal("sine", 1.0, 0.5)

@@ -1,5 +1,5 @@
 """The schedulers' on_device option: the same hyper-parameters as on the host, batch by batch,
-with no host write of hyper-parameters per batch (issue 13, point 3)."""
+with no host write of hyper-parameters per batch."""
 
 import numpy as np
 import pytest

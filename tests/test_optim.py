@@ -247,3 +247,38 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="wd"):
         OptimWrapper(torch.optim.LBFGS(nn.Linear(2, 2).parameters()), wd=0.1)
     assert "True weight decay: False" in repr(OptimWrapper(torch.optim.SGD(nn.Linear(2, 2).parameters())))
+
+
+@pytest.mark.parametrize("opt_func", [torch.optim.SGD, torch.optim.Adam])
+def test_hyper_parameters_written_into_the_param_groups_are_what_the_wrapper_reports(opt_func):
+    # a torch scheduler (or the user) writes the param groups directly: the wrapper can't disagree
+    model, groups = two_groups()
+    kw = {"momentum": 0.9} if opt_func is torch.optim.SGD else {}
+    opt = OptimWrapper.create(lambda p: opt_func(p, lr=0.1, **kw), 0.1, groups, wd=0.01, true_wd=False, bn_wd=False)
+    for i, pg in enumerate(opt.opt.param_groups):
+        pg["lr"], pg["weight_decay"] = 0.5 + i, 0.02
+        if "momentum" in pg:
+            pg["momentum"] = 0.8
+        else:
+            pg["betas"] = (0.8, 0.95)
+    assert opt.lr == 2.5 and opt.wd == 0.02 and opt.mom == 0.8  # the last layer group's (decayed) param group
+    assert opt.beta == (0.95 if opt_func is torch.optim.Adam else None)
+    extra = opt.state_dict()["fastcb"]
+    assert extra["lr"] == [0.5, 2.5] and extra["mom"] == [0.8, 0.8] and extra["wd"] == [0.02, 0.02]
+    fresh = OptimWrapper.create(lambda p: opt_func(p, lr=0.1, **kw), 0.1, two_groups()[1], wd=0.01,
+                                true_wd=False, bn_wd=False)
+    fresh.load_state_dict(opt.state_dict())
+    assert fresh.lr == 2.5 and [pg["lr"] for pg in fresh.opt.param_groups][::2] == [0.5, 2.5]
+
+
+def test_decoupled_decay_uses_the_learning_rate_the_optimizer_steps_with():
+    model, groups = two_groups()
+    opt = OptimWrapper.create(torch.optim.SGD, 0.1, groups, wd=0.1, true_wd=True)
+    for pg in opt.opt.param_groups:
+        pg["lr"] = 0.5  # written past the wrapper
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()
+    for p, p0 in zip(model.parameters(), before):
+        torch.testing.assert_close(p.detach(), p0 * (1 - 0.5 * 0.1))

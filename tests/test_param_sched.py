@@ -1,5 +1,5 @@
 """fastai v2's ParamScheduler, fit_sgdr and fit_flat_cos on fastcb's Learner, against v2's
-formulas batch by batch, at the joins (issue 11, point 4)."""
+formulas batch by batch, at the joins."""
 
 import math
 

@@ -130,7 +130,7 @@ def test_an_exponential_schedule_that_overflows_is_an_error_not_an_inf():
         S.SchedExp(2.2e-311, 1.0)(1.0)
 
 
-# --- fastai v2's names compute fastai v2's values (issue 11, point 4) ----------------------
+# --- fastai v2's names compute fastai v2's values ----------------------
 
 def v2_cos(start, end, pos):  # fastai v2's sched_cos, as written there
     return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2

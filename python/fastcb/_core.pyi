@@ -16,7 +16,7 @@ _T = TypeVar("_T")
 
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
-           "torch_step", "torch_get_lr", "torch_compiled_counts"]
+           "torch_step", "torch_get_lr", "torch_compiled_counts", "SHAPES"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
 _ArrLike = npt.ArrayLike
@@ -112,7 +112,10 @@ class WeightedMean:
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-# ---- Composable schedules (issue 4) below this line ----
+#: The annealing shapes by name (`Schedule.anneal`, `fastcb plot`, `fastcb.testing`).
+SHAPES: tuple[str, ...]
+
+# ---- Composable schedules ----
 
 from collections.abc import Iterable, Sequence  # noqa: E402
 

@@ -5,6 +5,7 @@ torch tensors go through the same formulas in Python (`fastcb.reference`), on th
 """
 
 from ._core import (
+    SHAPES,
     AnnealPoly,
     SmoothenValue,
     Stepper,
@@ -19,6 +20,18 @@ from ._core import (
 
 #: fastai's later name for `Stepper`.
 Scheduler = Stepper
+
+_BUILT_IN = {annealing_no: "no", annealing_linear: "linear", annealing_exp: "exp", annealing_cos: "cos"}
+
+
+def shape_of(func):
+    """The shape name (one of `SHAPES`) of fastcb's built-in annealing function `func`, else None."""
+    if isinstance(func, AnnealPoly):
+        return "poly"
+    try:
+        return _BUILT_IN.get(func)
+    except TypeError:  # unhashable callables are never built-ins
+        return None
 
 __all__ = [
     "annealing_no",

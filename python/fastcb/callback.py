@@ -14,7 +14,7 @@ import torch
 
 from ._utils import camel2snake, first_el, func_name, host_floats, is_listy
 from .anneal import SmoothenValue, WeightedMean
-from .distributed import all_gather_object, is_distributed
+from .distributed import all_merge, is_distributed
 from .errors import StateError, UnknownStateKeyError
 
 __all__ = [
@@ -492,18 +492,43 @@ class CallbackHandler:
                 out.append(history.smooth)
         st["smooth_losses"], st["smooth_loss"] = out, out[-1]
 
-    # The handler's own state for checkpoints (its `state_dict` attribute is fastai's per-event state).
-    def resume_state(self):
-        """The iteration count and the loss smoothers' state, for checkpoints."""
-        return {"iteration": self.state_dict["iteration"], "live": self.smoothener.state_dict(),
-                "history": self.loss_history.state_dict(), "history_nan": self._history_nan}
+    @property
+    def training_state(self):
+        """The handler's own training state (the iteration count and the loss smoothers), with
+        the `state_dict` / `check_state_dict` / `load_state_dict` protocol every stateful part
+        of a checkpoint has (the handler's `state_dict` attribute is fastai's per-event state)."""
+        return HandlerState(self)
 
-    def check_resume_state(self, state):
+    @property
+    def skip_validate(self):
+        """True when a callback asked to skip validation."""
+        return self.state_dict["skip_validate"]
+
+    def __repr__(self):
+        return f"CallbackHandler(callbacks={self.callbacks!r}, metrics={self.metrics!r}, beta={self.beta!r})"
+
+
+class HandlerState:
+    """A `CallbackHandler`'s training state, for checkpoints: the iteration count and the loss
+    smoothers (the live one and the per-epoch history)."""
+
+    _KEYS = ("iteration", "live", "history", "history_nan")
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def state_dict(self):
+        """The iteration count and the smoothers' states."""
+        h = self.handler
+        return {"iteration": h.state_dict["iteration"], "live": h.smoothener.state_dict(),
+                "history": h.loss_history.state_dict(), "history_nan": h._history_nan}
+
+    def check_state_dict(self, state):
         """The smoothers `state` describes, built aside; `StateError` naming the key if it doesn't fit."""
-        keys = {"iteration", "live", "history", "history_nan"}
-        if not isinstance(state, dict) or set(state) != keys:
+        beta = self.handler.beta
+        if not isinstance(state, dict) or set(state) != set(self._KEYS):
             got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
-            raise StateError(f"state: expected the keys {sorted(keys)}, got {got}")
+            raise StateError(f"state: expected the keys {sorted(self._KEYS)}, got {got}")
         it = state["iteration"]
         if type(it) is not int or it < 0:
             raise StateError(f"state['iteration']: expected a non-negative int, got {it!r}")
@@ -512,9 +537,9 @@ class CallbackHandler:
         built = []
         for key in ("live", "history"):
             sv = state[key]
-            if not isinstance(sv, dict) or sv.get("beta") != self.beta:
-                beta = sv.get("beta") if isinstance(sv, dict) else None
-                raise StateError(f"state[{key!r}]: smoothed with beta={beta!r}, this handler's beta is {self.beta!r}")
+            if not isinstance(sv, dict) or sv.get("beta") != beta:
+                got = sv.get("beta") if isinstance(sv, dict) else None
+                raise StateError(f"state[{key!r}]: smoothed with beta={got!r}, this handler's beta is {beta!r}")
             n = sv.get("n")
             if type(n) is not int or n < 0:
                 raise StateError(f"state[{key!r}]['n']: expected a non-negative int, got {n!r}")
@@ -524,7 +549,7 @@ class CallbackHandler:
                     isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                 if not finite:
                     raise StateError(f"state[{key!r}][{k!r}]: expected a finite number, got {v!r}")
-            new = SmoothenValue(self.beta)
+            new = SmoothenValue(beta)
             try:
                 new.load_state_dict(sv)
             except (ValueError, TypeError, KeyError, OverflowError) as e:
@@ -532,20 +557,12 @@ class CallbackHandler:
             built.append(new)
         return built
 
-    def load_resume_state(self, state):
-        """Restore `resume_state()`: checked and built aside first; a refused state changes nothing."""
-        live, history = self.check_resume_state(state)
-        self.smoothener, self.loss_history = live, history
-        self._history_nan = state["history_nan"]
-        self.state_dict["iteration"] = state["iteration"]
-
-    @property
-    def skip_validate(self):
-        """True when a callback asked to skip validation."""
-        return self.state_dict["skip_validate"]
-
-    def __repr__(self):
-        return f"CallbackHandler(callbacks={self.callbacks!r}, metrics={self.metrics!r}, beta={self.beta!r})"
+    def load_state_dict(self, state):
+        """Restore `state_dict()`: checked and built aside first; a refused state changes nothing."""
+        h = self.handler
+        h.smoothener, h.loss_history = self.check_state_dict(state)
+        h._history_nan = state["history_nan"]
+        h.state_dict["iteration"] = state["iteration"]
 
 
 def weighted_mean(values, weights):
@@ -578,13 +595,7 @@ def weighted_mean(values, weights):
                 raise err
             bad, acc = total if bad is None else bad + total, WeightedMean()
     if is_distributed():
-        acc, parts = WeightedMean(), all_gather_object((acc.state_dict(), bad, n))
-        for state, _, _ in parts:
-            part = WeightedMean()
-            part.load_state_dict(state)
-            acc.merge(part)
-        bads = [b for _, b, _ in parts if b is not None]  # each inf, -inf or nan
-        bad, n = (sum(bads) if bads else None), sum(k for _, _, k in parts)
+        acc, bad, n = all_merge(acc, bad, n)
     if not n:
         return None
     return np.float64(bad) if bad is not None else np.float64(acc.mean)

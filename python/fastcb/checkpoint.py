@@ -282,7 +282,7 @@ def state_of(learn, epoch=None):
         "opt": encode(learn.opt.state_dict(), "opt"),
         "epoch": int(epoch),
         "callbacks": callback_states(callbacks),
-        "handler": None if handler is None else encode(handler.resume_state(), "handler"),
+        "handler": None if handler is None else encode(handler.training_state.state_dict(), "handler"),
         "rng": fdist.all_gather_object(rng_state(learn)),
     }
 
@@ -493,32 +493,23 @@ def resume(learn, handler):
         raise CheckpointError(f"start_epoch: the checkpoint was saved after epoch {ck.epoch}: resume with "
                               f"start_epoch={ck.epoch + 1}, not {start}")
     callbacks = [c for c in handler.callbacks if c is not getattr(handler, "cb_dl", None)]
-    steps = []
-    for key, cb in _keys(callbacks):
-        state = ck.callbacks.get(key)
-        if state is None:
-            continue
-        if not callable(getattr(cb, "load_state_dict", None)):
-            raise CheckpointError(f"callbacks[{key!r}]: the checkpoint has its state, this {type(cb).__name__} "
+    # the stateful parts the checkpoint covers, each with the state_dict protocol
+    parts = [(f"callbacks[{key!r}]", cb, ck.callbacks[key]) for key, cb in _keys(callbacks) if key in ck.callbacks]
+    parts.append(("opt", learn.opt, ck.opt))  # again: the fit's setup changed the hyper-parameters since `load`
+    if ck.handler is not None:
+        parts.append(("handler", handler.training_state, ck.handler))
+    for where, obj, state in parts:
+        if not callable(getattr(obj, "load_state_dict", None)):
+            raise CheckpointError(f"{where}: the checkpoint has its state, this {type(obj).__name__} "
                                   f"has no load_state_dict")
         try:
-            cb.check_state_dict(state)
+            obj.check_state_dict(state)
         except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"callbacks[{key!r}]: {e}") from None
-        steps.append((cb, state))
-    check_opt(learn.opt, ck.opt)
-    if ck.handler is not None:
-        try:
-            handler.check_resume_state(ck.handler)
-        except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"handler: {e}") from None
+            raise CheckpointError(f"{where}: {e}") from None
     rank = fdist.rank()
     rng = ck.rng[rank] if rank < len(ck.rng) else ck.rng[0]
     # everything fits: apply (each load checks again, and can't refuse now)
-    for cb, state in steps:
-        cb.load_state_dict(state)
-    learn.opt.load_state_dict(ck.opt)  # again: the fit's setup changed the hyper-parameters since `load`
-    if ck.handler is not None:
-        handler.load_resume_state(ck.handler)
+    for _, obj, state in parts:
+        obj.load_state_dict(state)
     set_rng_state(rng, learn)
-    handler.jump_to_epoch(start, skip=[cb for cb, _ in steps])
+    handler.jump_to_epoch(start, skip=[cb for _, cb, _ in parts])

@@ -11,7 +11,6 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
-_SHAPES = ("no", "linear", "exp", "cos", "poly")
 _NON_FINITE = ("inf", "+inf", "-inf", "infinity", "-infinity", "nan")
 _FORMATS = (".png", ".svg", ".pdf")
 #: Upper bounds that keep every command in memory and in minutes.
@@ -220,16 +219,17 @@ _NOT_SCHEDULES = frozenset({"LRScheduler", "SchedulerType", "Schedule", "GroupSc
 def _resolve(name, params, args, parser):
     """`(trace_fn, title)`: a function of the number of steps giving the schedule's trace."""
     from . import anneal, lr_scheduler, preview, schedules
+    from ._core import SHAPES
 
     if name in ("one-cycle", "one_cycle_policy"):
         _check_keys(params, preview.one_cycle_trace, ("n_steps",), "one-cycle", parser)
         if "lr_max" not in params:
             parser.error("one-cycle: needs lr_max=VALUE")
         return (lambda n: preview.one_cycle_trace(n, **params)), "fastai one-cycle policy"
-    if name in _SHAPES or name.startswith("annealing_"):
+    if name in SHAPES or name.startswith("annealing_"):
         shape = name.removeprefix("annealing_")
-        if shape not in _SHAPES:
-            parser.error(f"SCHEDULE: unknown annealing function {name!r}; shapes are {', '.join(_SHAPES)}")
+        if shape not in SHAPES:
+            parser.error(f"SCHEDULE: unknown annealing function {name!r}; shapes are {', '.join(SHAPES)}")
         known = ("start", "end", "degree") if shape == "poly" else ("start", "end")
         for key in params:
             if key not in known:
@@ -260,7 +260,7 @@ def _resolve(name, params, args, parser):
         return (lambda n: preview.schedule_trace(make(**params), n)), f"fastcb.schedules.{name}"
     known = sorted(n for n in lr_scheduler.__all__ if n not in _NOT_SCHEDULES)
     parser.error(
-        f"SCHEDULE: unknown schedule {name!r}; try one-cycle, a shape ({', '.join(_SHAPES)}), "
+        f"SCHEDULE: unknown schedule {name!r}; try one-cycle, a shape ({', '.join(SHAPES)}), "
         f"a fastcb.schedules function ({', '.join(n for n in schedules.__all__ if n not in _NOT_SCHEDULES)}) "
         f"or a scheduler: {', '.join(known)}"
     )

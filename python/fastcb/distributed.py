@@ -121,22 +121,55 @@ def barrier():
         dist.barrier()
 
 
-def all_merge(acc):
+#: Room for the partial sums of one float64 sum (non-overlapping partials: at most about 40
+#: span float64's exponent range), per sum in the fixed-size row `all_merge` gathers.
+_PARTIALS = 64
+#: The row: [n_sum, n_weight, count, n, has_bad, bad, sum partials..., weight partials...].
+_ROW = 6 + 2 * _PARTIALS
+
+
+def _collective_device():
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_merge(acc, bad=None, n=None):
     """A `WeightedMean` holding every rank's values, the same on every rank; exact.
 
-    One collective: each rank's partial sums (a few floats) are gathered and merged in rank
-    order, so the result equals one accumulator fed all values.
+    One collective of a fixed-size float64 tensor per rank (no pickling): each rank's partial
+    sums are gathered and merged in rank order, so the result equals one accumulator fed all
+    values. With `bad` (the sum of a rank's non-finite terms, or None) and `n` (a rank's count
+    of values), returns `(merged, bad summed over the ranks or None, n summed)` instead.
     """
+    with_extra = n is not None
     if not is_distributed():
-        return acc
-    states = [None] * world_size()
-    dist.all_gather_object(states, acc.state_dict())
-    merged = WeightedMean()
-    for state in states:
+        return (acc, bad, n) if with_extra else acc
+    state = acc.state_dict()
+    sums, weights = list(state["sum"]), list(state["total_weight"])
+    if len(sums) > _PARTIALS or len(weights) > _PARTIALS:
+        raise ValueError(f"acc: {max(len(sums), len(weights))} partial sums, more than a float64 sum needs")
+    row = torch.zeros(_ROW, dtype=torch.float64)
+    row[:6] = torch.tensor([len(sums), len(weights), state["count"], n or 0, bad is not None,
+                            0.0 if bad is None else bad], dtype=torch.float64)
+    row[6:6 + len(sums)] = torch.tensor(sums, dtype=torch.float64)
+    row[6 + _PARTIALS:6 + _PARTIALS + len(weights)] = torch.tensor(weights, dtype=torch.float64)
+    device = _collective_device()
+    rows = [torch.empty(_ROW, dtype=torch.float64, device=device) for _ in range(world_size())]
+    dist.all_gather(rows, row.to(device))
+    merged, bads, total = WeightedMean(), [], 0
+    for r in torch.stack(rows).cpu().tolist():  # once per epoch
+        n_sum, n_weight = int(r[0]), int(r[1])
         part = WeightedMean()
-        part.load_state_dict(state)
+        part.load_state_dict({"sum": r[6:6 + n_sum], "total_weight": r[6 + _PARTIALS:6 + _PARTIALS + n_weight],
+                              "count": int(r[2])})
         merged.merge(part)
-    return merged
+        total += int(r[3])
+        if r[4]:
+            bads.append(r[5])
+    if not with_extra:
+        return merged
+    return merged, (sum(bads) if bads else None), total
 
 
 def all_mean(tensor):

@@ -156,6 +156,7 @@ class OptimWrapper(GetAttr):
     def new_with_params(self, param_groups):
         """A new `OptimWrapper` over `param_groups` (decayed, norm/bias pairs) with the same hyper-parameters."""
         groups = [{"params": list(p)} for p in param_groups]
+        self._sync()
         same = len(groups) // 2 == len(self._lr)
         res = self._build(self.opt_func, groups, self._lr if same else self.lr,
                           self._wd if same else self.wd, self.true_wd, self.bn_wd)
@@ -174,9 +175,10 @@ class OptimWrapper(GetAttr):
     def _decay(self):
         main, norm = self._groups()
         with torch.no_grad():
-            for i, (lr, wd) in enumerate(zip(self._lr, self._wd)):
+            for i, wd in enumerate(self._wd):
                 if not wd:
                     continue
+                lr = main[i]["lr"]  # what the optimizer steps with (a device tensor on device schedules)
                 params = [p for p in main[i]["params"] if p.grad is not None]
                 if self.bn_wd and norm:
                     params += [p for p in norm[i]["params"] if p.grad is not None]
@@ -197,6 +199,7 @@ class OptimWrapper(GetAttr):
     def state_dict(self):
         """The optimizer's state dict plus this wrapper's hyper-parameters (key `'fastcb'`)."""
         sd = self.opt.state_dict()
+        self._sync()
         sd["fastcb"] = {"lr": list(self._lr), "mom": self._mom, "beta": self._beta, "wd": list(self._wd),
                         "true_wd": self.true_wd, "bn_wd": self.bn_wd, "stats": dict(self._stats)}
         return sd
@@ -323,6 +326,7 @@ class OptimWrapper(GetAttr):
 
     def get_state(self):
         """The wrapper's state minus the layer groups (fastai v1's export format)."""
+        self._sync()
         return {"opt_state": self.opt.state_dict(), "lr": self._lr, "wd": self._wd, "beta": self._beta,
                 "mom": self._mom, "opt_func": self.opt_func, "true_wd": self.true_wd, "bn_wd": self.bn_wd}
 
@@ -354,8 +358,9 @@ class OptimWrapper(GetAttr):
     # -- hyper-parameters ---------------------------------------------------------------
     @property
     def lr(self):
-        """Learning rate of the last layer group (`_lr` holds one per group)."""
-        return self._lr[-1]
+        """Learning rate of the last layer group: its param group's, as the optimizer steps with it."""
+        v = self._last_group().get("lr")
+        return v if type(v) is float else self._lr[-1]
 
     @lr.setter
     def lr(self, val):
@@ -369,7 +374,11 @@ class OptimWrapper(GetAttr):
     @property
     def mom(self):
         """Momentum (`momentum` or `betas[0]`); None when the optimizer has neither."""
-        return None if self._mom is None else self._mom[-1]
+        if self._mom is None:
+            return None
+        g = self._last_group()
+        v = g["momentum"] if "momentum" in g else g["betas"][0]
+        return v if type(v) is float else self._mom[-1]
 
     @mom.setter
     def mom(self, val):
@@ -386,7 +395,11 @@ class OptimWrapper(GetAttr):
     @property
     def beta(self):
         """Second moment decay (`betas[1]` or `alpha`); None when the optimizer has neither."""
-        return None if self._beta is None else self._beta[-1]
+        if self._beta is None:
+            return None
+        g = self._last_group()
+        v = g["betas"][1] if "betas" in g else g["alpha"]
+        return v if type(v) is float else self._beta[-1]
 
     @beta.setter
     def beta(self, val):
@@ -400,8 +413,9 @@ class OptimWrapper(GetAttr):
 
     @property
     def wd(self):
-        """Weight decay of the last layer group."""
-        return self._wd[-1]
+        """Weight decay of the last layer group (the param group's, unless it is decoupled: `true_wd`)."""
+        v = None if self.true_wd else self._last_group().get("weight_decay")
+        return v if type(v) is float else self._wd[-1]
 
     @wd.setter
     def wd(self, val):
@@ -452,6 +466,28 @@ class OptimWrapper(GetAttr):
                 pg["betas"] = (val, pg["betas"][1])
         self._mom = [val] * len(self._mom)
         return True
+
+    def _last_group(self):
+        """The param group of the last layer group (its decayed parameters)."""
+        pgs = self.opt.param_groups
+        return pgs[-2] if self.paired else pgs[-1]
+
+    def _sync(self):
+        """Take into `_lr`, `_mom`, `_beta` the plain-float values the param groups hold now (a
+        scheduler or the user may write them directly). The host copy stays where a group holds a
+        tensor: reading that would wait on the device, and whoever wrote it keeps the copy."""
+        main = self._groups()[0]
+        for i, g in enumerate(main):
+            pairs = [("lr", g.get("lr"), self._lr)]
+            if self._mom is not None:
+                pairs.append(("mom", g["momentum"] if "momentum" in g else g["betas"][0], self._mom))
+            if self._beta is not None:
+                pairs.append(("beta", g["betas"][1] if "betas" in g else g["alpha"], self._beta))
+            if not self.true_wd and "weight_decay" in g:
+                pairs.append(("wd", g["weight_decay"], self._wd))
+            for _, v, cache in pairs:
+                if type(v) is float and cache[i] is not v:
+                    cache[i] = v
 
     def _groups(self):
         pgs = self.opt.param_groups

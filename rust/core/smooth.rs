@@ -3,7 +3,7 @@
 use super::error::{finite, CoreError, Result};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Smoother {
+pub struct SmoothenValue {
     pub beta: f64,
     pub n: u64,
     pub mov_avg: f64,
@@ -13,13 +13,13 @@ pub struct Smoother {
     debiased: bool,
 }
 
-impl Smoother {
+impl SmoothenValue {
     /// A smoother with no values yet; `beta` must lie in [0, 1).
     pub fn new(beta: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&beta) {
             return Err(CoreError::value("beta", format!("must be in [0, 1), got {beta:?}")));
         }
-        Ok(Smoother { beta, n: 0, mov_avg: 0.0, smooth: 0.0, debiased: false })
+        Ok(SmoothenValue { beta, n: 0, mov_avg: 0.0, smooth: 0.0, debiased: false })
     }
 
     /// `n += 1; mov_avg = beta*mov_avg + (1-beta)*v; smooth = mov_avg / (1 - beta**n)`.
@@ -45,7 +45,7 @@ impl Smoother {
 
     /// A smoother restored from a state: `beta` as `new` checks it, the averages finite.
     pub fn restore(beta: f64, n: u64, mov_avg: f64, smooth: f64) -> Result<Self> {
-        let mut s = Smoother::new(beta)?;
+        let mut s = SmoothenValue::new(beta)?;
         s.set_n(n);
         s.mov_avg = finite("mov_avg", mov_avg)?;
         s.smooth = finite("smooth", smooth)?;
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn first_value_is_unbiased() {
-        let mut s = Smoother::new(0.98).unwrap();
+        let mut s = SmoothenValue::new(0.98).unwrap();
         assert!((s.add_value(3.0).unwrap() - 3.0).abs() < 1e-14);
         assert!((s.add_value(3.0).unwrap() - 3.0).abs() < 1e-14);
         assert_eq!(s.n, 2);
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn skipping_the_settled_bias_changes_no_bit() {
-        let mut s = Smoother::new(0.9).unwrap();
+        let mut s = SmoothenValue::new(0.9).unwrap();
         let (mut n, mut mov_avg) = (0u64, 0.0f64);
         for i in 0..2000 {
             let v = (i as f64).sin();
@@ -87,17 +87,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_beta_and_values() {
-        assert_eq!(Smoother::new(1.0).unwrap_err().arg(), Some("beta"));
-        assert_eq!(Smoother::new(-0.1).unwrap_err().arg(), Some("beta"));
-        assert_eq!(Smoother::new(f64::NAN).unwrap_err().arg(), Some("beta"));
-        let mut s = Smoother::new(0.0).unwrap();
+        assert_eq!(SmoothenValue::new(1.0).unwrap_err().arg(), Some("beta"));
+        assert_eq!(SmoothenValue::new(-0.1).unwrap_err().arg(), Some("beta"));
+        assert_eq!(SmoothenValue::new(f64::NAN).unwrap_err().arg(), Some("beta"));
+        let mut s = SmoothenValue::new(0.0).unwrap();
         assert_eq!(s.add_value(f64::NAN).unwrap_err().arg(), Some("value"));
         assert_eq!(s.n, 0, "a rejected value leaves the state alone");
         assert_eq!(s.add_value(2.5).unwrap(), 2.5);
-        assert_eq!(Smoother::restore(0.9, 1, f64::NAN, 1.0).unwrap_err().arg(), Some("mov_avg"));
-        assert_eq!(Smoother::restore(0.9, 1, 1.0, f64::INFINITY).unwrap_err().arg(), Some("smooth"));
-        assert_eq!(Smoother::restore(1.5, 1, 1.0, 1.0).unwrap_err().arg(), Some("beta"));
-        let mut full = Smoother::restore(0.9, u64::MAX, 1.0, 1.0).unwrap();
+        assert_eq!(SmoothenValue::restore(0.9, 1, f64::NAN, 1.0).unwrap_err().arg(), Some("mov_avg"));
+        assert_eq!(SmoothenValue::restore(0.9, 1, 1.0, f64::INFINITY).unwrap_err().arg(), Some("smooth"));
+        assert_eq!(SmoothenValue::restore(1.5, 1, 1.0, 1.0).unwrap_err().arg(), Some("beta"));
+        let mut full = SmoothenValue::restore(0.9, u64::MAX, 1.0, 1.0).unwrap();
         assert_eq!(full.add_value(1.0).unwrap_err().arg(), Some("n"));
         assert_eq!(full.n, u64::MAX);
     }

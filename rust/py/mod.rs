@@ -24,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<smooth::SmoothenValue>()?;
     m.add_class::<mean::WeightedMean>()?;
     schedule::register(m)?;
+    shape::register(m)?;
     torch_core::register(m)?;
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! Annealing shapes by name, as the bindings read and write them.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use super::error::Class;
 use crate::core::Anneal;
+
+/// The shapes' names: the one table the bindings, the CLI and `fastcb.testing` read
+/// (`fastcb._core.SHAPES`).
+pub const SHAPES: [&str; 5] = ["no", "linear", "exp", "cos", "poly"];
 
 /// A shape by name: `no`, `linear`, `exp`, `cos`, or `poly` with its degree.
 pub fn parse_shape(name: &str, degree: Option<f64>) -> PyResult<Anneal> {
@@ -15,8 +20,8 @@ pub fn parse_shape(name: &str, degree: Option<f64>) -> PyResult<Anneal> {
         ("poly", Some(d)) => Anneal::poly(d).map_err(|e| Class::Schedule.err(e.to_string()))?,
         ("poly", None) => return Err(Class::Schedule.err("degree: annealing 'poly' needs a degree")),
         _ => {
-            return Err(Class::Schedule
-                .err(format!("shape: must be one of 'no', 'linear', 'exp', 'cos', 'poly', got {name:?}")))
+            let names: Vec<String> = SHAPES.iter().map(|s| format!("'{s}'")).collect();
+            return Err(Class::Schedule.err(format!("shape: must be one of {}, got {name:?}", names.join(", "))));
         }
     })
 }
@@ -30,4 +35,9 @@ pub fn shape_name(shape: Anneal) -> (&'static str, Option<f64>) {
         Anneal::Cos => ("cos", None),
         Anneal::Poly(d) => ("poly", Some(d)),
     }
+}
+
+/// Adds `SHAPES` to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("SHAPES", PyTuple::new(m.py(), SHAPES)?)
 }

@@ -11,10 +11,10 @@ use super::convert::{as_number, count, dict, is_tensor, real, type_name};
 use super::error::{arg_error, state_error, type_error};
 use super::guard::Guarded;
 use super::mean::get;
-use crate::core::smooth::Smoother;
+use crate::core::smooth::SmoothenValue as CoreSmoothenValue;
 
 struct State {
-    core: Smoother,
+    core: CoreSmoothenValue,
     /// `smooth` once a tensor was added: from then on, arithmetic is the tensor's.
     tensor: Option<Py<PyAny>>,
 }
@@ -81,21 +81,21 @@ fn restore(state: &Bound<'_, PyDict>) -> PyResult<State> {
         if !all_finite(&smooth)? {
             return Err(arg_error("state: smooth: must be finite, got a tensor holding NaN or inf"));
         }
-        let core = Smoother::restore(beta, n, 0.0, 0.0)?;
+        let core = CoreSmoothenValue::restore(beta, n, 0.0, 0.0)?;
         return Ok(State { core, tensor: Some(smooth.unbind()) });
     }
     let s = as_number(&smooth).ok_or_else(|| {
         type_error(format!("state: smooth must be a number or a torch tensor, not {}", type_name(&smooth)))
     })?;
     let m = real("state: mov_avg", &mov_avg)?;
-    Ok(State { core: Smoother::restore(beta, n, m, s)?, tensor: None })
+    Ok(State { core: CoreSmoothenValue::restore(beta, n, m, s)?, tensor: None })
 }
 
 #[pymethods]
 impl SmoothenValue {
     #[new]
     fn new(beta: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let core = Smoother::new(real("beta", beta)?)?;
+        let core = CoreSmoothenValue::new(real("beta", beta)?)?;
         Ok(SmoothenValue(Guarded::new("SmoothenValue", State { core, tensor: None })))
     }
 

@@ -19,14 +19,10 @@ from ..schedules import Schedule
 
 __all__ = ["stepper_schedules", "DeviceRun"]
 
-_SHAPES = {anneal.annealing_no: "no", anneal.annealing_linear: "linear", anneal.annealing_exp: "exp",
-           anneal.annealing_cos: "cos"}
-
-
 def _shape(func):
-    if isinstance(func, anneal.AnnealPoly):
+    shape = anneal.shape_of(func)
+    if shape == "poly":
         return "poly", func.degree
-    shape = next((s for f, s in _SHAPES.items() if f is func), None)
     if shape is None:
         raise ValueError(f"on_device: the annealing function {func!r} has no device equivalent; use one of "
                          "fastcb's annealing_no/linear/exp/cos/poly")

@@ -14,29 +14,13 @@ import numpy as np
 import torch
 
 from .. import anneal
-from ..anneal import AnnealPoly
+from ..anneal import AnnealPoly, shape_of
 from ..preview import schedule_values
 from .checks import check_close, check_endpoints, check_monotone, check_within
 
 __all__ = ["shape_of", "check_annealing", "check_stepper", "check_resume", "check_dropin", "read_hyper"]
 
-_SHAPES = {
-    anneal.annealing_no: "no",
-    anneal.annealing_linear: "linear",
-    anneal.annealing_exp: "exp",
-    anneal.annealing_cos: "cos",
-}
 _SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-
-def shape_of(func):
-    """'no', 'linear', 'exp', 'cos' or 'poly' for fastcb's built-in annealing functions, else None."""
-    if isinstance(func, AnnealPoly):
-        return "poly"
-    try:
-        return _SHAPES.get(func)
-    except TypeError:  # unhashable callables are never built-ins
-        return None
 
 
 def _final(func, start, end):

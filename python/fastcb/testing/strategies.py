@@ -12,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 
 from .. import anneal
-from ..anneal import Stepper
+from ..anneal import SHAPES, Stepper
 from ..schedules import Schedule
 
 __all__ = [
@@ -169,7 +169,7 @@ def _fractions(draw, k, min_size=0.02):
 
 
 @st.composite
-def chained_schedules(draw, max_phases=4, shapes=("no", "linear", "exp", "cos", "poly")):
+def chained_schedules(draw, max_phases=4, shapes=SHAPES):
     """`combine`d annealing phases where each phase starts at the value the previous one
     ended at (so the whole is continuous); values positive, as learning rates are."""
     k = draw(st.integers(1, max_phases))
