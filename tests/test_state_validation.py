@@ -140,16 +140,21 @@ def test_an_error_raised_by_a_metric_names_the_metric():
 
 def test_weighted_mean_over_ranks_keeps_non_finite_values(monkeypatch):
     from fastcb import callback
+    from fastcb import distributed as fdist
 
     others = []
 
-    def gather(obj):  # two ranks: this one and one that saw `others`
-        return [obj, others[0]]
+    def gather(rows, row):  # two ranks: this one and one that saw `others`
+        rows[0].copy_(row)
+        rows[1].copy_(fdist.pack_partials(*others[0]))
 
     others.append(_partial([3.0, 5.0], [1.0, 1.0]))
     others.append(_partial([math.inf], [2.0]))
     monkeypatch.setattr(callback, "is_distributed", lambda: True)
-    monkeypatch.setattr(callback, "all_gather_object", gather)
+    monkeypatch.setattr(fdist, "is_distributed", lambda: True)
+    monkeypatch.setattr(fdist, "world_size", lambda: 2)
+    monkeypatch.setattr(fdist, "_collective_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(fdist.dist, "all_gather", gather)
     assert weighted_mean([1.0], [2.0]) == pytest.approx((2.0 + 3.0 + 5.0) / 4.0)
     others.pop(0)
     assert weighted_mean([1.0], [2.0]) == math.inf, "a non-finite value on another rank is the result everywhere"
@@ -160,7 +165,7 @@ def test_weighted_mean_over_ranks_keeps_non_finite_values(monkeypatch):
 
 
 def _partial(values, weights):
-    """What one rank contributes to the gather in `weighted_mean`."""
+    """What one rank contributes to the gather in `weighted_mean`: `(acc, bad, n)`."""
     from fastcb.anneal import WeightedMean
 
     values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
@@ -168,7 +173,7 @@ def _partial(values, weights):
     if finite.any():
         acc.extend(values[finite], weights[finite])
     bad = float(np.sum(values[~finite] * weights[~finite])) if not finite.all() else None
-    return acc.state_dict(), bad, values.size
+    return acc, bad, values.size
 
 
 def test_optim_wrapper_of_an_optimizer_without_lr_loads_without_adding_one():

@@ -1,5 +1,6 @@
 """Small helpers shared by the callback layer (fastai v1's `core`/`torch_core` bits we need)."""
 
+import math
 import re
 from collections.abc import Iterable
 
@@ -61,6 +62,38 @@ def even_mults(start, stop, n):
         return np.array([stop], dtype=float)
     step = (stop / start) ** (1 / (n - 1))
     return np.array([start * step**i for i in range(n)])
+
+
+def check_number(name, value, *, integer=False, positive=False, minimum=None, maximum=None, finite=True,
+                 error=ValueError):
+    """`value` if it is a real number (an int if `integer`; never a bool, never NaN) that is
+    finite (unless `finite=False`), `> 0` if `positive`, within `[minimum, maximum]`; else
+    `error` in the one style of fastcb's argument errors: `name: expected <what>, got <value>`."""
+    types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, types) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        x = float(value)
+        ok = not (math.isnan(x) or (finite and math.isinf(x)) or (positive and x <= 0)
+                  or (minimum is not None and x < minimum) or (maximum is not None and x > maximum))
+    if not ok:
+        raise error(f"{name}: expected {_number_kind(integer, positive, minimum, maximum, finite)}, got {value!r}")
+    return value
+
+
+def _number_kind(integer, positive, minimum, maximum, finite):
+    """'a positive int', 'a non-negative int', 'a number in [0, 1]', 'a finite number >= 2', ..."""
+    kind = "int" if integer else "number"
+    if minimum is not None and maximum is not None:
+        return f"{'an' if integer else 'a'} {kind} in [{minimum}, {maximum}]"
+    if positive:
+        desc = f"positive {kind}"
+    elif minimum == 0:
+        desc = f"non-negative {kind}"
+    else:
+        desc = kind + (f" >= {minimum}" if minimum is not None else f" <= {maximum}" if maximum is not None else "")
+    if finite and not integer:
+        desc = "finite " + desc
+    return ("an " if desc[0] in "aeiou" else "a ") + desc
 
 
 def host_floats(values, what="values"):

@@ -12,7 +12,7 @@ from operator import itemgetter
 import numpy as np
 import torch
 
-from ._utils import camel2snake, first_el, func_name, host_floats, is_listy
+from ._utils import camel2snake, check_number, first_el, func_name, host_floats, is_listy
 from .anneal import SmoothenValue, WeightedMean
 from .distributed import all_merge, is_distributed
 from .errors import StateError, UnknownStateKeyError
@@ -155,13 +155,8 @@ CallbackList = list
 
 def check_state_number(key, value, integer=False, minimum=None, finite=False):
     """Raise `StateError` naming `key` unless `value` is a real number (not a bool, not NaN): an int
-    if `integer`, finite if `finite`, at least `minimum` if given."""
-    ok_types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, ok_types):
-        raise StateError(f"state[{key!r}]: expected {'an int' if integer else 'a number'}, got {value!r}")
-    if math.isnan(value) or (finite and math.isinf(value)) or (minimum is not None and value < minimum):
-        raise StateError(f"state[{key!r}]: expected a {'finite ' if finite else ''}number"
-                         f"{f' >= {minimum}' if minimum is not None else ''}, got {value!r}")
+    if `integer`, finite if `finite`, at least `minimum` if given (`check_number`'s rules)."""
+    check_number(f"state[{key!r}]", value, integer=integer, minimum=minimum, finite=finite, error=StateError)
 
 
 def add_metrics(last_metrics, mets):

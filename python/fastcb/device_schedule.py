@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._core import Schedule
+from ._utils import check_number
 
 __all__ = ["evaluate", "torch_schedule", "DeviceSchedule", "to_device_schedule"]
 
@@ -215,8 +216,7 @@ class DeviceSchedule:
                  unit: str = "fraction", mode: str = "table", **hypers):
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"opt: expected a torch optimizer, got {type(opt).__name__}")
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"total_steps: expected a positive int, got {total_steps!r}")
+        check_number("total_steps", total_steps, integer=True, positive=True)
         if unit not in ("fraction", "step"):
             raise ValueError(f"unit: expected 'fraction' or 'step', got {unit!r}")
         if mode not in ("table", "formula"):

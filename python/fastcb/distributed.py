@@ -145,20 +145,32 @@ def all_merge(acc, bad=None, n=None):
     with_extra = n is not None
     if not is_distributed():
         return (acc, bad, n) if with_extra else acc
+    device = _collective_device()
+    rows = [torch.empty(_ROW, dtype=torch.float64, device=device) for _ in range(world_size())]
+    dist.all_gather(rows, pack_partials(acc, bad, n or 0).to(device))
+    merged, bad, n = unpack_partials(torch.stack(rows).cpu())  # once per epoch
+    return (merged, bad, n) if with_extra else merged
+
+
+def pack_partials(acc, bad=None, n=0):
+    """One rank's part of `all_merge`: the exact state of `acc`, `bad` and `n` in a fixed-size
+    float64 row (counts are exact below 2**53)."""
     state = acc.state_dict()
     sums, weights = list(state["sum"]), list(state["total_weight"])
     if len(sums) > _PARTIALS or len(weights) > _PARTIALS:
         raise ValueError(f"acc: {max(len(sums), len(weights))} partial sums, more than a float64 sum needs")
     row = torch.zeros(_ROW, dtype=torch.float64)
-    row[:6] = torch.tensor([len(sums), len(weights), state["count"], n or 0, bad is not None,
+    row[:6] = torch.tensor([len(sums), len(weights), state["count"], n, bad is not None,
                             0.0 if bad is None else bad], dtype=torch.float64)
     row[6:6 + len(sums)] = torch.tensor(sums, dtype=torch.float64)
     row[6 + _PARTIALS:6 + _PARTIALS + len(weights)] = torch.tensor(weights, dtype=torch.float64)
-    device = _collective_device()
-    rows = [torch.empty(_ROW, dtype=torch.float64, device=device) for _ in range(world_size())]
-    dist.all_gather(rows, row.to(device))
+    return row
+
+
+def unpack_partials(rows):
+    """`(merged WeightedMean, bad summed or None, n summed)` from the ranks' `pack_partials` rows, in rank order."""
     merged, bads, total = WeightedMean(), [], 0
-    for r in torch.stack(rows).cpu().tolist():  # once per epoch
+    for r in rows.tolist():
         n_sum, n_weight = int(r[0]), int(r[1])
         part = WeightedMean()
         part.load_state_dict({"sum": r[6:6 + n_sum], "total_weight": r[6 + _PARTIALS:6 + _PARTIALS + n_weight],
@@ -166,9 +178,7 @@ def all_merge(acc, bad=None, n=None):
         merged.merge(part)
         total += int(r[3])
         if r[4]:
-            bads.append(r[5])
-    if not with_extra:
-        return merged
+            bads.append(r[5])  # each inf, -inf or nan
     return merged, (sum(bads) if bads else None), total
 
 

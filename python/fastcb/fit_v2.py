@@ -8,7 +8,7 @@ later part, per-layer-group learning rates give per-group values), set before ea
 import numpy as np
 
 from . import schedules as S
-from ._utils import listify
+from ._utils import check_number, listify
 from .callbacks.param_sched import ParamScheduler
 from .settings import DEFAULT_LR
 
@@ -46,8 +46,7 @@ class FitV2Mixin:
         long and each next one `cycle_mult` times longer (fastai v2's `fit_sgdr`; with
         `cycle_mult=1`, where fastai divides by zero, `n_cycles * cycle_len` epochs)."""
         for name, v in (("n_cycles", n_cycles), ("cycle_len", cycle_len), ("cycle_mult", cycle_mult)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+            check_number(name, v, integer=True, positive=True)
         lr_max = _group_lrs(self, DEFAULT_LR if lr_max is None else lr_max)
         if cycle_mult == 1:
             n_epoch = cycle_len * n_cycles

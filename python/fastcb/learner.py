@@ -10,7 +10,7 @@ from torch import nn
 
 from . import checkpoint
 from . import distributed as fdist
-from ._utils import bn_types, even_mults, flatten_model, listify
+from ._utils import bn_types, check_number, even_mults, flatten_model, listify
 from .callback import Callback, CallbackHandler
 from .callbacks.distributed import DistributedTrainer
 from .callbacks.lr_finder import LRFinder
@@ -99,9 +99,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         `init_process_group`), the model is wrapped in `DistributedDataParallel` for the fit, as
         Lightning's Trainer does; `to_distributed` sets the options.
         """
-        if start_epoch is not None and (isinstance(start_epoch, bool) or not isinstance(start_epoch, int)
-                                        or not 0 <= start_epoch <= epochs):
-            raise ValueError(f"start_epoch: expected an int in [0, epochs={epochs}], got {start_epoch!r}")
+        if start_epoch is not None:
+            check_number("start_epoch", start_epoch, integer=True, minimum=0, maximum=epochs)
         lr = self.lr_range(lr)
         wd = self.wd if wd is None else wd
         if getattr(self, "opt", None) is None:

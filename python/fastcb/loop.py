@@ -8,7 +8,7 @@ import torch
 from . import checkpoint
 from . import distributed as fdist
 from . import watchdog
-from ._utils import first_el, host_floats, to_detach
+from ._utils import check_number, first_el, host_floats, to_detach
 from .callback import CallbackHandler, weighted_mean
 from .progress import master_bar, progress_bar
 
@@ -87,8 +87,7 @@ def fit(epochs, learn, callbacks=None, metrics=None):
     Progress bars and the table show on rank 0 only. A checkpoint kept by `learn.load` is
     continued when the run starts (through `start_epoch`) right after its epoch.
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    check_number("epochs", epochs, integer=True, minimum=0)
     if len(learn.data.train_dl) == 0:
         raise ValueError("learn.data.train_dl: is empty, can't train a model (use a smaller batch size)")
     cb_handler = CallbackHandler(callbacks, metrics)

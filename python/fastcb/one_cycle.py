@@ -6,6 +6,7 @@ plot one-cycle`) evaluates the same phases without a model.
 
 import numpy as np
 
+from ._utils import check_number
 from .anneal import Stepper, annealing_cos
 
 __all__ = ["check_lr", "check_one_cycle", "one_cycle_phases"]
@@ -25,20 +26,14 @@ def check_lr(lr, name):
     return float(lr)
 
 
-def _positive(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v > 0:
-        raise ValueError(f"{name}: expected a positive number, got {v!r}")
-    return float(v)
-
-
 def check_one_cycle(lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
     """The one-cycle policy's arguments checked (ValueError/TypeError naming the argument) and
     completed: `(lr_max, moms as a pair, div_factor, pct_start, final_div)`."""
     lr_max = check_lr(lr_max, "lr_max")
-    div_factor = _positive(div_factor, "div_factor")
-    if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) or not 0 <= pct_start <= 1:
-        raise ValueError(f"pct_start: expected a number in [0, 1], got {pct_start!r}")
-    final_div = div_factor * 1e4 if final_div is None else _positive(final_div, "final_div")
+    div_factor = float(check_number("div_factor", div_factor, positive=True, finite=False))
+    check_number("pct_start", pct_start, minimum=0, maximum=1)
+    final_div = div_factor * 1e4 if final_div is None else float(check_number("final_div", final_div, positive=True,
+                                                                                 finite=False))
     moms = tuple(moms) if isinstance(moms, (list, tuple)) else (moms, moms)
     if len(moms) != 2:
         raise ValueError(f"moms: expected one momentum or a pair, got {moms!r}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ._utils import check_number
 from .anneal import Stepper, annealing_cos
 from .one_cycle import check_one_cycle, one_cycle_phases
 from .plotting import figure, figure_format
@@ -143,8 +144,7 @@ def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_sta
     """The learning rate and momentum that fastai's `OneCycleScheduler` sets for each of
     `n_steps` training batches (its two cosine phases of `Stepper`s, without a model).
     The arguments obey the rules `OneCycleScheduler` applies."""
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps: expected a positive number of steps, got {n_steps!r}")
+    check_number("n_steps", n_steps, integer=True, positive=True)
     n_steps = int(n_steps)
     phases = one_cycle_phases(n_steps, *check_one_cycle(lr_max, moms, div_factor, pct_start, final_div))
 

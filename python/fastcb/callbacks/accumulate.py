@@ -2,6 +2,7 @@
 
 import warnings
 
+from .._utils import check_number
 from ..learner_callback import LearnerCallback
 
 __all__ = ["AccumulateScheduler"]
@@ -14,8 +15,7 @@ class AccumulateScheduler(LearnerCallback):
 
     def __init__(self, learn, n_step=1, drop_last=False):
         super().__init__(learn)
-        if isinstance(n_step, bool) or not isinstance(n_step, int) or n_step < 1:
-            raise ValueError(f"n_step: expected a positive int, got {n_step!r}")
+        check_number("n_step", n_step, integer=True, positive=True)
         self.n_step, self.drop_last = n_step, drop_last
 
     def on_train_begin(self, **kwargs):

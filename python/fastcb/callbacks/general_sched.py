@@ -2,6 +2,7 @@
 
 from functools import partial
 
+from .._utils import check_number
 from ..anneal import Stepper
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
@@ -14,8 +15,7 @@ class TrainingPhase:
     """A phase of `length` iterations, with one schedule per hyper-parameter (`schedule_hp`)."""
 
     def __init__(self, length):
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"length: expected a positive int, got {length!r}")
+        check_number("length", length, integer=True, positive=True)
         self.length, self.scheds = length, {}
 
     def schedule_hp(self, name, vals, anneal=None):

@@ -4,6 +4,7 @@ import copy
 
 import torch
 
+from .._utils import check_number
 from ..anneal import Stepper, annealing_exp
 from ..distributed import is_main_process, unwrap
 from ..learner_callback import LearnerCallback
@@ -19,8 +20,7 @@ class LRFinder(LearnerCallback):
     def __init__(self, learn, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True):
         super().__init__(learn)
         start_lr, end_lr = check_lr(start_lr, "start_lr"), check_lr(end_lr, "end_lr")
-        if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it < 1:
-            raise ValueError(f"num_it: expected a positive int, got {num_it!r}")
+        check_number("num_it", num_it, integer=True, positive=True)
         self.data, self.stop_div, self.num_it = learn.data, stop_div, num_it
         self.sched = Stepper((start_lr, end_lr), num_it, annealing_exp)
 

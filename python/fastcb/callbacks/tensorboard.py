@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .._utils import check_number
 from ..data import DatasetType
 from ..learner_callback import LearnerCallback
 
@@ -73,8 +74,7 @@ class LearnerTensorboardWriter(LearnerCallback):
     def __init__(self, learn, base_dir, name, loss_iters=25, hist_iters=500, stats_iters=100):
         super().__init__(learn)
         for arg, v in (("loss_iters", loss_iters), ("hist_iters", hist_iters), ("stats_iters", stats_iters)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{arg}: expected a positive int, got {v!r}")
+            check_number(arg, v, integer=True, positive=True)
         self.base_dir, self.name = Path(base_dir), name
         self.loss_iters, self.hist_iters, self.stats_iters = loss_iters, hist_iters, stats_iters
         self.tbwriter = _summary_writer(self.base_dir / name)
