@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ArgumentError
+
 __all__ = []
 
 bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -65,10 +67,11 @@ def even_mults(start, stop, n):
 
 
 def check_number(name, value, *, integer=False, positive=False, minimum=None, maximum=None, finite=True,
-                 error=ValueError):
+                 error=ArgumentError):
     """`value` if it is a real number (an int if `integer`; never a bool, never NaN) that is
     finite (unless `finite=False`), `> 0` if `positive`, within `[minimum, maximum]`; else
-    `error` in the one style of fastcb's argument errors: `name: expected <what>, got <value>`."""
+    `error` (`ArgumentError`, a `ValueError`) in the one style of fastcb's argument errors:
+    `name: expected <what>, got <value>`."""
     types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     ok = isinstance(value, types) and not isinstance(value, (bool, np.bool_))
     if ok:
