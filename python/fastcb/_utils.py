@@ -84,14 +84,12 @@ def check_number(name, value, *, integer=False, positive=False, minimum=None, ma
 
 
 def _number_kind(integer, positive, minimum, maximum, finite):
-    """'a positive int', 'a non-negative int', 'a number in [0, 1]', 'a finite number >= 2', ..."""
+    """'a positive int', 'an int >= 0', 'a number in [0, 1]', 'a finite number >= 2', ..."""
     kind = "int" if integer else "number"
     if minimum is not None and maximum is not None:
         return f"{'an' if integer else 'a'} {kind} in [{minimum}, {maximum}]"
     if positive:
         desc = f"positive {kind}"
-    elif minimum == 0:
-        desc = f"non-negative {kind}"
     else:
         desc = kind + (f" >= {minimum}" if minimum is not None else f" <= {maximum}" if maximum is not None else "")
     if finite and not integer:

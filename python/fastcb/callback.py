@@ -524,9 +524,7 @@ class HandlerState:
         if not isinstance(state, dict) or set(state) != set(self._KEYS):
             got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
             raise StateError(f"state: expected the keys {sorted(self._KEYS)}, got {got}")
-        it = state["iteration"]
-        if type(it) is not int or it < 0:
-            raise StateError(f"state['iteration']: expected a non-negative int, got {it!r}")
+        check_state_number("iteration", state["iteration"], integer=True, minimum=0)
         if type(state["history_nan"]) is not bool:
             raise StateError(f"state['history_nan']: expected True or False, got {state['history_nan']!r}")
         built = []
@@ -535,9 +533,7 @@ class HandlerState:
             if not isinstance(sv, dict) or sv.get("beta") != beta:
                 got = sv.get("beta") if isinstance(sv, dict) else None
                 raise StateError(f"state[{key!r}]: smoothed with beta={got!r}, this handler's beta is {beta!r}")
-            n = sv.get("n")
-            if type(n) is not int or n < 0:
-                raise StateError(f"state[{key!r}]['n']: expected a non-negative int, got {n!r}")
+            check_number(f"state[{key!r}]['n']", sv.get("n"), integer=True, minimum=0, error=StateError)
             for k in ("mov_avg", "smooth"):
                 v = sv.get(k)
                 finite = bool(torch.isfinite(v).all()) if isinstance(v, torch.Tensor) else \
@@ -557,7 +553,7 @@ class HandlerState:
         h = self.handler
         h.smoothener, h.loss_history = self.check_state_dict(state)
         h._history_nan = state["history_nan"]
-        h.state_dict["iteration"] = state["iteration"]
+        h.state_dict["iteration"] = int(state["iteration"])
 
 
 def weighted_mean(values, weights):
