@@ -10,8 +10,9 @@
 //! parameter, a float where torch needs an int, a Python lambda) answers `False`/`None`: torch's code
 //! path then runs, unchanged.
 //!
-//! Adding a scheduler: its formula in `core::torch_sched`, a spec struct and a `match` arm in
-//! `rule_lrs` here, its name in `RULES`, and the Python class naming the rule.
+//! Adding a scheduler: its formula in `core::torch_sched`, its spec here (a named-field struct
+//! of torch's attribute names implementing [`Spec`]), one entry in [`RULES`], and the Python
+//! class naming the rule.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,33 +30,53 @@ use crate::core::torch_sched::{
 };
 use crate::core::Anneal;
 
-/// Every compiled rule, by the name its Python class gives it (`_fastcb_rule`).
-const RULES: [&str; 12] = [
-    "lambda",
-    "step",
-    "multistep",
-    "constant",
-    "linear",
-    "exponential",
-    "polynomial",
-    "cosine",
-    "warmrestarts",
-    "cyclic",
-    "onecycle",
-    "sequential",
+/// A compiled class's rule applied at `epoch`: the learning rates into `g.lrs` (on entry
+/// the current ones) and what else it sets, read from the scheduler's `__dict__` `d`;
+/// `None` where torch's own code must run. `advance`: a step, not `get_lr`.
+type Apply = fn(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, epoch: i64, advance: bool) -> PyResult<Option<Extra>>;
+
+/// One compiled class, as its Python class names it (`rule="..."`).
+struct Rule {
+    name: &'static str,
+    /// Whether the formula reads `base_lrs` (torch's reads it only then).
+    base: bool,
+    apply: Apply,
+}
+
+/// The registry: every compiled class, once. A rule whose parameters are plain attributes
+/// is `simple::<ItsSpec>`; the others read what torch's code reads, in a function below.
+const RULES: [Rule; 11] = [
+    Rule { name: "lambda", base: true, apply: lambda },
+    Rule { name: "step", base: false, apply: simple::<StepSpec> },
+    Rule { name: "multistep", base: false, apply: multistep },
+    Rule { name: "constant", base: false, apply: simple::<ConstantSpec> },
+    Rule { name: "linear", base: false, apply: simple::<LinearSpec> },
+    Rule { name: "exponential", base: false, apply: simple::<ExponentialSpec> },
+    Rule { name: "polynomial", base: false, apply: simple::<PolynomialSpec> },
+    Rule { name: "cosine", base: true, apply: simple::<CosineSpec> },
+    Rule { name: "warmrestarts", base: true, apply: warm_restarts },
+    Rule { name: "cyclic", base: true, apply: cyclic },
+    Rule { name: "onecycle", base: false, apply: one_cycle },
 ];
+
+/// Counters are kept per rule, and for SequentialLR after them.
+const SEQUENTIAL: usize = RULES.len();
+const COUNTED: usize = RULES.len() + 1;
+
+/// The index of rule `name` in [`RULES`].
+fn rule_index(name: &str) -> Option<usize> {
+    RULES.iter().position(|r| r.name == name)
+}
 
 /// How many regular steps (and `get_lr` calls) each rule ran compiled: tests assert that no
 /// class silently fell back to torch's path.
-static STEPS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
-static GET_LRS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
+static STEPS: [AtomicU64; COUNTED] = [const { AtomicU64::new(0) }; COUNTED];
+static GET_LRS: [AtomicU64; COUNTED] = [const { AtomicU64::new(0) }; COUNTED];
 /// The regular steps run compiled with a tensor learning rate in some group.
-static TENSOR_STEPS: [AtomicU64; RULES.len()] = [const { AtomicU64::new(0) }; RULES.len()];
+static TENSOR_STEPS: [AtomicU64; COUNTED] = [const { AtomicU64::new(0) }; COUNTED];
 
-fn count(counter: &[AtomicU64; RULES.len()], rule: &str) {
-    if let Some(i) = RULES.iter().position(|r| *r == rule) {
-        counter[i].fetch_add(1, Ordering::Relaxed);
-    }
+fn count(counter: &[AtomicU64; COUNTED], i: usize) {
+    counter[i].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Borrowed access to the param groups on the hot path of a step. An owned handle costs
@@ -76,13 +97,33 @@ mod borrowed {
 }
 
 // ---------------------------------------------------------------------------------------
-// The named-field specs: what each rule reads from the scheduler's `__dict__`.
+// The named-field specs: what each rule reads from the scheduler's `__dict__`, by torch's
+// attribute names.
+
+/// A spec that is all its rule needs: read from the `__dict__`, it gives the core rule.
+trait Spec: for<'a, 'py> FromPyObject<'a, 'py> {
+    type Rule: TorchRule;
+    fn rule(self) -> Self::Rule;
+}
+
+/// A rule read from its spec alone, then applied: `None` from either defers to torch.
+fn simple<S: Spec>(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, epoch: i64, _advance: bool) -> PyResult<Option<Extra>> {
+    let Ok(spec) = d.as_any().extract::<S>() else { return Ok(None) };
+    Ok(spec.rule().lrs(epoch, &mut g.lrs, &g.base).map(|()| Extra::default()))
+}
 
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 struct StepSpec {
     step_size: Int,
     gamma: Num,
+}
+
+impl Spec for StepSpec {
+    type Rule = Step;
+    fn rule(self) -> Step {
+        Step { step_size: self.step_size.0, gamma: self.gamma.0 }
+    }
 }
 
 #[derive(FromPyObject)]
@@ -100,6 +141,13 @@ struct ConstantSpec {
     total_iters: Int,
 }
 
+impl Spec for ConstantSpec {
+    type Rule = Constant;
+    fn rule(self) -> Constant {
+        Constant { factor: self.factor.0, total_iters: self.total_iters.0 }
+    }
+}
+
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 struct LinearSpec {
@@ -108,10 +156,24 @@ struct LinearSpec {
     total_iters: Int,
 }
 
+impl Spec for LinearSpec {
+    type Rule = Linear;
+    fn rule(self) -> Linear {
+        Linear { start: self.start_factor.0, end: self.end_factor.0, total_iters: self.total_iters.0 }
+    }
+}
+
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 struct ExponentialSpec {
     gamma: Num,
+}
+
+impl Spec for ExponentialSpec {
+    type Rule = Exponential;
+    fn rule(self) -> Exponential {
+        Exponential { gamma: self.gamma.0 }
+    }
 }
 
 #[derive(FromPyObject)]
@@ -121,12 +183,26 @@ struct PolynomialSpec {
     power: Num,
 }
 
+impl Spec for PolynomialSpec {
+    type Rule = Polynomial;
+    fn rule(self) -> Polynomial {
+        Polynomial { total_iters: self.total_iters.0, power: self.power.0 }
+    }
+}
+
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 struct CosineSpec {
     #[pyo3(item("T_max"))]
     t_max: Int,
     eta_min: Num,
+}
+
+impl Spec for CosineSpec {
+    type Rule = Cosine;
+    fn rule(self) -> Cosine {
+        Cosine { t_max: self.t_max.0, eta_min: self.eta_min.0 }
+    }
 }
 
 #[derive(FromPyObject)]
@@ -250,14 +326,9 @@ fn read_val<'py>(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Option<(Val, Option<
     Ok(t.value()?.map(|v| (v, Some(t))))
 }
 
-/// The param groups with plain-float (or, `tensors`, tensor) learning rates and a base
-/// learning rate each.
-fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool) -> PyResult<Option<Groups<'py>>> {
-    let py = d.py();
-    let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
-    let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
-    let Ok(groups) = groups.cast_into::<PyList>() else { return Ok(None) };
-    let Some(base_list) = d.get_item(intern!(py, "base_lrs"))? else { return Ok(None) };
+/// `base_lrs`, one per group.
+fn read_base(d: &Bound<'_, PyDict>, groups: &Bound<'_, PyList>, tensors: bool) -> PyResult<Option<Vec<Val>>> {
+    let Some(base_list) = d.get_item(intern!(d.py(), "base_lrs"))? else { return Ok(None) };
     let Ok(base_list) = base_list.cast_into::<PyList>() else { return Ok(None) };
     if base_list.len() != groups.len() {
         return Ok(None);
@@ -274,6 +345,18 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool) -> PyResult<Option<Gr
             base.push(b);
         }
     }
+    Ok(Some(base))
+}
+
+/// The param groups with plain-float (or, `tensors`, tensor) learning rates, and when
+/// `base`, a base learning rate each.
+fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool) -> PyResult<Option<Groups<'py>>> {
+    let py = d.py();
+    let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
+    let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
+    let Ok(groups) = groups.cast_into::<PyList>() else { return Ok(None) };
+    let base = if base { read_base(d, &groups, tensors)? } else { Some(Vec::new()) };
+    let Some(base) = base else { return Ok(None) };
     let lr_key = intern!(py, "lr");
     let mut lrs = Vec::with_capacity(groups.len());
     let mut held = Vec::with_capacity(groups.len());
@@ -334,145 +417,96 @@ fn cyclic_mode(spec: &CyclicSpec<'_>) -> PyResult<Option<CyclicMode>> {
     Ok(args.get_item(0)?.extract::<Num>().ok().map(|g| CyclicMode::ExpRange(g.0)))
 }
 
-/// The learning rates at `epoch` into `g.lrs` (on entry the current ones), and what else the
-/// rule sets; `None` where torch's own code must run. `advance`: a step (CosineAnnealingWarmRestarts
-/// moves its position), not `get_lr`.
-fn rule_lrs(
-    rule: &str,
-    d: &Bound<'_, PyDict>,
-    g: &mut Groups<'_>,
-    epoch: i64,
-    advance: bool,
-) -> PyResult<Option<Extra>> {
-    let dict = d.as_any();
-    let mut extra = Extra::default();
-    // A rule read from its spec, then applied: `None` from either defers to torch.
-    fn apply(rule: Option<impl TorchRule>, epoch: i64, g: &mut Groups<'_>) -> Option<()> {
-        rule?.lrs(epoch, &mut g.lrs, &g.base)
-    }
-    let done = match rule {
-        "step" => apply(
-            dict.extract::<StepSpec>().ok().map(|s| Step { step_size: s.step_size.0, gamma: s.gamma.0 }),
-            epoch,
-            g,
-        ),
-        "multistep" => {
-            let Ok(s) = dict.extract::<MultiStepSpec<'_>>() else { return Ok(None) };
-            // torch: `lr * gamma ** milestones[last_epoch]` at a milestone.
-            let hits = match s.milestones.get_item(epoch)? {
-                None => 0,
-                Some(n) => match n.extract::<Int>() {
-                    Ok(n) => n.0,
-                    Err(_) => return Ok(None),
-                },
-            };
-            apply(Some(MultiStep { hits, gamma: s.gamma.0 }), epoch, g)
-        }
-        "constant" => apply(
-            dict.extract::<ConstantSpec>().ok().map(|s| Constant { factor: s.factor.0, total_iters: s.total_iters.0 }),
-            epoch,
-            g,
-        ),
-        "linear" => apply(
-            dict.extract::<LinearSpec>().ok().map(|s| Linear {
-                start: s.start_factor.0,
-                end: s.end_factor.0,
-                total_iters: s.total_iters.0,
-            }),
-            epoch,
-            g,
-        ),
-        "exponential" => {
-            apply(dict.extract::<ExponentialSpec>().ok().map(|s| Exponential { gamma: s.gamma.0 }), epoch, g)
-        }
-        "polynomial" => apply(
-            dict.extract::<PolynomialSpec>()
-                .ok()
-                .map(|s| Polynomial { total_iters: s.total_iters.0, power: s.power.0 }),
-            epoch,
-            g,
-        ),
-        "cosine" => apply(
-            dict.extract::<CosineSpec>().ok().map(|s| Cosine { t_max: s.t_max.0, eta_min: s.eta_min.0 }),
-            epoch,
-            g,
-        ),
-        "lambda" => {
-            let Some(lambdas) = d.get_item(intern!(d.py(), "lr_lambdas"))? else { return Ok(None) };
-            let Ok(lambdas) = lambdas.cast_into::<PyList>() else { return Ok(None) };
-            if lambdas.len() != g.lrs.len() {
-                return Ok(None);
-            }
-            let mut last: Option<(*mut pyo3::ffi::PyObject, f64)> = None;
-            for i in 0..lambdas.len() {
-                let f = lambdas.get_item(i)?;
-                let value = match last {
-                    Some((ptr, v)) if ptr == f.as_ptr() => v,
-                    _ => {
-                        let Some(factor) = lambda_factor(&f)? else { return Ok(None) };
-                        let Ok(v) = factor.value(epoch) else { return Ok(None) };
-                        v
-                    }
-                };
-                last = Some((f.as_ptr(), value));
-                g.lrs[i] = g.base[i] * value;
-            }
-            return Ok(all_finite_vals(&g.lrs).then_some(extra));
-        }
-        "warmrestarts" => {
-            let Ok(s) = dict.extract::<WarmRestartsSpec>() else { return Ok(None) };
-            let w = WarmRestarts { t_mult: s.t_mult.0, eta_min: s.eta_min.0 };
-            let (t_cur, t_i) = if advance {
-                let Some(next) = w.advance(s.t_cur.0, s.t_i.0) else { return Ok(None) };
-                next
-            } else {
-                (s.t_cur.0, s.t_i.0)
-            };
-            if t_i == 0 || w.lrs(&g.base, t_cur, t_i, &mut g.lrs).is_none() {
-                return Ok(None);
-            }
-            extra.restart = Some((t_cur, t_i));
-            return Ok(Some(extra));
-        }
-        "cyclic" => {
-            let Ok(s) = dict.extract::<CyclicSpec<'_>>() else { return Ok(None) };
-            let Some(mode) = cyclic_mode(&s)? else { return Ok(None) };
-            let by_cycle = match s.scale_mode.to_str()? {
-                "cycle" => true,
-                "iterations" => false,
-                _ => return Ok(None),
-            };
-            let mut momentums = None;
-            let mut key = MomentumKey::Momentum;
-            if s.cycle_momentum {
-                let Ok(m) = dict.extract::<MomentaSpec>() else { return Ok(None) };
-                key = MomentumKey::new(m.use_beta1);
-                momentums = Some(m.base_momentums.iter().zip(&m.max_momentums).map(|(b, x)| (b.0, x.0)).collect());
-            }
-            let rule = Cyclic {
-                total_size: s.total_size.0,
-                step_ratio: s.step_ratio.0,
-                mode,
-                by_cycle,
-                max_lrs: s.max_lrs.iter().map(|m| m.0).collect(),
-                momentums,
-            };
-            if rule.lrs(epoch, &mut g.lrs, &g.base).is_none() {
-                return Ok(None);
-            }
-            if s.cycle_momentum {
-                let mut moms = vec![0.0; g.lrs.len()];
-                if rule.momenta(epoch, &mut moms).is_none() {
-                    return Ok(None);
-                }
-                extra.momenta = Some((key, moms));
-            }
-            return Ok(Some(extra));
-        }
-        "onecycle" => return one_cycle(d, g, epoch),
-        _ => None,
+/// MultiStepLR: torch's `lr * gamma ** milestones[last_epoch]` (a `Counter`) at a milestone.
+fn multistep(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, epoch: i64, _advance: bool) -> PyResult<Option<Extra>> {
+    let Ok(s) = d.as_any().extract::<MultiStepSpec<'_>>() else { return Ok(None) };
+    let hits = match s.milestones.get_item(epoch)? {
+        None => 0,
+        Some(n) => match n.extract::<Int>() {
+            Ok(n) => n.0,
+            Err(_) => return Ok(None),
+        },
     };
-    Ok(done.map(|_| extra))
+    Ok(MultiStep { hits, gamma: s.gamma.0 }.lrs(epoch, &mut g.lrs, &g.base).map(|()| Extra::default()))
+}
+
+/// LambdaLR over transformers' factors (`lr_lambdas`, read by `hf_factor`), one per group.
+fn lambda(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, epoch: i64, _advance: bool) -> PyResult<Option<Extra>> {
+    let Some(lambdas) = d.get_item(intern!(d.py(), "lr_lambdas"))? else { return Ok(None) };
+    let Ok(lambdas) = lambdas.cast_into::<PyList>() else { return Ok(None) };
+    if lambdas.len() != g.lrs.len() {
+        return Ok(None);
+    }
+    let mut last: Option<(*mut pyo3::ffi::PyObject, f64)> = None;
+    for i in 0..lambdas.len() {
+        let f = lambdas.get_item(i)?;
+        let value = match last {
+            Some((ptr, v)) if ptr == f.as_ptr() => v,
+            _ => {
+                let Some(factor) = lambda_factor(&f)? else { return Ok(None) };
+                let Ok(v) = factor.value(epoch) else { return Ok(None) };
+                v
+            }
+        };
+        last = Some((f.as_ptr(), value));
+        g.lrs[i] = g.base[i] * value;
+    }
+    Ok(all_finite_vals(&g.lrs).then(Extra::default))
+}
+
+/// CosineAnnealingWarmRestarts: its position `(T_cur, T_i)` moves at a step.
+fn warm_restarts(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, _epoch: i64, advance: bool) -> PyResult<Option<Extra>> {
+    let Ok(s) = d.as_any().extract::<WarmRestartsSpec>() else { return Ok(None) };
+    let w = WarmRestarts { t_mult: s.t_mult.0, eta_min: s.eta_min.0 };
+    let (t_cur, t_i) = if advance {
+        let Some(next) = w.advance(s.t_cur.0, s.t_i.0) else { return Ok(None) };
+        next
+    } else {
+        (s.t_cur.0, s.t_i.0)
+    };
+    if t_i == 0 || w.lrs(&g.base, t_cur, t_i, &mut g.lrs).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Extra { restart: Some((t_cur, t_i)), ..Extra::default() }))
+}
+
+/// CyclicLR with a built-in scaling policy, and its momentum cycle.
+fn cyclic(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, epoch: i64, _advance: bool) -> PyResult<Option<Extra>> {
+    let dict = d.as_any();
+    let Ok(s) = dict.extract::<CyclicSpec<'_>>() else { return Ok(None) };
+    let Some(mode) = cyclic_mode(&s)? else { return Ok(None) };
+    let by_cycle = match s.scale_mode.to_str()? {
+        "cycle" => true,
+        "iterations" => false,
+        _ => return Ok(None),
+    };
+    let mut momentums = None;
+    let mut key = MomentumKey::Momentum;
+    if s.cycle_momentum {
+        let Ok(m) = dict.extract::<MomentaSpec>() else { return Ok(None) };
+        key = MomentumKey::new(m.use_beta1);
+        momentums = Some(m.base_momentums.iter().zip(&m.max_momentums).map(|(b, x)| (b.0, x.0)).collect());
+    }
+    let rule = Cyclic {
+        total_size: s.total_size.0,
+        step_ratio: s.step_ratio.0,
+        mode,
+        by_cycle,
+        max_lrs: s.max_lrs.iter().map(|m| m.0).collect(),
+        momentums,
+    };
+    if rule.lrs(epoch, &mut g.lrs, &g.base).is_none() {
+        return Ok(None);
+    }
+    let mut extra = Extra::default();
+    if s.cycle_momentum {
+        let mut moms = vec![0.0; g.lrs.len()];
+        if rule.momenta(epoch, &mut moms).is_none() {
+            return Ok(None);
+        }
+        extra.momenta = Some((key, moms));
+    }
+    Ok(Some(extra))
 }
 
 fn all_finite(values: &[f64]) -> bool {
@@ -485,7 +519,7 @@ fn all_finite_vals(values: &[Val]) -> bool {
 
 /// OneCycleLR: the phase of `step` from `_schedule_phases`, then every group's values from
 /// the keys the phase names (`initial_lr`, `max_lr`, `min_lr`, momenta), read at this step.
-fn one_cycle(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, step: i64) -> PyResult<Option<Extra>> {
+fn one_cycle(d: &Bound<'_, PyDict>, g: &mut Groups<'_>, step: i64, _advance: bool) -> PyResult<Option<Extra>> {
     let py = d.py();
     let Ok(s) = d.as_any().extract::<OneCycleSpec<'_>>() else { return Ok(None) };
     if step > s.total_steps.0 {
@@ -577,12 +611,13 @@ fn momenta_writable(groups: &Bound<'_, PyList>, key: MomentumKey) -> PyResult<bo
 
 /// One regular step of `sched` by `rule`, all in Rust: whether a group's learning rate is a
 /// tensor, or `None` (changing nothing) where torch's own step must run.
-fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<Option<bool>> {
+fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
+    let rule = &RULES[r];
     let py = sched.py();
     let Some(d) = instance_dict(sched) else { return Ok(None) };
     let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
     let Ok(Int(last)) = last.extract::<Int>() else { return Ok(None) };
-    let restarts = rule == "warmrestarts";
+    let restarts = rule.name == "warmrestarts";
     let mut step_count = 0;
     if restarts {
         if last < 0 {
@@ -597,8 +632,8 @@ fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<Option<bool>> {
         }
     }
     let Some(epoch) = last.checked_add(1) else { return Ok(None) };
-    let Some(mut g) = read_groups(&d, true)? else { return Ok(None) };
-    let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, true)? else { return Ok(None) };
+    let Some(mut g) = read_groups(&d, true, rule.base)? else { return Ok(None) };
+    let Some(extra) = (rule.apply)(&d, &mut g, epoch, true)? else { return Ok(None) };
     if let Some((key, _)) = &extra.momenta {
         if !momenta_writable(&g.groups, *key)? {
             return Ok(None);
@@ -637,7 +672,7 @@ fn step_one(sched: &Bound<'_, PyAny>, rule: &str) -> PyResult<Option<bool>> {
         None => d.set_item(intern!(py, "_step_count"), step_count + 1)?,
     }
     d.set_item(intern!(py, "_last_lr"), last_lr)?;
-    count(if tensors { &TENSOR_STEPS } else { &STEPS }, rule);
+    count(if tensors { &TENSOR_STEPS } else { &STEPS }, r);
     Ok(Some(tensors))
 }
 
@@ -654,17 +689,14 @@ fn sequential_step(sched: &Bound<'_, PyAny>) -> PyResult<bool> {
     let child = s.schedulers.get_item(idx)?;
     let Ok(rule) = child.getattr(intern!(py, "_fastcb_rule")) else { return Ok(false) };
     let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(false) };
-    let rule = rule.to_str()?;
-    if rule == "sequential" {
-        return Ok(false);
-    }
-    let Some(tensors) = step_one(&child, rule)? else { return Ok(false) };
+    let Some(r) = rule_index(rule.to_str()?) else { return Ok(false) };
+    let Some(tensors) = step_one(&child, r)? else { return Ok(false) };
     let Some(child_dict) = instance_dict(&child) else { return Ok(false) };
     d.set_item(intern!(py, "last_epoch"), epoch)?;
     if let Some(last_lr) = child_dict.get_item(intern!(py, "_last_lr"))? {
         d.set_item(intern!(py, "_last_lr"), last_lr)?;
     }
-    count(if tensors { &TENSOR_STEPS } else { &STEPS }, "sequential");
+    count(if tensors { &TENSOR_STEPS } else { &STEPS }, SEQUENTIAL);
     Ok(true)
 }
 
@@ -680,7 +712,8 @@ fn torch_step(scheduler: &Bound<'_, PyAny>, rule: Option<&Bound<'_, PyString>>) 
     if rule == "sequential" {
         return sequential_step(scheduler);
     }
-    Ok(step_one(scheduler, rule)?.is_some())
+    let Some(r) = rule_index(rule) else { return Ok(false) };
+    Ok(step_one(scheduler, r)?.is_some())
 }
 
 /// `torch_get_lr(scheduler, rule)`: what torch's `get_lr()` returns at the scheduler's
@@ -693,13 +726,14 @@ fn torch_get_lr<'py>(
 ) -> PyResult<Option<Bound<'py, PyList>>> {
     let py = scheduler.py();
     let Some(rule) = rule else { return Ok(None) };
-    let rule = rule.to_str()?;
+    let Some(r) = rule_index(rule.to_str()?) else { return Ok(None) };
+    let rule = &RULES[r];
     let Some(d) = instance_dict(scheduler) else { return Ok(None) };
     let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
     let Ok(Int(epoch)) = last.extract::<Int>() else { return Ok(None) };
     // torch's get_lr gives new tensors for tensor groups: its own code makes them.
-    let Some(mut g) = read_groups(&d, false)? else { return Ok(None) };
-    if rule == "cosine" && epoch > 0 {
+    let Some(mut g) = read_groups(&d, false, rule.base)? else { return Ok(None) };
+    if rule.name == "cosine" && epoch > 0 {
         // torch's CosineAnnealingLR uses its closed form while `_step_count` is 1 (a resumed
         // first step; and always under Ignite's wrapper, which never calls `step`).
         let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(None) };
@@ -714,11 +748,11 @@ fn torch_get_lr<'py>(
             if !all_finite_vals(&g.lrs) {
                 return Ok(None);
             }
-            count(&GET_LRS, rule);
+            count(&GET_LRS, r);
             return Ok(Some(PyList::new(py, g.lrs.iter().map(|v| v.x))?));
         }
     }
-    let Some(extra) = rule_lrs(rule, &d, &mut g, epoch, false)? else { return Ok(None) };
+    let Some(extra) = (rule.apply)(&d, &mut g, epoch, false)? else { return Ok(None) };
     if let Some((key, moms)) = &extra.momenta {
         if !momenta_writable(&g.groups, *key)? {
             return Ok(None);
@@ -727,7 +761,7 @@ fn torch_get_lr<'py>(
             set_momentum(&g.groups.get_item(i)?.cast_into::<PyDict>()?, *key, *m)?;
         }
     }
-    count(&GET_LRS, rule);
+    count(&GET_LRS, r);
     Ok(Some(PyList::new(py, g.lrs.iter().map(|v| v.x))?))
 }
 
@@ -736,9 +770,10 @@ fn torch_get_lr<'py>(
 #[pyfunction]
 fn torch_compiled_counts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
-    for (i, rule) in RULES.iter().enumerate() {
-        let load = |c: &[AtomicU64; RULES.len()]| c[i].load(Ordering::Relaxed);
-        out.set_item(rule, (load(&STEPS), load(&GET_LRS), load(&TENSOR_STEPS)))?;
+    let names = RULES.iter().map(|r| r.name).chain(["sequential"]);
+    for (i, name) in names.enumerate() {
+        let load = |c: &[AtomicU64; COUNTED]| c[i].load(Ordering::Relaxed);
+        out.set_item(name, (load(&STEPS), load(&GET_LRS), load(&TENSOR_STEPS)))?;
     }
     Ok(out)
 }
