@@ -9,10 +9,11 @@ import math
 import sys
 from pathlib import Path
 
+from .plotting import FORMATS
+
 __all__ = ["main", "build_parser"]
 
 _NON_FINITE = ("inf", "+inf", "-inf", "infinity", "-infinity", "nan")
-_FORMATS = (".png", ".svg", ".pdf")
 #: Upper bounds that keep every command in memory and in minutes.
 _MAX_POINTS, _MAX_STEPS = 10**7, 10**7
 
@@ -302,8 +303,8 @@ def _plot(args, parser):
             parser.error(f"{key}: given {keys.count(key)} times")
     params = dict(args.params)
     out = args.out or Path(f"{args.schedule}.png")
-    if out.suffix.lower() not in _FORMATS:
-        parser.error(f"argument --out: expected a {', '.join(_FORMATS)} file, got {str(out)!r}")
+    if out.suffix.lower() not in FORMATS:
+        parser.error(f"argument --out: expected a {', '.join(FORMATS)} file, got {str(out)!r}")
     if out.is_dir():
         parser.error(f"argument --out: {str(out)!r} is a folder; give a file name")
     problem = _writable_dir(out.parent)

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
-use super::error::{arg_error, type_error};
+use super::error::{arg_error, type_error, Class};
 
 /// One argument of an annealing function, sorted by the path that computes it.
 pub enum Arg<'py> {
@@ -174,4 +174,9 @@ fn not_numeric(name: &str, x: &Bound<'_, PyAny>) -> PyErr {
 /// The plain-Python formulas (`fastcb.reference`), for tensors and other objects.
 pub fn reference(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     Ok(REFERENCE.get_or_try_init(py, || py.import("fastcb.reference").map(Bound::unbind))?.bind(py))
+}
+
+/// `state[key]`, or a `StateError` naming the missing key.
+pub fn get<'py>(state: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+    state.get_item(key)?.ok_or_else(|| Class::State.err(format!("state: missing key {key:?}")))
 }

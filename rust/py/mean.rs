@@ -4,7 +4,7 @@ use numpy::ndarray::ArrayViewD;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::convert::{count, dict, float_array, instance, real, type_name};
+use super::convert::{count, dict, float_array, get, instance, real, type_name};
 use super::error::{arg_error, state_error, type_error, Class};
 use super::guard::Guarded;
 use crate::core::mean::{self, MAX_PARTIALS};
@@ -50,11 +50,6 @@ fn partials(state: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
         return Err(arg_error(format!("state: {key} has {len} partials; a sum of floats has at most {MAX_PARTIALS}")));
     }
     x.try_iter()?.map(|p| real(&format!("state: {key}"), &p?)).collect()
-}
-
-/// `state[key]`, or a KeyError naming the key.
-pub(super) fn get<'py>(state: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-    state.get_item(key)?.ok_or_else(|| Class::State.err(format!("state: missing key {key:?}")))
 }
 
 #[pymethods]

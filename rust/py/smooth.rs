@@ -7,10 +7,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
 use pyo3::PyTraverseError;
 
-use super::convert::{as_number, count, dict, is_tensor, real, type_name};
+use super::convert::{as_number, count, dict, get, is_tensor, real, type_name};
 use super::error::{arg_error, state_error, type_error};
 use super::guard::Guarded;
-use super::mean::get;
 use crate::core::smooth::SmoothenValue as CoreSmoothenValue;
 
 struct State {

@@ -9,10 +9,9 @@ use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::anneal::{builtin_function, builtin_shape};
-use super::convert::{classify, count, dict, float_array, Arg};
+use super::convert::{classify, count, dict, float_array, get, Arg};
 use super::error::{arg_error, state_error, type_error, Class};
 use super::guard::Guarded;
-use super::mean::get;
 use crate::core::{self, alloc, Anneal};
 
 /// How the values of a stepper are computed.

@@ -93,19 +93,6 @@ impl OneCycle {
         OneCycle { total_steps, edges, shape, lrs, momentums }
     }
 
-    /// From torch's phase table: phase `i` ends at `edges[i + 1]` (`edges[0]` is 0) and
-    /// anneals group `g` from `lr_parts[g][i].0` to `lr_parts[g][i].1` (momentum alike).
-    /// Every group has one pair per phase (the caller checks).
-    pub fn from_phases(
-        total_steps: i64,
-        edges: Vec<f64>,
-        shape: Anneal,
-        lr_parts: Vec<Vec<(f64, f64)>>,
-        mom_parts: Option<Vec<Vec<(f64, f64)>>>,
-    ) -> Self {
-        OneCycle { total_steps, edges, shape, lrs: lr_parts, momentums: mom_parts }
-    }
-
     /// The phase of `step` and the shape placed at its `pct`, as [`Schedule::Join`] finds them.
     fn at(&self, step: i64) -> (usize, ShapeAt) {
         let pos = step as f64;
