@@ -332,6 +332,11 @@ def test_tensor_lrs_written_with_fill_and_not_read(name, dtype):
         s.optimizer.param_groups[0]["lr"].fill_(0.0625)
     for step, (a, b) in enumerate(run(ours, theirs, n=12)):
         assert a == b, (step, a, b)
+    # so is a storage swapped under it (`.data =` leaves `_version` alone)
+    for s in (ours, theirs):
+        s.optimizer.param_groups[1]["lr"].data = torch.tensor(0.03125, dtype=dtype)
+    for step, (a, b) in enumerate(run(ours, theirs, n=5)):
+        assert a == b, (step, a, b)
     assert all(g["lr"] is t for g, t in zip(ours.optimizer.param_groups, held, strict=True))
     got, want = ours.get_last_lr(), theirs.get_last_lr()
     assert all(type(x) is torch.Tensor and x.dtype == dtype and x.item() == y.item() for x, y in zip(got, want))

@@ -9,6 +9,7 @@
 //! caller runs torch's own step. Only 0-dim float32/float64 tensors that need no gradient
 //! are taken: anything else runs torch's step.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
@@ -39,10 +40,12 @@ fn torch(py: Python<'_>) -> PyResult<&Torch> {
     })
 }
 
-/// What a tensor held when a step last wrote (or read) it.
+/// What a tensor held when a step last wrote (or read) it. `data` (its `data_ptr()`) changes
+/// where `tensor.data = other` swapped its storage, which leaves `_version` as it was.
 struct Shadow {
     tensor: Py<PyWeakrefReference>,
     version: i64,
+    data: i64,
     value: f64,
     kind: Kind,
 }
@@ -64,6 +67,8 @@ fn shadows() -> MutexGuard<'static, Shadows> {
 pub struct TensorLr<'py> {
     pub tensor: Bound<'py, PyAny>,
     pub kind: Kind,
+    /// Its `data_ptr()`, once [`TensorLr::value`] has read it.
+    data: Cell<i64>,
 }
 
 /// `obj` as a tensor learning rate the compiled step can take, or `None`.
@@ -84,25 +89,25 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
     if obj.getattr(intern!(py, "requires_grad"))?.is_truthy()? {
         return Ok(None);
     }
-    Ok(Some(TensorLr { tensor: obj.clone(), kind }))
+    Ok(Some(TensorLr { tensor: obj.clone(), kind, data: Cell::new(0) }))
 }
 
 fn version(t: &Bound<'_, PyAny>) -> PyResult<i64> {
     t.getattr(intern!(t.py(), "_version"))?.extract()
 }
 
-fn remember(t: &Bound<'_, PyAny>, version: i64, value: f64, kind: Kind) -> PyResult<()> {
+fn remember(t: &Bound<'_, PyAny>, version: i64, data: i64, value: f64, kind: Kind) -> PyResult<()> {
     let key = t.as_ptr() as usize;
     if let Some(entry) = shadows().map.get_mut(&key) {
         if entry.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
-            (entry.version, entry.value, entry.kind) = (version, value, kind);
+            (entry.version, entry.data, entry.value, entry.kind) = (version, data, value, kind);
             return Ok(());
         }
     }
     // Made before taking the lock: an allocation may run the collector, and with it Python code.
     let tensor = PyWeakrefReference::new(t)?.unbind();
     let mut s = shadows();
-    s.map.insert(key, Shadow { tensor, version, value, kind });
+    s.map.insert(key, Shadow { tensor, version, data, value, kind });
     if s.map.len() > s.sweep_at {
         let py = t.py();
         s.map.retain(|_, e| e.tensor.bind(py).upgrade().is_some());
@@ -118,10 +123,13 @@ impl<'py> TensorLr<'py> {
         let t = &self.tensor;
         let py = t.py();
         let now = version(t)?;
+        let data: i64 = t.call_method0(intern!(py, "data_ptr"))?.extract()?;
+        self.data.set(data);
         {
             let s = shadows();
             if let Some(e) = s.map.get(&(t.as_ptr() as usize)) {
-                if e.version == now && e.kind == self.kind && e.tensor.bind(py).upgrade().is_some_and(|o| o.is(t)) {
+                let same = e.version == now && e.data == data && e.kind == self.kind;
+                if same && e.tensor.bind(py).upgrade().is_some_and(|o| o.is(t)) {
                     return Ok(Some(Val { x: e.value, kind: self.kind }));
                 }
             }
@@ -130,15 +138,20 @@ impl<'py> TensorLr<'py> {
             return Ok(None);
         }
         let x: f64 = t.call_method0(intern!(py, "item"))?.extract()?;
-        remember(t, now, x, self.kind)?;
+        remember(t, now, data, x, self.kind)?;
         Ok(Some(Val { x, kind: self.kind }))
     }
 
-    /// `tensor.fill_(x)`, as torch's step writes a tensor learning rate; remembers the value.
+    /// `tensor.fill_(x)`, as torch's step writes a tensor learning rate; remembers the value
+    /// when [`TensorLr::value`] was asked first (and so read the storage written). Otherwise
+    /// the version bump makes whatever was remembered stale, as it should.
     pub fn fill(&self, x: f64) -> PyResult<()> {
         let t = &self.tensor;
         t.call_method1(intern!(t.py(), "fill_"), (x,))?;
-        remember(t, version(t)?, self.kind.round(x), self.kind)
+        if self.data.get() == 0 {
+            return Ok(());
+        }
+        remember(t, version(t)?, self.data.get(), self.kind.round(x), self.kind)
     }
 
     /// A copy of the tensor, as torch keeps in `_last_lr`.

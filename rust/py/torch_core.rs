@@ -16,6 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -40,23 +41,26 @@ struct Rule {
     name: &'static str,
     /// Whether the formula reads `base_lrs` (torch's reads it only then).
     base: bool,
+    /// Whether it reads the current learning rates (a chainable form); a closed form only
+    /// writes them, so a tensor's value is not needed.
+    current: bool,
     apply: Apply,
 }
 
 /// The registry: every compiled class, once. A rule whose parameters are plain attributes
 /// is `simple::<ItsSpec>`; the others read what torch's code reads, in a function below.
 const RULES: [Rule; 11] = [
-    Rule { name: "lambda", base: true, apply: lambda },
-    Rule { name: "step", base: false, apply: simple::<StepSpec> },
-    Rule { name: "multistep", base: false, apply: multistep },
-    Rule { name: "constant", base: false, apply: simple::<ConstantSpec> },
-    Rule { name: "linear", base: false, apply: simple::<LinearSpec> },
-    Rule { name: "exponential", base: false, apply: simple::<ExponentialSpec> },
-    Rule { name: "polynomial", base: false, apply: simple::<PolynomialSpec> },
-    Rule { name: "cosine", base: true, apply: simple::<CosineSpec> },
-    Rule { name: "warmrestarts", base: true, apply: warm_restarts },
-    Rule { name: "cyclic", base: true, apply: cyclic },
-    Rule { name: "onecycle", base: false, apply: one_cycle },
+    Rule { name: "lambda", base: true, current: false, apply: lambda },
+    Rule { name: "step", base: false, current: true, apply: simple::<StepSpec> },
+    Rule { name: "multistep", base: false, current: true, apply: multistep },
+    Rule { name: "constant", base: false, current: true, apply: simple::<ConstantSpec> },
+    Rule { name: "linear", base: false, current: true, apply: simple::<LinearSpec> },
+    Rule { name: "exponential", base: false, current: true, apply: simple::<ExponentialSpec> },
+    Rule { name: "polynomial", base: false, current: true, apply: simple::<PolynomialSpec> },
+    Rule { name: "cosine", base: true, current: true, apply: simple::<CosineSpec> },
+    Rule { name: "warmrestarts", base: true, current: false, apply: warm_restarts },
+    Rule { name: "cyclic", base: true, current: false, apply: cyclic },
+    Rule { name: "onecycle", base: false, current: false, apply: one_cycle },
 ];
 
 /// Counters are kept per rule, and for SequentialLR after them.
@@ -295,12 +299,18 @@ struct Groups<'py> {
     groups: Bound<'py, PyList>,
     base: Vec<Val>,
     lrs: Vec<Val>,
-    tensors: Vec<Option<TensorLr<'py>>>,
+    /// `(group, its tensor)` for the groups whose learning rate is a tensor (none
+    /// allocated for float groups only).
+    tensors: Vec<(usize, TensorLr<'py>)>,
 }
 
 impl Groups<'_> {
     fn has_tensors(&self) -> bool {
-        self.tensors.iter().any(Option::is_some)
+        !self.tensors.is_empty()
+    }
+
+    fn tensor(&self, group: usize) -> Option<&TensorLr<'_>> {
+        self.tensors.iter().find(|(i, _)| *i == group).map(|(_, t)| t)
     }
 }
 
@@ -314,7 +324,12 @@ struct Extra {
 
 /// The scheduler's `__dict__`.
 fn instance_dict<'py>(sched: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
-    sched.getattr(intern!(sched.py(), "__dict__")).ok()?.cast_into::<PyDict>().ok()
+    let py = sched.py();
+    // SAFETY: attached to the interpreter; a new reference to the instance's dict, or NULL
+    // with an exception set (no instance dict), which `from_owned_ptr_or_err` takes.
+    let d =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyObject_GenericGetDict(sched.as_ptr(), std::ptr::null_mut())) };
+    d.ok()?.cast_into::<PyDict>().ok()
 }
 
 /// A plain float, or a tensor's value (known without reading it, [`TensorLr::value`]).
@@ -349,8 +364,9 @@ fn read_base(d: &Bound<'_, PyDict>, groups: &Bound<'_, PyList>, tensors: bool) -
 }
 
 /// The param groups with plain-float (or, `tensors`, tensor) learning rates, and when
-/// `base`, a base learning rate each.
-fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool) -> PyResult<Option<Groups<'py>>> {
+/// `base`, a base learning rate each. Without `current`, a tensor's value is not looked up
+/// (`lrs[g]` is then 0 of the tensor's kind).
+fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool, current: bool) -> PyResult<Option<Groups<'py>>> {
     let py = d.py();
     let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
     let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
@@ -359,23 +375,26 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool) -> PyResu
     let Some(base) = base else { return Ok(None) };
     let lr_key = intern!(py, "lr");
     let mut lrs = Vec::with_capacity(groups.len());
-    let mut held = Vec::with_capacity(groups.len());
+    let mut held = Vec::new();
     for i in 0..groups.len() {
         let Ok(group) = borrowed::item(&groups, i)?.cast::<PyDict>() else { return Ok(None) };
         let Some(lr) = group.get_item(lr_key)? else { return Ok(None) };
         // Exactly a float: replacing it runs no Python code (no `__del__`).
         if let Ok(lr) = lr.cast_exact::<PyFloat>() {
             lrs.push(Val::float(lr.value()));
-            held.push(None);
             continue;
         }
         if !tensors {
             return Ok(None);
         }
         let Some(t) = tensor_lr(&lr)? else { return Ok(None) };
-        let Some(v) = t.value()? else { return Ok(None) };
-        lrs.push(v);
-        held.push(Some(t));
+        if current {
+            let Some(v) = t.value()? else { return Ok(None) };
+            lrs.push(v);
+        } else {
+            lrs.push(Val { x: 0.0, kind: t.kind });
+        }
+        held.push((i, t));
     }
     Ok(Some(Groups { groups, base, lrs, tensors: held }))
 }
@@ -632,7 +651,7 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
         }
     }
     let Some(epoch) = last.checked_add(1) else { return Ok(None) };
-    let Some(mut g) = read_groups(&d, true, rule.base)? else { return Ok(None) };
+    let Some(mut g) = read_groups(&d, true, rule.base, rule.current)? else { return Ok(None) };
     let Some(extra) = (rule.apply)(&d, &mut g, epoch, true)? else { return Ok(None) };
     if let Some((key, _)) = &extra.momenta {
         if !momenta_writable(&g.groups, *key)? {
@@ -640,7 +659,7 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
         }
     }
     // A float group given a tensor's value: torch would put a tensor in the group.
-    if g.lrs.iter().zip(&g.tensors).any(|(v, t)| t.is_none() && v.kind != Kind::Float) {
+    if g.lrs.iter().enumerate().any(|(i, v)| v.kind != Kind::Float && g.tensor(i).is_none()) {
         return Ok(None);
     }
     // Everything is read and computed: now write what torch's step writes: a float group's
@@ -649,7 +668,7 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
     let lr_key = intern!(py, "lr");
     for i in 0..g.lrs.len() {
         let group = g.groups.get_item(i)?.cast_into::<PyDict>()?;
-        match &g.tensors[i] {
+        match g.tensor(i) {
             None => group.set_item(lr_key, borrowed::item(&last_lr, i)?)?,
             Some(t) => t.fill(g.lrs[i].x)?,
         }
@@ -657,10 +676,8 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
             set_momentum(&group, *key, moms[i])?;
         }
     }
-    for (i, t) in g.tensors.iter().enumerate() {
-        if let Some(t) = t {
-            last_lr.set_item(i, t.clone_tensor()?)?;
-        }
+    for (i, t) in &g.tensors {
+        last_lr.set_item(*i, t.clone_tensor()?)?;
     }
     let tensors = g.has_tensors();
     d.set_item(intern!(py, "last_epoch"), epoch)?;
@@ -732,7 +749,7 @@ fn torch_get_lr<'py>(
     let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
     let Ok(Int(epoch)) = last.extract::<Int>() else { return Ok(None) };
     // torch's get_lr gives new tensors for tensor groups: its own code makes them.
-    let Some(mut g) = read_groups(&d, false, rule.base)? else { return Ok(None) };
+    let Some(mut g) = read_groups(&d, false, rule.base, true)? else { return Ok(None) };
     if rule.name == "cosine" && epoch > 0 {
         // torch's CosineAnnealingLR uses its closed form while `_step_count` is 1 (a resumed
         // first step; and always under Ignite's wrapper, which never calls `step`).
