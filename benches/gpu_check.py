@@ -195,7 +195,7 @@ def section_overhead(device, smoke):
         model = mlp(width, depth).to(device)
         opt = opt_func(model.parameters(), lr=1e-3)
 
-        def bare():
+        def bare(data=data, model=model, opt=opt):
             for xb, yb in data:
                 loss = F.cross_entropy(model(xb), yb)
                 loss.backward()
@@ -204,8 +204,8 @@ def section_overhead(device, smoke):
 
         learn = learner(device, data, model=mlp(width, depth), opt_func=opt_func, wd=0.0)
         t_bare = timed(device, bare, repeats)
-        t_fit = timed(device, lambda: learn.fit(1, 1e-3), repeats)
-        t_cyc = timed(device, lambda: learn.fit_one_cycle(1, 1e-3), repeats)
+        t_fit = timed(device, lambda learn=learn: learn.fit(1, 1e-3), repeats)
+        t_cyc = timed(device, lambda learn=learn: learn.fit_one_cycle(1, 1e-3), repeats)
         us = [t / n_batches * 1e6 for t in (t_bare, t_fit, t_cyc)]
         say(f"  {name:24s} {us[0]:9.1f} {us[1]:9.1f} {us[2]:9.1f} "
             f"{us[1] - us[0]:+9.1f} ({us[1] / us[0] - 1:+.0%}) {us[2] - us[0]:+10.1f} ({us[2] / us[0] - 1:+.0%})")

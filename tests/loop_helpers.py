@@ -4,10 +4,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from fastcb import Callback, DataBunch, Learner  # noqa: E402
+from fastcb import Callback, DataBunch, Learner
 
 
 def tiny_data(n_train=48, n_valid=20, bs=8, seed=0, shuffle=False, path="."):

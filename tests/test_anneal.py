@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastcb
-from fastcb import reference as ref
 from fastcb import (
     annealing_cos,
     annealing_exp,
@@ -20,6 +19,7 @@ from fastcb import (
     annealing_poly,
     do_annealing_poly,
 )
+from fastcb import reference as ref
 
 SHAPES = {
     "no": (annealing_no, ref.annealing_no),
@@ -123,7 +123,7 @@ def test_zero_dim_and_empty_arrays():
 
 def test_tensors_are_computed_in_python_on_their_device_and_type():
     start = torch.tensor([2.0, 1.0], dtype=torch.float64)
-    for name, (compiled, python) in SHAPES.items():
+    for compiled, python in SHAPES.values():
         out = compiled(start, start / 10, 0.3)
         assert isinstance(out, torch.Tensor) and out.device == start.device
         torch.testing.assert_close(out, python(start, start / 10, 0.3), rtol=0, atol=0)

@@ -8,8 +8,17 @@ import pytest
 import torch
 from loop_helpers import tiny_learner
 
-from fastcb import (EVENTS, STATE_KEYS, AverageMetric, Callback, CallbackHandler, Learner, LearnerCallback,
-                    UnknownStateKeyError, accuracy)
+from fastcb import (
+    EVENTS,
+    STATE_KEYS,
+    AverageMetric,
+    Callback,
+    CallbackHandler,
+    Learner,
+    LearnerCallback,
+    UnknownStateKeyError,
+    accuracy,
+)
 from fastcb.callbacks import Recorder
 
 SEED_KWARGS = {"n_epochs", "epoch", "iteration", "num_batch", "last_input", "last_target", "last_output",

@@ -10,8 +10,16 @@ import torch
 from loop_helpers import Score, tiny_learner
 
 from fastcb import Callback, accuracy
-from fastcb.callbacks import (CSVLogger, EarlyStoppingCallback, GradientClipping, MixedPrecision,
-                              ReduceLROnPlateauCallback, SaveModelCallback, StopAfterNBatches, TerminateOnNaNCallback)
+from fastcb.callbacks import (
+    CSVLogger,
+    EarlyStoppingCallback,
+    GradientClipping,
+    MixedPrecision,
+    ReduceLROnPlateauCallback,
+    SaveModelCallback,
+    StopAfterNBatches,
+    TerminateOnNaNCallback,
+)
 from fastcb.progress import QuietMasterBar
 
 

@@ -7,12 +7,17 @@ import random
 import numpy as np
 import pytest
 import torch
-
-from fastcb import (Callback, EarlyStoppingCallback, OneCycleScheduler, ReduceLROnPlateauCallback,
-                    SaveModelCallback, checkpoint)
-from fastcb.errors import CheckpointError, StateError
-
 from loop_helpers import tiny_learner
+
+from fastcb import (
+    Callback,
+    EarlyStoppingCallback,
+    OneCycleScheduler,
+    ReduceLROnPlateauCallback,
+    SaveModelCallback,
+    checkpoint,
+)
+from fastcb.errors import CheckpointError, StateError
 
 
 class Stop(Callback):

@@ -1,8 +1,5 @@
 """Every bad `fastcb` argument: exit status 2, one line on stderr naming the argument, no work done."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 

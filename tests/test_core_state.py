@@ -188,7 +188,7 @@ def test_stepper_refuses_bad_states_and_keeps_its_own(key, bad, error, message):
     s.step(), s.step()
     before = s.state_dict()
     good = {"start": 2.0, "end": 1.0, "n_iter": 4, "n": 1}
-    with pytest.raises(StateError, match=f"^{message}") as e:
+    with pytest.raises(StateError, match=f"^{message}"):
         s.load_state_dict({**good, key: bad})
     assert s.state_dict() == before
     s.load_state_dict(good)

@@ -91,7 +91,7 @@ def test_using_a_stepper_from_inside_its_own_func_is_a_clear_error():
         box["s"].step()
     assert box["s"].n == 0
     for change in [lambda s: setattr(s, "n", 3), lambda s: s.restart(), lambda s: s.load_state_dict(s.state_dict())]:
-        box["s"] = Stepper((1.0, 0.0), 10, lambda a, b, p: change(box["s"]))
+        box["s"] = Stepper((1.0, 0.0), 10, lambda a, b, p, change=change: change(box["s"]))
         with pytest.raises(RuntimeError, match="^Stepper: used again"):
             box["s"].step()
         assert box["s"].n == 0

@@ -13,12 +13,13 @@ import time
 
 import torch
 import torch.multiprocessing as mp
-from fastcb import Callback
-from fastcb import distributed as fdist
-from fastcb.errors import RankStalledError
 from loop_helpers import tiny_learner
 from test_distributed import _env, free_port
 from torch.utils.data import DataLoader, Dataset
+
+from fastcb import Callback
+from fastcb import distributed as fdist
+from fastcb.errors import RankStalledError
 
 TIMEOUT = 3  # seconds without progress before the watchdog acts
 

@@ -30,7 +30,7 @@ from fastcb.errors import (
     ShapeError,
     StateError,
 )
-from fastcb.schedules import Schedule, SchedLin, combine_scheds
+from fastcb.schedules import SchedLin, Schedule, combine_scheds
 
 BIG = 2**70
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fastcb import _core
 from fastcb import (
     SmoothenValue,
     Stepper,
     WeightedMean,
+    _core,
     annealing_cos,
     annealing_exp,
     annealing_linear,

@@ -13,8 +13,22 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import fastcb
-from fastcb import (Callback, DataBunch, DatasetType, DeviceDataLoader, ExportError, Learner, LearnerCallback,
-                    StopAfterNBatches, defaults, exp_rmspe, fit_one_cycle, load_data, load_learner, lr_find)
+from fastcb import (
+    Callback,
+    DataBunch,
+    DatasetType,
+    DeviceDataLoader,
+    ExportError,
+    Learner,
+    LearnerCallback,
+    StopAfterNBatches,
+    defaults,
+    exp_rmspe,
+    fit_one_cycle,
+    load_data,
+    load_learner,
+    lr_find,
+)
 
 
 class Tag(LearnerCallback):
@@ -81,7 +95,7 @@ def test_dataloaders_keep_their_arguments():
     assert dl.init_kwargs["drop_last"] is True and dl.init_kwargs["timeout"] == 3
     assert DataLoader.__init__ is fastcb.intercept_args
     new = DeviceDataLoader(dl, "cpu").new(batch_size=2, shuffle=False)
-    assert new.batch_size == 2 and not new.dl.drop_last is False and len(new) == 6
+    assert new.batch_size == 2 and new.dl.drop_last is not False and len(new) == 6
 
 
 def _bunch(n_train=18, n_valid=9, bs=5):

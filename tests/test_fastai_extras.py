@@ -8,9 +8,28 @@ from loop_helpers import tiny_learner
 from torch import nn
 
 import fastcb
-from fastcb import (AUROC, RMSE, ActivationStats, ClassificationInterpretation, ConfusionMatrix, FBeta, KappaScore,
-                    MatthewsCorreff, MixUpLoss, MultiLabelFbeta, Precision, R2Score, Recall, auc_roc_score,
-                    foreground_acc, hook_output, hook_outputs, model_sizes, num_features_model, roc_curve)
+from fastcb import (
+    AUROC,
+    RMSE,
+    ActivationStats,
+    ClassificationInterpretation,
+    ConfusionMatrix,
+    FBeta,
+    KappaScore,
+    MatthewsCorreff,
+    MixUpLoss,
+    MultiLabelFbeta,
+    Precision,
+    R2Score,
+    Recall,
+    auc_roc_score,
+    foreground_acc,
+    hook_output,
+    hook_outputs,
+    model_sizes,
+    num_features_model,
+    roc_curve,
+)
 
 
 def _feed(metric, batches, n_classes=None):

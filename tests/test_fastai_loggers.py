@@ -7,8 +7,17 @@ import torch.nn.functional as F
 from loop_helpers import tiny_learner
 from torch.utils.data import DataLoader, TensorDataset
 
-from fastcb import (AccumulateScheduler, Callback, DataBunch, LearnerTensorboardWriter, MLFlowTracker, OverSamplingCallback,
-                    TrackEpochCallback, UnderSamplingCallback, accuracy)
+from fastcb import (
+    AccumulateScheduler,
+    Callback,
+    DataBunch,
+    LearnerTensorboardWriter,
+    MLFlowTracker,
+    OverSamplingCallback,
+    TrackEpochCallback,
+    UnderSamplingCallback,
+    accuracy,
+)
 
 
 def _imbalanced():

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from loop_helpers import Score, tiny_learner
 
 from fastcb import Callback, CSVLogger, SaveModelCallback, checkpoint
 from fastcb.errors import CheckpointWriteError, NotSavedWarning
-
-from loop_helpers import Score, tiny_learner
 
 
 def _weights(learn):

@@ -12,8 +12,18 @@ from loop_helpers import tiny_data, tiny_learner
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fastcb import (AverageMetric, CallbackHandler, DataBunch, Learner, LearnerCallback, OptimWrapper, accuracy, fit,
-                    loss_batch, validate)
+from fastcb import (
+    AverageMetric,
+    CallbackHandler,
+    DataBunch,
+    Learner,
+    LearnerCallback,
+    OptimWrapper,
+    accuracy,
+    fit,
+    loss_batch,
+    validate,
+)
 from fastcb.data import DatasetType
 
 

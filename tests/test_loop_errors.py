@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from loop_helpers import tiny_learner
 from torch import nn
 
 from fastcb import Callback, CallbackHandler, fit, loss_batch
-from loop_helpers import tiny_learner
 
 
 class CountBatches(Callback):

@@ -2,12 +2,9 @@
 (learning rates and cycled momenta) over 10^4 steps, same errors, same state dicts."""
 
 import copy
-import gc
 import io
 import math
 import pickle
-import warnings
-import weakref
 from functools import partial
 
 import pytest

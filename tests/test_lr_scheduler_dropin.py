@@ -12,7 +12,6 @@ from collections import Counter
 import pytest
 import torch
 import torch.optim.lr_scheduler as T
-
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastcb.lr_scheduler as F

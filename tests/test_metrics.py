@@ -28,7 +28,7 @@ def test_average_metric_is_the_batch_size_weighted_mean():
     sizes = [8, 8, 3]
     batches = [(torch.randn(n, 4, generator=g), torch.randint(0, 4, (n,), generator=g)) for n in sizes]
     last, met = run_epoch(M.accuracy, batches)
-    correct = sum(int(((o.argmax(1) == t).sum())) for o, t in batches)
+    correct = sum(int((o.argmax(1) == t).sum()) for o, t in batches)
     assert last[1] == pytest.approx(correct / sum(sizes), rel=1e-7)  # per-batch values are float32
     assert met.metric == last[1] and met.count == 19 and met.name == "accuracy"
 

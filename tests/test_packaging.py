@@ -2,8 +2,9 @@
 for what the demo writes, and tests that write only into their temporary folders."""
 
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,10 +2,10 @@
 files are written in the format their extension names, or refused."""
 
 import pytest
+from loop_helpers import tiny_learner
 
 from fastcb import lr_scheduler
-from fastcb.preview import plot_schedule, save_schedule, one_cycle_trace, plot_trace
-from loop_helpers import tiny_learner
+from fastcb.preview import one_cycle_trace, plot_schedule, plot_trace, save_schedule
 
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".svg": b"<?xml", ".pdf": b"%PDF"}
 

@@ -7,15 +7,21 @@ import random
 import numpy as np
 import pytest
 import torch
+from loop_helpers import Score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fastcb import (Callback, DataBunch, EarlyStoppingCallback, Learner, ReduceLROnPlateauCallback,
-                    SaveModelCallback, accuracy)
-from fastcb import checkpoint
+from fastcb import (
+    Callback,
+    DataBunch,
+    EarlyStoppingCallback,
+    Learner,
+    ReduceLROnPlateauCallback,
+    SaveModelCallback,
+    accuracy,
+    checkpoint,
+)
 from fastcb.checkpoint import CheckpointError
-
-from loop_helpers import Score
 
 EPOCHS, STOP = 4, 1  # runs of 4 epochs; the interrupted one stops after epoch 1 and resumes at 2
 

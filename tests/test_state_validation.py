@@ -6,12 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from loop_helpers import tiny_learner
 
 from fastcb import OptimWrapper, accuracy
 from fastcb.callback import weighted_mean
 from fastcb.errors import CheckpointError, FastcbError, StateError, UnknownStateKeyError
-
-from loop_helpers import tiny_learner
 
 
 def test_errors_are_one_hierarchy_of_builtins():

@@ -268,7 +268,7 @@ def test_get_scheduler_by_every_name_gives_transformers_values(name, tensor):
     if isinstance(ours, F.LambdaLR):
         f, g = ours.lr_lambdas[0], theirs.lr_lambdas[0]
         assert getattr(f, "keywords", None) == getattr(g, "keywords", None)
-        assert getattr(getattr(f, "func", f), "__name__") == getattr(getattr(g, "func", g), "__name__")
+        assert getattr(f, "func", f).__name__ == getattr(g, "func", g).__name__
 
 
 def test_get_scheduler_errors_as_transformers():

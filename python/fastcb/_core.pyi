@@ -5,12 +5,12 @@ Bad arguments raise the classes of `fastcb.errors` (`ArgumentError`, `ArgumentTy
 each also the built-in `ValueError`, `TypeError` or `RuntimeError` it refines.
 """
 
-from typing import Any, Callable, TypeVar, final, overload
-
-from typing_extensions import Self, disjoint_base
+from collections.abc import Callable
+from typing import Any, TypeVar, final, overload
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self, disjoint_base
 
 _T = TypeVar("_T")
 

@@ -201,7 +201,7 @@ class GetAttr:
     object never recurses into `__getattr__`.
     """
 
-    _default = None
+    _default: str | None = None
 
     def __getattr__(self, k):
         inner = self.__dict__.get(self._default)

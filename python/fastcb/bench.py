@@ -208,7 +208,7 @@ def format_table(rows):
     body = [(what, peer, _fmt_time(p), _fmt_time(o), "-" if peer == "-" else f"{p / o:8.1f}x")
             for what, peer, p, o in rows]
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(5)]
-    line = "  ".join("{:<%d}" % w if i < 2 else "{:>%d}" % w for i, w in enumerate(widths))
+    line = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = [line.format(*head), line.format(*("-" * w for w in widths))]
     out += [line.format(*r) for r in body]
     return "\n".join(out)

@@ -62,7 +62,28 @@ _EVENT_KWARGS = frozenset({"metrics_names", "exception"})
 
 
 class Callback:
-    """Base class for callbacks: override any of the `on_<event>` methods (all optional)."""
+    """Base class for callbacks: override any of the `on_<event>` methods (all optional).
+
+    A hook gets the training state as keyword arguments (or only those its signature names)
+    and changes it by returning a dict; the `CallbackHandler` is what the loop calls:
+
+    >>> import torch
+    >>> class StopAfter(Callback):
+    ...     "Ends the epoch after `n` batches."
+    ...     def __init__(self, n):
+    ...         self.n = n
+    ...     def on_batch_end(self, num_batch, **kwargs):
+    ...         return {"stop_epoch": num_batch + 1 >= self.n}
+    >>> handler = CallbackHandler([StopAfter(2)])
+    >>> handler.on_train_begin(1, None, [])
+    >>> handler.on_epoch_begin()
+    >>> for xb, yb in [(torch.ones(1), torch.ones(1))] * 5:
+    ...     xb, yb = handler.on_batch_begin(xb, yb)
+    ...     if handler.on_batch_end(torch.tensor(0.5)):  # the loop asks: stop the epoch?
+    ...         break
+    >>> handler.state_dict["num_batch"]
+    2
+    """
 
     _order = 0
 
@@ -103,7 +124,7 @@ class Callback:
     #: The attributes that are training state (counters, best values, waits, histories): what a
     #: checkpoint saves and a resume restores. Everything else is configuration (what the
     #: constructor took: patience, monitor, mode, paths...) and stays as the user passed it.
-    state_attrs = ()
+    state_attrs: tuple[str, ...] = ()
 
     def state_dict(self):
         """This callback's training state: its `state_attrs` that are set."""

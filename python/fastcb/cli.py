@@ -388,8 +388,8 @@ def _run(args):
 
 def _overview():
     """`fastcb` alone: a short one-cycle table and the per-call speed of the core against fastai's Python."""
-    from .bench import FastaiSmoothenValue, FastaiStepper, fastai_annealing_cos, run_per_call
     from .anneal import SmoothenValue, Stepper, annealing_cos
+    from .bench import FastaiSmoothenValue, FastaiStepper, fastai_annealing_cos, run_per_call
     from .preview import one_cycle_trace
 
     n = 10

@@ -35,7 +35,7 @@ class _WeakLearner:
 class LearnerCallback(Callback):
     """A `Callback` bound (weakly) to a `Learner`, reachable as `learn.<snake_case_class_name>`."""
 
-    learn: "Learner" = _WeakLearner()
+    learn: "Learner" = _WeakLearner()  # type: ignore[assignment]  # a descriptor giving a Learner
 
     def __post_init__(self):
         self.exclude, self.not_min = ["_learn"], []

@@ -37,8 +37,9 @@ def _is_pathlike(f):
 def default_safe_globals():
     """The globals `load_learner` accepts without being told: torch.nn modules, torch.optim
     optimizers, torch.nn.functional's functions, `functools.partial`, fastcb's public names."""
-    import fastcb
     import torch.nn.functional as F
+
+    import fastcb
 
     out = [partial, torch.device]
     out += [v for v in vars(nn).values() if inspect.isclass(v) and issubclass(v, nn.Module)]

@@ -93,7 +93,22 @@ def _lr_needs_value(opt_func):
 
 
 class OptimWrapper(GetAttr):
-    """Wrap `opt` so that `lr`, `mom`, `beta`, `wd` read and set per layer group, with `true_wd` and `bn_wd`."""
+    """Wrap `opt` so that `lr`, `mom`, `beta`, `wd` read and set per layer group, with `true_wd` and `bn_wd`.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    >>> groups = [nn.ModuleList([model[0]]), nn.ModuleList([model[1]])]
+    >>> opt = OptimWrapper.create(torch.optim.Adam, 1e-3, groups, wd=0.01, true_wd=True)
+    >>> opt.lr = [1e-4, 1e-3]          # one value per layer group (or one for all)
+    >>> opt.lr, opt.mom                # the last group's, as in fastai; Adam's `mom` is betas[0]
+    (0.001, 0.9)
+    >>> [g["lr"] for g in opt.param_groups]
+    [0.0001, 0.001]
+    >>> opt.mom = 0.95
+    >>> opt.opt.param_groups[0]["betas"]
+    (0.95, 0.999)
+    """
 
     _default = "opt"  # unknown attributes are the opt's
 

@@ -71,12 +71,47 @@ macro_rules! shape_function {
     };
 }
 
-shape_function!(annealing_no, Anneal::No, "No annealing: always `start`.");
-shape_function!(annealing_linear, Anneal::Linear, "Linearly anneal from `start` to `end` as pct goes from 0.0 to 1.0.");
-shape_function!(annealing_exp, Anneal::Exp, "Exponentially anneal from `start` to `end` as pct goes from 0.0 to 1.0.");
-shape_function!(annealing_cos, Anneal::Cos, "Cosine anneal from `start` to `end` as pct goes from 0.0 to 1.0.");
+shape_function!(
+    annealing_no,
+    Anneal::No,
+    "No annealing: always `start`.
+
+>>> annealing_no(0.1, 0.0, 0.7)
+0.1"
+);
+shape_function!(
+    annealing_linear,
+    Anneal::Linear,
+    "Linearly anneal from `start` to `end` as pct goes from 0.0 to 1.0.
+
+>>> annealing_linear(1.0, 0.0, 0.25)
+0.75
+>>> annealing_linear(np.array([1.0, 2.0]), 0.0, 0.5)   # arrays: every element, on all cores
+array([0.5, 1. ])"
+);
+shape_function!(
+    annealing_exp,
+    Anneal::Exp,
+    "Exponentially anneal from `start` to `end` as pct goes from 0.0 to 1.0.
+
+>>> round(annealing_exp(1.0, 0.01, 0.5), 12)               # start * (end/start)**pct
+0.1"
+);
+shape_function!(
+    annealing_cos,
+    Anneal::Cos,
+    "Cosine anneal from `start` to `end` as pct goes from 0.0 to 1.0.
+
+>>> annealing_cos(1.0, 0.0, 0.5)
+0.5
+>>> annealing_cos(1.0, 0.0, np.linspace(0, 1, 5)).round(4)
+array([1.    , 0.8536, 0.5   , 0.1464, 0.    ])"
+);
 
 /// Helper for `annealing_poly`: `end + (start-end) * (1-pct)**degree`.
+///
+/// >>> do_annealing_poly(1.0, 0.0, 0.5, 2.0)
+/// 0.25
 #[pyfunction]
 pub fn do_annealing_poly<'py>(
     start: &Bound<'py, PyAny>,
@@ -135,6 +170,10 @@ impl AnnealPoly {
 }
 
 /// Anneal polynomially from `start` to `end` as pct goes from 0.0 to 1.0.
+///
+/// >>> f = annealing_poly(2.0)
+/// >>> f(1.0, 0.0, 0.5), f
+/// (0.25, annealing_poly(2.0))
 #[pyfunction]
 pub fn annealing_poly(degree: &Bound<'_, PyAny>) -> PyResult<AnnealPoly> {
     AnnealPoly::new(degree)

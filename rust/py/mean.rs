@@ -11,6 +11,15 @@ use crate::core::mean::{self, MAX_PARTIALS};
 
 /// A weighted mean whose sums are exact to float64 rounding, however many values.
 /// Safe to share between threads: calls run one at a time.
+///
+/// >>> m = WeightedMean()
+/// >>> m.add(2.0, weight=3.0)
+/// >>> m.extend([4.0, 6.0])
+/// >>> m.mean, m.count, m.total_weight
+/// (3.2, 3, 5.0)
+/// >>> m.extend([1e100, 1.0, -1e100])  # exact sums: nothing is lost to rounding
+/// >>> m.sum
+/// 17.0
 #[pyclass(module = "fastcb._core", name = "WeightedMean", subclass, frozen)]
 pub struct WeightedMean(Guarded<mean::WeightedMean>);
 

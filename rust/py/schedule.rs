@@ -91,6 +91,14 @@ fn up_down(name: &str, x: Option<&Bound<'_, PyAny>>, default: &str) -> PyResult<
 }
 
 /// A schedule: a pure function of position, evaluated at a number or a whole array in one call.
+///
+/// >>> s = Schedule.one_cycle(1.0)      # built from parts: anneal, join, restarts, ...
+/// >>> round(s(0.0), 12), s(0.3), s(1.0)
+/// (0.04, 1.0, 4e-06)
+/// >>> s.sample(4).round(4)             # the values at 0, 1/4, 2/4, 3/4
+/// array([0.04  , 0.9357, 0.8117, 0.2831])
+/// >>> Schedule.from_spec(s.spec) == s
+/// True
 #[pyclass(module = "fastcb._core", name = "Schedule", frozen)]
 pub struct Schedule(pub CoreSchedule);
 

@@ -20,6 +20,12 @@ struct State {
 
 /// The moving average of a value, debiased like Adam's (fastai v1's `SmoothenValue`).
 /// Safe to share between threads: calls run one at a time.
+///
+/// >>> s = SmoothenValue(0.9)
+/// >>> s.add_value(1.0)
+/// >>> s.add_value(2.0)
+/// >>> s.n, round(s.smooth, 6)        # (0.9*0.1 + 0.1*2) / (1 - 0.9**2)
+/// (2, 1.526316)
 #[pyclass(module = "fastcb._core", name = "SmoothenValue", subclass, frozen)]
 pub struct SmoothenValue(Guarded<State>);
 

@@ -36,6 +36,16 @@ struct State {
 /// Steps `func` from `start` to `end` over `n_iter` iterations (fastai v1's `Stepper`).
 /// `n_iter` below 1 counts as 1, as in fastai (`max(1, n_iter)`). Safe to share between
 /// threads: calls run one at a time.
+///
+/// >>> s = Stepper((1.0, 0.0), 4, annealing_cos)
+/// >>> s.step(), s.step()
+/// (0.8535533905932737, 0.5)
+/// >>> s.n, s.is_done
+/// (2, False)
+/// >>> s.peek(2)                        # the next two values, without stepping
+/// array([0.14644661, 0.        ])
+/// >>> Stepper(0.1, 10).step()          # one value: constant (fastai's annealing_no)
+/// 0.1
 #[pyclass(module = "fastcb._core", name = "Stepper", subclass, frozen)]
 pub struct Stepper {
     /// Held by every call that changes the state, for its whole length: steps run one at a

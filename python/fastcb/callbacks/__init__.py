@@ -1,23 +1,40 @@
 """fastai v1's standard callbacks."""
 
-from . import csv_logger, distributed, fp16, general_sched, lr_finder, misc, one_cycle, param_sched, recorder, tracker
-from . import accumulate, flat_cos_anneal, hooks, loss_metrics, mixup, sampling, track_epoch
+from . import (
+    accumulate,
+    csv_logger,
+    distributed,
+    flat_cos_anneal,
+    fp16,
+    general_sched,
+    hooks,
+    loss_metrics,
+    lr_finder,
+    misc,
+    mixup,
+    one_cycle,
+    param_sched,
+    recorder,
+    sampling,
+    track_epoch,
+    tracker,
+)
 from .accumulate import *  # noqa: F403
-from .sampling import *  # noqa: F403
-from .track_epoch import *  # noqa: F403
-from .loss_metrics import *  # noqa: F403
-from .mixup import *  # noqa: F403
-from .flat_cos_anneal import *  # noqa: F403
-from .hooks import *  # noqa: F403
 from .csv_logger import *  # noqa: F403
 from .distributed import *  # noqa: F403
+from .flat_cos_anneal import *  # noqa: F403
 from .fp16 import *  # noqa: F403
 from .general_sched import *  # noqa: F403
+from .hooks import *  # noqa: F403
+from .loss_metrics import *  # noqa: F403
 from .lr_finder import *  # noqa: F403
 from .misc import *  # noqa: F403
+from .mixup import *  # noqa: F403
 from .one_cycle import *  # noqa: F403
 from .param_sched import *  # noqa: F403
 from .recorder import *  # noqa: F403
+from .sampling import *  # noqa: F403
+from .track_epoch import *  # noqa: F403
 from .tracker import *  # noqa: F403
 
 __all__ = [
@@ -41,8 +58,7 @@ __all__ = [
 ]
 
 # The optional-package callbacks import their package only when instantiated.
-from . import mlflow, tensorboard  # noqa: E402
-from .mlflow import MLFlowTracker  # noqa: E402,F401
-from .tensorboard import LearnerTensorboardWriter  # noqa: E402,F401
+from .mlflow import MLFlowTracker
+from .tensorboard import LearnerTensorboardWriter
 
 __all__ += ["MLFlowTracker", "LearnerTensorboardWriter"]

@@ -8,7 +8,7 @@ __all__ = ["FlatCosAnnealScheduler"]
 _CURVES = {"cosine": annealing_cos, "linear": annealing_linear, "exponential": annealing_exp}
 
 
-def FlatCosAnnealScheduler(learn, lr=4e-3, tot_epochs=1, moms=(0.95, 0.999), start_pct=0.72, curve="cosine"):
+def FlatCosAnnealScheduler(learn, lr=4e-3, tot_epochs=1, moms=(0.95, 0.999), start_pct=0.72, curve="cosine"):  # noqa: N802
     """A `GeneralScheduler`: `lr` and `moms[0]` constant for the first `start_pct` of the
     `tot_epochs` epochs' batches, then `lr` annealed to 0 along `curve` ('cosine', 'linear' or
     'exponential') with momentum `moms[1]`."""

@@ -1,8 +1,7 @@
 """Small callbacks: `GradientClipping`, `BnFreeze`, `StopAfterNBatches`, `RecordOnCPU`, `ShowGraph`."""
 
-from torch import nn
-
 import numpy as np
+from torch import nn
 
 from .._utils import bn_types, to_cpu
 from ..callback import Callback

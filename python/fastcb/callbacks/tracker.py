@@ -49,7 +49,7 @@ class TrackerCallback(LearnerCallback):
         lower = mode == "min" or (mode == "auto" and ("loss" in monitor or "error" in monitor))
         self.operator = np.less if lower else np.greater
 
-    state_attrs = ("best",)
+    state_attrs: tuple[str, ...] = ("best",)
 
     def on_train_begin(self, **kwargs):
         """Reset the best value."""

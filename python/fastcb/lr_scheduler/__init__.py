@@ -24,7 +24,7 @@ State dicts cross both ways between torch's or transformers' classes and these.
 """
 
 from ._compiled import (
-    EPOCH_DEPRECATION_WARNING,
+    EPOCH_DEPRECATION_WARNING,  # noqa: F401 - torch.optim.lr_scheduler has it too
     ChainedScheduler,
     ConstantLR,
     CosineAnnealingLR,

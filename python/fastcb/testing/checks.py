@@ -45,7 +45,8 @@ def check_finite(values, name="schedule"):
     bad = ~np.isfinite(values)
     if bad.any():
         step, group = _where(bad)
-        raise AssertionError(f"{name}: value {values[(step, *group)]!r} at {_at(step, group)} is not finite")
+        key = (step, *group)
+        raise AssertionError(f"{name}: value {values[key]!r} at {_at(step, group)} is not finite")
 
 
 def check_within(values, start, end, *, ulps=4, name="schedule"):
@@ -57,8 +58,9 @@ def check_within(values, start, end, *, ulps=4, name="schedule"):
     bad = (values < lo) | (values > hi)
     if bad.any():
         step, group = _where(bad)
+        key = (step, *group)
         raise AssertionError(
-            f"{name}: value {values[(step, *group)]!r} at {_at(step, group)} is outside "
+            f"{name}: value {values[key]!r} at {_at(step, group)} is outside "
             f"[{lo[group]!r}, {hi[group]!r}] (start {start[group]!r}, end {end[group]!r})"
         )
 
@@ -75,11 +77,11 @@ def check_monotone(values, start, end, *, ulps=4, name="schedule"):
     bad = (steps < -tol) | ((direction == 0) & (np.abs(steps) > tol))
     if bad.any():
         step, group = _where(bad)
-        key = (step, *group)
+        key, after = (step, *group), (step + 1, *group)
         moving = "stay at" if direction[group] == 0 else "move monotonically towards"
         raise AssertionError(
             f"{name}: should {moving} end {end[group]!r} from start {start[group]!r}, but goes from "
-            f"{values[key]!r} to {values[(step + 1, *group)]!r} between {_at(step, group)} and step {step + 1}"
+            f"{values[key]!r} to {values[after]!r} between {_at(step, group)} and step {step + 1}"
         )
 
 
@@ -139,7 +141,8 @@ def check_close(got, want, *, rtol=0.0, atol=0.0, name="schedule", what="value")
     if bad.any():
         step, group = _where(bad)
         shown = group if got.ndim > 1 else ()
+        key = (step, *group)
         raise AssertionError(
-            f"{name}: {what} {g[(step, *group)]!r} at {_at(step, shown)} differs from the expected "
-            f"{w[(step, *group)]!r} (rtol {rtol}, atol {atol})"
+            f"{name}: {what} {g[key]!r} at {_at(step, shown)} differs from the expected "
+            f"{w[key]!r} (rtol {rtol}, atol {atol})"
         )
