@@ -48,4 +48,4 @@ def __getattr__(name):
 def __dir__():
     if "__all__" not in globals():
         _load()
-    return sorted({*globals(), *__all__})  # noqa: F821 - `_load` defines it
+    return sorted({*globals(), *__all__})  # type: ignore[name-defined]  # noqa: F821 - `_load` defines it

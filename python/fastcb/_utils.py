@@ -204,7 +204,7 @@ class GetAttr:
     _default: str | None = None
 
     def __getattr__(self, k):
-        inner = self.__dict__.get(self._default)
+        inner = self.__dict__.get(self._default) if self._default else None
         if inner is None or k.startswith("__"):
             raise AttributeError(k)
         return getattr(inner, k)

@@ -8,6 +8,7 @@ seed's per-event value (new `(xb, yb)`, output or loss; True to stop the epoch/t
 import inspect
 import math
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,37 +88,37 @@ class Callback:
 
     _order = 0
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> Any:
         """Training is about to start: initialise state; the optimizer exists."""
 
-    def on_epoch_begin(self, **kwargs):
+    def on_epoch_begin(self, **kwargs: Any) -> Any:
         """An epoch is starting."""
 
-    def on_batch_begin(self, **kwargs):
+    def on_batch_begin(self, **kwargs: Any) -> Any:
         """A batch is about to go through the model; may return new `(xb, yb)`."""
 
-    def on_loss_begin(self, **kwargs):
+    def on_loss_begin(self, **kwargs: Any) -> Any:
         """The output is computed, the loss is not; may return a new output."""
 
-    def on_backward_begin(self, **kwargs):
+    def on_backward_begin(self, **kwargs: Any) -> Any:
         """The loss is computed, the gradients are not; may return a new loss."""
 
-    def on_backward_end(self, **kwargs):
+    def on_backward_end(self, **kwargs: Any) -> Any:
         """The gradients are computed, the optimizer has not stepped yet."""
 
-    def on_step_end(self, **kwargs):
+    def on_step_end(self, **kwargs: Any) -> Any:
         """The optimizer has stepped, the gradients are not zeroed yet."""
 
-    def on_batch_end(self, **kwargs):
+    def on_batch_end(self, **kwargs: Any) -> Any:
         """A batch is done; return True to end the epoch."""
 
-    def on_epoch_end(self, **kwargs):
+    def on_epoch_end(self, **kwargs: Any) -> Any:
         """An epoch is done (validation included); return True to end training."""
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, **kwargs: Any) -> Any:
         """Training is over (always called; `exception` is False or the error raised)."""
 
-    def jump_to_epoch(self, epoch):
+    def jump_to_epoch(self, epoch: int) -> None:
         """Resume at `epoch` directly (called by the handler when training starts mid-way without a
         checkpoint of this callback's state)."""
 
@@ -126,12 +127,12 @@ class Callback:
     #: constructor took: patience, monitor, mode, paths...) and stays as the user passed it.
     state_attrs: tuple[str, ...] = ()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """This callback's training state: its `state_attrs` that are set."""
         attrs = vars(self)
         return {k: attrs[k] for k in self.state_attrs if k in attrs}
 
-    def check_state_dict(self, state):
+    def check_state_dict(self, state: Any) -> None:
         """Raise `StateError` (a `ValueError`) naming the key unless `load_state_dict(state)` accepts `state`:
         a dict of declared state only, each value valid for this callback (`check_state_value`)."""
         if not isinstance(state, dict):
@@ -143,16 +144,16 @@ class Callback:
         for k, v in state.items():
             self.check_state_value(k, v)
 
-    def check_state_value(self, key, value):
+    def check_state_value(self, key: str, value: Any) -> None:
         """Raise `StateError` if `value` is not a valid `key` of this callback's state (subclasses refine it)."""
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()`: checked whole first (`check_state_dict`), then assigned; a refused
         state leaves the callback unchanged."""
         self.check_state_dict(state)
         vars(self).update(state)
 
-    def get_state(self, minimal=True):
+    def get_state(self, minimal: bool = True) -> dict[str, Any]:
         """fastai's view of this callback: its attributes, minus `exclude` (and `not_min` when `minimal`).
         Checkpoints use `state_dict()` instead."""
         drop = {"exclude", "not_min", *getattr(self, "exclude", ())}
@@ -160,11 +161,11 @@ class Callback:
             drop.update(getattr(self, "not_min", ()))
         return {k: v for k, v in vars(self).items() if k not in drop}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
             params = inspect.signature(type(self).__init__).parameters
         except (TypeError, ValueError):
-            params = {}
+            params = {}  # type: ignore[assignment]
         skip = {"self", "learn", *getattr(self, "exclude", ())}
         attrs = vars(self)
         shown = [f"{n}={attrs[n]!r}" for n in params if n not in skip and n in attrs]
@@ -174,19 +175,20 @@ class Callback:
 CallbackList = list
 
 
-def check_state_number(key, value, integer=False, minimum=None, finite=False):
+def check_state_number(key: str, value: Any, integer: bool = False, minimum: float | None = None,
+                       finite: bool = False) -> None:
     """Raise `StateError` naming `key` unless `value` is a real number (not a bool, not NaN): an int
     if `integer`, finite if `finite`, at least `minimum` if given (`check_number`'s rules)."""
     check_number(f"state[{key!r}]", value, integer=integer, minimum=minimum, finite=finite, error=StateError)
 
 
-def add_metrics(last_metrics, mets):
+def add_metrics(last_metrics: list | None, mets: Any) -> dict[str, list]:
     """The state update that appends `mets` (one value or a list) to `last_metrics`."""
     last = [] if last_metrics is None else list(last_metrics)
     return {"last_metrics": last + (list(mets) if is_listy(mets) else [mets])}
 
 
-def overrides(obj, event):
+def overrides(obj: object, event: str) -> bool:
     """True if `obj` has its own `on_<event>` (not `Callback`'s do-nothing one)."""
     meth = getattr(obj, "on_" + event, None)
     if meth is None or not callable(meth):

@@ -33,7 +33,7 @@ def intercept_args(self, dataset, *args, **kwargs):
     _dl_init(self, dataset, *args, **kwargs)
 
 
-DataLoader.__init__ = intercept_args
+DataLoader.__init__ = intercept_args  # type: ignore[method-assign]
 
 
 def _dl_kwargs(dl):

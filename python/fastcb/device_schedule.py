@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ def cos_pi(x: torch.Tensor) -> torch.Tensor:
     return torch.where(flip, -v, v)
 
 
-def _anneal(shape: str, degree, start: float, end: float) -> TensorFn:
+def _anneal(shape: str, degree: float | None, start: float, end: float) -> TensorFn:
     if shape == "no":
         return lambda p: torch.full_like(p, start)
     if shape == "linear":
@@ -63,8 +64,10 @@ def _anneal(shape: str, degree, start: float, end: float) -> TensorFn:
         half = (start - end) / 2.0
         return lambda p: half * (cos_pi(p) + 1.0) + end
     if shape == "poly":
-        d = start - end
-        return lambda p: torch.pow(1.0 - p, degree) * d + end
+        if degree is None:
+            raise ValueError("spec: annealing 'poly' needs a degree")
+        d, power = start - end, degree
+        return lambda p: torch.pow(1.0 - p, power) * d + end
     raise ValueError(f"spec: unknown shape {shape!r}")
 
 
@@ -102,7 +105,7 @@ def _restarts(period: float, mult: float, inner: TensorFn) -> TensorFn:
     return lambda p: inner(cycle(p))
 
 
-def _from_spec(spec) -> TensorFn:
+def _from_spec(spec: tuple[Any, ...]) -> TensorFn:
     kind = spec[0]
     if kind == "anneal":
         _, shape, degree, start, end = spec
@@ -135,7 +138,7 @@ def torch_schedule(sched: Schedule) -> TensorFn:
 
 
 @torch._dynamo.assume_constant_result
-def _spec(sched: Schedule):
+def _spec(sched: Schedule) -> tuple[Any, ...]:
     return sched.spec  # read once while tracing: a Schedule is immutable
 
 
@@ -145,7 +148,7 @@ def _traced_call(sched: Schedule, pos: torch.Tensor) -> torch.Tensor:
 
 # `sched(tensor)` inside torch.compile: Dynamo can't look inside the compiled core's
 # `Schedule.__call__`, so it traces this plain-Python equivalent instead.
-torch._dynamo.substitute_in_graph(Schedule.__call__, skip_signature_check=True)(_traced_call)
+torch._dynamo.substitute_in_graph(Schedule.__call__, skip_signature_check=True)(_traced_call)  # type: ignore[arg-type]
 
 
 def evaluate(sched: Schedule, pos: torch.Tensor) -> torch.Tensor:
@@ -162,7 +165,7 @@ _KEYS = {"lr": ("lr",), "mom": ("momentum", ("betas", 0)), "beta": (("betas", 1)
          "wd": ("weight_decay",)}
 
 
-def _target(group: dict, name: str, g: int):
+def _target(group: dict, name: str, g: int) -> torch.Tensor:
     """The tensor of param group `g` that hyper-parameter `name` lives in."""
     for key in _KEYS.get(name, (name,)):
         key, idx = key if isinstance(key, tuple) else (key, None)
@@ -178,7 +181,7 @@ def _target(group: dict, name: str, g: int):
     raise ValueError(f"{name}: opt.param_groups[{g}] has none of the keys {[k if isinstance(k, str) else k[0] for k in _KEYS.get(name, (name,))]}")
 
 
-def _per_group(name: str, sched, n_groups: int) -> list[Schedule]:
+def _per_group(name: str, sched: Any, n_groups: int) -> list[Schedule]:
     scheds = list(sched) if isinstance(sched, (list, tuple)) else [sched] * n_groups
     if len(scheds) != n_groups:
         raise ValueError(f"{name}: expected one schedule per param group ({n_groups}), got {len(scheds)}")
@@ -212,8 +215,8 @@ class DeviceSchedule:
     step: no table, more operations, and schedules that go on past `total_steps`.
     """
 
-    def __init__(self, opt: torch.optim.Optimizer, total_steps: int, lr=None, mom=None, wd=None,
-                 unit: str = "fraction", mode: str = "table", **hypers):
+    def __init__(self, opt: torch.optim.Optimizer, total_steps: int, lr: Any = None, mom: Any = None, wd: Any = None,
+                 unit: str = "fraction", mode: str = "table", **hypers: Any) -> None:
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"opt: expected a torch optimizer, got {type(opt).__name__}")
         check_number("total_steps", total_steps, integer=True, positive=True)
@@ -255,7 +258,8 @@ class DeviceSchedule:
                 writes.append((target, sched))
         self._targets = [t for t, _ in writes]
         if mode == "table":
-            cols, index = [], {}
+            cols: list[Any] = []
+            index: dict[int, int] = {}
             for _, sched in writes:
                 if id(sched) not in index:
                     index[id(sched)] = len(cols)
@@ -311,7 +315,7 @@ class DeviceSchedule:
 # ---------------------------------------------------------------------------------------
 # The drop-in schedulers' equivalents
 
-def _steps(edges, parts, earlier=False) -> Schedule:
+def _steps(edges: Sequence[float], parts: list[Schedule], earlier: bool = False) -> Schedule:
     """Anneal `parts` (specs) joined at `edges` in steps."""
     spec = ("join", [float(e) for e in edges], parts) + (("earlier",) if earlier else ())
     try:
@@ -359,7 +363,7 @@ def _hf_schedule(spec, b):
     raise ValueError(f"scheduler: transformers' {spec!r} has no Schedule equivalent on the device")
 
 
-def to_device_schedule(scheduler) -> DeviceSchedule:
+def to_device_schedule(scheduler: Any) -> DeviceSchedule:
     """A `DeviceSchedule` giving the same learning rates (and momenta) as `scheduler`, a torch
     or fastcb drop-in `OneCycleLR`, `CosineAnnealingLR`, `LinearLR`, or a transformers
     factory's `LambdaLR` (constant, linear, cosine, WSD; `fastcb.lr_scheduler.get_*`), from
@@ -401,6 +405,7 @@ def to_device_schedule(scheduler) -> DeviceSchedule:
     elif isinstance(scheduler, tl.LambdaLR) and all(factor_spec(f) is not None for f in scheduler.lr_lambdas):
         hypers["lr"] = [_hf_schedule(factor_spec(f), b) for f, b in zip(scheduler.lr_lambdas, base)]
         spec = factor_spec(scheduler.lr_lambdas[0])
+        assert spec is not None  # the condition above checked every factor
         mode = "formula" if spec[0] == "cosine" else "table"  # transformers' cosine goes on past the end
         total = int({"linear": lambda: spec[2], "cosine": lambda: spec[2],
                      "wsd": lambda: spec[1] + spec[2] + spec[3], "constant_warmup": lambda: spec[1]}.get(

@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 __all__ = ["accuracy", "error_rate", "top_k_accuracy", "accuracy_thresh", "fbeta", "dice", "mean_squared_error",
            "mse", "mean_absolute_error", "mae", "root_mean_squared_error", "rmse", "mean_squared_logarithmic_error",
@@ -12,7 +13,7 @@ class SizeMismatchError(ValueError, AssertionError):
     """Output and target sizes differ (an `AssertionError` too, as fastai's `assert` raised)."""
 
 
-def _flatten_check(out, targ):
+def _flatten_check(out: Tensor, targ: Tensor) -> tuple[Tensor, Tensor]:
     out, targ = out.contiguous().view(-1), targ.contiguous().view(-1)
     if len(out) != len(targ):
         raise SizeMismatchError(f"Expected output and target to have the same number of elements but got {len(out)} "
@@ -20,31 +21,32 @@ def _flatten_check(out, targ):
     return out, targ
 
 
-def accuracy(input, targs):
+def accuracy(input: Tensor, targs: Tensor) -> Tensor:
     """Fraction of rows whose argmax (last dim) equals the target."""
     n = targs.shape[0]
     return (input.argmax(dim=-1).view(n, -1) == targs.view(n, -1)).float().mean()
 
 
-def error_rate(input, targs):
+def error_rate(input: Tensor, targs: Tensor) -> Tensor:
     """1 - `accuracy`."""
     return 1 - accuracy(input, targs)
 
 
-def top_k_accuracy(input, targs, k=5):
+def top_k_accuracy(input: Tensor, targs: Tensor, k: int = 5) -> Tensor:
     """Fraction of rows whose target is among the `k` highest scores."""
     top = input.topk(k=k, dim=-1)[1]
     return (top == targs.unsqueeze(dim=-1).expand_as(top)).max(dim=-1)[0].float().mean()
 
 
-def accuracy_thresh(y_pred, y_true, thresh=0.5, sigmoid=True):
+def accuracy_thresh(y_pred: Tensor, y_true: Tensor, thresh: float = 0.5, sigmoid: bool = True) -> Tensor:
     """Multi-label accuracy: predictions above `thresh` (after a sigmoid if `sigmoid`) against `y_true`."""
     if sigmoid:
         y_pred = y_pred.sigmoid()
     return ((y_pred > thresh).byte() == y_true.byte()).float().mean()
 
 
-def fbeta(y_pred, y_true, thresh=0.2, beta=2, eps=1e-9, sigmoid=True):
+def fbeta(y_pred: Tensor, y_true: Tensor, thresh: float = 0.2, beta: float = 2, eps: float = 1e-9,
+          sigmoid: bool = True) -> Tensor:
     """Mean over rows of the F-beta score of multi-label predictions thresholded at `thresh`."""
     beta2 = beta**2
     if sigmoid:
@@ -57,7 +59,7 @@ def fbeta(y_pred, y_true, thresh=0.2, beta=2, eps=1e-9, sigmoid=True):
     return ((prec * rec) / (prec * beta2 + rec + eps) * (1 + beta2)).mean()
 
 
-def dice(input, targs, iou=False, eps=1e-8):
+def dice(input: Tensor, targs: Tensor, iou: bool = False, eps: float = 1e-8) -> Tensor:
     """Dice coefficient (or IoU if `iou`) for binary segmentation; 1 where both are empty."""
     n = targs.shape[0]
     input = input.argmax(dim=1).view(n, -1)
@@ -68,44 +70,44 @@ def dice(input, targs, iou=False, eps=1e-8):
     return torch.where(union == 0, torch.ones_like(res), res).mean()
 
 
-def mean_squared_error(pred, targ):
+def mean_squared_error(pred: Tensor, targ: Tensor) -> Tensor:
     """Mean squared error."""
     pred, targ = _flatten_check(pred, targ)
     return F.mse_loss(pred, targ)
 
 
-def mean_absolute_error(pred, targ):
+def mean_absolute_error(pred: Tensor, targ: Tensor) -> Tensor:
     """Mean absolute error."""
     pred, targ = _flatten_check(pred, targ)
     return torch.abs(targ - pred).mean()
 
 
-def root_mean_squared_error(pred, targ):
+def root_mean_squared_error(pred: Tensor, targ: Tensor) -> Tensor:
     """Square root of the mean squared error (of each batch)."""
     pred, targ = _flatten_check(pred, targ)
     return torch.sqrt(F.mse_loss(pred, targ))
 
 
-def mean_squared_logarithmic_error(pred, targ):
+def mean_squared_logarithmic_error(pred: Tensor, targ: Tensor) -> Tensor:
     """Mean squared error of `log(1 + x)`."""
     pred, targ = _flatten_check(pred, targ)
     return F.mse_loss(torch.log1p(pred), torch.log1p(targ))
 
 
-def exp_rmspe(pred, targ):
+def exp_rmspe(pred: Tensor, targ: Tensor) -> Tensor:
     """Root mean squared percentage error of `exp(pred)` against `exp(targ)`."""
     pred, targ = _flatten_check(pred, targ)
     pred, targ = torch.exp(pred), torch.exp(targ)
     return torch.sqrt((((targ - pred) / targ) ** 2).mean())
 
 
-def explained_variance(pred, targ):
+def explained_variance(pred: Tensor, targ: Tensor) -> Tensor:
     """1 - Var(targ - pred) / Var(targ)."""
     pred, targ = _flatten_check(pred, targ)
     return 1 - torch.var(targ - pred) / torch.var(targ)
 
 
-def r2_score(pred, targ):
+def r2_score(pred: Tensor, targ: Tensor) -> Tensor:
     """Coefficient of determination."""
     pred, targ = _flatten_check(pred, targ)
     return 1 - torch.sum((targ - pred) ** 2) / torch.sum((targ - targ.mean()) ** 2)

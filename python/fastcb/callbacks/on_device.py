@@ -10,6 +10,8 @@ of the fit the final values are read back once and set as plain numbers again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -58,7 +60,7 @@ class DeviceRun:
     """`scheds` (name -> one Schedule over steps per layer group) stepped on the device for
     `learn`'s fit, from step `start`."""
 
-    def __init__(self, learn, scheds: dict[str, list[Schedule]], total_steps: int, start: int = 0):
+    def __init__(self, learn: Any, scheds: dict[str, list[Schedule]], total_steps: int, start: int = 0) -> None:
         ow = learn.opt
         if "wd" in scheds:
             raise ValueError("on_device: scheduling wd on the device is not supported (the OptimWrapper applies it)")
@@ -75,7 +77,7 @@ class DeviceRun:
             _tensorize(g, scheds, p)
         self.learn, self.ow, self.scheds, self.start = learn, ow, scheds, start
         self.ds = DeviceSchedule(opt, total_steps, unit="step",
-                                 **{n: [s[layer[id(g)]] for g in opt.param_groups] for n, s in scheds.items()})
+                                 **{n: [s[layer[id(g)]] for g in opt.param_groups] for n, s in scheds.items()})  # type: ignore[arg-type]
         if start:
             self.ds.load_state_dict({"step": start})
         if "lr" in scheds:
@@ -83,7 +85,7 @@ class DeviceRun:
             ow._lr = [g["lr"] for g in main]  # the decoupled weight decay reads these
         self.steps = start
 
-    def jump(self, step: int):
+    def jump(self, step: int) -> None:
         """Continue from `step` (a resumed fit)."""
         self.ds.load_state_dict({"step": step})
         self.start = self.steps = step

@@ -114,7 +114,7 @@ def check_callback_contract(callback, learn=None, epochs=2, lr=1e-2, fit=None):
     cb = callback if isinstance(callback, Callback) else callback(learn)
     if not isinstance(cb, Callback):
         raise TypeError(f"callback: expected a Callback or a function of the learner making one, got {cb!r}")
-    seen = []
+    seen: list = []
     patched = {"on_" + ev: _spy(cb, ev, seen) for ev in EVENTS}
     vars(cb).update(patched)
     try:
