@@ -103,10 +103,11 @@ class OptimWrapper(GetAttr):
     >>> opt.lr = [1e-4, 1e-3]          # one value per layer group (or one for all)
     >>> opt.lr, opt.mom                # the last group's, as in fastai; Adam's `mom` is betas[0]
     (0.001, 0.9)
-    >>> [g["lr"] for g in opt.param_groups]
-    [0.0001, 0.001]
+    >>> tuple(group["lr"] for group in opt.param_groups)
+    (0.0001, 0.001)
     >>> opt.mom = 0.95
-    >>> opt.opt.param_groups[0]["betas"]
+    >>> first = opt.opt.param_groups[0]
+    >>> first["betas"]
     (0.95, 0.999)
     """
 
