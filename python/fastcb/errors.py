@@ -93,7 +93,7 @@ class CheckpointWriteError(FastcbError, OSError):
 class UnknownStateKeyError(FastcbError, KeyError):
     """A hook returned a dict with a key that is not in `STATE_KEYS`."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 

@@ -9,6 +9,8 @@ fixes, which the compiled results equal bit for bit.
 import functools
 import math
 import operator
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "annealing_no",
@@ -26,32 +28,32 @@ def _cos(x):
     return math.cos(x) if isinstance(x, (int, float)) else x.cos()
 
 
-def annealing_no(start, end, pct):
+def annealing_no(start: Any, end: Any, pct: Any) -> Any:
     """No annealing: always `start`."""
     return start
 
 
-def annealing_linear(start, end, pct):
+def annealing_linear(start: Any, end: Any, pct: Any) -> Any:
     """`start + pct*(end-start)`."""
     return start + pct * (end - start)
 
 
-def annealing_exp(start, end, pct):
+def annealing_exp(start: Any, end: Any, pct: Any) -> Any:
     """`start * (end/start)**pct`."""
     return start * (end / start) ** pct
 
 
-def annealing_cos(start, end, pct):
+def annealing_cos(start: Any, end: Any, pct: Any) -> Any:
     """`end + (start-end)/2 * (cos(pi*pct) + 1)`."""
     return end + (start - end) / 2 * (_cos(math.pi * pct) + 1)
 
 
-def do_annealing_poly(start, end, pct, degree):
+def do_annealing_poly(start: Any, end: Any, pct: Any, degree: float) -> Any:
     """`end + (start-end) * (1-pct)**degree`."""
     return end + (start - end) * (1 - pct) ** degree
 
 
-def smoothen(beta, values):
+def smoothen(beta: float, values: Iterable[float]) -> list[float]:
     """The successive `smooth` values of fastai's `SmoothenValue(beta)` fed `values`."""
     n, mov_avg, out = 0, 0.0, []
     for v in values:
@@ -61,7 +63,7 @@ def smoothen(beta, values):
     return out
 
 
-def checked(name, start, end, pct, *degree):
+def checked(name: str, start: Any, end: Any, pct: Any, *degree: float) -> Any:
     """The formula `name` (e.g. "annealing_cos") on tensors, refusing what the compiled core
     refuses for numbers: a NaN or inf in an argument or in the result is a ValueError naming
     it. The check reads one boolean back from the tensors' device."""
