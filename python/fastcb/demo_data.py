@@ -13,7 +13,8 @@ from torch.utils.data import TensorDataset
 __all__ = ["spirals", "spiral_datasets", "demo_model"]
 
 
-def spirals(n, n_classes=3, noise=0.2, turns=1.25, seed=0):
+def spirals(n: int, n_classes: int = 3, noise: float = 0.2, turns: float = 1.25,
+            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`n` points `(x, y)` as float32/int64 arrays: `x` of shape (n, 2), `y` class labels in order."""
     if n < 1 or n_classes < 2:
         raise ValueError(f"n and n_classes: need n >= 1 and n_classes >= 2, got {n} and {n_classes}")
@@ -26,7 +27,8 @@ def spirals(n, n_classes=3, noise=0.2, turns=1.25, seed=0):
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def spiral_datasets(n_train=4096, n_valid=1024, n_classes=3, noise=0.2, seed=0):
+def spiral_datasets(n_train: int = 4096, n_valid: int = 1024, n_classes: int = 3, noise: float = 0.2,
+                    seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """Training and validation `TensorDataset`s of spirals (drawn independently)."""
     xt, yt = spirals(n_train, n_classes, noise, seed=seed)
     xv, yv = spirals(n_valid, n_classes, noise, seed=seed + 1)
@@ -34,7 +36,7 @@ def spiral_datasets(n_train=4096, n_valid=1024, n_classes=3, noise=0.2, seed=0):
             TensorDataset(torch.from_numpy(xv), torch.from_numpy(yv)))
 
 
-def demo_model(n_classes=3, hidden=64):
+def demo_model(n_classes: int = 3, hidden: int = 64) -> nn.Sequential:
     """A small MLP for 2-D points: two hidden layers with batch norm."""
     return nn.Sequential(
         nn.Linear(2, hidden), nn.ReLU(), nn.BatchNorm1d(hidden),
