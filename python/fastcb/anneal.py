@@ -5,7 +5,7 @@ torch tensors go through the same formulas in Python (`fastcb.reference`), on th
 """
 
 from ._core import (
-    SHAPES,
+    SHAPES,  # noqa: F401 - re-exported: the shape table
     AnnealPoly,
     SmoothenValue,
     Stepper,

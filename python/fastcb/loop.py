@@ -5,9 +5,8 @@ import copy
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, watchdog
 from . import distributed as fdist
-from . import watchdog
 from ._utils import check_number, first_el, host_floats, to_detach
 from .callback import CallbackHandler, weighted_mean
 from .progress import master_bar, progress_bar

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from ._utils import check_number
 from .anneal import Stepper, annealing_cos
 from .one_cycle import check_one_cycle, one_cycle_phases

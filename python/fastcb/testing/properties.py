@@ -13,7 +13,6 @@ import warnings
 import numpy as np
 import torch
 
-from .. import anneal
 from ..anneal import AnnealPoly, shape_of
 from ..preview import schedule_values
 from .checks import check_close, check_endpoints, check_monotone, check_within
