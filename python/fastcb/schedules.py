@@ -162,7 +162,7 @@ def combine_scheds(pcts: Sequence[float], scheds: Sequence[Sched]) -> Sched:
     scheds = list(scheds)
     groups = {len(s) for s in scheds if isinstance(s, GroupSchedules)}
     if not groups:
-        return Schedule.combine(pcts, [s for s in scheds if isinstance(s, Schedule)])
+        return Schedule.combine(pcts, scheds)  # type: ignore[arg-type]  # no GroupSchedules among them
     if len(groups) > 1:
         raise ShapeError(f"scheds: per-group schedules of different group counts {sorted(groups)}")
     n = groups.pop()
