@@ -6,7 +6,13 @@ and accuracy kept on the device and read once per epoch. Prints microseconds per
 (validation batches included in the time) and the difference. fastai v2 and Lightning are timed
 too when installed.
 
-    python benches/bench_loop.py [--epochs 3] [--n-train 6400] [--repeats 7]
+    python benches/bench_loop.py [--epochs 3] [--n-train 6400] [--repeats 7] [--quick]
+
+The figure that counts is the *paired* one: each repeat times every loop back to back (in an
+order that rotates from repeat to repeat), takes each loop's difference to the bare loop of the
+same repeat, and the table reports the median of those differences with their quartiles, so
+that machine load, which moves every loop of a repeat alike, cancels out. `--quick` times only
+the bare loop and fastcb's quiet loop.
 """
 
 import argparse
@@ -106,12 +112,12 @@ def lightning_loop(train_dl, valid_dl, epochs):
     trainer.fit(Module(), train_dl, valid_dl)
 
 
-def time_it(fn, *args, repeats):
+def time_it(fn, *args, repeats, clock=time.perf_counter):
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn(*args)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -121,6 +127,10 @@ def main():
     parser.add_argument("--n-train", type=int, default=6400)
     parser.add_argument("--n-valid", type=int, default=1600)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: perf_counter; cpu: the process's CPU time (time.process_time), which "
+                             "leaves out the time other processes hold the cores: steadier on a loaded machine")
+    parser.add_argument("--quick", action="store_true", help="only the bare loop and fastcb's quiet loop")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train_dl, valid_dl = make_data(args.n_train, args.n_valid)
@@ -128,30 +138,40 @@ def main():
 
     peers = {"bare torch loop": bare_loop, "fastcb fit_one_cycle (quiet)": fastcb_loop,
              "fastcb fit_one_cycle (fastprogress bars)": lambda t, v, e: fastcb_loop(t, v, e, silent=False)}
-    if importlib.util.find_spec("fastai") and importlib.util.find_spec("fastai.learner"):
+    if args.quick:
+        del peers["fastcb fit_one_cycle (fastprogress bars)"]
+    elif importlib.util.find_spec("fastai") and importlib.util.find_spec("fastai.learner"):
         peers["fastai v2 fit_one_cycle"] = fastai2_loop
     else:
         print("fastai v2: not installed, skipped")
-    if importlib.util.find_spec("lightning") or importlib.util.find_spec("pytorch_lightning"):
+    if args.quick:
+        pass
+    elif importlib.util.find_spec("lightning") or importlib.util.find_spec("pytorch_lightning"):
         peers["Lightning Trainer.fit + OneCycleLR"] = lightning_loop
     else:
         print("Lightning: not installed, skipped")
 
     for fn in peers.values():  # warm-up (imports, allocator, first DataLoader iterator)
         fn(train_dl, valid_dl, 1)
-    # Interleave the repeats so that machine noise hits every peer alike; report the median.
-    times = {name: [] for name in peers}
-    for _ in range(args.repeats):
-        for name, fn in peers.items():
-            times[name] += time_it(fn, train_dl, valid_dl, args.epochs, repeats=1)
-    base = statistics.median(times["bare torch loop"]) / n_batches * 1e6
+    # Interleave the repeats so that machine noise hits every peer alike; rotate the order so that
+    # no loop always runs first (or right after the allocation-heavy one).
+    names = list(peers)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    times = {name: [] for name in names}
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name] += time_it(peers[name], train_dl, valid_dl, args.epochs, repeats=1, clock=clock)
+    per_batch = {name: [t / n_batches * 1e6 for t in ts] for name, ts in times.items()}
+    bare = per_batch["bare torch loop"]
     print(f"fastcb {fastcb.__version__}, torch {torch.__version__}; Linear(10,2), batch 32, "
           f"{len(train_dl)} train + {len(valid_dl)} valid batches/epoch, {args.epochs} epochs, "
-          f"median of {args.repeats}")
-    print(f"{'loop':45s} {'us/train batch':>15s} {'added':>10s}")
-    for name, ts in times.items():
-        per = statistics.median(ts) / n_batches * 1e6
-        print(f"{name:45s} {per:15.1f} {per - base:+10.1f}")
+          f"{args.repeats} paired repeats, {args.clock} clock")
+    print(f"{'loop':42s} {'us/train batch':>14s} {'added (paired median)':>22s} {'quartiles':>18s}")
+    for name, ts in per_batch.items():
+        diffs = [t - b for t, b in zip(ts, bare)]
+        q1, _, q3 = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else (diffs[0],) * 3
+        print(f"{name:42s} {statistics.median(ts):14.1f} {statistics.median(diffs):+22.1f} "
+              f"{f'[{q1:+.1f}, {q3:+.1f}]':>18s}")
 
 
 if __name__ == "__main__":

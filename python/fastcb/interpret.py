@@ -1,4 +1,5 @@
-"""`Interpretation` and `ClassificationInterpretation`: a model's predictions, targets and per-item losses
+"""`Interpretation`, `ClassificationInterpretation` (and fastai's unfinished
+`MultiLabelClassificationInterpretation`): a model's predictions, targets and per-item losses
 on a dataset, with the largest losses and the confusion matrix (fastai v1's `fastai.train` classes)."""
 
 import itertools
@@ -10,7 +11,7 @@ import torch
 from .data import DatasetType
 from .settings import defaults
 
-__all__ = ["Interpretation", "ClassificationInterpretation"]
+__all__ = ["Interpretation", "ClassificationInterpretation", "MultiLabelClassificationInterpretation"]
 
 
 class Interpretation:
@@ -90,3 +91,14 @@ class ClassificationInterpretation(Interpretation):
         np.fill_diagonal(cm, 0)
         res = [(self.classes[i], self.classes[j], cm[i, j]) for i, j in zip(*np.where(cm >= min_val))]
         return sorted(res, key=itemgetter(2), reverse=True)
+
+
+class MultiLabelClassificationInterpretation(Interpretation):
+    """fastai v1's placeholder for multi-label interpretation: as in fastai 1.0.61, constructing one
+    (directly or through `from_learner`) raises `NotImplementedError`. `sigmoid` and `thresh` are
+    fastai's arguments (predicted labels would be `sigmoid(preds) > thresh`)."""
+
+    def __init__(self, learn, preds, y_true, losses, ds_type=DatasetType.Valid, sigmoid=True, thresh=0.3):
+        raise NotImplementedError(
+            "MultiLabelClassificationInterpretation is not implemented (nor in fastai v1 1.0.61); use "
+            "Interpretation for the per-item losses, or threshold `learn.get_preds()` yourself")

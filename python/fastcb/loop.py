@@ -9,7 +9,7 @@ from . import checkpoint, watchdog
 from . import distributed as fdist
 from ._utils import check_number, first_el, host_floats, to_detach
 from .callback import CallbackHandler, weighted_mean
-from .progress import master_bar, progress_bar
+from .progress import end_interrupted, master_bar, progress_bar
 
 __all__ = ["fit", "loss_batch", "validate", "get_preds"]
 
@@ -66,14 +66,17 @@ def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True
         val_losses, nums = [], []
         if cb_handler:
             cb_handler.set_dl(dl)
-        for xb, yb in progress_bar(dl, parent=pbar, leave=pbar is not None, quiet=quiet):
+        bar = progress_bar(dl, parent=pbar, leave=pbar is not None, quiet=quiet)
+        for xb, yb in bar:
             if cb_handler:
                 xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
             val_losses.append(loss_batch(model, xb, yb, loss_func, cb_handler=cb_handler))
             nums.append(first_el(yb).shape[0])
             if cb_handler and cb_handler.on_batch_end(val_losses[-1]):
+                end_interrupted(bar)
                 break
             if n_batch and len(nums) >= n_batch:
+                end_interrupted(bar)
                 break
         if not average:
             return val_losses
@@ -101,10 +104,12 @@ def fit(epochs, learn, callbacks=None, metrics=None):
             learn.model.train()
             cb_handler.set_dl(learn.data.train_dl)
             cb_handler.on_epoch_begin()
-            for xb, yb in progress_bar(learn.data.train_dl, parent=pbar):
+            bar = progress_bar(learn.data.train_dl, parent=pbar)
+            for xb, yb in bar:
                 xb, yb = cb_handler.on_batch_begin(xb, yb)
                 loss = loss_batch(learn.model, xb, yb, learn.loss_func, learn.opt, cb_handler)
                 if cb_handler.on_batch_end(loss):
+                    end_interrupted(bar)
                     break
             if not cb_handler.skip_validate and not learn.data.empty_val:
                 # the bare module: under DDP ranks may have different numbers of validation batches

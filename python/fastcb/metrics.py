@@ -60,14 +60,26 @@ def fbeta(y_pred: Tensor, y_true: Tensor, thresh: float = 0.2, beta: float = 2, 
 
 
 def dice(input: Tensor, targs: Tensor, iou: bool = False, eps: float = 1e-8) -> Tensor:
-    """Dice coefficient (or IoU if `iou`) for binary segmentation; 1 where both are empty."""
+    """Dice coefficient (or IoU if `iou`) for binary segmentation, per item then averaged; 1 where
+    both are empty.
+
+    The predicted class of a pixel is the argmax over `dim=1` with ties going to the *higher* class
+    (a pixel whose foreground score equals its background score counts as foreground). That is
+    what fastai v1 computed on the torch it was written for (before 1.7, `argmax` returned the last
+    maximum) and what its tests expect; today's `argmax` returns the first maximum.
+    """
     n = targs.shape[0]
-    input = input.argmax(dim=1).view(n, -1)
+    input = _argmax_ties_high(input, 1).view(n, -1)
     targs = targs.view(n, -1)
     intersect = (input * targs).sum(dim=1).float()
     union = (input + targs).sum(dim=1).float()
     res = 2.0 * intersect / union if not iou else intersect / (union - intersect + eps)
     return torch.where(union == 0, torch.ones_like(res), res).mean()
+
+
+def _argmax_ties_high(x: Tensor, dim: int) -> Tensor:
+    """`x.argmax(dim)`, but the last index among equal maxima (one flipped copy, no host read)."""
+    return (x.shape[dim] - 1) - x.flip(dim).argmax(dim=dim)
 
 
 def mean_squared_error(pred: Tensor, targ: Tensor) -> Tensor:

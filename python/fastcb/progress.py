@@ -6,11 +6,12 @@ Without fastprogress installed, bars are quiet and the table is printed as plain
 import itertools
 
 try:
+    from fastprogress import fastprogress as _fp
     from fastprogress.fastprogress import format_time
     from fastprogress.fastprogress import master_bar as _fp_master_bar
     from fastprogress.fastprogress import progress_bar as _fp_progress_bar
 except ImportError:  # the loop runs without it (a wheel installed with --no-deps, a minimal GPU image)
-    _fp_master_bar = _fp_progress_bar = None
+    _fp = _fp_master_bar = _fp_progress_bar = None
 
     def format_time(t):
         """`t` seconds as `mm:ss` (`h:mm:ss` past an hour), as fastprogress writes it."""
@@ -18,7 +19,7 @@ except ImportError:  # the loop runs without it (a wheel installed with --no-dep
         h, m, s = t // 3600, (t // 60) % 60, t % 60
         return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
-__all__ = ["master_bar", "progress_bar", "QuietMasterBar", "QuietProgressBar"]
+__all__ = ["master_bar", "progress_bar", "end_interrupted", "QuietMasterBar", "QuietProgressBar"]
 
 
 class QuietProgressBar:
@@ -91,3 +92,18 @@ def progress_bar(gen, parent=None, leave=True, total=None, quiet=False):
     if quiet or isinstance(parent, QuietMasterBar) or _fp_progress_bar is None:
         return QuietProgressBar(gen, total, parent, leave)
     return _fp_progress_bar(gen, total=total, parent=parent, leave=leave)
+
+
+def end_interrupted(bar):
+    """End the line of a console bar the loop broke out of (a callback stopped the epoch).
+
+    fastprogress's console bar ends its line only when it runs to its total; left mid-way, the
+    next line printed (the table's row) would continue the bar's line. The bar stays visible,
+    showing where the epoch stopped, and what follows starts on a new line (fastai v1's output).
+    """
+    console = getattr(_fp, "ConsoleProgressBar", None)
+    if console is None or not isinstance(bar, console):
+        return
+    if getattr(bar, "display", False) and getattr(bar, "last_v", None) is not None and _fp.printing():
+        bar.last_v = None  # the bar is over: nothing more to end
+        _fp.WRITER_FN("", flush=getattr(_fp, "FLUSH", True))

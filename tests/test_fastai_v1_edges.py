@@ -1,0 +1,102 @@
+"""fastai v1 edge behaviours: `dice`'s tie rule, the line an interrupted bar leaves, and the
+unfinished `MultiLabelClassificationInterpretation`."""
+
+import contextlib
+import io
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from loop_helpers import tiny_learner
+
+import fastcb
+from fastcb import MultiLabelClassificationInterpretation, StopAfterNBatches, dice
+
+
+def _dice_reference(pred, targ, iou=False, eps=1e-8):
+    """Plain Python: per item, class = the last index of the largest score; dice (or IoU) of the
+    foreground; 1 when prediction and target are both empty; the mean over items."""
+    n, c = pred.shape[0], pred.shape[1]
+    scores = pred.reshape(n, c, -1).tolist()
+    targs = targ.reshape(n, -1).tolist()
+    res = []
+    for item, t in zip(scores, targs):
+        cls = []
+        for px in range(len(t)):
+            col = [item[k][px] for k in range(c)]
+            best = max(col)
+            cls.append(max(k for k in range(c) if col[k] == best))
+        inter = sum(a * b for a, b in zip(cls, t))
+        union = sum(cls) + sum(t)
+        if union == 0:
+            res.append(1.0)
+        else:
+            res.append(inter / (union - inter + eps) if iou else 2.0 * inter / union)
+    return sum(res) / len(res)
+
+
+def test_dice_ties_go_to_the_foreground():
+    # equal scores everywhere: every pixel is predicted foreground
+    zeros = torch.zeros(5, 2, 5)
+    assert dice(zeros, torch.eye(5).long()).item() == pytest.approx(1 / 3)  # per item 2*1/(5+1)
+    assert dice(zeros, torch.zeros(5, 5).long()).item() == 0.0  # the prediction isn't empty
+    assert dice(zeros, torch.zeros(5, 5).long(), iou=True).item() == 0.0
+    # a strict maximum is still the argmax: 1 item, 2 classes, 2 pixels; predicted [0, 1]
+    scores = torch.tensor([[[2.0, 1.0], [1.0, 1.0]]])
+    assert dice(scores, torch.tensor([[1, 0]])).item() == 0.0
+    assert dice(scores, torch.tensor([[0, 1]])).item() == 1.0
+    assert dice(scores, torch.tensor([[1, 1]])).item() == pytest.approx(2 / 3)
+    assert dice(scores.flip(1), torch.tensor([[0, 0]])).item() == 0.0  # flipped: predicted [1, 1]
+
+
+@given(st.integers(1, 4), st.integers(2, 3), st.integers(1, 6), st.booleans(), st.integers(0, 2**31 - 1))
+def test_dice_matches_the_reference(n, c, px, iou, seed):
+    g = torch.Generator().manual_seed(seed)
+    pred = torch.randint(0, 3, (n, c, px), generator=g).float()  # few values: many ties
+    targ = torch.randint(0, 2, (n, px), generator=g)
+    assert dice(pred, targ, iou=iou).item() == pytest.approx(_dice_reference(pred, targ, iou), abs=1e-6)
+
+
+def _fit_output(learn, epochs):
+    import fastprogress.fastprogress as fp
+
+    buf = io.StringIO()
+    buf.isatty = lambda: True  # fastprogress draws its console bars only on a terminal
+    with contextlib.redirect_stdout(buf):
+        old = fp.stdout
+        fp.stdout = buf
+        try:
+            learn.fit(epochs)
+        finally:
+            fp.stdout = old
+    return buf.getvalue()
+
+
+def test_a_bar_stopped_mid_epoch_ends_its_line():
+    pytest.importorskip("fastprogress")
+    learn = tiny_learner(n_train=40, bs=4, silent=False, callbacks=[StopAfterNBatches(2)])
+    out = _fit_output(learn, 3)
+    lines = [line.split("\r")[-1] for line in out.split("\n")]  # what a terminal shows
+    assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "time"]
+    assert lines[1].startswith("Epoch 1/3") and "/10 " in lines[1]  # the bar stays, where it stopped
+    assert lines[2].split()[0] == "0"  # the epoch's row starts its own line
+    assert "\n1" not in out
+    assert len(learn.recorder.losses) == 2
+
+
+def test_a_finished_bar_adds_no_line():
+    pytest.importorskip("fastprogress")
+    out = _fit_output(tiny_learner(n_train=16, n_valid=8, bs=4, silent=False), 1)
+    rows = [line.split("\r")[-1] for line in out.split("\n") if line]
+    assert [r.split()[0] for r in rows] == ["epoch", "0"]
+
+
+def test_multilabel_interpretation_is_fastais_placeholder():
+    learn = tiny_learner()
+    preds, y, losses = learn.get_preds(with_loss=True)
+    with pytest.raises(NotImplementedError, match="MultiLabelClassificationInterpretation"):
+        MultiLabelClassificationInterpretation(learn, preds, y, losses, sigmoid=False, thresh=0.5)
+    with pytest.raises(NotImplementedError):
+        MultiLabelClassificationInterpretation.from_learner(learn)
+    assert issubclass(MultiLabelClassificationInterpretation, fastcb.Interpretation)
