@@ -7,6 +7,8 @@ seed's per-event value (new `(xb, yb)`, output or loss; True to stop the epoch/t
 
 import inspect
 import math
+import types
+import weakref
 from operator import itemgetter
 from typing import Any
 
@@ -227,18 +229,33 @@ def wanted_state(hook):
     keys = getattr(hook, "state_keys", None)
     if keys is not None:
         return tuple(keys)
+    # A method's answer depends on its function only: inspect each function once (a signature
+    # costs tens of microseconds, and every fit builds a handler over the same classes).
+    func = getattr(hook, "__func__", None) if isinstance(hook, types.MethodType) else None
+    if isinstance(func, types.FunctionType):
+        try:
+            return _WANTED[func]
+        except KeyError:
+            pass
     try:
         params = inspect.signature(hook).parameters.values()
     except (TypeError, ValueError):
         return None
     names = []
     for p in params:
-        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            return None
-        if p.name not in STATE_KEYS and p.name not in _EVENT_KWARGS:
-            return None
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or (
+                p.name not in STATE_KEYS and p.name not in _EVENT_KWARGS):
+            names = None
+            break
         names.append(p.name)
-    return tuple(names)
+    wants = None if names is None else tuple(names)
+    if isinstance(func, types.FunctionType):
+        _WANTED[func] = wants
+    return wants
+
+
+#: `wanted_state` of each method's function, while the function exists.
+_WANTED: "weakref.WeakKeyDictionary[types.FunctionType, tuple[str, ...] | None]" = weakref.WeakKeyDictionary()
 
 
 def _reads_smooth_loss(hook):
@@ -315,21 +332,23 @@ class CallbackHandler:
             cbs = tuple(self._hook(c, ev) for c in self.callbacks if overrides(c, ev))
             mets = tuple(self._hook(m, ev) for m in self.metrics if overrides(m, ev))
             self._calls[ev] = (cbs, mets + cbs)
-        self._live_smoothing = any(_reads_smooth_loss(hook) for ev in _BATCH_EVENTS for _, hook in self._calls[ev][0])
+        #: The callbacks' hooks of a training batch's events, in order (what `loop.train_batch` runs).
+        self.train_calls = tuple(self._calls[ev][0] for ev in _BATCH_EVENTS)
+        self._live_smoothing = any(_reads_smooth_loss(hook) for ev in _BATCH_EVENTS for hook, *_ in self._calls[ev][0])
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
 
     def _hook(self, obj, event):
-        """`(call, hook)`: `call(state)` runs the hook with the whole state or just what it wants."""
+        """`(hook, get, mode)`: how `_run` passes the state to the hook: mode 0, all of it as
+        keywords; 1, the one value `get(state)`; 2, the values `*get(state)`; 3, nothing.
+        Tuples rather than closures: one Python call per hook, not two."""
         hook = getattr(obj, "on_" + event)
         self._owners[id(hook)] = type(obj).__name__
         wants = wanted_state(hook)
         if wants is None:
-            return (lambda st: hook(**st)), hook
-        if len(wants) == 1:
-            get = itemgetter(wants[0])
-            return (lambda st: hook(get(st))), hook
-        get = itemgetter(*wants) if wants else (lambda st: ())
-        return (lambda st: hook(*get(st))), hook
+            return hook, None, 0
+        if not wants:
+            return hook, None, 3
+        return hook, itemgetter(*wants), 1 if len(wants) == 1 else 2
 
     def _refresh(self):
         if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):
@@ -337,8 +356,16 @@ class CallbackHandler:
 
     def _run(self, event, calls, kwargs=None):
         st = self.state_dict
-        for call, hook in calls:
-            res = call({**st, **kwargs} if kwargs else st)
+        for hook, get, mode in calls:
+            state = {**st, **kwargs} if kwargs else st  # per hook: it sees what the previous one set
+            if mode == 1:
+                res = hook(get(state))
+            elif mode == 0:
+                res = hook(**state)
+            elif mode == 2:
+                res = hook(*get(state))
+            else:
+                res = hook()
             if res is not None:
                 self._apply(event, hook, res)
 
@@ -437,13 +464,18 @@ class CallbackHandler:
         value = loss.detach()
         self._epoch_losses.append(value)
         if self._live_smoothing:
-            self.smoothener.add_value(value.float() if value.dtype in _HALF else value)
-            st["smooth_loss"] = self.smoothener.smooth
+            self.smooth_live(value)
         st["last_loss"] = loss
         calls = self._calls["backward_begin"][0]
         if calls:
             self._run("backward_begin", calls)
         return st["last_loss"], st["skip_bwd"]
+
+    def smooth_live(self, value):
+        """Smooth the detached loss `value` on its device into state `smooth_loss` (only when a
+        batch hook reads it: `_live_smoothing`)."""
+        self.smoothener.add_value(value.float() if value.dtype in _HALF else value)
+        self.state_dict["smooth_loss"] = self.smoothener.smooth
 
     def on_backward_end(self):
         """Gradients are computed; returns `skip_step`."""

@@ -39,6 +39,57 @@ def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
     return loss.detach()
 
 
+def train_batch(model, xb, yb, loss_func, opt, cb_handler):
+    """One training batch as `fit` runs it: `cb_handler.on_batch_begin(xb, yb)`, `loss_batch(...)`
+    and `cb_handler.on_batch_end(loss)` in one call. The same events reach the same hooks with
+    the same state and return-value rules; an event no callback defines costs one test, not a
+    call. Returns `stop_epoch`."""
+    st = cb_handler.state_dict
+    batch_begin, loss_begin, backward_begin, backward_end, step_end, batch_end = cb_handler.train_calls
+    st["last_input"], st["last_target"], st["train"] = xb, yb, True
+    st["stop_epoch"] = st["skip_step"] = st["skip_zero"] = st["skip_bwd"] = False
+    if batch_begin:
+        cb_handler._run("batch_begin", batch_begin)
+        xb, yb = st["last_input"], st["last_target"]
+    if not isinstance(xb, (list, tuple)):
+        xb = [xb]
+    if not isinstance(yb, (list, tuple)):
+        yb = [yb]
+    out = st["last_output"] = model(*xb)
+    if loss_begin:
+        cb_handler._run("loss_begin", loss_begin)
+        out = st["last_output"]
+    loss = loss_func(out, *yb)
+    if loss.dim():  # shape metadata only: no host-device sync
+        _check_scalar_loss(loss, loss_func)
+    value = loss.detach()  # kept for the epoch's record, and returned unless a hook replaces the loss
+    cb_handler._epoch_losses.append(value)
+    if cb_handler._live_smoothing:
+        cb_handler.smooth_live(value)
+    st["last_loss"] = loss
+    if backward_begin:
+        cb_handler._run("backward_begin", backward_begin)
+        if st["last_loss"] is not loss:
+            loss = st["last_loss"]
+            value = loss.detach()
+    if not st["skip_bwd"]:
+        loss.backward()
+    if backward_end:
+        cb_handler._run("backward_end", backward_end)
+    if not st["skip_step"]:
+        opt.step()
+    if step_end:
+        cb_handler._run("step_end", step_end)
+    if not st["skip_zero"]:
+        opt.zero_grad()
+    st["last_loss"] = value
+    if batch_end:
+        cb_handler._run("batch_end", batch_end)
+    st["iteration"] += 1
+    st["num_batch"] += 1
+    return st["stop_epoch"]
+
+
 def _check_scalar_loss(loss, loss_func):
     """A training loss must be one number to backpropagate and record; say which function gave what."""
     if loss.numel() != 1:
@@ -106,9 +157,13 @@ def fit(epochs, learn, callbacks=None, metrics=None):
             cb_handler.on_epoch_begin()
             bar = progress_bar(learn.data.train_dl, parent=pbar)
             for xb, yb in bar:
-                xb, yb = cb_handler.on_batch_begin(xb, yb)
-                loss = loss_batch(learn.model, xb, yb, learn.loss_func, learn.opt, cb_handler)
-                if cb_handler.on_batch_end(loss):
+                loss_func, opt = learn.loss_func, learn.opt
+                if loss_func and opt is not None:
+                    stop = train_batch(learn.model, xb, yb, loss_func, opt, cb_handler)
+                else:  # nothing to train: loss_batch's outputs go to the callbacks as they are
+                    xb, yb = cb_handler.on_batch_begin(xb, yb)
+                    stop = cb_handler.on_batch_end(loss_batch(learn.model, xb, yb, loss_func, opt, cb_handler))
+                if stop:
                     end_interrupted(bar)
                     break
             if not cb_handler.skip_validate and not learn.data.empty_val:

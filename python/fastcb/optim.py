@@ -9,6 +9,7 @@ then norm/bias); an optimizer wrapped directly has one layer group per param gro
 
 import inspect
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -85,11 +86,26 @@ def _check_hyper(v, where):
 
 
 def _lr_needs_value(opt_func):
+    """True when `opt_func` has an `lr` parameter without a default (asked once per `opt_func`:
+    a signature costs tens of microseconds, and every fit may build an optimizer)."""
+    try:
+        return _LR_NEEDS_VALUE[opt_func]
+    except (KeyError, TypeError):  # TypeError: not hashable or not weakly referenceable
+        pass
     try:
         param = inspect.signature(opt_func).parameters.get("lr")
     except (TypeError, ValueError):
-        return False
-    return param is not None and param.default is inspect.Parameter.empty
+        needs = False
+    else:
+        needs = param is not None and param.default is inspect.Parameter.empty
+    try:
+        _LR_NEEDS_VALUE[opt_func] = needs
+    except TypeError:
+        pass
+    return needs
+
+
+_LR_NEEDS_VALUE: "weakref.WeakKeyDictionary[object, bool]" = weakref.WeakKeyDictionary()
 
 
 class OptimWrapper(GetAttr):
@@ -124,6 +140,7 @@ class OptimWrapper(GetAttr):
         self._bn_wd = bool(bn_wd)
         self.opt_func = type(opt)
         self.opt_keys = [k for k in opt.param_groups[0] if k != "params"]
+        self._momentum_key = "momentum" in self.opt_keys  # else betas[0] (asked every batch by `mom =`)
         self._own_tensors()
         self.read_defaults()
         self.wd = wd
@@ -382,7 +399,10 @@ class OptimWrapper(GetAttr):
     def lr(self, val):
         if type(val) is float:  # the per-batch case of schedulers: one number for every group
             for pg in self.opt.param_groups:
-                _assign_fast(pg, "lr", val)
+                if type(pg.get("lr")) is float:  # `_assign_fast`'s common case, without its call
+                    pg["lr"] = val
+                else:
+                    _assign(pg, "lr", val)
             self._lr = [val] * len(self._lr)
             return
         self._lr = self.set_val("lr", listify(val, self._lr))
@@ -400,13 +420,45 @@ class OptimWrapper(GetAttr):
     def mom(self, val):
         if val is None or self._mom is None:
             return
-        if type(val) is float and self._set_mom_fast(val):
-            return
+        if type(val) is float:  # the per-batch case of schedulers: plain floats in every group
+            groups = self.opt.param_groups
+            if self._momentum_key:
+                for pg in groups:
+                    if type(pg["momentum"]) is not float:
+                        break
+                else:
+                    for pg in groups:
+                        pg["momentum"] = val
+                    self._mom = [val] * len(self._mom)
+                    return
+            else:
+                for pg in groups:
+                    betas = pg["betas"]
+                    if type(betas) is not tuple or type(betas[0]) is not float:
+                        break
+                else:
+                    for pg in groups:
+                        pg["betas"] = (val, pg["betas"][1])
+                    self._mom = [val] * len(self._mom)
+                    return
         val = listify(val, self._mom)
         if "momentum" in self.opt_keys:
             self._mom = self.set_val("momentum", val)
         else:
             self._mom = [v for v, _ in self.set_val("betas", (val, self._beta))]
+
+    def lr_mom(self):
+        """`(lr, mom)` as the `lr` and `mom` properties read them, in one call (the Recorder asks
+        every training batch)."""
+        pgs = self.opt.param_groups
+        g = pgs[-2] if self.paired else pgs[-1]
+        lr = g.get("lr")
+        if type(lr) is not float:
+            lr = self._lr[-1]
+        if self._mom is None:
+            return lr, None
+        mom = g["momentum"] if "momentum" in g else g["betas"][0]
+        return lr, mom if type(mom) is float else self._mom[-1]
 
     @property
     def beta(self):
@@ -464,25 +516,6 @@ class OptimWrapper(GetAttr):
             raise KeyError(f"name: {type(self.opt).__name__} has no hyper-parameter {name!r}")
 
     # -- helpers ------------------------------------------------------------------------
-    def _set_mom_fast(self, val):
-        """Set momentum `val` in every group holding plain floats; False (nothing set) otherwise."""
-        groups = self.opt.param_groups
-        if "momentum" in self.opt_keys:
-            for pg in groups:
-                if type(pg["momentum"]) is not float:
-                    return False
-            for pg in groups:
-                pg["momentum"] = val
-        else:
-            for pg in groups:
-                betas = pg["betas"]
-                if type(betas) is not tuple or type(betas[0]) is not float:
-                    return False
-            for pg in groups:
-                pg["betas"] = (val, pg["betas"][1])
-        self._mom = [val] * len(self._mom)
-        return True
-
     def _last_group(self):
         """The param group of the last layer group (its decayed parameters)."""
         pgs = self.opt.param_groups

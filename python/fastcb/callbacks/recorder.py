@@ -9,6 +9,7 @@ from .._utils import host_floats
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
+from ..optim import OptimWrapper
 from ..plotting import finish_figure, pyplot
 from ..progress import format_time
 
@@ -100,8 +101,14 @@ class Recorder(LearnerCallback):
     def on_batch_begin(self, train, **kwargs):
         """Record the learning rate and momentum of this training batch."""
         if train:
-            self.lrs.append(self.opt.lr)
-            self.moms.append(self.opt.mom)
+            opt = self.opt
+            if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties)
+                lr, mom = opt.lr_mom()
+                self.lrs.append(lr)
+                self.moms.append(mom)
+            else:
+                self.lrs.append(opt.lr)
+                self.moms.append(opt.mom)
 
     def on_epoch_end(self, epoch, num_batch, smooth_loss, smooth_losses, last_metrics, **kwargs):
         """Record the epoch's smoothed losses (the handler brings them to the host once), the

@@ -1,0 +1,189 @@
+"""`fit`'s fused training batch (`loop.train_batch`) against the event-by-event path it replaces
+(`on_batch_begin`, `loss_batch`, `on_batch_end`), and the per-fit caches behind it."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from loop_helpers import tiny_data
+
+from fastcb import Callback, CallbackHandler, OptimWrapper
+from fastcb import callback as callback_mod
+from fastcb.loop import loss_batch, train_batch
+from fastcb.optim import _lr_needs_value
+
+_BATCH_EVENTS = ("batch_begin", "loss_begin", "backward_begin", "backward_end", "step_end", "batch_end")
+
+
+class Meddler(Callback):
+    """Defines the events in `events`; at each, logs what it sees and, at random (seeded), returns
+    what fastai v1 lets a hook return there."""
+
+    def __init__(self, events, seed, log):
+        self.rng, self.log = random.Random(seed), log
+        for ev in events:
+            setattr(self, "on_" + ev, self._make(ev))
+
+    def _make(self, ev):
+        def hook(**kw):
+            self.log.append((ev, kw["iteration"], kw["num_batch"], kw["train"], kw["skip_bwd"], kw["skip_step"],
+                             kw["skip_zero"], _val(kw["last_loss"]), _val(kw["last_output"])))
+            r = self.rng.random()
+            if r < 0.5:
+                return None
+            if ev == "batch_begin":
+                return (kw["last_input"] * 0.5, kw["last_target"])
+            if ev == "loss_begin":
+                return kw["last_output"] * 2.0
+            if ev == "backward_begin":
+                return kw["last_loss"] * 0.5 if r < 0.8 else {"skip_bwd": True}
+            if ev in ("backward_end", "step_end"):
+                return True
+            return {"stop_epoch": r > 0.95}
+
+        return hook
+
+
+def _val(v):
+    return None if v is None else v.detach().sum().item() if isinstance(v, torch.Tensor) else v
+
+
+def _run(events, seed, fused):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 2)
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    log = []
+    handler = CallbackHandler([Meddler(events, seed, log)])
+    handler.on_train_begin(1, None, None)
+    handler.on_epoch_begin()
+    out = []
+    for xb, yb in tiny_data(n_train=40, bs=8).train_dl:
+        if fused:
+            stop = train_batch(model, xb, yb, F.cross_entropy, opt, handler)
+        else:
+            xb, yb = handler.on_batch_begin(xb, yb)
+            stop = handler.on_batch_end(loss_batch(model, xb, yb, F.cross_entropy, opt, handler))
+        out.append((stop, _val(handler.state_dict["last_loss"])))
+        if stop:
+            break
+    handler.on_epoch_end(None)
+    state = {k: v for k, v in handler.state_dict.items() if k in ("iteration", "num_batch", "smooth_losses")}
+    return log, out, state, [p.detach().clone() for p in model.parameters()]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.sampled_from(_BATCH_EVENTS)), st.integers(0, 10**6))
+def test_the_fused_batch_is_the_event_by_event_path(events, seed):
+    ref, got = _run(sorted(events), seed, fused=False), _run(sorted(events), seed, fused=True)
+    assert got[0] == ref[0]  # every event, in order, seeing the same state
+    assert got[1] == ref[1] and got[2] == ref[2]
+    for a, b in zip(got[3], ref[3]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_fused_batch_skips_events_nobody_defines(monkeypatch):
+    called = []
+    monkeypatch.setattr(CallbackHandler, "_run", lambda self, ev, calls, kw=None: called.append(ev))
+    model = torch.nn.Linear(10, 2)
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+
+    class OnlyBatchEnd(Callback):
+        def on_batch_end(self, **kwargs):
+            pass
+
+    handler = CallbackHandler([OnlyBatchEnd()])
+    xb, yb = torch.randn(4, 10), torch.tensor([0, 1, 0, 1])
+    train_batch(model, xb, yb, F.cross_entropy, opt, handler)
+    assert called == ["batch_end"]
+
+
+def test_the_recorder_reads_what_the_optimizer_says_with_or_without_the_shortcut():
+    from fastcb import Learner
+
+    class MyWrapper(OptimWrapper):  # not exactly OptimWrapper: the Recorder reads its properties
+        pass
+
+    records = []
+    for cls in (OptimWrapper, MyWrapper):
+        torch.manual_seed(0)
+        learn = Learner(tiny_data(), torch.nn.Linear(10, 2), loss_func=F.cross_entropy, silent=True)
+        learn.opt = cls(torch.optim.Adam(learn.model.parameters(), lr=1e-3, betas=(0.9, 0.99)))
+        learn.fit_one_cycle(1, 1e-2)
+        rec = learn.recorder
+        assert len(rec.lrs) == len(rec.moms) == len(learn.data.train_dl)
+        assert rec.lrs[0] == pytest.approx(1e-2 / 25) and rec.moms[0] == pytest.approx(0.95)
+        records.append((rec.lrs, rec.moms))
+    assert records[0] == records[1]
+
+
+def test_hook_signatures_are_read_once_per_function(monkeypatch):
+    class A(Callback):
+        def on_batch_end(self, train, last_loss):
+            pass
+
+    calls = []
+    real = callback_mod.inspect.signature
+    monkeypatch.setattr(callback_mod.inspect, "signature", lambda f: calls.append(f) or real(f))
+    assert callback_mod.wanted_state(A().on_batch_end) == ("train", "last_loss")
+    assert callback_mod.wanted_state(A().on_batch_end) == ("train", "last_loss")
+    assert len(calls) == 1
+    A.on_batch_end = lambda self, **kwargs: None  # a new function: read anew
+    assert callback_mod.wanted_state(A().on_batch_end) is None
+
+
+def test_whether_an_optimizer_needs_an_lr_is_asked_once_per_factory(monkeypatch):
+    from functools import partial
+
+    from fastcb import optim as optim_mod
+
+    calls = []
+    real = optim_mod.inspect.signature
+    monkeypatch.setattr(optim_mod.inspect, "signature", lambda f: calls.append(f) or real(f))
+    needs = partial(lambda params, lr, momentum=0.0: None, momentum=0.9)
+    adam = partial(torch.optim.Adam, betas=(0.9, 0.99))
+    assert [_lr_needs_value(f) for f in (needs, needs, adam, adam)] == [True, True, False, False]
+    assert calls == [needs, adam]
+    assert _lr_needs_value(object()) is False  # no signature: no lr to give
+
+
+@pytest.mark.parametrize("opt_cls, kwargs", [(torch.optim.SGD, {"momentum": 0.9}), (torch.optim.Adam, {}),
+                                             (torch.optim.RMSprop, {}), (torch.optim.Adagrad, {})])
+@pytest.mark.parametrize("bn_wd", [True, False])
+def test_lr_mom_is_what_the_properties_read(opt_cls, kwargs, bn_wd):
+    from functools import partial
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    opt = OptimWrapper.create(partial(opt_cls, **kwargs), [0.01, 0.02], [model[:2], model[2:]], bn_wd=bn_wd)
+    assert opt.lr_mom() == (opt.lr, opt.mom)
+    opt.lr, opt.mom = 0.5, 0.8
+    assert opt.lr_mom() == (opt.lr, opt.mom) == (0.5, 0.8 if opt.mom is not None else None)
+    for g in opt.opt.param_groups:  # written behind the wrapper's back (a torch scheduler does)
+        g["lr"] = 0.25
+    assert opt.lr_mom() == (opt.lr, opt.mom) and opt.lr == 0.25
+    opt.opt.param_groups[-1 if bn_wd else -2]["lr"] = torch.tensor(0.125)  # a tensor: the host copy
+    assert opt.lr_mom() == (opt.lr, opt.mom)
+
+
+@pytest.mark.parametrize("values", [
+    [torch.tensor(1.5), torch.tensor(2.0)],
+    [torch.tensor([1.5]), torch.tensor([[2.0]])],  # one number each, shapes differ
+    [torch.tensor(1.5), 2, 3.25, torch.tensor([4.0], dtype=torch.float16)],
+    [torch.tensor([1.0], requires_grad=True) * 2, torch.tensor([3.0], requires_grad=True) * 1],
+    [],
+])
+def test_host_floats_stacks_once_and_reads_the_same(values):
+    from fastcb._utils import host_floats
+
+    want = [float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for v in values]
+    got = host_floats(values)
+    assert got.dtype == "float64" and got.tolist() == want
+
+
+def test_host_floats_still_names_a_tensor_of_several_numbers():
+    from fastcb._utils import host_floats
+
+    with pytest.raises(ValueError, match="losses: must be one number each"):
+        host_floats([torch.ones(2), torch.ones(2)], "losses")
