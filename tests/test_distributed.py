@@ -4,9 +4,11 @@ Each spawned run costs several seconds of torch import, so each one checks many 
 """
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import os
+import shutil
 import socket
 import time
 
@@ -36,8 +38,9 @@ def prob_margin(out, targ):
 
 
 def model():
-    # BatchNorm: buffers that DDP syncs only before each forward, and that validation must agree on
-    return nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    # BatchNorm: buffers that DDP syncs only before each forward, and that validation must agree on;
+    # Dropout: each rank's random stream shapes the weights (a resume must restore every rank's)
+    return nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.25), nn.Linear(16, 2))
 
 
 def learner(path, silent=True, seed=0):
@@ -80,6 +83,7 @@ def _train_worker(rank, world, port, out):
         path = os.path.join(out, f"rank{rank}")
         learn = learner(path, silent=False)
         _ided(learn)
+        torch.manual_seed(100 + rank)  # each rank its own random stream (dropout masks)
         probe = Probe()
         wrapped = []
 
@@ -161,6 +165,49 @@ def test_only_rank_zero_logs_and_saves(two_rank_run):
     assert sorted(p.name for p in (out / "rank0" / "models").iterdir()) == [f"ck_{e}.pth" for e in range(EPOCHS)]
     assert (out / "rank0" / "history.csv").is_file()
     assert not (out / "rank1").exists()
+
+
+def _resume_worker(rank, world, port, out):
+    """A fresh launch continuing the run of `two_rank_run` from its checkpoint after epoch 1 (copied to `out`)."""
+    _env(rank, world, port)
+    seen = {}
+    with fdist.distributed(backend="gloo", timeout=datetime.timedelta(seconds=60)):
+        for run in ("resumed", "rank0_rng"):
+            learn = learner(out)
+            _ided(learn)
+            torch.manual_seed(1000 + rank)  # this launch's own random state: not the interrupted run's
+            probe = Probe()
+            if run == "resumed":  # what a user writes: the callback loads ck_1 and the fit continues it
+                cbs = [probe, SaveModelCallback(learn, every="epoch", name="ck")]
+            else:  # the negative control: every rank resumes with rank 0's random state
+                learn.load("ck_1")
+                learn._resume = dataclasses.replace(learn._resume, rng=[learn._resume.rng[0]] * world)
+                cbs = [probe]
+            learn.fit_one_cycle(EPOCHS, 1e-2, callbacks=cbs, start_epoch=2)
+            rec = learn.recorder
+            seen[run] = {"state": learn.model.state_dict(), "train_ids": probe.train_ids,
+                         "val_losses": [float(v) for v in rec.val_losses],
+                         "metrics": [[float(m) for m in ms] for ms in rec.metrics],
+                         "losses": [float(v) for v in rec.losses]}
+    torch.save(seen, os.path.join(out, f"resume{rank}.pt"))
+
+
+def test_a_fresh_launch_resumes_a_two_rank_run_exactly(two_rank_run, tmp_path):
+    out, full = two_rank_run
+    (tmp_path / "models").mkdir()
+    shutil.copy(out / "rank0" / "models" / "ck_1.pth", tmp_path / "models" / "ck_1.pth")
+    mp.spawn(_resume_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        seen = torch.load(tmp_path / f"resume{rank}.pt")
+        res, ref = seen["resumed"], full[rank]
+        assert res["train_ids"] == ref["train_ids"][2:]  # the same data order on this rank
+        for k, v in ref["state"].items():
+            assert torch.equal(res["state"][k], v), k  # bit for bit
+        for k in ("val_losses", "metrics", "losses"):
+            assert res[k] == ref[k], k
+        # the control: with rank 0's random state on every rank, rank 1's dropout masks differ
+        assert seen["rank0_rng"]["train_ids"] == ref["train_ids"][2:]
+        assert not all(torch.equal(seen["rank0_rng"]["state"][k], v) for k, v in ref["state"].items())
 
 
 def _failing_worker(rank, world, ports, out):

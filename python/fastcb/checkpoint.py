@@ -10,7 +10,8 @@ code) and `read_checkpoint` validates whole before anything uses it:
   declared state (`state_dict()`: counters, best values, waits, schedule positions, the
   Recorder's history; never its configuration or paths) as plain data: numbers, strings,
   tensors, NumPy numbers and arrays of numeric dtypes, lists and dicts of those;
-- `handler`: the smoothed-loss accumulators and the iteration count;
+- `handler`: the smoothed-loss accumulators and the iteration count (under a process group, a
+  list: each rank's, since each smooths its own losses before they are averaged);
 - `rng`: per rank, the torch, CUDA, NumPy and Python random states and those of the training
   loader's own generators.
 
@@ -282,9 +283,25 @@ def state_of(learn, epoch=None):
         "opt": encode(learn.opt.state_dict(), "opt"),
         "epoch": int(epoch),
         "callbacks": callback_states(callbacks),
-        "handler": None if handler is None else encode(handler.training_state.state_dict(), "handler"),
+        "handler": None if handler is None else _per_rank(encode(handler.training_state.state_dict(), "handler")),
         "rng": fdist.all_gather_object(rng_state(learn)),
     }
+
+
+def _cpu(v):
+    """`v` with its tensors on the CPU (what one rank sends the others)."""
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu()
+    if isinstance(v, dict):
+        return {k: _cpu(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_cpu(x) for x in v)
+    return v
+
+
+def _per_rank(state):
+    """`state` in one process; under a process group, every rank's (a list in rank order)."""
+    return fdist.all_gather_object(_cpu(state)) if fdist.is_distributed() else state
 
 
 @dataclass(frozen=True)
@@ -299,7 +316,7 @@ class Checkpoint:
     opt: dict | None = None
     epoch: int | None = None
     callbacks: dict = field(default_factory=dict)
-    handler: dict | None = None
+    handler: list | None = None  # per rank (one entry when saved by one process)
     rng: list = field(default_factory=list)
 
     @property
@@ -351,9 +368,11 @@ def read_checkpoint(source, map_location="cpu"):
     callbacks = {k: reader.decode(v, f"callbacks[{k!r}]") for k, v in callbacks.items()}
     handler = raw["handler"]
     if handler is not None:
-        if not isinstance(handler, dict):
-            raise CheckpointError(f"handler: expected a dict, got {type(handler).__name__}")
-        handler = reader.decode(handler, "handler")
+        per_rank = handler if isinstance(handler, list) and handler else [handler]
+        bad = [type(h).__name__ for h in per_rank if not isinstance(h, dict)]
+        if bad:
+            raise CheckpointError(f"handler: expected a dict (or a list of them, one per rank), got a {bad[0]}")
+        handler = [reader.decode(h, f"handler[{i}]") for i, h in enumerate(per_rank)]
     rng = raw["rng"]
     if not isinstance(rng, list) or not rng:
         raise CheckpointError("rng: expected a list of random states, one per rank")
@@ -496,8 +515,9 @@ def resume(learn, handler):
     # the stateful parts the checkpoint covers, each with the state_dict protocol
     parts = [(f"callbacks[{key!r}]", cb, ck.callbacks[key]) for key, cb in _keys(callbacks) if key in ck.callbacks]
     parts.append(("opt", learn.opt, ck.opt))  # again: the fit's setup changed the hyper-parameters since `load`
-    if ck.handler is not None:
-        parts.append(("handler", handler.training_state, ck.handler))
+    rank = fdist.rank()
+    if ck.handler is not None:  # each rank's own smoothing (one entry when one process saved it)
+        parts.append(("handler", handler.training_state, ck.handler[rank] if rank < len(ck.handler) else ck.handler[0]))
     for where, obj, state in parts:
         if not callable(getattr(obj, "load_state_dict", None)):
             raise CheckpointError(f"{where}: the checkpoint has its state, this {type(obj).__name__} "
@@ -506,7 +526,6 @@ def resume(learn, handler):
             obj.check_state_dict(state)
         except (ValueError, TypeError, KeyError) as e:
             raise CheckpointError(f"{where}: {e}") from None
-    rank = fdist.rank()
     rng = ck.rng[rank] if rank < len(ck.rng) else ck.rng[0]
     # everything fits: apply (each load checks again, and can't refuse now)
     for _, obj, state in parts:
