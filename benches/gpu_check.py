@@ -15,6 +15,9 @@
    once in a CUDA graph and replayed 1000 steps follows the schedule exactly as the eager run does;
    time per step against the captured forward/backward/step with torch's `OneCycleLR.step()` in
    eager mode between replays. (`--smoke`: the same step eager and compiled, on the CPU.)
+6. FSDP2 in a process group of one rank (NCCL; gloo with `--smoke`): the model sharded per layer
+   group plus the root trains, and the training steps sync nothing with the host beyond FSDP's
+   own collectives.
 
     python benches/gpu_check.py --out gpu_check.json   # also writes the checks and timings as JSON
 
@@ -457,6 +460,53 @@ def section_cuda_graph_schedule(device, smoke):
         f"in eager between replays: {t_torch * 1e6:.1f} us/step ({t_torch / t_graph:.2f}x)")
 
 
+# -- 6. FSDP2 on one device ------------------------------------------------------------------------
+def section_fsdp(device, smoke):
+    say("\n== 6. FSDP2 (`to_distributed(strategy='fsdp')`) in a process group of one rank")
+    import socket
+
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                            **({"device_id": device} if device.type == "cuda" else {}))
+    try:
+        n_batches, width = (8, 32) if smoke else (32, 512)
+        train, valid = batches(device, n_batches, 32, width), batches(device, 4, 32, width, seed=1)
+        learn = learner(device, train, valid, model=mlp(width, 2).to(device), metrics=[accuracy])
+        learn.split(lambda m: [m[:2], m[2:]]).to_distributed(strategy="fsdp")
+        p = next(learn.model.parameters())
+        from torch.distributed.fsdp import FSDPModule
+
+        sharded = [type(m).__name__ for m in learn.model.modules() if isinstance(m, FSDPModule)]
+        check("parameters sharded: DTensors; the layer groups' Linears and the root are FSDP modules",
+              isinstance(p, DTensor) and len(sharded) == 4, f"{type(p).__name__} {tuple(p.shape)}; {sharded}")
+        learn.fit_one_cycle(1, 1e-2)  # warm-up
+        losses = []
+        if device.type == "cuda":
+            caught = count_syncs(lambda: learn.fit_one_cycle(2, 1e-2, callbacks=[SyncWindow(-10_000),
+                                                                               SyncWindow(10_000)]))
+            ours = [w for w in caught if "torch/distributed" not in w.filename.replace("\\", "/")]
+            say(f"  inside {2 * n_batches} training steps: {len(caught)} syncs, {len(caught) - len(ours)} of them "
+                f"in FSDP's own code")
+            for site, n in collections.Counter(f"{w.filename}:{w.lineno}" for w in caught).most_common(5):
+                say(f"      {n:4d}  {site}")
+            check("no host sync inside an FSDP training step beyond FSDP's own", not ours,
+                  f"{len(ours)} in {2 * n_batches} steps")
+        else:
+            say("  (sync counting is CUDA only)")
+            learn.fit_one_cycle(2, 1e-2)
+        losses = [float(v) for v in learn.recorder.val_losses]
+        say(f"  validation losses: {', '.join(f'{v:.4f}' for v in losses)}")
+        check("FSDP training runs and the loss is finite", all(v == v and abs(v) != float("inf") for v in losses))
+    finally:
+        dist.destroy_process_group()
+
+
 def header(device):
     say("fastcb GPU check")
     say(f"  date (UTC)   {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}")
@@ -482,7 +532,7 @@ def main(argv=None):
     start = time.perf_counter()
     crashed = []
     for section in (section_syncs, section_overhead, section_weight_decay, section_tensor_lr,
-                    section_cuda_graph_schedule):
+                    section_cuda_graph_schedule, section_fsdp):
         try:
             section(device, args.smoke)
         except Exception:

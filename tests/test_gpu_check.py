@@ -33,12 +33,12 @@ def test_smoke_mode_runs_every_cpu_section_and_passes(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
     for title in ("== 1. Host syncs", "== 2. Per-step time", "== 3. Decoupled weight decay", "== 4. Tensor learning",
-                  "== 5. A whole training step with a DeviceSchedule"):
+                  "== 5. A whole training step with a DeviceSchedule", "== 6. FSDP2"):
         assert title in out
     assert "crashed" not in out and "[FAIL]" not in out
-    assert "6/6 checks passed" in out
+    assert "8/8 checks passed" in out
     report = json.loads((tmp_path / "out.json").read_text())
-    assert len(report["checks"]) == 6 and all(c["passed"] for c in report["checks"]) and not report["crashed"]
+    assert len(report["checks"]) == 8 and all(c["passed"] for c in report["checks"]) and not report["crashed"]
     assert "ResNet-50 parameter list: 20 tensors" in out
 
 

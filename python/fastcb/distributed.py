@@ -39,6 +39,8 @@ __all__ = [
     "barrier",
     "abort",
     "unwrap",
+    "is_sharded",
+    "shard",
     "BatchShard",
     "train_loader",
     "valid_loader",
@@ -222,6 +224,39 @@ def abort():
 def unwrap(model):
     """The module inside a `DistributedDataParallel` wrapper (`model` itself otherwise)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def is_sharded(model):
+    """True when `model` (or one of its modules) is sharded by FSDP2's `fully_shard`."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(m, FSDPModule) for m in unwrap(model).modules())
+
+
+def shard(model, units, **fully_shard_kwargs):
+    """Shard `model` in place with FSDP2 (`torch.distributed.fsdp.fully_shard`), under the process group.
+
+    Each of `units` (a module, or a list of modules gathered together) becomes one FSDP unit,
+    then the root; `fully_shard_kwargs` (`mp_policy`, `reshard_after_forward`, ...) go to every
+    call. First every rank gets rank 0's parameters and buffers (as DDP does when it wraps), so
+    the shards come from one model. Returns `model`.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("strategy='fsdp': needs an initialised process group (torchrun, `fastcb.distributed.setup`)")
+    if is_sharded(model):
+        return model
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            dist.broadcast(t, 0)
+    for unit in units:
+        mods = [m for m in (unit if isinstance(unit, (list, tuple)) else [unit])
+                if any(True for _ in m.parameters())]
+        if mods:
+            fully_shard(mods if len(mods) > 1 else mods[0], **fully_shard_kwargs)
+    fully_shard(model, **fully_shard_kwargs)
+    return model
 
 
 class BatchShard(Sampler):

@@ -114,16 +114,32 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             callbacks.append(DistributedTrainer(self))
         fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks)
 
-    def to_distributed(self, shuffle=None, seed=0, **ddp_kwargs):
-        """Train with `DistributedDataParallel` (`ddp_kwargs` go to it) under the initialised process group.
+    def to_distributed(self, shuffle=None, seed=0, strategy="ddp", modules=None, **kwargs):
+        """Train under the initialised process group with `DistributedDataParallel` (`strategy="ddp"`,
+        `kwargs` go to it) or FSDP2 (`strategy="fsdp"`, `kwargs` go to `fully_shard`).
 
-        `fit` does this by itself with the defaults; call it to pass options. Each rank trains
+        `fit` does DDP by itself with the defaults; call it to pass options. Each rank trains
         on its `DistributedSampler` part of the training set (`shuffle` defaults to the loader's,
         with `seed`, the same on every rank) and validates on every `world_size`-th batch;
         losses and metrics are merged across ranks once per epoch; rank 0 logs and saves.
+
+        FSDP shards the model now, in place (`fastcb.distributed.shard`): each layer group is one
+        unit, or each of `modules` (names of submodules, or modules), then the root; the
+        parameters become DTensors, the optimizer is created over them at the next `fit`, and
+        `save`/`load` write and read sharded checkpoints (`torch.distributed.checkpoint`).
         """
+        if strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"strategy: expected 'ddp' or 'fsdp', got {strategy!r}")
+        if strategy == "fsdp":
+            units = self.layer_groups if modules is None else \
+                [self.model.get_submodule(m) if isinstance(m, str) else m for m in modules]
+            fdist.shard(self.model, [list(g.children()) or [g] if g in self.layer_groups else g for g in units],
+                        **kwargs)
+            self.opt, kwargs = None, {}  # its parameters were replaced by the shards
+        elif modules is not None:
+            raise ValueError("modules: only with strategy='fsdp'")
         self.callback_fns = [f for f in self.callback_fns if getattr(f, "func", f) is not DistributedTrainer]
-        self.callback_fns.append(partial(DistributedTrainer, shuffle=shuffle, seed=seed, **ddp_kwargs))
+        self.callback_fns.append(partial(DistributedTrainer, shuffle=shuffle, seed=seed, **kwargs))
         return self
 
     def fit_one_cycle(self, cyc_len, max_lr=DEFAULT_LR, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3,

@@ -27,6 +27,7 @@ class DistributedTrainer(LearnerCallback):
 
     - `learn.model` is wrapped in `DistributedDataParallel` (`ddp_kwargs`; `device_ids` is the
       model's GPU), which starts every rank from rank 0's weights and averages the gradients;
+      a model sharded with FSDP2 (`Learner.to_distributed(strategy="fsdp")`) stays as it is;
     - the training loader gets a `DistributedSampler` (`shuffle` defaults to the loader's, `seed`
       must be the same on every rank), with `set_epoch(epoch)` at each epoch begin;
     - after an epoch's last training batch the buffers (batchnorm statistics) are broadcast from
@@ -59,7 +60,8 @@ class DistributedTrainer(LearnerCallback):
             raise ValueError(f"watchdog_timeout: expected a positive number of seconds, got {watchdog_timeout!r}")
         self.active = False
         self._saved = self.watchdog = None
-        self._valid_batch = 0
+        self._valid_batch = self._valid_max = 0
+        self.sharded = False
 
     def get_state(self, minimal=True):
         """Nothing to checkpoint: everything is rebuilt at train begin."""
@@ -72,7 +74,8 @@ class DistributedTrainer(LearnerCallback):
             return
         learn, data = self.learn, self.learn.data
         self._saved = (learn.model, data.train_dl, data.valid_dl)
-        if not isinstance(learn.model, DistributedDataParallel):
+        self.sharded = fdist.is_sharded(learn.model)  # FSDP2 (`to_distributed(strategy="fsdp")`): no DDP
+        if not (self.sharded or isinstance(learn.model, DistributedDataParallel)):
             kw = dict(self.ddp_kwargs)
             p = next(learn.model.parameters(), None)
             if p is not None and p.device.type == "cuda":
@@ -80,8 +83,10 @@ class DistributedTrainer(LearnerCallback):
             learn.model = DistributedDataParallel(learn.model, **kw)
         data.train_dl = _swap(data.train_dl, fdist.train_loader(_raw(data.train_dl), self.shuffle, self.seed))
         valid = _raw(data.valid_dl)
+        self._valid_max = 0
         if valid is not None and len(valid) >= fdist.world_size():
             data.valid_dl = _swap(data.valid_dl, fdist.valid_loader(valid))
+            self._valid_max = len(range(0, len(valid), fdist.world_size()))  # rank 0 has the most batches
         store = torch.distributed.distributed_c10d._get_default_store()
         self.watchdog = watchdog.Watchdog(store, fdist.rank(), fdist.world_size(), self.watchdog_timeout).start()
 
@@ -138,6 +143,8 @@ class DistributedTrainer(LearnerCallback):
         if not train:
             self._valid_batch += 1
             n = len(self.learn.data.valid_dl)
+            if self._valid_batch == n and self.sharded and n < self._valid_max:
+                self._pad_forward(kwargs["last_input"], self._valid_max - n)
             if self._valid_batch >= n:
                 self._beat((epoch, 3, 0, 0), f"epoch {epoch}, after validation: merging the results across ranks")
             else:
@@ -150,10 +157,18 @@ class DistributedTrainer(LearnerCallback):
         self._valid_batch = 0
         self._beat((epoch, 2, 0, 0), f"epoch {epoch}, after training: loading validation batch 0")
         model = self.learn.model
-        if isinstance(model, DistributedDataParallel) and model.broadcast_buffers:
+        if self.sharded or (isinstance(model, DistributedDataParallel) and model.broadcast_buffers):
             with torch.no_grad():
-                for b in model.module.buffers():
+                for b in fdist.unwrap(model).buffers():  # FSDP shards parameters only: buffers stay per rank
                     torch.distributed.broadcast(b, 0)
+
+    def _pad_forward(self, xb, n):
+        """FSDP gathers the parameters in each forward, on every rank: a rank with fewer validation
+        batches runs `n` more forwards (results unused) to match the others."""
+        xb = xb if isinstance(xb, (list, tuple)) else [xb]
+        with torch.no_grad():
+            for _ in range(n):
+                self.learn.model(*xb)
 
     def on_epoch_end(self, epoch, smooth_losses, **kwargs):
         """Average the epoch's smoothed training losses across ranks (one collective), so every rank
