@@ -267,7 +267,7 @@ def set_rng_state(state, learn=None):
 
 
 # -- whole checkpoints ----------------------------------------------------------------------------
-def state_of(learn, epoch=None):
+def state_of(learn, epoch=None, with_tensors=True):
     """The checkpoint of `learn` now. Under a process group, every rank must call it (RNG states are gathered).
 
     `epoch` is the last epoch completed; by default the one before the running fit's current
@@ -279,8 +279,8 @@ def state_of(learn, epoch=None):
     callbacks = [c for c in getattr(handler, "callbacks", ()) if c is not getattr(handler, "cb_dl", None)]
     return {
         "format": FORMAT,
-        "model": fdist.unwrap(learn.model).state_dict(),
-        "opt": encode(learn.opt.state_dict(), "opt"),
+        "model": fdist.unwrap(learn.model).state_dict() if with_tensors else None,  # else: sharded, in DCP
+        "opt": encode(learn.opt.state_dict(), "opt") if with_tensors else None,
         "epoch": int(epoch),
         "callbacks": callback_states(callbacks),
         "handler": None if handler is None else _per_rank(encode(handler.training_state.state_dict(), "handler")),
@@ -328,10 +328,11 @@ class Checkpoint:
 _KEYS = {"format", "model", "opt", "epoch", "callbacks", "handler", "rng"}
 
 
-def read_checkpoint(source, map_location="cpu"):
+def read_checkpoint(source, map_location="cpu", sharded=False):
     """The checkpoint at `source` (a path or a file object), read with `weights_only=True` and checked
     whole; `CheckpointError` (a `ValueError`) saying what is wrong and where, `FileNotFoundError`
-    if there is no file."""
+    if there is no file. `sharded`: the `fastcb.pth` of a sharded checkpoint (`fastcb.sharded`),
+    whose model part is names -> [shape, dtype] and whose optimizer tensors are DCP keys."""
     try:
         raw = torch.load(source, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -342,6 +343,8 @@ def read_checkpoint(source, map_location="cpu"):
     reader = _Reader()
     if not isinstance(raw, dict):
         raise CheckpointError(f"file: {source} holds a {type(raw).__name__}, not a state dict or checkpoint")
+    if sharded and raw.get("format") != FORMAT:
+        raise CheckpointError(f"file: {source} is not the fastcb part of a sharded checkpoint")
     if "format" not in raw:
         if set(raw) == {"model", "opt"}:  # fastcb's earlier (model, optimizer) files
             reader.check(raw, "file")
@@ -380,7 +383,14 @@ def read_checkpoint(source, map_location="cpu"):
                       if isinstance(s, dict) else s, f"rng[{i}]") for i, s in enumerate(rng)]
     if raw["opt"] is None:
         raise CheckpointError("opt: missing (a checkpoint to resume from has the optimizer's state)")
-    return Checkpoint(model=_model_part(raw["model"]), opt=_opt_part(raw["opt"], reader), epoch=epoch,
+    if sharded:
+        model = raw["model"]
+        if not isinstance(model, dict) or not all(isinstance(k, str) for k in model):
+            raise CheckpointError("model: expected the model's parameter names")
+        model = {}  # the tensors are in DCP's files
+    else:
+        model = _model_part(raw["model"])
+    return Checkpoint(model=model, opt=_opt_part(raw["opt"], reader), epoch=epoch,
                       callbacks=callbacks, handler=handler, rng=rng)
 
 

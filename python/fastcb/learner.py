@@ -1,5 +1,6 @@
 """`Learner`: a model, its data, optimizer and loss, trained by `fit` with callbacks."""
 
+import dataclasses
 import math
 from functools import partial
 from pathlib import Path
@@ -212,9 +213,17 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         optimizer, the running fit's schedulers and stateful callbacks, the Recorder, random states.
 
         `epoch` is the last epoch completed (pass it when saving from `on_epoch_end`). Under a
-        process group call it on every rank: rank 0 writes the file.
+        process group call it on every rank: rank 0 writes the file. A sharded (FSDP) model is
+        saved, with its optimizer, as the folder `<file>.dcp` (`fastcb.sharded`): each rank writes its shards.
         """
         target = self._target(file, create=fdist.is_main_process())
+        if isinstance(target, Path) and fdist.is_sharded(self.model):  # FSDP: each rank writes its shards
+            from . import sharded
+
+            if getattr(self, "opt", None) is None:
+                self.create_opt(self.lr_range(DEFAULT_LR), self.wd)
+            side = sharded.save(self, target, epoch)
+            return side if return_path else None
         if with_opt and getattr(self, "opt", None) is not None:
             state = checkpoint.state_of(self, epoch)
         else:
@@ -236,6 +245,9 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         """
         source = self._target(file)
         fdist.barrier()
+        if isinstance(source, Path) and (folder := source.with_suffix(".dcp")).is_dir() and \
+                (fdist.is_sharded(self.model) or not source.exists()):
+            return self._load_sharded(folder, strict, with_opt, resume)
         device = self.data.device if device is None else device
         ck = checkpoint.read_checkpoint(source, device)  # the whole file, checked: CheckpointError if malformed
         model_state = ck.model
@@ -261,6 +273,29 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         if opt_state is not None:
             self.opt.load_state_dict(opt_state)
         self._resume = ck if resume and opt_state is not None and ck.resumable else None
+        return self
+
+    def _load_sharded(self, folder, strict, with_opt, resume):
+        """`load` from a sharded checkpoint folder (`fastcb.sharded`): checked whole, then assigned."""
+        from . import sharded
+
+        fresh = getattr(self, "opt", None) is None
+        if fresh:
+            self.create_opt(self.lr_range(DEFAULT_LR), self.wd)
+        try:
+            model_state, opt_state, ck = sharded.read(self, folder, strict, with_opt is not False)
+            if opt_state is not None:
+                checkpoint.check_opt(self.opt, opt_state)
+        except BaseException:
+            if fresh:
+                self.opt = None
+            raise
+        self.model.load_state_dict(model_state, strict=strict)
+        if opt_state is not None:
+            self.opt.load_state_dict(opt_state)
+        # the optimizer's tensors, read from DCP's files, replace their keys for the resume
+        self._resume = dataclasses.replace(ck, opt=opt_state) if resume and opt_state is not None and ck.resumable \
+            else None
         return self
 
     def validate(self, dl=None, callbacks=None, metrics=None):

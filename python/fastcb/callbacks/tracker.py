@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from ..callback import Callback, check_state_number
-from ..distributed import all_gather_object, is_main_process
+from ..distributed import all_gather_object, is_main_process, is_sharded
 from ..errors import NotSavedWarning, StateError
 from ..learner_callback import LearnerCallback
 
@@ -201,6 +201,8 @@ class SaveModelCallback(TrackerCallback):
     def _reload_best(self):
         """True if the best-model file is the one this run wrote (decided on rank 0 under a process group)."""
         path = self.learn.path / self.learn.model_dir / f"{self.name}.pth"
+        if is_sharded(self.learn.model):
+            path = path.with_suffix(".dcp") / "fastcb.pth"  # what `save` returned (`fastcb.sharded`)
         ok = False
         if is_main_process() and self.written is not None:
             try:
