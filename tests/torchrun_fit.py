@@ -7,10 +7,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from loop_helpers import tiny_learner  # noqa: E402
+from loop_helpers import tiny_learner
 
-from fastcb import accuracy  # noqa: E402
-from fastcb import distributed as fdist  # noqa: E402
+from fastcb import accuracy
+from fastcb import distributed as fdist
 
 if __name__ == "__main__":
     out = sys.argv[1]

@@ -59,7 +59,7 @@ def save(learn, target, epoch=None):
     tensors = {f"model.{k}": v for k, v in learn.model.state_dict().items()}
     state = checkpoint.state_of(learn, epoch, with_tensors=False)
     opt = learn.opt.state_dict()
-    marked = {}
+    marked: dict = {}
     for i, st in opt["state"].items():
         marked[i] = {}
         for k, v in st.items():
@@ -113,9 +113,11 @@ class _SafeReader(FileSystemReader):
             if not isinstance(rel, str) or not rel or os.path.basename(rel) != rel or rel in (".", "..") or \
                     not (Path(self.path) / rel).is_file():
                 raise CheckpointError(f"metadata: the data file {str(rel)[:80]!r} is not a file of the folder")
-        if getattr(md, "storage_meta", None) is None:
-            md.storage_meta = StorageMeta()
-        md.storage_meta.load_id = self.load_id
+        meta = md.storage_meta
+        if meta is None:
+            meta = StorageMeta()
+        meta.load_id = self.load_id
+        md.storage_meta = meta
         return md
 
 
