@@ -1,9 +1,10 @@
-"""fastai v1 edge behaviours: `dice`'s tie rule, the line an interrupted bar leaves, and the
-unfinished `MultiLabelClassificationInterpretation`."""
+"""fastai v1 edge behaviours: `dice`'s tie rule, the line an interrupted bar leaves, the
+unfinished `MultiLabelClassificationInterpretation`, and the types the Recorder holds."""
 
 import contextlib
 import io
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from loop_helpers import tiny_learner
 
 import fastcb
-from fastcb import MultiLabelClassificationInterpretation, StopAfterNBatches, dice
+from fastcb import MultiLabelClassificationInterpretation, StopAfterNBatches, accuracy, dice
 
 
 def _dice_reference(pred, targ, iou=False, eps=1e-8):
@@ -100,3 +101,25 @@ def test_multilabel_interpretation_is_fastais_placeholder():
     with pytest.raises(NotImplementedError):
         MultiLabelClassificationInterpretation.from_learner(learn)
     assert issubclass(MultiLabelClassificationInterpretation, fastcb.Interpretation)
+
+
+def test_the_recorder_holds_fastai_types(tmp_path):
+    # fastai code reads the history with tensor and NumPy methods: to_np(loss).item(), metric.item()
+    learn = tiny_learner(tmp_path, metrics=[accuracy])
+    learn.fit(2, 1e-2)
+    rec = learn.recorder
+    assert rec.losses and all(isinstance(v, torch.Tensor) and v.dim() == 0 and v.device.type == "cpu"
+                              for v in rec.losses)
+    assert [v.cpu().numpy().item() for v in rec.losses] == [float(v) for v in rec.losses]
+    assert len(rec.val_losses) == 2 and all(type(v) is np.float64 for v in rec.val_losses)
+    assert np.asarray(rec.val_losses).dtype == np.float64
+    assert len(rec.metrics) == 2 and all(isinstance(m.item(), float) for ms in rec.metrics for m in ms)
+    # and the checkpoint keeps plain numbers
+    state = rec.state_dict()
+    assert all(type(v) is float for v in state["losses"] + state["val_losses"])
+    assert all(type(m) is float for ms in state["metrics"] for m in ms)
+    fresh = type(rec)(learn)
+    fresh.load_state_dict(state)
+    assert all(isinstance(v, torch.Tensor) for v in fresh.losses)
+    assert all(type(v) is np.float64 for v in fresh.val_losses)
+    assert all(isinstance(m, torch.Tensor) for ms in fresh.metrics for m in ms)

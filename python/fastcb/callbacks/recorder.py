@@ -16,14 +16,37 @@ from ..progress import format_time
 __all__ = ["Recorder"]
 
 
-def _to_floats(values):
-    """The one-number tensors and NumPy floats among `values` replaced (in place) by Python floats,
-    in one transfer from the device; other values (None, ints, per-group arrays) stay."""
+def _to_host(values):
+    """The one-number tensors and NumPy floats among `values` replaced (in place) by 0-dim float64
+    CPU tensors, in one transfer from the device; other values (None, ints, floats, per-group
+    arrays) stay. fastai's Recorder holds tensors, and code written for it calls `.item()` or
+    `to_np` on what it reads."""
     idx = [i for i, v in enumerate(values) if (isinstance(v, torch.Tensor) and v.numel() == 1)
            or isinstance(v, np.floating)]
-    for i, x in zip(idx, host_floats([values[i] for i in idx]).tolist()):
-        values[i] = x
+    if idx:
+        host = torch.from_numpy(host_floats([values[i] for i in idx])).unbind()
+        for i, x in zip(idx, host):
+            values[i] = x
     return values
+
+
+def _plain(value):
+    """A recorded number as a Python float (None, ints and arrays stay)."""
+    if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _host_tensor(value):
+    """A loaded number as the 0-dim float64 CPU tensor the Recorder records (None, ints, arrays stay)."""
+    if isinstance(value, (float, np.floating, torch.Tensor)):
+        return torch.tensor(float(value), dtype=torch.float64)
+    return value
+
+
+def _numpy_float(value):
+    """A validation loss as fastai's `validate` returns it: a NumPy float (None stays None)."""
+    return value if value is None else np.float64(value)
 
 
 def _fmt(stat):
@@ -38,9 +61,11 @@ class Recorder(LearnerCallback):
     """Record, per training batch, the lr and momentum (at batch begin) and the smoothed loss; per epoch,
     the validation loss and metrics. Runs first (`_order=-10`).
 
-    Every record is a Python float (or None, or a per-layer-group array). The smoothed losses
-    are the handler's: the raw losses stay on the device during an epoch and are smoothed at its
-    end, after one transfer to the host; the validation loss and metrics come to the host then too.
+    Losses and metrics are 0-dim float64 CPU tensors and validation losses NumPy floats, the types
+    fastai's Recorder holds (or None);
+    lrs and moms are floats or per-layer-group arrays. The smoothed losses are the handler's: the
+    raw losses stay on the device during an epoch and are smoothed at its end, after one transfer
+    to the host; the validation loss and metrics come to the host then too.
     """
 
     _order = -10
@@ -85,12 +110,26 @@ class Recorder(LearnerCallback):
             elif not _is_value(v):
                 raise StateError(f"state[{where!r}]: expected a number, got {type(v).__name__}")
 
-    def load_state_dict(self, state):
-        """Restore the history (checked first; lists are copied, numbers as floats)."""
-        self.check_state_dict(state)
-        state = {k: _to_floats(list(v)) for k, v in state.items()}
+    def state_dict(self):
+        """The history as plain numbers: each host tensor or NumPy float becomes a Python float."""
+        state = super().state_dict()
+        for key in ("losses", "val_losses"):
+            if key in state:
+                state[key] = [_plain(v) for v in state[key]]
         if "metrics" in state:
-            state["metrics"] = [_to_floats(list(m)) for m in state["metrics"]]
+            state["metrics"] = [[_plain(m) for m in ms] for ms in state["metrics"]]
+        return state
+
+    def load_state_dict(self, state):
+        """Restore the history (checked first; lists are copied, losses and metrics as host tensors)."""
+        self.check_state_dict(state)
+        state = {k: list(v) for k, v in state.items()}
+        if "losses" in state:
+            state["losses"] = [_host_tensor(v) for v in state["losses"]]
+        if "val_losses" in state:
+            state["val_losses"] = [_numpy_float(v) for v in state["val_losses"]]
+        if "metrics" in state:
+            state["metrics"] = [[_host_tensor(m) for m in ms] for ms in state["metrics"]]
         vars(self).update(state)
 
     def on_epoch_begin(self, **kwargs):
@@ -118,7 +157,8 @@ class Recorder(LearnerCallback):
         if self.losses:
             smooth_loss = self.losses[-1]
         if last_metrics is not None:
-            _to_floats(last_metrics)  # in place: the callbacks after this one read floats too
+            _to_host(last_metrics)  # in place: the callbacks after this one read host values too
+            last_metrics[0] = _numpy_float(last_metrics[0])
             self.val_losses.append(last_metrics[0])
         else:
             last_metrics = [] if self.no_val else [None]
@@ -132,7 +172,7 @@ class Recorder(LearnerCallback):
 
     def _add_losses(self, smooth_losses):
         if smooth_losses:
-            self.losses.extend(smooth_losses)
+            self.losses.extend(torch.tensor(smooth_losses, dtype=torch.float64).unbind())
 
     def format_stats(self, stats):
         """Write one row of the table (`stats` in the order of `names`)."""
