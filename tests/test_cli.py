@@ -127,19 +127,25 @@ def test_ctrl_c_exits_130_with_one_line_and_writes_what_was_finished(tmp_path):
 
     out = tmp_path / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fastcb", "demo", "--epochs", "10000", "--lr", "0.01",
-                             "--n-train", "512", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:  # wait for two finished epochs
-            if (out / "history.csv").exists() and len((out / "history.csv").read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    # the child writes into files, not pipes: nothing it prints can block it, and nothing is left open
+    with open(tmp_path / "stdout", "w+") as out_file, open(tmp_path / "stderr", "w+") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "fastcb", "demo", "--epochs", "10000", "--lr", "0.01",
+                                 "--n-train", "512", "--out", str(out)],
+                                stdout=out_file, stderr=err_file, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:  # wait for two finished epochs
+                if (out / "history.csv").exists() and len((out / "history.csv").read_text().splitlines()) >= 3:
+                    break
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=240)
+        finally:
+            proc.kill()
+            proc.wait()
+        out_file.seek(0)
+        err_file.seek(0)
+        stdout, stderr = out_file.read(), err_file.read()
     assert proc.returncode == 130, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert stderr.startswith("fastcb demo: interrupted; wrote ")

@@ -6,6 +6,7 @@ import io
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 from loop_helpers import tiny_learner
@@ -83,11 +84,11 @@ def test_the_spy_does_see_a_sync():
     assert spy.step_calls == ["__float__", "__format__", "item"]
 
 
-def test_recorder_values_are_floats_after_each_epoch():
+def test_recorder_values_are_on_the_host_after_each_epoch():
     _, learn = run(16)
     rec = learn.recorder
-    assert all(type(v) is float for v in rec.losses)
-    assert all(v is None or type(v) is float for v in rec.val_losses)
+    assert all(isinstance(v, torch.Tensor) and v.device.type == "cpu" and v.dim() == 0 for v in rec.losses)
+    assert all(v is None or type(v) is np.float64 for v in rec.val_losses)
     assert all(isinstance(v, float) for v in rec.lrs)
 
 
