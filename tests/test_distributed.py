@@ -260,11 +260,13 @@ def test_a_failure_on_one_rank_ends_the_run_on_all_ranks(tmp_path):
             p.kill()
     assert alive == [False, False]
     assert ctx.processes[0].exitcode != 0 and ctx.processes[1].exitcode != 0  # both runs (b) raised
-    for run, bound in (("a", TIMEOUT + 5), ("b", 4)):
+    # The bounds separate "ended by the timeout / the peer's exit" from "waited for the other side" (rank 1
+    # waits up to 40 s in (a); the group's timeout is 60 s in (b)), with room for a loaded machine.
+    for run, bound in (("a", 30), ("b", 30)):
         r0, r1 = (torch.load(tmp_path / f"{run}{r}.pt") for r in range(2))
         assert r1["seen"] == "ValueError('boom on rank 1')"  # on_train_end saw the error
         assert r0["seen"].split("(")[0] in ("RuntimeError", "DistBackendError")  # rank 0's collective failed
-        assert r0["at"] - r1["at"] < bound, run  # (b): well before the group's 60 s timeout
+        assert r0["at"] - r1["at"] < bound, run
         for r in (r0, r1):
             assert r["model"] == "Sequential" and not r["distributed"]  # unwrapped, out of the group
 
