@@ -9,6 +9,7 @@ answers `--help` and argument errors without importing torch.
 
 import importlib
 import importlib.util
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -19,7 +20,7 @@ _STAR_MODULES = ("anneal", "callback", "optim", "data", "learner", "callbacks", 
 _SUBMODULES = (*_STAR_MODULES, "progress", "schedules")
 
 
-def _load():
+def _load() -> None:
     """Import the modules and bind their public names here (once)."""
     names = []
     for mod in _STAR_MODULES:
@@ -31,7 +32,7 @@ def _load():
     globals()["__all__"] = names
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     """The first public name used (or `from fastcb import *`) loads the package."""
     if name.startswith("__") and name != "__all__":
         raise AttributeError(name)
@@ -45,7 +46,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastcb' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     if "__all__" not in globals():
         _load()
     return sorted({*globals(), *__all__})  # type: ignore[name-defined]  # noqa: F821 - `_load` defines it

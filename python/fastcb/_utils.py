@@ -2,27 +2,32 @@
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, SupportsFloat, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
+from torch.types import Device
 
 from .errors import ArgumentError
 
-__all__ = []
+__all__: list[str] = []
+
+_T = TypeVar("_T")
 
 bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 no_wd_types = bn_types + (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 bias_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def is_listy(x):
+def is_listy(x: object) -> bool:
     """True for a list or a tuple."""
     return isinstance(x, (list, tuple))
 
 
-def listify(p=None, q=None):
+def listify(p: Any = None, q: Any = None) -> list[Any]:
     """Make `p` a list as long as `q` (an int, a sized object, or None for `len(p)`)."""
     if p is None:
         p = []
@@ -38,7 +43,7 @@ def listify(p=None, q=None):
     return p
 
 
-def first_el(x):
+def first_el(x: Any) -> Any:
     """The first leaf of nested lists/tuples/dicts `x`."""
     while True:
         if is_listy(x):
@@ -53,12 +58,12 @@ _camel_re1 = re.compile("(.)([A-Z][a-z]+)")
 _camel_re2 = re.compile("([a-z0-9])([A-Z])")
 
 
-def camel2snake(name):
+def camel2snake(name: str) -> str:
     """`MyCallback` -> `my_callback`."""
     return _camel_re2.sub(r"\1_\2", _camel_re1.sub(r"\1_\2", name)).lower()
 
 
-def even_mults(start, stop, n):
+def even_mults(start: float, stop: float, n: int) -> npt.NDArray[np.float64]:
     """`n` values stepping geometrically from `start` to `stop`."""
     if n == 1:
         return np.array([stop], dtype=float)
@@ -66,8 +71,8 @@ def even_mults(start, stop, n):
     return np.array([start * step**i for i in range(n)])
 
 
-def check_number(name, value, *, integer=False, positive=False, minimum=None, maximum=None, finite=True,
-                 error=ArgumentError):
+def check_number(name: str, value: _T, *, integer: bool = False, positive: bool = False, minimum: float | None = None,
+                 maximum: float | None = None, finite: bool = True, error: type[Exception] = ArgumentError) -> _T:
     """`value` if it is a real number (an int if `integer`; never a bool, never NaN) that is
     finite (unless `finite=False`), `> 0` if `positive`, within `[minimum, maximum]`; else
     `error` (`ArgumentError`, a `ValueError`) in the one style of fastcb's argument errors:
@@ -75,7 +80,7 @@ def check_number(name, value, *, integer=False, positive=False, minimum=None, ma
     types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     ok = isinstance(value, types) and not isinstance(value, (bool, np.bool_))
     if ok:
-        x = float(value)
+        x = float(cast(SupportsFloat, value))
         ok = not (math.isnan(x) or (finite and math.isinf(x)) or (positive and x <= 0)
                   or (minimum is not None and x < minimum) or (maximum is not None and x > maximum))
     if not ok:
@@ -83,7 +88,7 @@ def check_number(name, value, *, integer=False, positive=False, minimum=None, ma
     return value
 
 
-def _number_kind(integer, positive, minimum, maximum, finite):
+def _number_kind(integer: bool, positive: bool, minimum: float | None, maximum: float | None, finite: bool) -> str:
     """'a positive int', 'an int >= 0', 'a number in [0, 1]', 'a finite number >= 2', ..."""
     kind = "int" if integer else "number"
     if minimum is not None and maximum is not None:
@@ -97,7 +102,7 @@ def _number_kind(integer, positive, minimum, maximum, finite):
     return ("an " if desc[0] in "aeiou" else "a ") + desc
 
 
-def host_floats(values, what="values"):
+def host_floats(values: Iterable[float | torch.Tensor], what: str = "values") -> npt.NDArray[np.float64]:
     """`values` (numbers, or one-number tensors on any device) as a float64 NumPy array, the tensors
     brought to the host in one transfer: how the loop reads what stayed on the device.
 
@@ -109,13 +114,13 @@ def host_floats(values, what="values"):
     if idx and len(idx) == len(values):  # the loop's case (a loss per batch): one stack, no op per tensor
         try:
             with torch.no_grad():
-                stacked = torch.stack(values)
+                stacked = torch.stack(cast("list[torch.Tensor]", values))
         except RuntimeError:  # shapes (or devices) differ: one by one below
             stacked = None
         if stacked is not None and stacked.numel() == len(values):
             return stacked.reshape(len(values)).double().cpu().numpy()
     if idx:
-        tensors = [values[i] for i in idx]
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]  # values[idx]
         if any(t.numel() != 1 for t in tensors):
             raise ValueError(f"{what}: must be one number each, got a tensor of shape "
                              f"{next(list(t.shape) for t in tensors if t.numel() != 1)}")
@@ -126,19 +131,19 @@ def host_floats(values, what="values"):
     return out
 
 
-def func_name(func):
+def func_name(func: Callable[..., Any]) -> str:
     """The name of `func`, looking through (nested) `functools.partial`s."""
     while not hasattr(func, "__name__") and hasattr(func, "func"):
         func = func.func
     return getattr(func, "__name__", type(func).__name__)
 
 
-def trainable_params(m):
+def trainable_params(m: nn.Module) -> list[nn.Parameter]:
     """The parameters of `m` that require grad."""
     return [p for p in m.parameters() if p.requires_grad]
 
 
-def flatten_model(m):
+def flatten_model(m: nn.Module) -> list[nn.Module]:
     """The leaf modules of `m`, in order."""
     children = list(m.children())
     if not children:
@@ -146,7 +151,7 @@ def flatten_model(m):
     return [leaf for c in children for leaf in flatten_model(c)]
 
 
-def _unique(params):
+def _unique(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
     seen, out = set(), []
     for p in params:
         if id(p) not in seen:
@@ -155,7 +160,7 @@ def _unique(params):
     return out
 
 
-def split_no_wd_params(layer_groups):
+def split_no_wd_params(layer_groups: Iterable[nn.Module]) -> list[list[nn.Parameter]]:
     """Per layer group, two lists: params that get weight decay, and norm/bias params that may not."""
     split = []
     for group in layer_groups:
@@ -174,7 +179,7 @@ def split_no_wd_params(layer_groups):
     return split
 
 
-def to_detach(b, cpu=False):
+def to_detach(b: Any, cpu: bool = False) -> Any:
     """Detach the tensors in nested `b` (moving them to the CPU only if `cpu`)."""
     if isinstance(b, torch.Tensor):
         b = b.detach()
@@ -186,12 +191,12 @@ def to_detach(b, cpu=False):
     return b
 
 
-def to_cpu(b):
+def to_cpu(b: Any) -> Any:
     """The tensors in nested `b`, detached, on the CPU."""
     return to_detach(b, cpu=True)
 
 
-def to_device(b, device, non_blocking=True):
+def to_device(b: Any, device: Device, non_blocking: bool = True) -> Any:
     """Move the tensors in nested `b` to `device`."""
     if isinstance(b, torch.Tensor):
         return b.to(device, non_blocking=non_blocking)
@@ -211,11 +216,11 @@ class GetAttr:
 
     _default: str | None = None
 
-    def __getattr__(self, k):
+    def __getattr__(self, k: str) -> Any:
         inner = self.__dict__.get(self._default) if self._default else None
         if inner is None or k.startswith("__"):
             raise AttributeError(k)
         return getattr(inner, k)
 
-    def __setstate__(self, data):
+    def __setstate__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)

@@ -4,6 +4,9 @@ Scalars and NumPy arrays are computed in Rust (arrays on all cores, without the 
 torch tensors go through the same formulas in Python (`fastcb.reference`), on their device.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from ._core import (
     SHAPES,  # noqa: F401 - re-exported: the shape table
     AnnealPoly,
@@ -24,7 +27,7 @@ Scheduler = Stepper
 _BUILT_IN = {annealing_no: "no", annealing_linear: "linear", annealing_exp: "exp", annealing_cos: "cos"}
 
 
-def shape_of(func):
+def shape_of(func: Callable[..., Any]) -> str | None:
     """The shape name (one of `SHAPES`) of fastcb's built-in annealing function `func`, else None."""
     if isinstance(func, AnnealPoly):
         return "poly"

@@ -3,13 +3,24 @@
 Bad arguments exit with status 2 and a message saying which and why, as argparse does.
 """
 
+from __future__ import annotations
+
 import argparse
 import ast
 import math
+import os
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .plotting import FORMATS
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `fastcb --help` needs none
+    import numpy as np
+    import numpy.typing as npt
+
+    _Trace = dict[str, npt.NDArray[np.float64]]
 
 __all__ = ["main", "build_parser"]
 
@@ -36,11 +47,12 @@ Arguments are KEY=VALUE, VALUE a Python literal (0.1, 1e-3, [0.1, 0.01], True, '
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr (and exit status 2)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind, low=None, high=None, low_open=False):
+def _number(kind: type[int] | type[float], low: float | None = None, high: float | None = None,
+            low_open: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite `kind` within [low, high] (low excluded when `low_open`)."""
     word = {int: "an int", float: "a number"}[kind]
     if low is not None and high is not None:
@@ -50,7 +62,7 @@ def _number(kind, low=None, high=None, low_open=False):
     else:
         want = f"{word} {'>' if low_open else '>='} {low:g}"
 
-    def parse(text):
+    def parse(text: str) -> float:
         try:
             v = kind(text)
         except ValueError:
@@ -63,7 +75,7 @@ def _number(kind, low=None, high=None, low_open=False):
     return parse
 
 
-def _key_value(text):
+def _key_value(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -76,7 +88,7 @@ def _key_value(text):
     return key, value
 
 
-def _writable_dir(folder):
+def _writable_dir(folder: str | os.PathLike[str]) -> str | None:
     """None if files can be written into `folder` (created if missing), else why not."""
     import tempfile
 
@@ -92,7 +104,7 @@ def _writable_dir(folder):
     return None
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the `fastcb` command."""
     parser = _Parser(
         prog="fastcb", description="fastai v1's callback system with a compiled core: demo, schedule previews, speed.")
@@ -154,7 +166,7 @@ def build_parser():
 # -- demo --------------------------------------------------------------------------------------
 
 
-def _check_demo(args, parser):
+def _check_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Everything `run_demo` needs, checked before any training."""
     device = args.device
     if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
@@ -171,7 +183,7 @@ def _check_demo(args, parser):
         parser.error(f"argument --out: {problem}")
 
 
-def _demo(args, parser):
+def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_demo(args, parser)
     from .demo import run_demo
 
@@ -183,9 +195,9 @@ def _demo(args, parser):
 # -- plot --------------------------------------------------------------------------------------
 
 
-def _default_steps(params):
+def _default_steps(params: Mapping[str, Any]) -> int:
     """The steps the arguments imply (total_steps, num_training_steps, epochs * steps_per_epoch), else 100."""
-    def count(v):
+    def count(v: object) -> int | None:
         return v if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= _MAX_STEPS else None
 
     for key in ("total_steps", "num_training_steps"):
@@ -197,7 +209,8 @@ def _default_steps(params):
     return 100
 
 
-def _check_keys(params, func, skip, what, parser):
+def _check_keys(params: Mapping[str, Any], func: Callable[..., Any], skip: Sequence[str], what: str,
+                parser: argparse.ArgumentParser) -> None:
     """Refuse arguments `func` does not take (when it names all it takes)."""
     import inspect
 
@@ -217,7 +230,8 @@ _NOT_SCHEDULES = frozenset({"LRScheduler", "SchedulerType", "Schedule", "GroupSc
                             "torch_schedule"})
 
 
-def _resolve(name, params, args, parser):
+def _resolve(name: str, params: dict[str, Any], args: argparse.Namespace,
+             parser: argparse.ArgumentParser) -> tuple[Callable[[int], _Trace], str]:
     """`(trace_fn, title)`: a function of the number of steps giving the schedule's trace."""
     from . import anneal, lr_scheduler, preview, schedules
     from ._core import SHAPES
@@ -239,7 +253,7 @@ def _resolve(name, params, args, parser):
             parser.error(f"{name}: needs start=VALUE (and end=VALUE)")
         degree = params.pop("degree", 2.0)
 
-        def trace(n):  # annealing_poly checks its degree, so inside the caller's error handling
+        def trace(n: int) -> _Trace:  # annealing_poly checks its degree, so inside the caller's error handling
             func = anneal.annealing_poly(degree) if shape == "poly" else getattr(anneal, f"annealing_{shape}")
             return preview.schedule_trace(func, n, **params)
 
@@ -259,21 +273,21 @@ def _resolve(name, params, args, parser):
         make = getattr(schedules, name)
         _check_keys(params, make, (), f"fastcb.schedules.{name}", parser)
         return (lambda n: preview.schedule_trace(make(**params), n)), f"fastcb.schedules.{name}"
-    known = sorted(n for n in lr_scheduler.__all__ if n not in _NOT_SCHEDULES)
+    schedulers = sorted(n for n in lr_scheduler.__all__ if n not in _NOT_SCHEDULES)
     parser.error(
         f"SCHEDULE: unknown schedule {name!r}; try one-cycle, a shape ({', '.join(SHAPES)}), "
         f"a fastcb.schedules function ({', '.join(n for n in schedules.__all__ if n not in _NOT_SCHEDULES)}) "
-        f"or a scheduler: {', '.join(known)}"
+        f"or a scheduler: {', '.join(schedulers)}"
     )
 
 
-def _table(trace, rows):
+def _table(trace: Mapping[str, npt.NDArray[np.float64]], rows: int) -> str:
     """`rows` evenly spaced steps of the trace as aligned text (a list per step for several groups)."""
     import numpy as np
 
     idx = np.unique(np.linspace(0, len(trace["lr"]) - 1, rows).round().astype(int))
 
-    def cell(v):
+    def cell(v: Any) -> str:
         return f"{float(v):.6g}" if np.ndim(v) == 0 else "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
 
     table = [["step", *trace]] + [[str(int(i)), *(cell(vals[i]) for vals in trace.values())] for i in idx]
@@ -281,11 +295,11 @@ def _table(trace, rows):
     return "\n".join("  ".join(x.rjust(w) for x, w in zip(r, widths)) for r in table)
 
 
-def _shown(params):
+def _shown(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no arguments"
 
 
-def _blame(error, params):
+def _blame(error: BaseException, params: Mapping[str, Any]) -> str:
     """The first line of `error`, naming the arguments it may be about when it names none."""
     msg = str(error).splitlines()[0] if str(error) else type(error).__name__
     if any(key in msg for key in params):
@@ -296,7 +310,7 @@ def _blame(error, params):
     return f"{msg} (with {_shown(params)})"
 
 
-def _plot(args, parser):
+def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     keys = [k for k, _ in args.params]
     for key in keys:
         if keys.count(key) > 1:
@@ -335,7 +349,7 @@ def _plot(args, parser):
 # -- main --------------------------------------------------------------------------------------
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the `fastcb` command with `argv` (default: `sys.argv[1:]`); returns the exit status.
 
     Argument errors exit 2 with one line; Ctrl-C returns 130 after one line (and, for the
@@ -348,13 +362,13 @@ def main(argv=None):
     except KeyboardInterrupt as e:
         sys.stdout.write("\n")  # close a half-drawn progress bar on its own line
         sys.stdout.flush()
-        written = getattr(e, "written", None)
-        done = f"; wrote {', '.join(written)} into {e.out}" if written else ""
+        written, out = getattr(e, "written", None), getattr(e, "out", None)  # the demo's DemoInterrupted
+        done = f"; wrote {', '.join(written)} into {out}" if written else ""
         print(f"fastcb {args.command or ''}: interrupted{done}".replace("  ", " "), file=sys.stderr)
         return 130
 
 
-def _parse(parser, argv):
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse `argv`; `plot`'s KEY=VALUE arguments may also come after its options."""
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "plot" and not any(a.startswith("-") for a in extra):
@@ -367,7 +381,7 @@ def _parse(parser, argv):
     return args
 
 
-def _run(args):
+def _run(args: argparse.Namespace) -> int:
     if args.command is None:
         return _overview()
     if args.command in ("demo", "plot"):
@@ -386,7 +400,7 @@ def _run(args):
     return 0
 
 
-def _overview():
+def _overview() -> int:
     """`fastcb` alone: a short one-cycle table and the per-call speed of the core against fastai's Python."""
     from .anneal import SmoothenValue, Stepper, annealing_cos
     from .bench import FastaiSmoothenValue, FastaiStepper, fastai_annealing_cos, run_per_call

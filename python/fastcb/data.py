@@ -1,12 +1,18 @@
 """`DataBunch`: the training and validation `DataLoader`s, bound to a device."""
 
+from __future__ import annotations
+
 import functools
 import inspect
+import os
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
+from typing import IO, Any, cast
 
 import torch
 import torch.nn.functional as F
+from torch.types import Device
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from ._utils import GetAttr, to_detach, to_device
@@ -15,12 +21,18 @@ __all__ = ["DataBunch", "DeviceDataLoader", "DatasetType", "default_device", "lo
 
 DatasetType = Enum("DatasetType", "Train Valid Test Single Fix")
 
+#: A map-style dataset: torch's `Dataset` with `__len__`, or fastai's `LabelList` (whose `x`,
+#: `y`, `set_item`... are read when present).
+SizedDataset = Any
+#: A batch transform: a batch in, a batch out.
+BatchTfm = Callable[[Any], Any]
+
 _dl_init = getattr(DataLoader.__init__, "__wrapped__", DataLoader.__init__)
 _dl_sig = inspect.signature(_dl_init)
 
 
 @functools.wraps(_dl_init)
-def intercept_args(self, dataset, *args, **kwargs):
+def intercept_args(self: DataLoader[Any], dataset: SizedDataset, *args: Any, **kwargs: Any) -> None:
     """`DataLoader.__init__`, keeping its arguments in `self.init_kwargs` (fastai v1's `intercept_args`).
 
     Installed on `torch.utils.data.DataLoader` when fastcb is imported, as fastai does, so that
@@ -36,7 +48,7 @@ def intercept_args(self, dataset, *args, **kwargs):
 DataLoader.__init__ = intercept_args  # type: ignore[method-assign]
 
 
-def _dl_kwargs(dl):
+def _dl_kwargs(dl: DataLoader[Any]) -> dict[str, Any]:
     """The arguments that rebuild `dl` (its `init_kwargs`, or read back from its attributes)."""
     kw = getattr(dl, "init_kwargs", None)
     if kw is not None:
@@ -48,7 +60,7 @@ def _dl_kwargs(dl):
                 worker_init_fn=dl.worker_init_fn)
 
 
-def default_device():
+def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -58,24 +70,26 @@ class DeviceDataLoader(GetAttr):
 
     _default = "dl"  # unknown attributes are the dl's
 
-    def __init__(self, dl, device, tfms=None):
+    def __init__(self, dl: DataLoader[Any], device: torch.device | str | int, tfms: Iterable[BatchTfm] | None = None) -> None:
         if not hasattr(dl, "__iter__"):
             raise TypeError(f"dl: expected a DataLoader, got {type(dl).__name__}")
         self.dl, self.device = dl, torch.device(device)
         self.tfms = tfms if isinstance(tfms, list) else list(tfms or [])  # a DataBunch shares its list
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.dl)
 
     @classmethod
-    def create(cls, dataset, bs=64, shuffle=False, device=None, tfms=None, num_workers=0, collate_fn=None, **kwargs):
+    def create(cls, dataset: SizedDataset, bs: int = 64, shuffle: bool = False, device: Device = None,
+               tfms: Iterable[BatchTfm] | None = None, num_workers: int = 0,
+               collate_fn: Callable[[list[Any]], Any] | None = None, **kwargs: Any) -> DeviceDataLoader:
         """A `DeviceDataLoader` over a new `DataLoader(dataset, bs, shuffle, num_workers, **kwargs)`."""
         if collate_fn is not None:
             kwargs["collate_fn"] = collate_fn
         dl = DataLoader(dataset, batch_size=bs, shuffle=shuffle, num_workers=num_workers, **kwargs)
         return cls(dl, default_device() if device is None else device, tfms)
 
-    def new(self, **kwargs):
+    def new(self, **kwargs: Any) -> DeviceDataLoader:
         """A copy over a new `DataLoader` of the same dataset, with `kwargs` replacing its arguments."""
         kw = {**_dl_kwargs(self.dl), **kwargs}
         if kw.get("sampler") is not None or kw.get("batch_sampler") is not None:
@@ -83,42 +97,42 @@ class DeviceDataLoader(GetAttr):
         return DeviceDataLoader(type(self.dl)(self.dl.dataset, **kw), self.device, self.tfms)
 
     @property
-    def batch_size(self):
+    def batch_size(self) -> int | None:
         """The loader's batch size; setting it rebuilds the `DataLoader`."""
         return self.dl.batch_size
 
     @batch_size.setter
-    def batch_size(self, v):
+    def batch_size(self, v: int | None) -> None:
         self.dl = self.new(batch_size=v).dl
         if hasattr(self.dl.dataset, "bs"):
             self.dl.dataset.bs = v
 
     @property
-    def num_workers(self):
+    def num_workers(self) -> int:
         """The loader's number of worker processes (settable)."""
         return self.dl.num_workers
 
     @num_workers.setter
-    def num_workers(self, v):
+    def num_workers(self, v: int) -> None:
         self.dl.num_workers = v
 
-    def add_tfm(self, tfm):
+    def add_tfm(self, tfm: BatchTfm) -> None:
         """Apply `tfm` to every batch."""
         self.tfms.append(tfm)
 
-    def remove_tfm(self, tfm):
+    def remove_tfm(self, tfm: BatchTfm) -> None:
         """Stop applying `tfm`."""
         if tfm in self.tfms:
             self.tfms.remove(tfm)
 
-    def proc_batch(self, b):
+    def proc_batch(self, b: Any) -> Any:
         """Move batch `b` to the device and apply the transforms."""
         b = to_device(b, self.device)
         for f in self.tfms:
             b = f(b)
         return b
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         if self.device.type == "cpu" and not self.tfms:
             return iter(self.dl)  # nothing to do per batch: hand out the DataLoader's own iterator
         return (self.proc_batch(b) for b in self.dl)
@@ -133,8 +147,12 @@ class DataBunch(GetAttr):
 
     _default = "train_dl"  # unknown attributes are the train_dl's
 
-    def __init__(self, train_dl, valid_dl=None, fix_dl=None, test_dl=None, device=None, dl_tfms=None, path=".",
-                 collate_fn=None, no_check=False):
+    def __init__(self, train_dl: DataLoader[Any] | DeviceDataLoader,
+                 valid_dl: DataLoader[Any] | DeviceDataLoader | None = None,
+                 fix_dl: DataLoader[Any] | DeviceDataLoader | None = None,
+                 test_dl: DataLoader[Any] | DeviceDataLoader | None = None, device: Device = None,
+                 dl_tfms: Iterable[BatchTfm] | None = None, path: str | os.PathLike[str] = ".",
+                 collate_fn: Callable[[list[Any]], Any] | None = None, no_check: bool = False) -> None:
         if isinstance(train_dl, DeviceDataLoader):
             train_dl = train_dl.dl
         if train_dl is None or not hasattr(train_dl, "__iter__"):
@@ -142,7 +160,7 @@ class DataBunch(GetAttr):
         self.device = default_device() if device is None else torch.device(device)
         self.dl_tfms = list(dl_tfms or [])
 
-        def wrap(dl):
+        def wrap(dl: DataLoader[Any] | DeviceDataLoader | None) -> DeviceDataLoader | None:
             if dl is None:
                 return None
             if isinstance(dl, DeviceDataLoader):
@@ -151,7 +169,9 @@ class DataBunch(GetAttr):
                 dl.collate_fn = collate_fn
             return DeviceDataLoader(dl, self.device, self.dl_tfms)
 
-        self.train_dl, self.valid_dl, self.fix_dl, self.test_dl = map(wrap, (train_dl, valid_dl, fix_dl, test_dl))
+        # (train_dl is not None: checked above)
+        self.train_dl: DeviceDataLoader = cast(DeviceDataLoader, wrap(train_dl))
+        self.valid_dl, self.fix_dl, self.test_dl = wrap(valid_dl), wrap(fix_dl), wrap(test_dl)
         if self.fix_dl is None and isinstance(self.train_dl.dl, DataLoader):
             self.fix_dl = self.train_dl.new(shuffle=False, drop_last=False, sampler=None, batch_sampler=None)
         single_src = self.valid_dl if self.valid_dl is not None else self.train_dl
@@ -163,8 +183,11 @@ class DataBunch(GetAttr):
             self.sanity_check()
 
     @classmethod
-    def create(cls, train_ds, valid_ds, test_ds=None, path=".", bs=64, val_bs=None, num_workers=0, dl_tfms=None,
-               device=None, collate_fn=None, no_check=False, **dl_kwargs):
+    def create(cls, train_ds: SizedDataset, valid_ds: SizedDataset | None, test_ds: SizedDataset | None = None,
+               path: str | os.PathLike[str] = ".", bs: int = 64, val_bs: int | None = None, num_workers: int = 0,
+               dl_tfms: Iterable[BatchTfm] | None = None, device: Device = None,
+               collate_fn: Callable[[list[Any]], Any] | None = None, no_check: bool = False,
+               **dl_kwargs: Any) -> DataBunch:
         """`DataLoader`s over the datasets: training shuffled (dropping the last partial batch), the rest in order."""
         for name, v in (("bs", bs), ("val_bs", val_bs), ("num_workers", num_workers)):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "num_workers" else 1)):
@@ -178,91 +201,92 @@ class DataBunch(GetAttr):
         test_dl = None if test_ds is None else DataLoader(test_ds, val_bs, shuffle=False, **extra)
         return cls(train_dl, valid_dl, test_dl=test_dl, device=device, dl_tfms=dl_tfms, path=path, no_check=no_check)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(train={len(self.train_ds)}, valid={0 if self.empty_val else len(self.valid_ds)})"
 
-    def sanity_check(self):
+    def sanity_check(self) -> None:
         """Fail early when the training set has no batch."""
         if len(self.train_dl) == 0:
             raise ValueError("train_dl: has no batch (dataset smaller than the batch size with drop_last?)")
 
-    def dl(self, ds_type=DatasetType.Valid):
+    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None:
         """The `DeviceDataLoader` for `ds_type`."""
         return {DatasetType.Train: self.train_dl, DatasetType.Valid: self.valid_dl, DatasetType.Test: self.test_dl,
                 DatasetType.Single: self.single_dl, DatasetType.Fix: self.fix_dl}[ds_type]
 
     @property
-    def dls(self):
+    def dls(self) -> list[DeviceDataLoader]:
         """The data loaders that exist, in fastai's order: train, valid, fix, single, test."""
         return [d for d in (self.train_dl, self.valid_dl, self.fix_dl, self.single_dl, self.test_dl) if d is not None]
 
-    def add_tfm(self, tfm):
+    def add_tfm(self, tfm: BatchTfm) -> None:
         """Apply `tfm` to the batches of every data loader."""
         self.dl_tfms.append(tfm)
 
-    def remove_tfm(self, tfm):
+    def remove_tfm(self, tfm: BatchTfm) -> None:
         """Stop applying `tfm`."""
         if tfm in self.dl_tfms:
             self.dl_tfms.remove(tfm)
 
     @staticmethod
-    def _ds(dl):
+    def _ds(dl: DeviceDataLoader | None) -> SizedDataset:
         return None if dl is None else dl.dataset
 
     @property
-    def train_ds(self):
+    def train_ds(self) -> SizedDataset:
         """The training dataset."""
         return self.train_dl.dataset
 
     @property
-    def valid_ds(self):
+    def valid_ds(self) -> SizedDataset:
         """The validation dataset (None without one)."""
         return self._ds(self.valid_dl)
 
     @property
-    def fix_ds(self):
+    def fix_ds(self) -> SizedDataset:
         """The dataset of `fix_dl` (the training set)."""
         return self._ds(self.fix_dl)
 
     @property
-    def single_ds(self):
+    def single_ds(self) -> SizedDataset:
         """The dataset of `single_dl` (the validation set, else the training set)."""
         return self._ds(self.single_dl)
 
     @property
-    def test_ds(self):
+    def test_ds(self) -> SizedDataset:
         """The test dataset (None without one)."""
         return self._ds(self.test_dl)
 
     @property
-    def empty_val(self):
+    def empty_val(self) -> bool:
         """True when there is nothing to validate on."""
         return self.valid_dl is None or len(self.valid_dl) == 0
 
     @property
-    def is_empty(self):
+    def is_empty(self) -> bool:
         """True when no dataset has any item (a `Learner` from `load_learner` before `add_test`)."""
         return not any(d is not None and len(d.dataset) for d in (self.train_dl, self.valid_dl, self.test_dl))
 
     @property
-    def batch_size(self):
+    def batch_size(self) -> int | None:
         """The training batch size; setting it sets the validation and test ones too."""
         return self.train_dl.batch_size
 
     @batch_size.setter
-    def batch_size(self, v):
+    def batch_size(self, v: int | None) -> None:
         for d in (self.train_dl, self.valid_dl, self.test_dl):
             if d is not None:
                 d.batch_size = v
 
     @property
-    def loss_func(self):
+    def loss_func(self) -> Any:
         """The training labels' `loss_func` (`train_ds.y.loss_func`, or `train_ds.loss_func`), else fastai's
         default `F.nll_loss`."""
         ds = self.train_ds
         return getattr(getattr(ds, "y", None), "loss_func", None) or getattr(ds, "loss_func", F.nll_loss)
 
-    def one_batch(self, ds_type=DatasetType.Train, detach=True, denorm=True, cpu=True):
+    def one_batch(self, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
+                  cpu: bool = True) -> tuple[Any, Any]:
         """One batch of `ds_type` (loaded in this process), detached and on the CPU by default.
 
         With `denorm`, a bunch that has fastai's `norm`/`denorm` (a normalising transform) undoes it.
@@ -287,7 +311,7 @@ class DataBunch(GetAttr):
                 y = self.denorm(y, do_x=True)
         return x, y
 
-    def one_item(self, item, detach=False, denorm=False, cpu=False):
+    def one_item(self, item: Any, detach: bool = False, denorm: bool = False, cpu: bool = False) -> tuple[Any, Any]:
         """`item` as a batch of one, through `single_dl`'s collate function, device and transforms.
 
         The target is 0, as in fastai. Datasets with fastai's `set_item` process the item first.
@@ -297,13 +321,14 @@ class DataBunch(GetAttr):
             with ds.set_item(item):
                 return self.one_batch(ds_type=DatasetType.Single, detach=detach, denorm=denorm, cpu=cpu)
         dl = self.single_dl
-        batch = dl.proc_batch(dl.dl.collate_fn([(item, 0)]))
+        batch = dl.proc_batch(dl.dl.collate_fn([(item, 0)]))  # type: ignore[union-attr]  # None: AttributeError
         x, y = batch
         if detach:
             x, y = to_detach(x, cpu=cpu), to_detach(y, cpu=cpu)
         return x, y
 
-    def show_batch(self, rows=5, ds_type=DatasetType.Train, reverse=False, **kwargs):
+    def show_batch(self, rows: int = 5, ds_type: DatasetType = DatasetType.Train, reverse: bool = False,
+                   **kwargs: Any) -> Any:
         """Show `rows` items of a batch of `ds_type`.
 
         Datasets with fastai's item-list API (`x.reconstruct`, `x.show_xys`) draw themselves;
@@ -315,14 +340,15 @@ class DataBunch(GetAttr):
         n = min(rows, len(y))
         ds = self.train_ds
         if hasattr(getattr(ds, "x", None), "show_xys"):
-            n = min(rows**2 if getattr(ds.x, "_square_show", False) else rows, self.dl(ds_type).batch_size)
+            bs = self.dl(ds_type).batch_size  # type: ignore[union-attr]  # a missing loader: AttributeError
+            n = min(rows**2 if getattr(ds.x, "_square_show", False) else rows, bs)  # type: ignore[type-var,assignment]
             xs = [ds.x.reconstruct(x[i]) for i in range(n)]
             ys = [ds.y.reconstruct(y[i]) for i in range(n)]
             return ds.x.show_xys(xs, ys, **kwargs)
         for i in range(n):
             print(f"x: {x[i]!r}\ny: {y[i]!r}")
 
-    def add_test(self, items, label=None, tfms=None, tfm_y=None):
+    def add_test(self, items: Any, label: Any = None, tfms: Any = None, tfm_y: bool | None = None) -> None:
         """Use `items` (a dataset, or a sequence of inputs labelled `label`, default 0) as the test set.
 
         Datasets with fastai's `label_list` add to it; `tfms`/`tfm_y` only apply there.
@@ -339,7 +365,7 @@ class DataBunch(GetAttr):
                         collate_fn=vdl.dl.collate_fn)
         self.test_dl = DeviceDataLoader(dl, self.device, self.dl_tfms)
 
-    def save(self, file="data_save.pkl"):
+    def save(self, file: str | os.PathLike[str] | IO[bytes] = "data_save.pkl") -> None:
         """Save the data (as collated tensors) to `path/file` or the file-like `file`, for `load_data`.
 
         Every item of each dataset goes through the loader's collate function: what is saved is
@@ -349,20 +375,20 @@ class DataBunch(GetAttr):
 
         if not fdist.is_main_process():
             return
-        state = {"extra": {k: getattr(self, k) for k in ("classes", "c")
+        state: dict[str, Any] = {"extra": {k: getattr(self, k) for k in ("classes", "c")
                            if isinstance(getattr(self, k, None), (list, tuple, int))}}
         for name in ("train", "valid", "test"):
             d = getattr(self, f"{name}_dl")
             state[name] = None if d is None else _materialize(d.dl.dataset, d.dl.collate_fn, name)
         torch.save(state, self.path / file if isinstance(file, (str, Path)) else file)
 
-    def export(self, file="export.pkl"):
+    def export(self, file: str | os.PathLike[str] | IO[bytes] = "export.pkl") -> None:
         """Save what inference needs of the data (`classes`, `c`) to `path/file`, for `load_empty`."""
         state = {k: getattr(self, k) for k in ("classes", "c") if isinstance(getattr(self, k, None), (list, tuple, int))}
         torch.save(state, self.path / file if isinstance(file, (str, Path)) else file)
 
     @classmethod
-    def load_empty(cls, path, fname="export.pkl"):
+    def load_empty(cls, path: str | os.PathLike[str], fname: str | os.PathLike[str] | IO[bytes] = "export.pkl") -> DataBunch:
         """An empty `DataBunch` with what `export` saved (`classes`, `c`), e.g. to add a test set to."""
         path = Path(path)
         state = torch.load(path / fname if isinstance(fname, (str, Path)) else fname, weights_only=True)
@@ -376,17 +402,17 @@ class DataBunch(GetAttr):
 class _Labelled(torch.utils.data.Dataset):
     """`(item, label)` pairs over a sequence of inputs (a test set added by `add_test`)."""
 
-    def __init__(self, items, label):
+    def __init__(self, items: Any, label: Any) -> None:
         self.items, self.label = items, label
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
         return self.items[i], self.label
 
 
-def _materialize(ds, collate_fn, name):
+def _materialize(ds: SizedDataset, collate_fn: Callable[[list[Any]], Any] | None, name: str) -> list[torch.Tensor]:
     """`ds` collated into a list of tensors (one per field), for `DataBunch.save`."""
     if len(ds) == 0:
         return []
@@ -398,8 +424,10 @@ def _materialize(ds, collate_fn, name):
         raise ValueError(f"{name}_ds: its items don't collate into tensors, so it can't be saved ({e})") from e
 
 
-def load_data(path, file="data_save.pkl", bs=64, val_bs=None, num_workers=0, dl_tfms=None, device=None,
-              collate_fn=None, no_check=False, **kwargs):
+def load_data(path: str | os.PathLike[str], file: str | os.PathLike[str] | IO[bytes] = "data_save.pkl", bs: int = 64,
+              val_bs: int | None = None, num_workers: int = 0, dl_tfms: Iterable[BatchTfm] | None = None,
+              device: Device = None, collate_fn: Callable[[list[Any]], Any] | None = None, no_check: bool = False,
+              **kwargs: Any) -> DataBunch:
     """The `DataBunch` that `DataBunch.save` wrote to `path/file` (or the file-like `file`), with batch size `bs`.
 
     Read with `weights_only=True` (the file holds tensors only); `kwargs` go to `DataBunch.create`.

@@ -5,10 +5,20 @@ its suggestion, `fit_one_cycle` with a progress bar and a per-epoch table, and t
 `Recorder`'s plots written as PNG files (and `CSVLogger`'s history.csv) into one folder.
 """
 
+from __future__ import annotations
+
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .callbacks.recorder import Recorder
 
 __all__ = ["run_demo", "PLOTS", "DemoInterrupted"]
 
@@ -25,19 +35,19 @@ PLOTS = {
 class DemoInterrupted(KeyboardInterrupt):
     """Ctrl-C during the demo, after writing what was finished: `written` names the files in `out`."""
 
-    def __init__(self, out, written):
+    def __init__(self, out: Path, written: list[str]) -> None:
         super().__init__()
         self.out, self.written = out, written
 
 
-def _save(fig, path):
+def _save(fig: Figure, path: Path) -> None:
     from matplotlib import pyplot as plt
 
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _pick_lr(recorder, fallback=1e-2):
+def _pick_lr(recorder: Recorder, fallback: float = 1e-2) -> tuple[Figure, float]:
     """fastai's suggestion (steepest descent of the smoothed loss), kept in a sane range."""
     n = len(recorder.lrs)  # fastai skips 10 + 5 points; short runs (tests) skip fewer
     fig = recorder.plot(suggestion=n >= 4, return_fig=True, skip_start=min(10, n // 4), skip_end=min(5, n // 8))
@@ -45,9 +55,9 @@ def _pick_lr(recorder, fallback=1e-2):
     return fig, min(max(lr, 1e-4), 1.0)
 
 
-def _fit_plots(rec):
+def _fit_plots(rec: Recorder) -> dict[str, Callable[[], Figure]]:
     """The plots of a (possibly interrupted) fit, by file name, as figure makers."""
-    plots = {}
+    plots: dict[str, Callable[[], Figure]] = {}
     if rec.lrs:
         plots["schedule.png"] = lambda: rec.plot_lr(show_moms=True, return_fig=True)
     if rec.losses:
@@ -57,8 +67,9 @@ def _fit_plots(rec):
     return plots
 
 
-def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=None, num_it=100, device="cpu",
-             seed=0, quiet=False, print_fn=print):
+def run_demo(out: str | os.PathLike[str] = "fastcb-demo", epochs: int = 5, bs: int = 64, n_train: int = 4096,
+             n_valid: int = 1024, lr: float | None = None, num_it: int = 100, device: str | torch.device = "cpu",
+             seed: int = 0, quiet: bool = False, print_fn: Callable[..., Any] = print) -> dict[str, Any]:
     """Train the demo MLP on the spirals: `lr_find` (unless `lr` is given), then
     `fit_one_cycle(epochs, lr)` with a `CSVLogger`; write the files of `PLOTS` into `out`.
     Returns a dict of the results: folder, learning rate, final metrics, files written and
@@ -80,9 +91,9 @@ def run_demo(out="fastcb-demo", epochs=5, bs=64, n_train=4096, n_valid=1024, lr=
     say = (lambda *a: None) if quiet else print_fn
     say(f"fastcb demo: {n_train} training and {n_valid} validation points of 3 interleaved spirals, "
         f"an MLP on {data.device}, batches of {bs}")
-    written = []
+    written: list[str] = []
 
-    def save(name, make):
+    def save(name: str, make: Callable[[], Figure]) -> None:
         _save(make(), out / name)
         written.append(name)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ _HUGE = 2.0**51
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _horner(coefs, z):
+def _horner(coefs: Sequence[float], z: torch.Tensor) -> torch.Tensor:
     acc = z * coefs[-1] + coefs[-2]
     for c in reversed(coefs[:-2]):
         acc = acc * z + c
@@ -74,7 +74,7 @@ def _anneal(shape: str, degree: float | None, start: float, end: float) -> Tenso
 def _join(edges: Sequence[float], parts: Sequence[TensorFn], earlier: bool) -> TensorFn:
     spans = [(edges[i], edges[i + 1] - edges[i]) for i in range(len(parts))]
 
-    def joined(p):
+    def joined(p: torch.Tensor) -> torch.Tensor:
         a, w = spans[0]
         out = parts[0]((p - a) / w)
         for i in range(1, len(parts)):
@@ -88,15 +88,15 @@ def _join(edges: Sequence[float], parts: Sequence[TensorFn], earlier: bool) -> T
 
 def _restarts(period: float, mult: float, inner: TensorFn) -> TensorFn:
     if mult == 1.0:
-        def cycle(p):
+        def cycle(p: torch.Tensor) -> torch.Tensor:
             return torch.where(p < 0, p / period, torch.fmod(p, period) / period)
     else:
         log_mult, m1 = math.log(mult), mult - 1.0
 
-        def start(n):
+        def start(n: torch.Tensor) -> torch.Tensor:
             return period * (torch.pow(mult, n) - 1.0) / m1
 
-        def cycle(p):
+        def cycle(p: torch.Tensor) -> torch.Tensor:
             q = p.clamp(min=0)
             n = torch.floor(torch.log(q / period * m1 + 1.0) / log_mult)
             # the logarithm's rounding at cycle boundaries, as the core guards it
@@ -277,7 +277,7 @@ class DeviceSchedule:
         self._scale = 1.0 / total_steps if unit == "fraction" else 1.0
         self._write()
 
-    def _write(self):
+    def _write(self) -> None:
         if self.mode == "table":
             row = self._table.index_select(0, self.step_count.clamp(max=self.total_steps).view(1))[0]
             torch._foreach_copy_(self._targets, list(row.unbind()))
@@ -307,7 +307,7 @@ class DeviceSchedule:
         self.step_count.fill_(step)
         self._write()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"DeviceSchedule(total_steps={self.total_steps}, unit={self.unit!r}, mode={self.mode!r}, "
                 f"hypers={sorted(self.schedules)})")
 
@@ -315,7 +315,7 @@ class DeviceSchedule:
 # ---------------------------------------------------------------------------------------
 # The drop-in schedulers' equivalents
 
-def _steps(edges: Sequence[float], parts: list[Schedule], earlier: bool = False) -> Schedule:
+def _steps(edges: Sequence[float], parts: list[tuple[Any, ...]], earlier: bool = False) -> Schedule:
     """Anneal `parts` (specs) joined at `edges` in steps."""
     spec = ("join", [float(e) for e in edges], parts) + (("earlier",) if earlier else ())
     try:
@@ -324,11 +324,11 @@ def _steps(edges: Sequence[float], parts: list[Schedule], earlier: bool = False)
         raise ValueError(f"scheduler: its phases have no Schedule equivalent ({e})") from None
 
 
-def _a(shape, start, end):
+def _a(shape: str, start: float, end: float) -> tuple[Any, ...]:
     return ("anneal", shape, None, float(start), float(end))
 
 
-def _hf_schedule(spec, b):
+def _hf_schedule(spec: tuple[Any, ...], b: float) -> Schedule:
     """The Schedule over steps of `b * factor(step)` for a transformers factor spec."""
     kind = spec[0]
     if kind == "constant":
@@ -403,7 +403,9 @@ def to_device_schedule(scheduler: Any) -> DeviceSchedule:
         hypers["lr"] = [_steps([0, t, t + 1], [_a("linear", b * sf, b * ef), _a("no", b * ef, b * ef)]) for b in base]
         total = int(t)
     elif isinstance(scheduler, tl.LambdaLR) and all(factor_spec(f) is not None for f in scheduler.lr_lambdas):
-        hypers["lr"] = [_hf_schedule(factor_spec(f), b) for f, b in zip(scheduler.lr_lambdas, base)]
+        # the condition above checked that every factor has a spec
+        hypers["lr"] = [_hf_schedule(cast("tuple[Any, ...]", factor_spec(f)), b)
+                        for f, b in zip(scheduler.lr_lambdas, base)]
         spec = factor_spec(scheduler.lr_lambdas[0])
         assert spec is not None  # the condition above checked every factor
         mode = "formula" if spec[0] == "cosine" else "table"  # transformers' cosine goes on past the end

@@ -50,6 +50,9 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
     `silent=None` reads `defaults.silent`; `defaults.extra_callbacks` are added to `callbacks`.
     """
 
+    #: set by the `Recorder` each `fit` creates (a `LearnerCallback` is an attribute of its learner)
+    recorder: Recorder
+
     def __init__(self, data, model, opt_func=AdamW, loss_func=None, metrics=None, true_wd=True, bn_wd=True,
                  wd=DEFAULT_WD, train_bn=True, path=None, model_dir="models", callback_fns=None, callbacks=None,
                  layer_groups=None, add_time=True, silent=None):

@@ -4,7 +4,10 @@
 plot one-cycle`) evaluates the same phases without a model.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from ._utils import check_number
 from .anneal import Stepper, annealing_cos
@@ -12,7 +15,10 @@ from .anneal import Stepper, annealing_cos
 __all__ = ["check_lr", "check_one_cycle", "one_cycle_phases"]
 
 
-def check_lr(lr, name):
+LearningRates = float | Sequence[float] | npt.NDArray[np.float64]
+
+
+def check_lr(lr: LearningRates, name: str) -> float | npt.NDArray[np.float64]:
     """`lr` as a positive float or a float64 array of positive values; ValueError naming `name` otherwise."""
     if isinstance(lr, (list, tuple, np.ndarray)):
         arr = np.asarray(lr, dtype=np.float64)
@@ -26,7 +32,10 @@ def check_lr(lr, name):
     return float(lr)
 
 
-def check_one_cycle(lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
+def check_one_cycle(
+    lr_max: LearningRates, moms: float | list[float] | tuple[float, ...] = (0.95, 0.85), div_factor: float = 25.0,
+    pct_start: float = 0.3, final_div: float | None = None,
+) -> tuple[float | npt.NDArray[np.float64], tuple[float, ...], float, float, float]:
     """The one-cycle policy's arguments checked (ValueError/TypeError naming the argument) and
     completed: `(lr_max, moms as a pair, div_factor, pct_start, final_div)`."""
     lr_max = check_lr(lr_max, "lr_max")
@@ -34,13 +43,14 @@ def check_one_cycle(lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, f
     check_number("pct_start", pct_start, minimum=0, maximum=1)
     final_div = div_factor * 1e4 if final_div is None else float(check_number("final_div", final_div, positive=True,
                                                                                  finite=False))
-    moms = tuple(moms) if isinstance(moms, (list, tuple)) else (moms, moms)
-    if len(moms) != 2:
-        raise ValueError(f"moms: expected one momentum or a pair, got {moms!r}")
-    return lr_max, moms, div_factor, pct_start, final_div
+    pair = tuple(moms) if isinstance(moms, (list, tuple)) else (moms, moms)
+    if len(pair) != 2:
+        raise ValueError(f"moms: expected one momentum or a pair, got {pair!r}")
+    return lr_max, pair, div_factor, pct_start, final_div
 
 
-def one_cycle_phases(n_steps, lr_max, moms, div_factor, pct_start, final_div):
+def one_cycle_phases(n_steps: int, lr_max: float | npt.NDArray[np.float64], moms: Sequence[float], div_factor: float,
+                     pct_start: float, final_div: float) -> list[dict[str, Stepper]]:
     """The policy over `n_steps` batches (arguments as `check_one_cycle` returns them): a warm-up
     phase of `int(n_steps * pct_start)` batches, cosine from `lr_max/div_factor` to `lr_max`
     (momentum `moms[0]` to `moms[1]`), then cosine annealing to `lr_max/final_div` (momentum

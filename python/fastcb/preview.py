@@ -13,16 +13,25 @@ Figures are `matplotlib.figure.Figure`s made without pyplot, so nothing needs a 
 files are written in the format their extension names (.png, .svg or .pdf), any other is refused.
 """
 
+from __future__ import annotations
+
 import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ._utils import check_number
 from .anneal import Stepper, annealing_cos
-from .one_cycle import check_one_cycle, one_cycle_phases
+from .one_cycle import LearningRates, check_one_cycle, one_cycle_phases
 from .plotting import figure, figure_format
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "schedule_values",
@@ -38,9 +47,13 @@ __all__ = [
 
 _LRScheduler = torch.optim.lr_scheduler.LRScheduler
 _Plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
+_FloatArray = npt.NDArray[np.float64]
 
 
-def make_optimizer(lr=0.1, n_groups=1, kind="sgd"):
+def make_optimizer(
+    lr: float | torch.Tensor | Sequence[float | torch.Tensor] | npt.NDArray[np.float64] = 0.1, n_groups: int = 1,
+    kind: str | Callable[[list[dict[str, Any]]], torch.optim.Optimizer] = "sgd",
+) -> torch.optim.Optimizer:
     """A throw-away optimizer with `n_groups` param groups: `kind` is 'sgd' (momentum 0.9),
     'adam', 'adamw', or a function of the param groups; `lr` is a number, a tensor or one per group."""
     lrs = list(lr) if isinstance(lr, (list, tuple, np.ndarray)) else [lr] * n_groups
@@ -59,7 +72,7 @@ def make_optimizer(lr=0.1, n_groups=1, kind="sgd"):
     return makers[kind](groups)
 
 
-def _is_scheduler_maker(obj):
+def _is_scheduler_maker(obj: object) -> bool:
     """A scheduler class, or a function whose first parameter is the optimizer."""
     if isinstance(obj, type):
         return issubclass(obj, (_LRScheduler, _Plateau))
@@ -72,7 +85,7 @@ def _is_scheduler_maker(obj):
     return bool(params) and params[0] in ("optimizer", "opt")
 
 
-def _momenta(opt):
+def _momenta(opt: torch.optim.Optimizer) -> list[float] | None:
     """Each group's momentum (`momentum` or `betas[0]`), or None if the optimizer has neither."""
     out = []
     for g in opt.param_groups:
@@ -85,12 +98,14 @@ def _momenta(opt):
     return out
 
 
-def _scheduler_trace(maker, n_steps, args, kwargs):
+def _scheduler_trace(maker: Callable[..., Any], n_steps: int, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> dict[str, _FloatArray]:
     opt_args = {k: kwargs.pop(k) for k in ("lr", "n_groups", "optimizer") if k in kwargs}
     metric = kwargs.pop("metric", 1.0)
     opt = make_optimizer(opt_args.get("lr", 0.1), opt_args.get("n_groups", 1), opt_args.get("optimizer", "sgd"))
     sched = maker(opt, *args, **kwargs)
-    lrs, moms = [], []
+    lrs: list[list[float]] = []
+    moms: list[list[float] | None] = []  # all None, or none: every step has the same groups
     for i in range(n_steps):
         if i:
             opt.step()  # no gradients, so a no-op; torch warns when a scheduler steps first
@@ -98,12 +113,12 @@ def _scheduler_trace(maker, n_steps, args, kwargs):
         lrs.append([float(g["lr"]) for g in opt.param_groups])
         moms.append(_momenta(opt))
     trace = {"lr": np.array(lrs, dtype=np.float64)}
-    if moms and moms[0] is not None and len({tuple(m) for m in moms}) > 1:
+    if moms and moms[0] is not None and len({tuple(m) for m in moms if m is not None}) > 1:
         trace["momentum"] = np.array(moms, dtype=np.float64)
     return trace
 
 
-def _stepper_values(stepper, n_steps):
+def _stepper_values(stepper: Stepper, n_steps: int | None) -> _FloatArray:
     """The stepper's current value and the rest of its schedule (or `n_steps` values)."""
     remaining = max(stepper.n_iter - stepper.n, 0) if n_steps is None else n_steps - 1
     first = stepper.func(stepper.start, stepper.end, stepper.n / stepper.n_iter)
@@ -112,11 +127,11 @@ def _stepper_values(stepper, n_steps):
     return np.concatenate([first.reshape((1, *first.shape)), np.asarray(rest, dtype=np.float64)])
 
 
-def _squeeze(a):
+def _squeeze(a: _FloatArray) -> _FloatArray:
     return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
 
 
-def schedule_trace(schedule, n_steps=None, *args, **kwargs):
+def schedule_trace(schedule: Any, n_steps: int | None = None, *args: Any, **kwargs: Any) -> dict[str, _FloatArray]:
     """Everything a schedule sets, per step: `{'lr': values}` plus `'momentum'` where a
     scheduler cycles it. Values have one row per step (and one column per param group if several)."""
     if isinstance(schedule, Stepper):
@@ -141,7 +156,9 @@ def schedule_trace(schedule, n_steps=None, *args, **kwargs):
     )
 
 
-def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, final_div=None):
+def one_cycle_trace(n_steps: int, lr_max: LearningRates, moms: float | list[float] | tuple[float, ...] = (0.95, 0.85),
+                    div_factor: float = 25.0, pct_start: float = 0.3,
+                    final_div: float | None = None) -> dict[str, _FloatArray]:
     """The learning rate and momentum that fastai's `OneCycleScheduler` sets for each of
     `n_steps` training batches (its two cosine phases of `Stepper`s, without a model).
     The arguments obey the rules `OneCycleScheduler` applies."""
@@ -149,7 +166,7 @@ def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_sta
     n_steps = int(n_steps)
     phases = one_cycle_phases(n_steps, *check_one_cycle(lr_max, moms, div_factor, pct_start, final_div))
 
-    def values(name):  # what the scheduler sets before each batch: each phase's start, then its steps
+    def values(name: str) -> _FloatArray:  # what the scheduler sets before each batch: each phase's start, then its steps
         first = np.asarray([phases[0][name].start], dtype=np.float64)
         rest = [np.asarray(p[name].peek(p[name].n_iter), dtype=np.float64) for p in phases]
         return np.concatenate([first, *rest])[:n_steps]
@@ -157,18 +174,18 @@ def one_cycle_trace(n_steps, lr_max, moms=(0.95, 0.85), div_factor=25.0, pct_sta
     return {"lr": values("lr"), "momentum": values("mom")}
 
 
-def schedule_values(schedule, n_steps=None, *args, **kwargs):
+def schedule_values(schedule: Any, n_steps: int | None = None, *args: Any, **kwargs: Any) -> _FloatArray:
     """The learning rates (values) of `schedule` over `n_steps` steps, as a float64 array."""
     return schedule_trace(schedule, n_steps, *args, **kwargs)["lr"]
 
 
-def _label(schedule):
+def _label(schedule: Any) -> str:
     if isinstance(schedule, Stepper):
         return f"Stepper ({getattr(schedule.func, '__name__', 'func')})"
     return getattr(schedule, "__name__", type(schedule).__name__)
 
 
-def plot_trace(trace, title=None):
+def plot_trace(trace: Mapping[str, _FloatArray], title: str | None = None) -> Figure:
     """A figure of a `schedule_trace` result: one panel per hyper-parameter against steps, each
     with a title, labelled axes and a legend (one line per param group)."""
     fig = figure(figsize=(6, 3.2 * len(trace)), layout="constrained")
@@ -185,7 +202,7 @@ def plot_trace(trace, title=None):
     return fig
 
 
-def plot_annealings(start=2.0, end=1e-2, n_steps=100, degree=0.8):
+def plot_annealings(start: float = 2.0, end: float = 1e-2, n_steps: int = 100, degree: float = 0.8) -> Figure:
     """A figure of the five annealing functions from `start` to `end` over `n_steps` steps (the
     figure of fastai's "Classes for callback implementors" page), drawn from fastcb's values."""
     from .anneal import annealing_exp, annealing_linear, annealing_no, annealing_poly
@@ -203,12 +220,14 @@ def plot_annealings(start=2.0, end=1e-2, n_steps=100, degree=0.8):
     return fig
 
 
-def plot_schedule(schedule, n_steps=None, *args, title=None, **kwargs):
+def plot_schedule(schedule: Any, n_steps: int | None = None, *args: Any, title: str | None = None,
+                  **kwargs: Any) -> Figure:
     """A figure of the schedule's values per step (and momentum, where cycled, below them)."""
     return plot_trace(schedule_trace(schedule, n_steps, *args, **kwargs), title or _label(schedule))
 
 
-def save_trace(path, trace, title=None, dpi=100):
+def save_trace(path: str | os.PathLike[str], trace: Mapping[str, _FloatArray], title: str | None = None,
+               dpi: float = 100) -> Path:
     """Write the `plot_trace` figure to `path` (.png, .svg or .pdf, by its extension) and return its `Path`."""
     path = Path(path)
     fmt = figure_format(path)
@@ -217,7 +236,8 @@ def save_trace(path, trace, title=None, dpi=100):
     return path
 
 
-def save_schedule(path, schedule, n_steps=None, *args, dpi=100, title=None, **kwargs):
+def save_schedule(path: str | os.PathLike[str], schedule: Any, n_steps: int | None = None, *args: Any,
+                  dpi: float = 100, title: str | None = None, **kwargs: Any) -> Path:
     """Write the `plot_schedule` figure to `path` (.png, .svg or .pdf, by its extension; any
     other is refused before any work) and return its `Path`."""
     figure_format(path)

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def _cos(x):
+def _cos(x: Any) -> Any:
     """`math.cos` for numbers, the value's own `cos` otherwise (tensors, arrays)."""
     return math.cos(x) if isinstance(x, (int, float)) else x.cos()
 

@@ -15,11 +15,14 @@ describes must have the model's and optimizer's names, shapes and dtypes before 
 They are read into new tensors, then assigned only when all of them are in.
 """
 
+from __future__ import annotations
+
 import io
 import os
 import pickle
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -29,6 +32,12 @@ from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from . import checkpoint
 from . import distributed as fdist
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.metadata import Metadata
+    from torch.distributed.checkpoint.planner import ReadItem
+
+    from .learner import Learner
 
 __all__ = ["folder_of", "save", "read"]
 
@@ -44,12 +53,12 @@ _DCP_CLASSES = {
 }
 
 
-def folder_of(target):
+def folder_of(target: str | os.PathLike[str]) -> Path:
     """The sharded checkpoint folder for the `.pth` path `target`."""
     return Path(target).with_suffix(".dcp")
 
 
-def save(learn, target, epoch=None):
+def save(learn: Learner, target: str | os.PathLike[str], epoch: int | None = None) -> Path:
     """Write `learn`'s sharded checkpoint to `folder_of(target)` (every rank calls it); returns
     the path of its `fastcb.pth`."""
     folder = folder_of(target)
@@ -81,7 +90,7 @@ def save(learn, target, epoch=None):
 
 
 class _MetadataUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if name in _DCP_CLASSES.get(module, ()):
             return super().find_class(module, name)
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
@@ -92,7 +101,7 @@ class _MetadataUnpickler(pickle.Unpickler):
 class _SafeReader(FileSystemReader):
     """DCP's file reader with its metadata read as data (see the module doc)."""
 
-    def read_metadata(self, *args, **kwargs):
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
         path = Path(self.path) / ".metadata"
         try:
             with open(path, "rb") as f:
@@ -124,11 +133,11 @@ class _SafeReader(FileSystemReader):
 class _TensorsOnly(DefaultLoadPlanner):
     """Loads tensors only: a non-tensor item would be unpickled by `torch.load(weights_only=False)`."""
 
-    def load_bytes(self, read_item, value):
+    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
         raise CheckpointError(f"{read_item.dest_index.fqn}: not a tensor")
 
 
-def _check_meta(md, key, want, where):
+def _check_meta(md: Metadata, key: str, want: torch.Tensor, where: str) -> None:
     meta = md.state_dict_metadata.get(key)
     if not isinstance(meta, TensorStorageMetadata):
         raise CheckpointError(f"{where}: not in the checkpoint's tensors")
@@ -137,7 +146,8 @@ def _check_meta(md, key, want, where):
                               f"{tuple(want.shape)} {want.dtype} here")
 
 
-def read(learn, folder, strict=True, with_opt=True):
+def read(learn: Learner, folder: str | os.PathLike[str], strict: bool = True,
+         with_opt: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, checkpoint.Checkpoint]:
     """`(model_state, opt_state or None, Checkpoint)` from a sharded checkpoint folder, checked whole
     against `learn` and read into new tensors (sharded like `learn.model`'s); nothing is assigned."""
     folder = Path(folder)

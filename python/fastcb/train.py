@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 from torch.optim import Optimizer
@@ -109,7 +109,7 @@ class TrainMixin:
 
     def interpret(self, ds_type: DatasetType | None = None) -> ClassificationInterpretation:
         """A `ClassificationInterpretation` of the predictions on `ds_type` (the validation set by default)."""
-        return ClassificationInterpretation.from_learner(self, ds_type=ds_type or DatasetType.Valid)
+        return ClassificationInterpretation.from_learner(cast("Learner", self), ds_type=ds_type or DatasetType.Valid)
 
     def summary(self) -> str:
         """The layer-by-layer summary of the model on one batch (`model_summary`)."""
