@@ -297,3 +297,12 @@ def test_property_chainable_parameters(t_max, eta_min, gamma, step_size, total, 
         run_both(ours, theirs, 2 * t_max + 5)
 
 
+
+
+def test_every_rule_of_the_registry_has_its_class_and_a_case():
+    """The Rust registry (`core::torch_sched::RULES`) and the Python classes name the same
+    rules, and every rule is exercised above (values and compiled counts)."""
+    rules = set(_core.torch_compiled_counts())
+    named = {getattr(getattr(F, n), "_fastcb_rule", None) for n in F.__all__} - {None}
+    assert named == rules
+    assert set(RULE.values()) == rules

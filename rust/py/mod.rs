@@ -12,6 +12,7 @@ mod shape;
 mod smooth;
 mod stepper;
 mod tensor_lr;
+mod torch_attrs;
 mod torch_core;
 
 use pyo3::prelude::*;

@@ -1,6 +1,6 @@
 //! CyclicLR (and its momentum cycle), for the built-in scaling policies.
 
-use super::{all_finite, TorchRule, Val};
+use super::{all_finite, Attrs, MomentumKey, TorchRule, Val};
 
 /// CyclicLR's built-in scaling policies.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,8 +19,8 @@ pub struct Cyclic {
     /// torch's `scale_mode == "cycle"`: the scale function takes the cycle, else the epoch.
     pub by_cycle: bool,
     pub max_lrs: Vec<f64>,
-    /// `(base_momentum, max_momentum)` per group, when momentum is cycled.
-    pub momentums: Option<Vec<(f64, f64)>>,
+    /// `(base_momentum, max_momentum)` per group and where they go, when momentum is cycled.
+    pub momentums: Option<(MomentumKey, Vec<(f64, f64)>)>,
 }
 
 impl Cyclic {
@@ -41,6 +41,31 @@ impl Cyclic {
 }
 
 impl TorchRule for Cyclic {
+    const NAME: &'static str = "cyclic";
+    const BASE: bool = true;
+    const CURRENT: bool = false;
+
+    /// The built-in scaling policies only: a custom `scale_fn` is a Python callable.
+    fn read(a: &dyn Attrs, _epoch: i64, _advance: bool) -> Option<Self> {
+        if !a.is_none("_scale_fn_custom")? {
+            return None;
+        }
+        let momentums = if a.flag("cycle_momentum")? {
+            let (base, max) = (a.nums("base_momentums")?, a.nums("max_momentums")?);
+            Some((MomentumKey::new(a.flag("use_beta1")?), base.into_iter().zip(max).collect()))
+        } else {
+            None
+        };
+        Some(Cyclic {
+            total_size: a.num("total_size")?,
+            step_ratio: a.num("step_ratio")?,
+            mode: a.cyclic_scale("_scale_fn_ref")?,
+            by_cycle: a.choice("scale_mode", &["cycle", "iterations"])? == 0,
+            max_lrs: a.nums("max_lrs")?,
+            momentums,
+        })
+    }
+
     fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()> {
         if self.max_lrs.len() != lrs.len() {
             return None;
@@ -52,8 +77,12 @@ impl TorchRule for Cyclic {
         all_finite(lrs)
     }
 
+    fn momentum_key(&self) -> Option<MomentumKey> {
+        self.momentums.as_ref().map(|(key, _)| *key)
+    }
+
     fn momenta(&self, epoch: i64, out: &mut [f64]) -> Option<()> {
-        let moms = self.momentums.as_ref()?;
+        let (_, moms) = self.momentums.as_ref()?;
         if moms.len() != out.len() {
             return None;
         }

@@ -1,6 +1,6 @@
 //! LinearLR: a linear factor from `start` to `end` over `total_iters`, chained.
 
-use super::{all_finite, scale, TorchRule, Val};
+use super::{all_finite, scale, Attrs, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Linear {
@@ -10,6 +10,12 @@ pub struct Linear {
 }
 
 impl TorchRule for Linear {
+    const NAME: &'static str = "linear";
+
+    fn read(a: &dyn Attrs, _epoch: i64, _advance: bool) -> Option<Self> {
+        Some(Linear { start: a.num("start_factor")?, end: a.num("end_factor")?, total_iters: a.int("total_iters")? })
+    }
+
     fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         let Linear { start, end, total_iters } = *self;
         if epoch == 0 {

@@ -1,5 +1,5 @@
 //! The formulas of `torch.optim.lr_scheduler`, in torch's exact order of operations: one
-//! file per scheduler class, each a [`TorchRule`].
+//! file per scheduler class, each a [`TorchRule`], all listed once in [`RULES`].
 //!
 //! Torch computes many schedules recursively ("chainable"): the next learning rate is the
 //! current one times a factor. Mirroring each recurrence operation for operation gives the
@@ -8,8 +8,13 @@
 //! means "torch would raise here, or the arithmetic leaves the finite floats": the caller
 //! then defers to the Python formula, which raises torch's error.
 //!
+//! A rule reads its parameters by torch's attribute names through [`Attrs`] (the bindings
+//! implement it over the scheduler's `__dict__` and its optimizer's param groups), so this
+//! module knows torch's names and arithmetic but nothing of Python.
+//!
 //! Adding a scheduler: a file here with its parameters as a struct implementing
-//! [`TorchRule`], and its spec in the bindings (`py/torch_core.rs`).
+//! [`TorchRule`] (its `read` names the attributes torch's `get_lr` reads), and one entry in
+//! [`RULES`].
 
 mod constant;
 mod cosine;
@@ -37,21 +42,162 @@ pub use step::Step;
 pub use value::{Kind, Val};
 pub use warm_restarts::WarmRestarts;
 
-/// One torch scheduler class's regular step.
-pub trait TorchRule {
+use crate::core::hf_sched::HfFactor;
+
+/// A torch scheduler's attributes (and its optimizer's param groups), read by torch's
+/// names. Every method answers `None` where the attribute is missing or not exactly of the
+/// type asked (an exact `int`, an exact `float` or `int` for a number, ...): the rule then
+/// defers to torch's own code, which reads whatever is there.
+pub trait Attrs {
+    /// How many param groups the optimizer has.
+    fn groups(&self) -> usize;
+    /// An `int` attribute.
+    fn int(&self, name: &'static str) -> Option<i64>;
+    /// A number (`float` or `int`) attribute.
+    fn num(&self, name: &'static str) -> Option<f64>;
+    /// A `bool` attribute.
+    fn flag(&self, name: &'static str) -> Option<bool>;
+    /// Whether the attribute is `None`.
+    fn is_none(&self, name: &'static str) -> Option<bool>;
+    /// A list of numbers, one per param group.
+    fn nums(&self, name: &'static str) -> Option<Vec<f64>>;
+    /// The index in `options` of a `str` attribute's value.
+    fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize>;
+    /// `attr[key]` of a `Counter` of ints (0 where `key` is absent).
+    fn count(&self, name: &'static str, key: i64) -> Option<i64>;
+    /// A list of transformers' schedule factors (`functools.partial`s), one per group.
+    fn factors(&self, name: &'static str) -> Option<Vec<HfFactor>>;
+    /// Which of torch's built-in `CyclicLR` scaling functions the attribute is.
+    fn cyclic_scale(&self, name: &'static str) -> Option<CyclicMode>;
+    /// The length of a list attribute.
+    fn len(&self, name: &'static str) -> Option<usize>;
+    /// A number at `key` of the dict `attr[i]`.
+    fn item_num(&self, name: &'static str, i: usize, key: &'static str) -> Option<f64>;
+    /// The index in `options` of the `str` at `key` of the dict `attr[i]`.
+    fn item_choice(&self, name: &'static str, i: usize, key: &'static str, options: &[&'static str]) -> Option<usize>;
+    /// A number at `key` of param group `g`.
+    fn group_num(&self, g: usize, key: &'static str) -> Option<f64>;
+}
+
+/// Where a rule's momentum goes in a param group: `group["momentum"] = m`, or
+/// `group["betas"] = (m, *group["betas"][1:])`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MomentumKey {
+    Momentum,
+    Beta1,
+}
+
+impl MomentumKey {
+    /// The key of torch's `use_beta1`.
+    pub fn new(use_beta1: bool) -> Self {
+        if use_beta1 {
+            MomentumKey::Beta1
+        } else {
+            MomentumKey::Momentum
+        }
+    }
+}
+
+/// One torch scheduler class's regular step (and `get_lr`).
+pub trait TorchRule: Sized {
+    /// The rule's name: the Python class names it (`rule="..."`), the counters are keyed by it.
+    const NAME: &'static str;
+    /// Whether the formula reads `base_lrs` (torch's reads it only then).
+    const BASE: bool = false;
+    /// Whether it reads the current learning rates (a chainable form); a closed form only
+    /// writes them, so a tensor's value is not needed.
+    const CURRENT: bool = true;
+    /// torch's class has its own `step` (no `_step_count`, no ordering warnings), whose
+    /// state the rule advances through [`TorchRule::writes`].
+    const OWN_STEP: bool = false;
+
+    /// The rule at `epoch`, read from `attrs`; `advance`: for a step (else for `get_lr` at
+    /// the current epoch). `None` where torch's own code must run.
+    fn read(attrs: &dyn Attrs, epoch: i64, advance: bool) -> Option<Self>;
+
     /// Every group's learning rate after a regular step to `epoch`, as torch's `get_lr`
     /// computes it: on entry `lrs[g]` is group `g`'s current learning rate, `base[g]` its
     /// base learning rate, each a Python float or a tensor's value ([`Val`]: torch's
-    /// tensor arithmetic is followed where one is a tensor); on return `lrs` holds the new ones. What depends on the epoch
-    /// alone is computed once for all groups, which changes no bit: torch evaluates that
-    /// part first, for each group alike. `None` (with `lrs` in any state) where torch would
-    /// raise or a value leaves the finite floats.
+    /// tensor arithmetic is followed where one is a tensor); on return `lrs` holds the new
+    /// ones. What depends on the epoch alone is computed once for all groups, which changes
+    /// no bit: torch evaluates that part first, for each group alike. `None` (with `lrs` in
+    /// any state) where torch would raise or a value leaves the finite floats.
     fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()>;
 
-    /// Every group's momentum at `epoch` into `out`, for the classes that cycle it.
+    /// Where the momenta go, for the classes that set them.
+    fn momentum_key(&self) -> Option<MomentumKey> {
+        None
+    }
+
+    /// Every group's momentum at `epoch` into `out`, for the classes that set them.
     fn momenta(&self, _epoch: i64, _out: &mut [f64]) -> Option<()> {
         None
     }
+
+    /// The integer attributes a step sets besides `last_epoch` (and `_step_count`).
+    fn writes(&self) -> Vec<(&'static str, i64)> {
+        Vec::new()
+    }
+}
+
+/// What a rule's step computed besides the learning rates.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub momenta: Option<(MomentumKey, Vec<f64>)>,
+    pub writes: Vec<(&'static str, i64)>,
+}
+
+/// A rule's step at `epoch` (see [`TorchRule`]): the learning rates into `lrs`, the rest returned.
+pub type Apply = fn(attrs: &dyn Attrs, epoch: i64, advance: bool, lrs: &mut [Val], base: &[Val]) -> Option<Outcome>;
+
+fn apply<R: TorchRule>(attrs: &dyn Attrs, epoch: i64, advance: bool, lrs: &mut [Val], base: &[Val]) -> Option<Outcome> {
+    let rule = R::read(attrs, epoch, advance)?;
+    rule.lrs(epoch, lrs, base)?;
+    let momenta = match rule.momentum_key() {
+        None => None,
+        Some(key) => {
+            let mut out = vec![0.0; lrs.len()];
+            rule.momenta(epoch, &mut out)?;
+            Some((key, out))
+        }
+    };
+    Some(Outcome { momenta, writes: rule.writes() })
+}
+
+/// A [`TorchRule`] as a registry entry.
+#[derive(Clone, Copy)]
+pub struct Rule {
+    pub name: &'static str,
+    pub base: bool,
+    pub current: bool,
+    pub own_step: bool,
+    pub apply: Apply,
+}
+
+impl Rule {
+    pub const fn of<R: TorchRule>() -> Rule {
+        Rule { name: R::NAME, base: R::BASE, current: R::CURRENT, own_step: R::OWN_STEP, apply: apply::<R> }
+    }
+}
+
+/// The registry: every compiled torch class, once.
+pub const RULES: [Rule; 11] = [
+    Rule::of::<Lambda>(),
+    Rule::of::<Step>(),
+    Rule::of::<MultiStep>(),
+    Rule::of::<Constant>(),
+    Rule::of::<Linear>(),
+    Rule::of::<Exponential>(),
+    Rule::of::<Polynomial>(),
+    Rule::of::<Cosine>(),
+    Rule::of::<WarmRestarts>(),
+    Rule::of::<Cyclic>(),
+    Rule::of::<OneCycle>(),
+];
+
+/// The index of rule `name` in [`RULES`].
+pub fn rule_index(name: &str) -> Option<usize> {
+    RULES.iter().position(|r| r.name == name)
 }
 
 /// Python's integer `%` (floored), `None` for a zero divisor.
@@ -86,6 +232,103 @@ mod tests {
     use crate::core::anneal::Anneal;
     use crate::core::hf_sched::HfFactor;
     use crate::core::schedule::Schedule;
+    use std::collections::HashMap;
+
+    /// An attribute value of the test schedulers.
+    #[derive(Clone, Debug)]
+    enum V {
+        Int(i64),
+        Num(f64),
+        Flag(bool),
+        Text(&'static str),
+        Records(Vec<HashMap<&'static str, V>>),
+    }
+
+    /// A scheduler's attributes and its param groups, as plain maps.
+    struct Map {
+        attrs: HashMap<&'static str, V>,
+        groups: Vec<HashMap<&'static str, f64>>,
+    }
+
+    fn choose(v: Option<&V>, options: &[&str]) -> Option<usize> {
+        match v? {
+            V::Text(t) => options.iter().position(|o| o == t),
+            _ => None,
+        }
+    }
+
+    impl Attrs for Map {
+        fn groups(&self) -> usize {
+            self.groups.len()
+        }
+        fn int(&self, name: &'static str) -> Option<i64> {
+            match self.attrs.get(name)? {
+                V::Int(i) => Some(*i),
+                _ => None,
+            }
+        }
+        fn num(&self, name: &'static str) -> Option<f64> {
+            match self.attrs.get(name)? {
+                V::Int(i) => Some(*i as f64),
+                V::Num(x) => Some(*x),
+                _ => None,
+            }
+        }
+        fn flag(&self, name: &'static str) -> Option<bool> {
+            match self.attrs.get(name)? {
+                V::Flag(b) => Some(*b),
+                _ => None,
+            }
+        }
+        fn is_none(&self, name: &'static str) -> Option<bool> {
+            Some(!self.attrs.contains_key(name))
+        }
+        fn nums(&self, _name: &'static str) -> Option<Vec<f64>> {
+            None
+        }
+        fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize> {
+            choose(self.attrs.get(name), options)
+        }
+        fn count(&self, _name: &'static str, _key: i64) -> Option<i64> {
+            None
+        }
+        fn factors(&self, _name: &'static str) -> Option<Vec<HfFactor>> {
+            None
+        }
+        fn cyclic_scale(&self, _name: &'static str) -> Option<CyclicMode> {
+            None
+        }
+        fn len(&self, name: &'static str) -> Option<usize> {
+            match self.attrs.get(name)? {
+                V::Records(r) => Some(r.len()),
+                _ => None,
+            }
+        }
+        fn item_num(&self, name: &'static str, i: usize, key: &'static str) -> Option<f64> {
+            match self.attrs.get(name)? {
+                V::Records(r) => match r.get(i)?.get(key)? {
+                    V::Num(x) => Some(*x),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        fn item_choice(
+            &self,
+            name: &'static str,
+            i: usize,
+            key: &'static str,
+            options: &[&'static str],
+        ) -> Option<usize> {
+            match self.attrs.get(name)? {
+                V::Records(r) => choose(r.get(i)?.get(key), options),
+                _ => None,
+            }
+        }
+        fn group_num(&self, g: usize, key: &'static str) -> Option<f64> {
+            self.groups.get(g)?.get(key).copied()
+        }
+    }
 
     /// Group 0's learning rate after a step to `epoch` from `lr` (base `base`).
     fn lr(rule: &impl TorchRule, epoch: i64, lr: f64, base: f64) -> Option<f64> {
@@ -95,6 +338,7 @@ mod tests {
     }
 
     fn momentum(rule: &impl TorchRule, epoch: i64) -> Option<f64> {
+        rule.momentum_key()?;
         let mut out = [0.0];
         rule.momenta(epoch, &mut out)?;
         Some(out[0])
@@ -130,7 +374,7 @@ mod tests {
 
     #[test]
     fn cosine_follows_the_closed_form_closely() {
-        let lrs = run(&Cosine { t_max: 100, eta_min: 0.1 }, 1.0, 300);
+        let lrs = run(&Cosine { t_max: 100, eta_min: 0.1, closed: false }, 1.0, 300);
         for (i, lr) in lrs.iter().enumerate() {
             let e = (i + 1) as f64;
             let closed = 0.1 + 0.9 * (1.0 + (PI * e / 100.0).cos()) / 2.0;
@@ -154,7 +398,8 @@ mod tests {
     #[test]
     fn groups_step_as_if_alone() {
         let factor = HfFactor::Cosine { warmup: 3, total: 20, cycles: 0.5, min_rate: 0.0 };
-        steps_as_if_alone(&Cosine { t_max: 7, eta_min: 0.01 }, &Cosine { t_max: 7, eta_min: 0.01 });
+        let cosine = Cosine { t_max: 7, eta_min: 0.01, closed: false };
+        steps_as_if_alone(&cosine, &cosine);
         steps_as_if_alone(&Exponential { gamma: 0.9 }, &Exponential { gamma: 0.9 });
         steps_as_if_alone(&Lambda(vec![factor.clone(); 3]), &Lambda(vec![factor]));
     }
@@ -169,32 +414,114 @@ mod tests {
         assert_eq!(run(&Constant { factor: 0.5, total_iters: 2 }, 0.5, 3), vec![0.5, 1.0, 1.0]);
     }
 
+    /// torch's OneCycleLR attributes for `points[g] = (initial_lr, max_lr, min_lr)` and
+    /// `moms[g] = (max_momentum, base_momentum)`, as its constructor builds them.
+    fn one_cycle_attrs(
+        total: i64,
+        pct: f64,
+        three: bool,
+        cos: bool,
+        points: &[(f64, f64, f64)],
+        moms: &[(f64, f64)],
+    ) -> Map {
+        let phase = |end: f64, lr: (&'static str, &'static str), mom: (&'static str, &'static str)| {
+            let mut p = HashMap::new();
+            p.insert("end_step", V::Num(end));
+            p.insert("start_lr", V::Text(lr.0));
+            p.insert("end_lr", V::Text(lr.1));
+            p.insert("start_momentum", V::Text(mom.0));
+            p.insert("end_momentum", V::Text(mom.1));
+            p
+        };
+        let t = total as f64;
+        let phases = if three {
+            vec![
+                phase(pct * t - 1.0, ("initial_lr", "max_lr"), ("max_momentum", "base_momentum")),
+                phase(2.0 * pct * t - 2.0, ("max_lr", "initial_lr"), ("base_momentum", "max_momentum")),
+                phase(t - 1.0, ("initial_lr", "min_lr"), ("max_momentum", "max_momentum")),
+            ]
+        } else {
+            vec![
+                phase(pct * t - 1.0, ("initial_lr", "max_lr"), ("max_momentum", "base_momentum")),
+                phase(t - 1.0, ("max_lr", "min_lr"), ("base_momentum", "max_momentum")),
+            ]
+        };
+        let groups = points
+            .iter()
+            .zip(moms)
+            .map(|(&(i, x, m), &(mx, mb))| {
+                HashMap::from([
+                    ("initial_lr", i),
+                    ("max_lr", x),
+                    ("min_lr", m),
+                    ("max_momentum", mx),
+                    ("base_momentum", mb),
+                ])
+            })
+            .collect();
+        Map {
+            attrs: HashMap::from([
+                ("total_steps", V::Int(total)),
+                ("_anneal_func_type", V::Text(if cos { "cos" } else { "linear" })),
+                ("_schedule_phases", V::Records(phases)),
+                ("cycle_momentum", V::Flag(true)),
+                ("use_beta1", V::Flag(false)),
+            ]),
+            groups,
+        }
+    }
+
+    fn one_cycle_at(a: &Map, e: i64) -> Option<(Vec<f64>, Vec<f64>)> {
+        let n = a.groups();
+        let mut lrs = vec![Val::float(0.0); n];
+        let out = (RULES[rule_index("onecycle")?].apply)(a, e, true, &mut lrs, &[])?;
+        let (key, moms) = out.momenta?;
+        assert_eq!(key, MomentumKey::Momentum);
+        Some((lrs.iter().map(|v| v.x).collect(), moms))
+    }
+
     #[test]
     fn one_cycle_phases_and_end() {
-        let rule = OneCycle::new(100, 0.3, false, Anneal::Cos, &[(0.04, 1.0, 4e-6)], Some(&[(0.95, 0.85)]));
-        assert!((lr(&rule, 0, 0.0, 0.0).unwrap() - 0.04).abs() < 1e-16);
-        assert_eq!(lr(&rule, 29, 0.0, 0.0), Some(1.0));
-        assert_eq!(momentum(&rule, 29), Some(0.85));
-        assert!((lr(&rule, 99, 0.0, 0.0).unwrap() - 4e-6).abs() < 1e-18);
-        assert!(lr(&rule, 100, 0.0, 0.0).is_some());
-        assert_eq!(lr(&rule, 101, 0.0, 0.0), None);
+        let a = one_cycle_attrs(100, 0.3, false, true, &[(0.04, 1.0, 4e-6)], &[(0.95, 0.85)]);
+        assert!((one_cycle_at(&a, 0).unwrap().0[0] - 0.04).abs() < 1e-16);
+        assert_eq!(one_cycle_at(&a, 29), Some((vec![1.0], vec![0.85])));
+        assert!((one_cycle_at(&a, 99).unwrap().0[0] - 4e-6).abs() < 1e-18);
+        assert!(one_cycle_at(&a, 100).is_some());
+        assert_eq!(one_cycle_at(&a, 101), None);
     }
 
     #[test]
     fn one_cycle_is_its_joined_schedules_bit_for_bit() {
         for (shape, three_phase) in [(Anneal::Cos, false), (Anneal::Cos, true), (Anneal::Linear, true)] {
+            let (total, pct) = (137, 0.3);
             let points = [(0.04, 1.0, 4e-6), (0.004, 0.1, 4e-7)];
             let moms = [(0.95, 0.85), (0.9, 0.8)];
-            let rule = OneCycle::new(137, 0.3, three_phase, shape, &points, Some(&moms));
-            let lr_scheds: Vec<Schedule> = rule.lrs.iter().map(|p| rule.schedule(p)).collect();
-            let mom_scheds: Vec<Schedule> = rule.momentums.iter().flatten().map(|p| rule.schedule(p)).collect();
-            for e in 0..=137 {
-                let (mut lrs, mut moms) = ([Val::float(0.0); 2], [0.0; 2]);
-                rule.lrs(e, &mut lrs, &[Val::float(0.0); 2]).unwrap();
-                rule.momenta(e, &mut moms).unwrap();
-                for g in 0..2 {
-                    assert_eq!(lrs[g].x.to_bits(), lr_scheds[g].value(e as f64).to_bits());
-                    assert_eq!(moms[g].to_bits(), mom_scheds[g].value(e as f64).to_bits());
+            let a = one_cycle_attrs(total, pct, three_phase, shape == Anneal::Cos, &points, &moms);
+            let t = total as f64;
+            let mut edges = vec![0.0, pct * t - 1.0];
+            if three_phase {
+                edges.push(2.0 * pct * t - 2.0);
+            }
+            edges.push(t - 1.0);
+            let join = |parts: &[(f64, f64)]| {
+                let parts = parts.iter().map(|&(start, end)| Schedule::Anneal { shape, start, end }).collect();
+                Schedule::join_unchecked(edges.clone(), parts)
+            };
+            for g in 0..2 {
+                let (init, max, min) = points[g];
+                let (mmax, mbase) = moms[g];
+                let (lr, mom) = if three_phase {
+                    (
+                        join(&[(init, max), (max, init), (init, min)]),
+                        join(&[(mmax, mbase), (mbase, mmax), (mmax, mmax)]),
+                    )
+                } else {
+                    (join(&[(init, max), (max, min)]), join(&[(mmax, mbase), (mbase, mmax)]))
+                };
+                for e in 0..=total {
+                    let (lrs, ms) = one_cycle_at(&a, e).unwrap();
+                    assert_eq!(lrs[g].to_bits(), lr.value(e as f64).to_bits());
+                    assert_eq!(ms[g].to_bits(), mom.value(e as f64).to_bits());
                 }
             }
         }
@@ -221,7 +548,7 @@ mod tests {
             mode: CyclicMode::Triangular2,
             by_cycle: true,
             max_lrs: vec![1.0],
-            momentums: Some(vec![(0.8, 0.9)]),
+            momentums: Some((MomentumKey::Momentum, vec![(0.8, 0.9)])),
         };
         assert_eq!(lr(&rule, 2, 0.0, 0.0), Some(1.0));
         assert_eq!(lr(&rule, 6, 0.0, 0.0), Some(0.5));
@@ -229,12 +556,45 @@ mod tests {
     }
 
     #[test]
-    fn warm_restarts_advance() {
-        let w = WarmRestarts { t_mult: 2, eta_min: 0.0 };
-        assert_eq!(w.advance(9, 10), Some((0, 20)));
-        assert_eq!(w.advance(3, 10), Some((4, 10)));
+    fn warm_restarts_advance_and_write_their_position() {
+        assert_eq!(WarmRestarts::advance(2, 9, 10), Some((0, 20)));
+        assert_eq!(WarmRestarts::advance(2, 3, 10), Some((4, 10)));
+        let a = Map {
+            attrs: HashMap::from([
+                ("T_mult", V::Int(2)),
+                ("T_cur", V::Int(9)),
+                ("T_i", V::Int(10)),
+                ("eta_min", V::Num(0.0)),
+            ]),
+            groups: vec![HashMap::new(); 2],
+        };
         let mut out = [Val::float(0.0); 2];
-        w.lrs(&[1.0, 0.5].map(Val::float), 0, 10, &mut out).unwrap();
+        let rule = &RULES[rule_index("warmrestarts").unwrap()];
+        let done = (rule.apply)(&a, 0, true, &mut out, &[1.0, 0.5].map(Val::float)).unwrap();
         assert_eq!(out, [1.0, 0.5].map(Val::float));
+        assert_eq!(done.writes, vec![("T_cur", 0), ("T_i", 20)]);
+        // get_lr at the current position moves nothing
+        let done = (rule.apply)(&a, 0, false, &mut out, &[1.0, 0.5].map(Val::float)).unwrap();
+        assert_eq!(done.writes, vec![("T_cur", 9), ("T_i", 10)]);
+    }
+
+    #[test]
+    fn rules_read_torch_attribute_names_and_defer_on_anything_else() {
+        let attrs =
+            |pairs: &[(&'static str, V)]| Map { attrs: pairs.iter().cloned().collect(), groups: vec![HashMap::new()] };
+        let step = &RULES[rule_index("step").unwrap()];
+        let mut lrs = [Val::float(1.0)];
+        let a = attrs(&[("step_size", V::Int(2)), ("gamma", V::Num(0.5))]);
+        assert!((step.apply)(&a, 2, true, &mut lrs, &[]).is_some());
+        assert_eq!(lrs[0].x, 0.5);
+        // a float step size (torch would raise on it) or a missing gamma: torch's code runs
+        let a = attrs(&[("step_size", V::Num(2.0)), ("gamma", V::Num(0.5))]);
+        assert!((step.apply)(&a, 2, true, &mut lrs, &[]).is_none());
+        assert!((step.apply)(&attrs(&[("step_size", V::Int(2))]), 2, true, &mut lrs, &[]).is_none());
+        let names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), RULES.len(), "one entry per rule");
     }
 }

@@ -1,6 +1,6 @@
 //! MultiStepLR: `lr *= gamma ** milestones[epoch]` at a milestone.
 
-use super::{all_finite, scale, TorchRule, Val};
+use super::{all_finite, scale, Attrs, TorchRule, Val};
 
 /// The rule at one epoch: `hits` is how often the epoch is a milestone (torch's `Counter`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -10,6 +10,12 @@ pub struct MultiStep {
 }
 
 impl TorchRule for MultiStep {
+    const NAME: &'static str = "multistep";
+
+    fn read(a: &dyn Attrs, epoch: i64, _advance: bool) -> Option<Self> {
+        Some(MultiStep { hits: a.count("milestones", epoch)?, gamma: a.num("gamma")? })
+    }
+
     fn lrs(&self, _epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if self.hits != 0 {
             scale(lrs, self.gamma.powf(self.hits as f64));

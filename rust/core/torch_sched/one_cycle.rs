@@ -2,9 +2,8 @@
 
 use std::f64::consts::PI;
 
-use super::{all_finite, TorchRule, Val};
+use super::{all_finite, Attrs, MomentumKey, TorchRule, Val};
 use crate::core::anneal::Anneal;
-use crate::core::schedule::Schedule;
 
 /// An annealing shape at one `pct`, shared by every `(start, end)` pair of a step.
 ///
@@ -35,102 +34,85 @@ impl ShapeAt {
     }
 }
 
-/// OneCycleLR: per group, the learning rate (and momentum) as annealing phases joined at
-/// `edges` over the step number: the [`Schedule::Join`] of [`Schedule::Anneal`] parts that
-/// torch's phase table describes, evaluated for every group at once (the phase, its
-/// `pct` and the shape's cosine are found once per step).
-#[derive(Debug, Clone, PartialEq)]
+/// The names a phase of torch's `_schedule_phases` gives its param-group keys.
+const KEYS: [&str; 5] = ["initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"];
+
+/// OneCycleLR at one step: torch's `_schedule_phases` give the phase of the step and name
+/// the param-group keys its `(start, end)` values are read from (`initial_lr`, `max_lr`,
+/// `min_lr`, the momenta), read at every step; the annealing shape is placed once for all
+/// groups (the phase, its `pct` and the shape's cosine).
+#[derive(Debug, Clone)]
 pub struct OneCycle {
-    pub total_steps: i64,
-    /// Phase `i` covers steps up to `edges[i + 1]` (the last phase everything after).
-    pub edges: Vec<f64>,
-    pub shape: Anneal,
-    /// `lrs[g][i]`: group `g`'s `(start, end)` learning rate in phase `i`.
-    pub lrs: Vec<Vec<(f64, f64)>>,
-    /// `momentums[g][i]`: the same for the momentum, when it is cycled.
-    pub momentums: Option<Vec<Vec<(f64, f64)>>>,
+    pub at: ShapeAt,
+    /// Per group, the learning rate's `(start, end)` in the step's phase.
+    pub lrs: Vec<(f64, f64)>,
+    /// The same for the momentum, and where it goes, when it is cycled.
+    pub momenta: Option<(MomentumKey, Vec<(f64, f64)>)>,
 }
 
-impl OneCycle {
-    /// The phases of torch's OneCycleLR. `points[g]` is `(initial_lr, max_lr, min_lr)`,
-    /// `moms[g]` is `(max_momentum, base_momentum)`.
-    pub fn new(
-        total_steps: i64,
-        pct_start: f64,
-        three_phase: bool,
-        shape: Anneal,
-        points: &[(f64, f64, f64)],
-        moms: Option<&[(f64, f64)]>,
-    ) -> Self {
-        let total = total_steps as f64;
-        let mut edges = vec![0.0, pct_start * total - 1.0];
-        if three_phase {
-            edges.push(2.0 * pct_start * total - 2.0);
-        }
-        edges.push(total - 1.0);
-        let lrs =
-            points
-                .iter()
-                .map(|&(init, max, min)| {
-                    if three_phase {
-                        vec![(init, max), (max, init), (init, min)]
-                    } else {
-                        vec![(init, max), (max, min)]
-                    }
-                })
-                .collect();
-        let momentums = moms.map(|moms| {
-            moms.iter()
-                .map(|&(max, base)| {
-                    if three_phase {
-                        vec![(max, base), (base, max), (max, max)]
-                    } else {
-                        vec![(max, base), (base, max)]
-                    }
-                })
-                .collect()
-        });
-        OneCycle { total_steps, edges, shape, lrs, momentums }
-    }
-
-    /// The phase of `step` and the shape placed at its `pct`, as [`Schedule::Join`] finds them.
-    fn at(&self, step: i64) -> (usize, ShapeAt) {
-        let pos = step as f64;
-        let last = self.edges.len() - 2;
-        let i = (0..last).find(|&i| pos <= self.edges[i + 1]).unwrap_or(last);
-        let (lo, hi) = (self.edges[i], self.edges[i + 1]);
-        (i, ShapeAt::new(self.shape, (pos - lo) / (hi - lo)))
-    }
-
-    /// Group `g`'s schedule as a composable [`Schedule`] (what `lrs` computes, one group at a time).
-    pub fn schedule(&self, parts: &[(f64, f64)]) -> Schedule {
-        let parts = parts.iter().map(|&(start, end)| Schedule::Anneal { shape: self.shape, start, end }).collect();
-        Schedule::join_unchecked(self.edges.clone(), parts)
-    }
+/// Each group's `(group[start], group[end])`.
+fn pairs(a: &dyn Attrs, start: &'static str, end: &'static str) -> Option<Vec<(f64, f64)>> {
+    (0..a.groups()).map(|g| Some((a.group_num(g, start)?, a.group_num(g, end)?))).collect()
 }
 
 impl TorchRule for OneCycle {
-    fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
-        if epoch > self.total_steps || self.lrs.len() != lrs.len() {
+    const NAME: &'static str = "onecycle";
+    const CURRENT: bool = false;
+
+    fn read(a: &dyn Attrs, step: i64, _advance: bool) -> Option<Self> {
+        if step > a.int("total_steps")? {
             return None;
         }
-        let (phase, at) = self.at(epoch);
-        for (lr, parts) in lrs.iter_mut().zip(&self.lrs) {
-            let (start, end) = parts[phase];
-            *lr = Val::float(at.value(start, end));
+        let shape = [Anneal::Cos, Anneal::Linear][a.choice("_anneal_func_type", &["cos", "linear"])?];
+        const PHASES: &str = "_schedule_phases";
+        let n = a.len(PHASES)?;
+        let mut start = 0.0;
+        let mut found = None;
+        for i in 0..n {
+            let end = a.item_num(PHASES, i, "end_step")?;
+            if step as f64 <= end || i == n - 1 {
+                found = Some((i, end));
+                break;
+            }
+            start = end;
+        }
+        let (i, end) = found?;
+        if end - start == 0.0 {
+            return None;
+        }
+        let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
+        let key = |field| a.item_choice(PHASES, i, field, &KEYS).map(|k| KEYS[k]);
+        let lrs = pairs(a, key("start_lr")?, key("end_lr")?)?;
+        let momenta = if a.flag("cycle_momentum")? {
+            let to = MomentumKey::new(a.flag("use_beta1")?);
+            Some((to, pairs(a, key("start_momentum")?, key("end_momentum")?)?))
+        } else {
+            None
+        };
+        Some(OneCycle { at, lrs, momenta })
+    }
+
+    fn lrs(&self, _step: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
+        if self.lrs.len() != lrs.len() {
+            return None;
+        }
+        for (lr, &(start, end)) in lrs.iter_mut().zip(&self.lrs) {
+            *lr = Val::float(self.at.value(start, end));
         }
         all_finite(lrs)
     }
 
-    fn momenta(&self, epoch: i64, out: &mut [f64]) -> Option<()> {
-        let moms = self.momentums.as_ref()?;
+    fn momentum_key(&self) -> Option<MomentumKey> {
+        self.momenta.as_ref().map(|(key, _)| *key)
+    }
+
+    fn momenta(&self, _step: i64, out: &mut [f64]) -> Option<()> {
+        let (_, moms) = self.momenta.as_ref()?;
         if moms.len() != out.len() {
             return None;
         }
-        let (phase, at) = self.at(epoch);
-        for (m, parts) in out.iter_mut().zip(moms) {
-            let (start, end) = parts[phase];
-            *m = at.value(start, end);
+        for (m, &(start, end)) in out.iter_mut().zip(moms) {
+            *m = self.at.value(start, end);
         }
         out.iter().all(|m| m.is_finite()).then_some(())
     }

@@ -1,6 +1,6 @@
 //! PolynomialLR: `lr *= ((1 - e/T) / (1 - (e-1)/T)) ** power` until `total_iters`.
 
-use super::{all_finite, scale, TorchRule, Val};
+use super::{all_finite, scale, Attrs, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Polynomial {
@@ -9,6 +9,12 @@ pub struct Polynomial {
 }
 
 impl TorchRule for Polynomial {
+    const NAME: &'static str = "polynomial";
+
+    fn read(a: &dyn Attrs, _epoch: i64, _advance: bool) -> Option<Self> {
+        Some(Polynomial { total_iters: a.int("total_iters")?, power: a.num("power")? })
+    }
+
     fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if epoch <= self.total_iters {
             let t = self.total_iters as f64;

@@ -1,6 +1,6 @@
 //! StepLR: `lr *= gamma` every `step_size` epochs.
 
-use super::{all_finite, floor_mod, scale, TorchRule, Val};
+use super::{all_finite, floor_mod, scale, Attrs, TorchRule, Val};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
@@ -9,6 +9,12 @@ pub struct Step {
 }
 
 impl TorchRule for Step {
+    const NAME: &'static str = "step";
+
+    fn read(a: &dyn Attrs, _epoch: i64, _advance: bool) -> Option<Self> {
+        Some(Step { step_size: a.int("step_size")?, gamma: a.num("gamma")? })
+    }
+
     fn lrs(&self, epoch: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
         if epoch != 0 && floor_mod(epoch, self.step_size)? == 0 {
             scale(lrs, self.gamma);
