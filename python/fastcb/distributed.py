@@ -17,60 +17,45 @@ import datetime
 import gc
 import itertools
 import os
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeGuard, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler
 
 from .anneal import WeightedMean
 
-__all__ = [
-    "is_distributed",
-    "rank",
-    "world_size",
-    "is_main_process",
-    "setup",
-    "teardown",
-    "distributed",
-    "all_merge",
-    "all_mean",
-    "all_gather_object",
-    "barrier",
-    "abort",
-    "unwrap",
-    "is_sharded",
-    "shard",
-    "BatchShard",
-    "train_loader",
-    "valid_loader",
-]
+_M = TypeVar("_M", bound=nn.Module)
+
 
 #: How long a collective waits for the other ranks before failing (instead of hanging).
 DEFAULT_TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("FASTCB_DIST_TIMEOUT", 120)))
 
 
-def is_distributed():
+def is_distributed() -> bool:
     """True inside an initialised process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def rank():
+def rank() -> int:
     """This process's rank (0 outside a process group)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def world_size():
+def world_size() -> int:
     """The number of ranks (1 outside a process group)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def is_main_process():
+def is_main_process() -> bool:
     """True on rank 0: the rank that logs, prints and saves."""
     return rank() == 0
 
 
-def setup(backend=None, timeout=DEFAULT_TIMEOUT):
+def setup(backend: str | None = None, timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> torch.device:
     """Start the process group from torchrun's environment; returns this rank's device.
 
     `backend` defaults to NCCL when CUDA is available and gloo otherwise. Without a
@@ -94,7 +79,7 @@ def setup(backend=None, timeout=DEFAULT_TIMEOUT):
     return device
 
 
-def teardown():
+def teardown() -> None:
     """End the process group, if one was started.
 
     Garbage (a finished `DistributedDataParallel` wrapper, say) that still holds the group is
@@ -106,7 +91,7 @@ def teardown():
 
 
 @contextlib.contextmanager
-def distributed(backend=None, timeout=DEFAULT_TIMEOUT):
+def distributed(backend: str | None = None, timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> Iterator[torch.device]:
     """`with distributed() as device:` — `setup()` on entry, `teardown()` on exit (`abort()` after an error)."""
     device = setup(backend, timeout)
     try:
@@ -117,7 +102,7 @@ def distributed(backend=None, timeout=DEFAULT_TIMEOUT):
     teardown()
 
 
-def barrier():
+def barrier() -> None:
     """Wait for every rank (a no-op outside a process group)."""
     if is_distributed():
         dist.barrier()
@@ -130,13 +115,14 @@ _PARTIALS = 64
 _ROW = 6 + 2 * _PARTIALS
 
 
-def _collective_device():
+def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
 
-def all_merge(acc, bad=None, n=None):
+def all_merge(acc: WeightedMean, bad: float | None = None,
+              n: int | None = None) -> WeightedMean | tuple[WeightedMean, float | None, int | None]:
     """A `WeightedMean` holding every rank's values, the same on every rank; exact.
 
     One collective of a fixed-size float64 tensor per rank (no pickling): each rank's partial
@@ -154,7 +140,7 @@ def all_merge(acc, bad=None, n=None):
     return (merged, bad, n) if with_extra else merged
 
 
-def pack_partials(acc, bad=None, n=0):
+def pack_partials(acc: WeightedMean, bad: float | None = None, n: int = 0) -> torch.Tensor:
     """One rank's part of `all_merge`: the exact state of `acc`, `bad` and `n` in a fixed-size
     float64 row (counts are exact below 2**53)."""
     state = acc.state_dict()
@@ -169,7 +155,7 @@ def pack_partials(acc, bad=None, n=0):
     return row
 
 
-def unpack_partials(rows):
+def unpack_partials(rows: torch.Tensor) -> tuple[WeightedMean, float | None, int]:
     """`(merged WeightedMean, bad summed or None, n summed)` from the ranks' `pack_partials` rows, in rank order."""
     merged, bads, total = WeightedMean(), [], 0
     for r in rows.tolist():
@@ -184,7 +170,7 @@ def unpack_partials(rows):
     return merged, (sum(bads) if bads else None), total
 
 
-def all_mean(tensor):
+def all_mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of `tensor` over ranks, on its device, without a host sync (for reporting)."""
     if not is_distributed():
         return tensor
@@ -193,7 +179,7 @@ def all_mean(tensor):
     return out / world_size()
 
 
-def all_gather_object(obj):
+def all_gather_object(obj: Any) -> list[Any]:
     """`[obj of rank 0, obj of rank 1, ...]` on every rank (`[obj]` outside a process group)."""
     if not is_distributed():
         return [obj]
@@ -202,7 +188,7 @@ def all_gather_object(obj):
     return out
 
 
-def abort():
+def abort() -> None:
     """Leave the process group after a failure, without waiting for the other ranks.
 
     What this rank runs afterwards (callbacks' `on_train_end`, `save`/`load`, `teardown()`)
@@ -221,19 +207,20 @@ def abort():
             dist.destroy_process_group()
 
 
-def unwrap(model):
+def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a `DistributedDataParallel` wrapper (`model` itself otherwise)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def is_sharded(model):
+def is_sharded(model: nn.Module) -> bool:
     """True when `model` (or one of its modules) is sharded by FSDP2's `fully_shard`."""
     from torch.distributed.fsdp import FSDPModule
 
     return any(isinstance(m, FSDPModule) for m in unwrap(model).modules())
 
 
-def shard(model, units, **fully_shard_kwargs):
+def shard(model: _M, units: Iterable[nn.Module | list[nn.Module] | tuple[nn.Module, ...]],
+          **fully_shard_kwargs: Any) -> _M:
     """Shard `model` in place with FSDP2 (`torch.distributed.fsdp.fully_shard`), under the process group.
 
     Each of `units` (a module, or a list of modules gathered together) becomes one FSDP unit,
@@ -253,13 +240,15 @@ def shard(model, units, **fully_shard_kwargs):
     for unit in units:
         mods = [m for m in (unit if isinstance(unit, (list, tuple)) else [unit])
                 if any(True for _ in m.parameters())]
-        if mods:
-            fully_shard(mods if len(mods) > 1 else mods[0], **fully_shard_kwargs)
+        if len(mods) > 1:
+            fully_shard(mods, **fully_shard_kwargs)
+        elif mods:
+            fully_shard(mods[0], **fully_shard_kwargs)
     fully_shard(model, **fully_shard_kwargs)
     return model
 
 
-class BatchShard(Sampler):
+class BatchShard(Sampler[list[int]]):
     """Batches `rank`, `rank + world`, `rank + 2*world`, ... of `batch_sampler`.
 
     Every batch goes to exactly one rank, unchanged: nothing dropped, nothing repeated (unlike
@@ -267,25 +256,27 @@ class BatchShard(Sampler):
     than others, which is fine where no collective runs per batch (validation).
     """
 
-    def __init__(self, batch_sampler, rank=None, world=None):
+    def __init__(self, batch_sampler: Iterable[list[int]], rank: int | None = None,
+                 world: int | None = None) -> None:
         self.batch_sampler = batch_sampler
         self.rank, self.world = _place(rank, world)
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank: expected 0 <= rank < world ({self.world}), got {self.rank}")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[int]]:
         return itertools.islice(iter(self.batch_sampler), self.rank, None, self.world)
 
-    def __len__(self):
-        return len(range(self.rank, len(self.batch_sampler), self.world))
+    def __len__(self) -> int:
+        # torch types a loader's batch_sampler as an Iterable; a batch sampler has a length
+        return len(range(self.rank, len(self.batch_sampler), self.world))  # type: ignore[arg-type]
 
 
-def _place(r, w):
+def _place(r: int | None, w: int | None) -> tuple[int, int]:
     """(rank, world size): the given ones, else this process's."""
     return (rank() if r is None else r, world_size() if w is None else w)
 
 
-def _loader_kwargs(dl):
+def _loader_kwargs(dl: DataLoader[Any]) -> dict[str, Any]:
     """What to pass to `DataLoader` to rebuild `dl` around a new sampler."""
     kw = {"num_workers": dl.num_workers, "collate_fn": dl.collate_fn, "pin_memory": dl.pin_memory,
           "timeout": dl.timeout, "worker_init_fn": dl.worker_init_fn, "generator": dl.generator,
@@ -299,11 +290,12 @@ def _loader_kwargs(dl):
     return kw
 
 
-def _shardable(dl):
+def _shardable(dl: object) -> TypeGuard[DataLoader[Any]]:
     return isinstance(dl, DataLoader) and not isinstance(dl.dataset, IterableDataset)
 
 
-def train_loader(dl, shuffle=None, seed=0, rank=None, world=None):
+def train_loader(dl: Iterable[Any], shuffle: bool | None = None, seed: int = 0, rank: int | None = None,
+                 world: int | None = None) -> Iterable[Any]:
     """`dl` rebuilt with a `DistributedSampler` (this rank's part of the data, same batch size).
 
     `shuffle` defaults to whether `dl` shuffles; `seed` must be the same on every rank (the
@@ -316,12 +308,12 @@ def train_loader(dl, shuffle=None, seed=0, rank=None, world=None):
         raise ValueError("train_dl: has a custom batch_sampler; give it a DistributedSampler yourself")
     shuffle = isinstance(dl.sampler, RandomSampler) if shuffle is None else shuffle
     rank, world = _place(rank, world)
-    sampler = DistributedSampler(dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+    sampler: DistributedSampler[Any] = DistributedSampler(dl.dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
     return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, drop_last=dl.drop_last,
                       **_loader_kwargs(dl))
 
 
-def valid_loader(dl, rank=None, world=None):
+def valid_loader(dl: Iterable[Any], rank: int | None = None, world: int | None = None) -> Iterable[Any]:
     """`dl` rebuilt to yield this rank's `BatchShard` of its batches (no padding, no repeats)."""
     if not _shardable(dl) or dl.batch_sampler is None or isinstance(dl.batch_sampler, BatchShard):
         return dl

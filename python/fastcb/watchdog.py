@@ -27,6 +27,10 @@ import sys
 import threading
 import time
 import traceback
+from types import FrameType
+from typing import Any
+
+import torch.distributed as dist
 
 from .errors import RankStalledError
 
@@ -34,11 +38,11 @@ __all__ = ["Watchdog", "RankStalledError", "dist_timeout", "explain"]
 
 _WAITING_IN = tuple(os.sep.join(("torch", p)) for p in ("distributed", os.path.join("nn", "parallel"), "autograd"))
 _SIGNAL = getattr(signal, "SIGUSR1", None)
-_current = None  # the watchdog of this process's running (or last) fit
+_current: "Watchdog | None" = None  # the watchdog of this process's running (or last) fit
 _count = 0  # fits watched in this process: the same sequence on every rank, so a key prefix per fit
 
 
-def dist_timeout():
+def dist_timeout() -> float:
     """`FASTCB_DIST_TIMEOUT` in seconds (default 120); `ValueError` naming it if it is not a positive number."""
     raw = os.environ.get("FASTCB_DIST_TIMEOUT", "120")
     try:
@@ -50,11 +54,11 @@ def dist_timeout():
     return value
 
 
-def _stack(frame, limit=12):
+def _stack(frame: FrameType | None, limit: int = 12) -> str:
     return "".join(traceback.format_stack(frame, limit=limit)) if frame is not None else "(no Python frame)\n"
 
 
-def _innermost_file(frame):
+def _innermost_file(frame: FrameType | None) -> str:
     return frame.f_code.co_filename if frame is not None else ""
 
 
@@ -65,7 +69,8 @@ class Watchdog:
     a tuple ordering the steps of a fit, `where` its description); `stop()` when the fit ends.
     """
 
-    def __init__(self, store, rank, world, timeout=None, interval=None, grace=None):
+    def __init__(self, store: dist.Store, rank: int, world: int, timeout: float | None = None,
+                 interval: float | None = None, grace: float | None = None) -> None:
         global _count
         self.store, self.rank, self.world = store, rank, world
         self.timeout = dist_timeout() if timeout is None else float(timeout)
@@ -73,15 +78,18 @@ class Watchdog:
         self.grace = grace or max(3 * self.interval, 2.0)
         self.prefix = f"fastcb/watchdog/{_count}/"
         _count += 1
-        self.seq, self.key, self.where = 0, (), "starting the fit"
-        self.report = None  # the stall report, once there is one
+        self.seq, self.where = 0, "starting the fit"
+        self.key: tuple[Any, ...] = ()
+        self.report: str | None = None  # the stall report, once there is one
         self.armed = False  # watching a running fit
         self._raised = False
         self._stop = threading.Event()
-        self._thread = self._main = self._old_handler = None
+        self._thread: threading.Thread | None = None
+        self._main: threading.Thread | None = None
+        self._old_handler: Any = None  # what signal.signal returned
 
     # -- main thread ---------------------------------------------------------------------------------
-    def start(self):
+    def start(self) -> "Watchdog":
         """Start watching (and make this thread the one a stall interrupts)."""
         global _current
         _current = self
@@ -94,12 +102,12 @@ class Watchdog:
         self._thread.start()
         return self
 
-    def beat(self, key, where):
+    def beat(self, key: tuple[Any, ...], where: str) -> None:
         """This rank is at `key` (an orderable tuple), described by `where`."""
         self.seq += 1
         self.key, self.where = key, where
 
-    def stop(self, done="finished"):
+    def stop(self, done: str = "finished") -> None:
         """Stop watching: the fit is over on this rank (a stall is no longer raised here)."""
         if not self.armed:
             return
@@ -108,37 +116,38 @@ class Watchdog:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.interval + 1)
         if self._old_handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(_SIGNAL, self._old_handler)
+            signal.signal(_SIGNAL, self._old_handler)  # type: ignore[arg-type]  # not None: a handler was set for it
         self._old_handler = None
         try:
             self._set(f"rank{self.rank}", json.dumps({"seq": self.seq, "done": done}))
         except Exception:  # the store went away with rank 0
             pass
 
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.armed and self.report is not None and not self._raised:
             self._raised = True  # raised once; the fit's end runs undisturbed
             raise RankStalledError(self.report)
 
     # -- the store -----------------------------------------------------------------------------------
-    def _set(self, k, v):
+    def _set(self, k: str, v: str) -> None:
         self.store.set(self.prefix + k, v)
 
-    def _get(self, k):
+    def _get(self, k: str) -> str | None:
         full = self.prefix + k
         return self.store.get(full).decode() if self.store.check([full]) else None
 
-    def _main_frame(self):
-        return sys._current_frames().get(self._main.ident) if self._main is not None else None
+    def _main_frame(self) -> FrameType | None:
+        # (`ident` is None only before the thread starts: then no frame, as for any unknown id)
+        return sys._current_frames().get(self._main.ident) if self._main is not None else None  # type: ignore[arg-type]
 
-    def _publish(self):
+    def _publish(self) -> None:
         waiting = any(p in _innermost_file(self._main_frame()) for p in _WAITING_IN)
         self._set(f"rank{self.rank}", json.dumps({"seq": self.seq, "key": list(self.key), "where": self.where,
                                                   "waiting": waiting}))
 
     # -- the watching thread -------------------------------------------------------------------------
-    def _run(self):
-        seen = {}  # rank -> (seq, local time it last changed)
+    def _run(self) -> None:
+        seen: dict[int, tuple[int, float]] = {}  # rank -> (seq, local time it last changed)
         try:
             while not self._stop.wait(self.interval):
                 self._publish()
@@ -151,7 +160,7 @@ class Watchdog:
         except Exception:  # the store is gone (rank 0 ended): the process group's own errors take over
             return
 
-    def _check(self, seen):
+    def _check(self, seen: dict[int, tuple[int, float]]) -> str | None:
         """The stall report filed now, if no rank moved for `timeout` seconds (else None)."""
         now, states = time.monotonic(), {}
         for r in range(self.world):
@@ -173,18 +182,18 @@ class Watchdog:
                   "timeout": self.timeout}
         if self.store.add(self.prefix + "filed", 1) != 1:  # another rank filed it first
             return None
-        report = json.dumps(report)
-        self._set("stall", report)
-        return report
+        text = json.dumps(report)
+        self._set("stall", text)
+        return text
 
-    def _act(self, report):
+    def _act(self, report: dict[str, Any]) -> None:
         """Tell what happened; interrupt this rank's fit if it is one that stopped."""
         stopped = self.rank in report["stopped"]
         frame = self._main_frame()
         if stopped:
             self._set(f"stack{self.rank}", _stack(frame))
         deadline = time.monotonic() + self.grace
-        stacks = {}
+        stacks: dict[int, str | None] = {}
         for r in report["stopped"]:  # wait (briefly) for the stopped ranks' stacks
             while True:
                 s = self._get(f"stack{r}")
@@ -211,17 +220,20 @@ class Watchdog:
             child.kill()
         os._exit(1)
 
-    def _interrupt(self):
+    def _interrupt(self) -> None:
+        ident = self._main.ident if self._main is not None else None
+        assert ident is not None  # start() set the thread of the fit, which is running
         if self._old_handler is not None:
-            signal.pthread_kill(self._main.ident, _SIGNAL)
+            assert _SIGNAL is not None  # the handler was set for it
+            signal.pthread_kill(ident, _SIGNAL)
         else:  # a fit outside the main thread: raised at its next Python instruction
             import ctypes
 
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._main.ident),
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                        ctypes.py_object(RankStalledError))
 
 
-def _message(report, stacks):
+def _message(report: dict[str, Any], stacks: dict[int, str | None]) -> str:
     states = {int(r): s for r, s in report["states"].items()}
     parts = []
     for r in report["stopped"]:
@@ -231,12 +243,13 @@ def _message(report, stacks):
               for r, s in sorted(states.items()) if r not in report["stopped"]]
     text = lead + (". Others: " + "; ".join(others) if others else "")
     for r in report["stopped"]:
-        if stacks.get(r):
-            text += f"\nRank {r}'s main thread:\n{stacks[r].rstrip()}"
+        stack = stacks.get(r)
+        if stack:
+            text += f"\nRank {r}'s main thread:\n{stack.rstrip()}"
     return text
 
 
-def explain(exc):
+def explain(exc: BaseException) -> BaseException:
     """`exc`, or the `RankStalledError` behind it when a collective failed because a rank stalled."""
     wd = _current
     if wd is None or not wd.armed or isinstance(exc, RankStalledError) or not isinstance(exc, Exception):

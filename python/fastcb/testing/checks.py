@@ -4,7 +4,13 @@ They take whole schedules as arrays (one row per step, one column per param grou
 check costs one compiled evaluation plus a few NumPy passes, whatever the length.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
+
+_Floats = npt.NDArray[np.float64]
 
 __all__ = [
     "check_finite",
@@ -18,28 +24,28 @@ __all__ = [
 _EPS = np.finfo(np.float64).eps
 
 
-def _arrays(values, start, end):
+def _arrays(values: npt.ArrayLike, start: npt.ArrayLike, end: npt.ArrayLike) -> tuple[_Floats, _Floats, _Floats]:
     values = np.asarray(values, dtype=np.float64)
     start = np.broadcast_to(np.asarray(start, dtype=np.float64), values.shape[1:])
     end = np.broadcast_to(np.asarray(end, dtype=np.float64), values.shape[1:])
     return values, start, end
 
 
-def _tol(start, end, ulps):
+def _tol(start: _Floats, end: _Floats, ulps: float) -> _Floats:
     """`ulps` units in the last place of the larger endpoint: the formulas' own rounding."""
     return ulps * _EPS * np.maximum(np.abs(start), np.abs(end))
 
 
-def _where(mask):
+def _where(mask: npt.NDArray[np.bool_]) -> tuple[int, tuple[int, ...]]:
     idx = np.argwhere(mask)[0]
     return int(idx[0]), tuple(int(i) for i in idx[1:])
 
 
-def _at(step, group):
+def _at(step: int, group: tuple[int, ...]) -> str:
     return f"step {step}" + (f", group {group[0]}" if group else "")
 
 
-def check_finite(values, name="schedule"):
+def check_finite(values: npt.ArrayLike, name: str = "schedule") -> None:
     """Every value is finite (no NaN, no infinity)."""
     values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values)
@@ -49,7 +55,8 @@ def check_finite(values, name="schedule"):
         raise AssertionError(f"{name}: value {values[key]!r} at {_at(step, group)} is not finite")
 
 
-def check_within(values, start, end, *, ulps=4, name="schedule"):
+def check_within(values: npt.ArrayLike, start: npt.ArrayLike, end: npt.ArrayLike, *, ulps: float = 4,
+                 name: str = "schedule") -> None:
     """Every value lies between `start` and `end` (either order), up to `ulps` of rounding."""
     values, start, end = _arrays(values, start, end)
     check_finite(values, name)
@@ -65,7 +72,8 @@ def check_within(values, start, end, *, ulps=4, name="schedule"):
         )
 
 
-def check_monotone(values, start, end, *, ulps=4, name="schedule"):
+def check_monotone(values: npt.ArrayLike, start: npt.ArrayLike, end: npt.ArrayLike, *, ulps: float = 4,
+                   name: str = "schedule") -> None:
     """Values move from `start` towards `end` without turning back (constant if they are equal)."""
     values, start, end = _arrays(values, start, end)
     check_finite(values, name)
@@ -85,7 +93,8 @@ def check_monotone(values, start, end, *, ulps=4, name="schedule"):
         )
 
 
-def check_endpoints(values, start, end, *, ulps=4, name="schedule"):
+def check_endpoints(values: npt.ArrayLike, start: npt.ArrayLike, end: npt.ArrayLike, *, ulps: float = 4,
+                    name: str = "schedule") -> None:
     """The first value is `start` and the last is `end`, up to `ulps` of rounding."""
     values, start, end = _arrays(values, start, end)
     if len(values) == 0:
@@ -101,7 +110,8 @@ def check_endpoints(values, start, end, *, ulps=4, name="schedule"):
             )
 
 
-def check_continuity(schedule, joins, *, span=None, eps=1e-10, rtol=1e-6, name="schedule"):
+def check_continuity(schedule: Callable[[_Floats], Any], joins: npt.ArrayLike, *, span: float | None = None,
+                     eps: float = 1e-10, rtol: float = 1e-6, name: str = "schedule") -> None:
     """No jump at the phase joins: `schedule` (positions array -> values array) has, at each
     position in `joins`, a value (of whichever phase the join belongs to) within `rtol * span`
     of the values just before and just after it (`eps` away, relative to the join's magnitude)."""
@@ -130,7 +140,8 @@ def check_continuity(schedule, joins, *, span=None, eps=1e-10, rtol=1e-6, name="
         )
 
 
-def check_close(got, want, *, rtol=0.0, atol=0.0, name="schedule", what="value"):
+def check_close(got: npt.ArrayLike, want: npt.ArrayLike, *, rtol: float = 0.0, atol: float = 0.0, name: str = "schedule",
+                what: str = "value") -> None:
     """`got` equals `want` elementwise within `atol + rtol * |want|` (exactly, by default)."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:

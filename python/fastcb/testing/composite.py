@@ -6,14 +6,22 @@ check knows where the phases meet, what each phase must start and end at, and wh
 are monotone, then evaluates the whole schedule in a few compiled calls.
 """
 
-import numpy as np
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from .._core import Schedule
 from .checks import check_continuity, check_endpoints, check_finite, check_monotone, check_within
 
 __all__ = ["phases", "check_schedule"]
 
 
-def phases(spec, lo=0.0, hi=1.0):
+#: `(lo, hi, shape, degree, start, end)`: one phase, at absolute positions
+Phase = tuple[float, float, str, float | None, float, float]
+
+
+def phases(spec: tuple[Any, ...], lo: float = 0.0, hi: float = 1.0) -> list[Phase]:
     """The annealing leaves of `spec` as `(lo, hi, shape, degree, start, end)`, in order, with
     absolute positions; a restarts part inside a join is one opaque phase `(lo, hi, 'restarts',
     None, low, high)` with its inner range."""
@@ -23,7 +31,7 @@ def phases(spec, lo=0.0, hi=1.0):
         return [(lo, hi, shape, degree, start, end)]
     if kind == "join":
         _, edges, parts = spec
-        out = []
+        out: list[Phase] = []
         for a, b, part in zip(edges, edges[1:], parts):
             # the last part also covers everything after its edge; clip it to `hi`
             out += phases(part, lo + (hi - lo) * a, lo + (hi - lo) * b)
@@ -35,11 +43,12 @@ def phases(spec, lo=0.0, hi=1.0):
     raise ValueError(f"spec: unknown schedule kind {kind!r}")
 
 
-def _final(shape, degree, start, end):
+def _final(shape: str, degree: float | None, start: float, end: float) -> float:
     return start if shape == "no" or (shape == "poly" and degree == 0) else end
 
 
-def check_schedule(schedule, n_steps=10_000, *, continuous=True, ulps=8, rtol=1e-6):
+def check_schedule(schedule: Schedule, n_steps: int = 10_000, *, continuous: bool = True, ulps: float = 8,
+                   rtol: float = 1e-6) -> npt.NDArray[np.float64]:
     """A composable schedule over positions 0 → 1 (`n_steps` samples, one compiled call each):
     finite; within the range of its phases' endpoints; each phase monotone from its start to
     its end and hitting both (the start as its limit from the left edge); and, if `continuous`,
@@ -75,7 +84,8 @@ def check_schedule(schedule, n_steps=10_000, *, continuous=True, ulps=8, rtol=1e
     return values
 
 
-def _check_restarts(schedule, spec, n_steps, ulps, name):
+def _check_restarts(schedule: Schedule, spec: tuple[Any, ...], n_steps: int, ulps: float,
+                    name: str) -> npt.NDArray[np.float64]:
     _, period, mult, inner = spec
     steps = np.arange(n_steps, dtype=np.float64)
     values = np.asarray(schedule(steps), dtype=np.float64)

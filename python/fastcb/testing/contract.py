@@ -2,10 +2,18 @@
 handler's rules — the events it saw came in the loop's order, with known keyword arguments,
 and every value it returned is one the handler accepts for that event."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
 from ..callback import EVENTS, STATE_KEYS, Callback
+
+if TYPE_CHECKING:
+    from ..learner import Learner
 
 __all__ = ["check_callback_contract", "tiny_learner"]
 
@@ -43,7 +51,7 @@ _NEXT = {
 _PER_BATCH = {"batch_begin", "loss_begin", "batch_end"}
 
 
-def tiny_learner(n_train=64, n_valid=32, bs=16, **kwargs):
+def tiny_learner(n_train: int = 64, n_valid: int = 32, bs: int = 16, **kwargs: Any) -> Learner:
     """A quiet `Learner` on a few spiral points (4 training and 2 validation batches by default)."""
     from ..data import DataBunch
     from ..demo_data import demo_model, spiral_datasets
@@ -56,7 +64,7 @@ def tiny_learner(n_train=64, n_valid=32, bs=16, **kwargs):
     return Learner(data, demo_model(hidden=8), silent=True, **kwargs)
 
 
-def _check_return(cb, event, res):
+def _check_return(cb: Callback, event: str, res: object) -> None:
     owner = f"{type(cb).__name__}.on_{event}"
     if res is None:
         return
@@ -73,11 +81,11 @@ def _check_return(cb, event, res):
         raise AssertionError(f"{owner} returned {type(res).__name__} {res!r:.80}; it may return {allowed}")
 
 
-def _spy(cb, event, seen):
+def _spy(cb: Callback, event: str, seen: list[str]) -> Callable[..., Any]:
     hook = getattr(cb, "on_" + event)
     allowed = STATE_KEYS | _EXTRA_KWARGS.get(event, set())
 
-    def spied(**kwargs):
+    def spied(**kwargs: Any) -> Any:
         unknown = sorted(set(kwargs) - allowed)
         if unknown:
             raise AssertionError(f"on_{event} received unknown keyword arguments {unknown}")
@@ -89,7 +97,7 @@ def _spy(cb, event, seen):
     return spied
 
 
-def _check_order(seen, name):
+def _check_order(seen: list[str], name: str) -> None:
     prev = None
     for i, ev in enumerate(seen):
         if ev not in _NEXT[prev]:
@@ -102,7 +110,9 @@ def _check_order(seen, name):
         raise AssertionError(f"{name}: training ended without on_train_end (last event {prev})")
 
 
-def check_callback_contract(callback, learn=None, epochs=2, lr=1e-2, fit=None):
+def check_callback_contract(callback: Callback | Callable[[Learner], Callback], learn: Learner | None = None,
+                            epochs: int = 2, lr: float = 1e-2,
+                            fit: Callable[[Learner, int, list[Callback]], object] | None = None) -> list[str]:
     """Run `callback` (a `Callback`, or a function of the `Learner` that makes one, like a
     `callback_fns` entry) through a short fit on `learn` (default: `tiny_learner()`), then
     check it kept the handler's rules: events in the loop's order (once `on_train_begin`,
@@ -114,7 +124,7 @@ def check_callback_contract(callback, learn=None, epochs=2, lr=1e-2, fit=None):
     cb = callback if isinstance(callback, Callback) else callback(learn)
     if not isinstance(cb, Callback):
         raise TypeError(f"callback: expected a Callback or a function of the learner making one, got {cb!r}")
-    seen: list = []
+    seen: list[str] = []
     patched = {"on_" + ev: _spy(cb, ev, seen) for ev in EVENTS}
     vars(cb).update(patched)
     try:

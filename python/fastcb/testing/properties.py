@@ -9,11 +9,14 @@ import copy
 import math
 import pickle
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from ..anneal import AnnealPoly, shape_of
+from ..anneal import AnnealPoly, Stepper, shape_of
 from ..preview import schedule_values
 from .checks import check_close, check_endpoints, check_monotone, check_within
 
@@ -22,18 +25,19 @@ __all__ = ["shape_of", "check_annealing", "check_stepper", "check_resume", "chec
 _SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
-def _final(func, start, end):
+def _final(func: Callable[..., Any], start: npt.ArrayLike, end: npt.ArrayLike) -> npt.ArrayLike:
     """Where the shape ends: `start` for the constant shapes, `end` otherwise."""
     if shape_of(func) == "no" or (isinstance(func, AnnealPoly) and func.degree == 0):
         return start
     return end
 
 
-def _name(func):
+def _name(func: object) -> str:
     return getattr(func, "__name__", None) or repr(func)
 
 
-def check_annealing(func, start, end, n_steps=10_000, *, monotone=True, ulps=4):
+def check_annealing(func: Callable[[Any, Any, Any], Any], start: npt.ArrayLike, end: npt.ArrayLike,
+                    n_steps: int = 10_000, *, monotone: bool = True, ulps: float = 4) -> npt.NDArray[np.float64]:
     """`func(start, end, pct)` over `n_steps` evenly spaced pcts in [0, 1] (one call): finite,
     within the endpoints, at `start` for pct 0 and `end` for pct 1 (`start` for `annealing_no`),
     and monotone unless `monotone=False`. `start`/`end` may be per-group arrays."""
@@ -50,7 +54,8 @@ def check_annealing(func, start, end, n_steps=10_000, *, monotone=True, ulps=4):
     return values
 
 
-def check_stepper(stepper, *, monotone=True, ulps=4, max_steps=64):
+def check_stepper(stepper: Stepper, *, monotone: bool = True, ulps: float = 4,
+                  max_steps: int = 64) -> npt.NDArray[np.float64]:
     """The whole schedule of `stepper` (from n=0 to n_iter, on a copy) starts at `start`, ends
     at its end, stays within them and is monotone (unless `monotone=False`); and from where the
     stepper is, `step()` gives exactly what `peek()` promised (up to `max_steps` steps)."""
@@ -70,7 +75,7 @@ def check_stepper(stepper, *, monotone=True, ulps=4, max_steps=64):
     return values
 
 
-def read_hyper(optimizer):
+def read_hyper(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each param group's learning rate, then its momentum (`momentum` or `betas[0]`) if any."""
     out = []
     for g in optimizer.param_groups:
@@ -82,18 +87,19 @@ def read_hyper(optimizer):
     return out
 
 
-def _plateau_metric(i):
+def _plateau_metric(i: int) -> float:
     """A loss that improves, stalls and wobbles, so ReduceLROnPlateau has work to do."""
     return 1.0 / (1 + i // 3) + 0.01 * math.sin(i)
 
 
-def _driver(obj, step):
+def _driver(obj: Any, step: Callable[[Any], Any] | None,
+            ) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[Any], None]]:
     """`(advance, get_state, set_state)` for a Stepper-like object or a torch scheduler."""
     if isinstance(obj, _SCHEDULERS):
         opt = obj.optimizer
         counter = [0]
 
-        def advance():
+        def advance() -> list[float]:
             opt.step()  # no gradients: a no-op, but torch warns when the scheduler steps first
             if isinstance(obj, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 obj.step(_plateau_metric(counter[0]))
@@ -102,10 +108,10 @@ def _driver(obj, step):
             counter[0] += 1
             return read_hyper(opt)
 
-        def get_state():
+        def get_state() -> dict[str, Any]:
             return {"scheduler": obj.state_dict(), "optimizer": opt.state_dict(), "i": counter[0]}
 
-        def set_state(state):
+        def set_state(state: dict[str, Any]) -> None:
             opt.load_state_dict(state["optimizer"])
             obj.load_state_dict(state["scheduler"])
             counter[0] = state["i"]
@@ -115,11 +121,12 @@ def _driver(obj, step):
     return advance, obj.state_dict, obj.load_state_dict
 
 
-def _roundtrip(state):
+def _roundtrip(state: Any) -> Any:
     return pickle.loads(pickle.dumps(state))
 
 
-def check_resume(make, n_steps, at, *, step=None, roundtrip=_roundtrip):
+def check_resume(make: Callable[[], Any], n_steps: int, at: int, *, step: Callable[[Any], Any] | None = None,
+                 roundtrip: Callable[[Any], Any] = _roundtrip) -> None:
     """Resume-equivalence: `make()` builds the object (a Stepper, a torch or fastcb scheduler
     over its own optimizer, or anything with `state_dict`/`load_state_dict` and `step()`, or
     the given `step(obj)`). One copy runs `n_steps` steps; another, freshly made, loads the
@@ -142,7 +149,7 @@ def check_resume(make, n_steps, at, *, step=None, roundtrip=_roundtrip):
         check_close(np.array(got).reshape(len(got), -1), np.array(expected).reshape(len(expected), -1), name=name)
 
 
-def _try_step(advance):
+def _try_step(advance: Callable[[], Any]) -> tuple[Any, Exception | None, list[type[Warning]]]:
     """`(values, error, warning categories)` of one step; errors and warnings are behaviour to compare."""
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
@@ -152,7 +159,8 @@ def _try_step(advance):
             return None, e, [w.category for w in warned]
 
 
-def check_dropin(fast, twin, n_steps, *, rtol=1e-12):
+def check_dropin(fast: object, twin: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+                 n_steps: int, *, rtol: float = 1e-12) -> None:
     """Drop-in equivalence: scheduler `fast` and its torch `twin`, each over its own optimizer
     built alike, give the same learning rates and momenta at construction and at every one of
     `n_steps` steps (within `rtol` relative to the largest initial value), warn alike, and

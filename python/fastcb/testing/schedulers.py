@@ -1,13 +1,21 @@
 """Configurations of every `fastcb.lr_scheduler` class, buildable from fastcb's module or
 torch's, so one drawn case gives a drop-in and its torch twin."""
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hypothesis import strategies as st
 
 from .properties import check_dropin
+
+if TYPE_CHECKING:
+    from .strategies import OptimizerSpec
 
 __all__ = ["SchedulerCase", "scheduler_cases", "SCHEDULER_NAMES", "check_dropin_case"]
 
@@ -22,13 +30,13 @@ SCHEDULER_NAMES = (
 class Decay:
     """A picklable `lr_lambda`: `gamma ** (epoch // every)`."""
 
-    def __init__(self, gamma, every=1):
+    def __init__(self, gamma: float, every: int = 1) -> None:
         self.gamma, self.every = gamma, every
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         return self.gamma ** (epoch // self.every)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Decay({self.gamma!r}, {self.every!r})"
 
 
@@ -37,9 +45,9 @@ class SchedulerCase:
     """A scheduler class by name with its keyword arguments (children for the composites)."""
 
     name: str
-    kwargs: dict
+    kwargs: dict[str, Any]
 
-    def build(self, module, optimizer):
+    def build(self, module: ModuleType, optimizer: torch.optim.Optimizer) -> Any:
         """The scheduler from `module` (`fastcb.lr_scheduler` or `torch.optim.lr_scheduler`)."""
         kwargs = dict(self.kwargs)
         if "schedulers" in kwargs:
@@ -48,7 +56,7 @@ class SchedulerCase:
                 return getattr(module, self.name)(kwargs["schedulers"], optimizer=optimizer)
         return getattr(module, self.name)(optimizer, **kwargs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         return f"{self.name}({args})"
 
@@ -57,7 +65,7 @@ _steps = st.integers(1, 200)
 _gamma = st.floats(0.5, 1.0)
 
 
-def _simple(name):
+def _simple(name: str) -> st.SearchStrategy[SchedulerCase]:
     """Strategies of `SchedulerCase(name, …)` for the classes without children."""
     b = st.builds
     return {
@@ -93,7 +101,7 @@ _CHAINABLE = ("StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR"
 
 
 @st.composite
-def _composite(draw, name):
+def _composite(draw: st.DrawFn, name: str) -> SchedulerCase:
     pool = _LEAVES if name == "SequentialLR" else _CHAINABLE
     kids = draw(st.lists(st.sampled_from(pool).flatmap(_simple), min_size=2, max_size=3))
     if name == "ChainedScheduler":
@@ -102,7 +110,7 @@ def _composite(draw, name):
     return SchedulerCase(name, {"schedulers": kids, "milestones": milestones})
 
 
-def scheduler_cases(names=SCHEDULER_NAMES):
+def scheduler_cases(names: str | Iterable[str] = SCHEDULER_NAMES) -> st.SearchStrategy[SchedulerCase]:
     """`SchedulerCase`s for the classes in `names` (all by default), with valid arguments;
     `SequentialLR` and `ChainedScheduler` get 2–3 children."""
     names = (names,) if isinstance(names, str) else tuple(names)
@@ -114,13 +122,16 @@ def scheduler_cases(names=SCHEDULER_NAMES):
     )
 
 
-def check_dropin_case(case, spec, n_steps=None, *, rtol=1e-12, module=None):
+def check_dropin_case(case: SchedulerCase, spec: OptimizerSpec, n_steps: int | None = None, *, rtol: float = 1e-12,
+                      module: ModuleType | None = None) -> tuple[Any, Any] | None:
     """Build `case` over two optimizers from `spec` (an `OptimizerSpec`), once from `module`
     (default `fastcb.lr_scheduler`) and once from torch, and `check_dropin` them over
     `n_steps` steps (default: one past the schedule's length, to cover torch's end). If
     torch refuses the arguments, the drop-in must refuse them with the same exception type."""
     if module is None:
-        from .. import lr_scheduler as module
+        from .. import lr_scheduler
+
+        module = lr_scheduler
     twin_opt, fast_opt = spec.build(), spec.build()
     with warnings.catch_warnings(record=True) as twin_warned:
         warnings.simplefilter("always")
@@ -130,7 +141,7 @@ def check_dropin_case(case, spec, n_steps=None, *, rtol=1e-12, module=None):
             try:
                 case.build(module, fast_opt)
             except type(e):
-                return
+                return None
             raise AssertionError(f"{case}: torch raised {e!r} at construction, the drop-in did not") from None
     with warnings.catch_warnings(record=True) as fast_warned:
         warnings.simplefilter("always")

@@ -5,7 +5,9 @@ subnormals), so a failing example points at a bug rather than at float64's limit
 """
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,15 +35,16 @@ __all__ = [
 #: fastcb's built-in annealing functions (the polynomial one is drawn by `annealing_functions`).
 BUILTIN_ANNEALINGS = (anneal.annealing_no, anneal.annealing_linear, anneal.annealing_exp, anneal.annealing_cos)
 
-_MAG = dict(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+_MAG: dict[str, Any] = dict(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
-def poly_degrees():
+def poly_degrees() -> st.SearchStrategy[float]:
     """Degrees for `annealing_poly`: whole (1 to 5) or fractional (0.5 to 5)."""
     return st.integers(1, 5).map(float) | st.floats(0.5, 5.0)
 
 
-def annealing_functions(poly=True, exp=True, no=True):
+def annealing_functions(poly: bool = True, exp: bool = True,
+                        no: bool = True) -> st.SearchStrategy[Callable[..., Any]]:
     """fastcb's annealing functions, `annealing_poly(degree)` included unless `poly=False`."""
     skip = {anneal.annealing_exp} if not exp else set()
     skip |= {anneal.annealing_no} if not no else set()
@@ -51,7 +54,7 @@ def annealing_functions(poly=True, exp=True, no=True):
 
 
 @st.composite
-def endpoints(draw, func=None, signed=True):
+def endpoints(draw: st.DrawFn, func: Callable[..., Any] | None = None, signed: bool = True) -> tuple[float, float]:
     """`(start, end)` valid for `func`: finite; for `annealing_exp` non-zero and of one sign."""
     mag = st.floats(**_MAG)
     if func is anneal.annealing_exp:
@@ -62,14 +65,16 @@ def endpoints(draw, func=None, signed=True):
 
 
 @st.composite
-def anneal_args(draw, func=None, signed=True):
+def anneal_args(draw: st.DrawFn, func: Callable[..., Any] | None = None,
+                signed: bool = True) -> tuple[float, float, float]:
     """A valid `(start, end, pct)` triple for `func` (pct in [0, 1])."""
     start, end = draw(endpoints(func, signed))
     return start, end, draw(st.floats(0.0, 1.0))
 
 
 @st.composite
-def anneal_cases(draw, funcs=None, signed=True, groups=st.just(0)):
+def anneal_cases(draw: st.DrawFn, funcs: st.SearchStrategy[Callable[..., Any]] | None = None, signed: bool = True,
+                 groups: st.SearchStrategy[int] = st.just(0)) -> tuple[Callable[..., Any], Any, Any]:
     """`(func, start, end)`: an annealing function and valid endpoints for it; with
     `groups` drawing a positive number, `start`/`end` are arrays of that many values."""
     func = draw(funcs if funcs is not None else annealing_functions())
@@ -82,7 +87,9 @@ def anneal_cases(draw, funcs=None, signed=True, groups=st.just(0)):
 
 
 @st.composite
-def steppers(draw, funcs=None, n_iter=st.integers(1, 10_000), groups=st.just(0), advanced=True):
+def steppers(draw: st.DrawFn, funcs: st.SearchStrategy[Callable[..., Any]] | None = None,
+             n_iter: st.SearchStrategy[int] = st.integers(1, 10_000), groups: st.SearchStrategy[int] = st.just(0),
+             advanced: bool = True) -> Stepper:
     """`Stepper`s over valid endpoints (arrays when `groups` draws a positive number), moved
     to a random point of their schedule if `advanced`."""
     func, start, end = draw(anneal_cases(funcs, groups=groups))
@@ -93,7 +100,7 @@ def steppers(draw, funcs=None, n_iter=st.integers(1, 10_000), groups=st.just(0),
 
 
 @st.composite
-def one_cycle_configs(draw, n_iter=st.integers(2, 10_000)):
+def one_cycle_configs(draw: st.DrawFn, n_iter: st.SearchStrategy[int] = st.integers(2, 10_000)) -> dict[str, Any]:
     """Arguments of fastai's one-cycle policy plus `n_iter`, the number of training batches:
     `lr_max, moms, div_factor, pct_start, final_div` (`final_div` may be None: the default)."""
     lr_max = draw(st.floats(1e-5, 10.0))
@@ -114,13 +121,13 @@ class OptimizerSpec:
     `build()` makes a fresh one each call, so two schedulers can run on twin optimizers."""
 
     kind: str
-    lrs: tuple
+    lrs: tuple[float, ...]
     tensor_lr: bool = False
     momentum: float = 0.9
     weight_decay: float = 0.0
-    kwargs: dict = field(default_factory=dict, compare=False)
+    kwargs: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def build(self):
+    def build(self) -> torch.optim.Optimizer:
         """A new optimizer over one fresh 1-element parameter per group."""
         groups = [
             {"params": [torch.zeros(1, requires_grad=True)], "lr": torch.tensor(lr) if self.tensor_lr else lr}
@@ -133,14 +140,15 @@ class OptimizerSpec:
 
 
 @functools.cache
-def _warm_up_torch_optim():
+def _warm_up_torch_optim() -> None:
     """torch's first optimizer takes seconds (lazy imports): pay it here, not in a test's first
     example, where Hypothesis would count it against the deadline."""
     for kind in ("sgd", "adam", "adamw"):
         OptimizerSpec(kind, (0.1,)).build()
 
 
-def optimizer_specs(kinds=("sgd", "adam", "adamw"), n_groups=st.integers(1, 4), tensor_lr=st.booleans()):
+def optimizer_specs(kinds: Sequence[str] = ("sgd", "adam", "adamw"), n_groups: st.SearchStrategy[int] = st.integers(1, 4),
+                    tensor_lr: st.SearchStrategy[bool] = st.booleans()) -> st.SearchStrategy[OptimizerSpec]:
     """`OptimizerSpec`s: SGD (with momentum), Adam or AdamW, several param groups with distinct
     learning rates, float or tensor learning rates."""
     _warm_up_torch_optim()
@@ -148,7 +156,8 @@ def optimizer_specs(kinds=("sgd", "adam", "adamw"), n_groups=st.integers(1, 4), 
 
 
 @st.composite
-def _optimizer_specs(draw, kinds, n_groups, tensor_lr):
+def _optimizer_specs(draw: st.DrawFn, kinds: Sequence[str], n_groups: st.SearchStrategy[int],
+                     tensor_lr: st.SearchStrategy[bool]) -> OptimizerSpec:
     n = draw(n_groups)
     lrs = tuple(draw(st.lists(st.floats(1e-5, 1.0), min_size=n, max_size=n)))
     return OptimizerSpec(
@@ -160,7 +169,7 @@ def _optimizer_specs(draw, kinds, n_groups, tensor_lr):
     )
 
 
-def _fractions(draw, k, min_size=0.02):
+def _fractions(draw: st.DrawFn, k: int, min_size: float = 0.02) -> list[float]:
     """`k` positive fractions summing to exactly 1 (the last takes the rounding)."""
     raw = [draw(st.floats(min_size, 1.0)) for _ in range(k)]
     total = sum(raw)
@@ -169,7 +178,7 @@ def _fractions(draw, k, min_size=0.02):
 
 
 @st.composite
-def chained_schedules(draw, max_phases=4, shapes=SHAPES):
+def chained_schedules(draw: st.DrawFn, max_phases: int = 4, shapes: Sequence[str] = SHAPES) -> Schedule:
     """`combine`d annealing phases where each phase starts at the value the previous one
     ended at (so the whole is continuous); values positive, as learning rates are."""
     k = draw(st.integers(1, max_phases))
@@ -185,7 +194,7 @@ def chained_schedules(draw, max_phases=4, shapes=SHAPES):
 
 
 @st.composite
-def composite_schedules(draw):
+def composite_schedules(draw: st.DrawFn) -> Schedule:
     """Composable schedules of every kind: chained phases, one-cycle, warm-up + decay,
     warmup-stable-decay and SGDR restarts."""
     lr = st.floats(1e-5, 10.0)
