@@ -5,17 +5,27 @@ later part, per-layer-group learning rates give per-group values), set before ea
 `ParamScheduler` at `pct_train = train_iter / (n_epochs * batches per epoch)`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+import numpy.typing as npt
 
 from . import schedules as S
 from ._utils import check_number, listify
 from .callbacks.param_sched import ParamScheduler
 from .settings import DEFAULT_LR
 
+if TYPE_CHECKING:
+    from .callback import Callback
+    from .learner import Learner
+
 __all__ = ["FitV2Mixin"]
 
 
-def _group_lrs(learn, lr):
+def _group_lrs(learn: Learner, lr: Any) -> npt.NDArray[np.float64]:
     """fastai v2's `lr_max` array: one learning rate per layer group."""
     lr = learn.lr_range(lr)
     n = len(learn.layer_groups)
@@ -32,28 +42,32 @@ def _group_lrs(learn, lr):
 class FitV2Mixin:
     """fastai v2's `fit_sgdr` and `fit_flat_cos` on a fastcb `Learner`."""
 
-    def fit_flat_cos(self, n_epoch, lr=None, div_final=1e5, pct_start=0.75, wd=None, callbacks=None):
+    def fit_flat_cos(self, n_epoch: int, lr: Any = None, div_final: float = 1e5, pct_start: float = 0.75,
+                     wd: Any = None, callbacks: Sequence[Callback] | None = None) -> None:
         """Fit for `n_epoch` epochs at a flat `lr` for `pct_start` of the batches, then cosine
         annealing to `lr/div_final` (fastai v2's `fit_flat_cos`; `lr` defaults to `DEFAULT_LR`)."""
-        lr = _group_lrs(self, DEFAULT_LR if lr is None else lr)
+        learn = cast("Learner", self)  # a mixin of Learner
+        lr = _group_lrs(learn, DEFAULT_LR if lr is None else lr)
         if not 0 < pct_start < 1:
             raise ValueError(f"pct_start: expected a number in (0, 1), got {pct_start!r}")
         scheds = {"lr": S.combined_cos(pct_start, lr, lr, lr / div_final)}
-        self.fit(n_epoch, lr, wd=wd, callbacks=[ParamScheduler(self, scheds), *listify(callbacks)])
+        learn.fit(n_epoch, lr, wd=wd, callbacks=[ParamScheduler(learn, scheds), *listify(callbacks)])
 
-    def fit_sgdr(self, n_cycles, cycle_len, lr_max=None, cycle_mult=2, wd=None, callbacks=None):
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max: Any = None, cycle_mult: int = 2, wd: Any = None,
+                 callbacks: Sequence[Callback] | None = None) -> None:
         """Fit for `n_cycles` cosine cycles from `lr_max` to 0, the first `cycle_len` epochs
         long and each next one `cycle_mult` times longer (fastai v2's `fit_sgdr`; with
         `cycle_mult=1`, where fastai divides by zero, `n_cycles * cycle_len` epochs)."""
         for name, v in (("n_cycles", n_cycles), ("cycle_len", cycle_len), ("cycle_mult", cycle_mult)):
             check_number(name, v, integer=True, positive=True)
-        lr_max = _group_lrs(self, DEFAULT_LR if lr_max is None else lr_max)
+        learn = cast("Learner", self)  # a mixin of Learner
+        lr_max = _group_lrs(learn, DEFAULT_LR if lr_max is None else lr_max)
         if cycle_mult == 1:
             n_epoch = cycle_len * n_cycles
         else:
             n_epoch = cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1)
         pcts = [cycle_len * cycle_mult**i / n_epoch for i in range(n_cycles)]
         scheds = {"lr": S.combine_scheds(pcts, [S.SchedCos(lr_max, 0) for _ in range(n_cycles)])}
-        self.fit(n_epoch, lr_max, wd=wd, callbacks=[ParamScheduler(self, scheds), *listify(callbacks)])
+        learn.fit(n_epoch, lr_max, wd=wd, callbacks=[ParamScheduler(learn, scheds), *listify(callbacks)])
 
 

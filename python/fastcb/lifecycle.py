@@ -10,9 +10,12 @@ torch.nn.functional, `functools.partial`, fastcb's public names, plus what the c
 import gc
 import inspect
 import io
+import os
 import pickle
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -20,6 +23,14 @@ from torch import nn
 from . import distributed as fdist
 from .data import DataBunch
 from .learner_callback import LearnerCallback
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+    from .callback import Callback
+    from .learner import Learner
+
+_L = TypeVar("_L", bound="LifecycleMixin")
 
 __all__ = ["load_learner", "load_callback", "default_safe_globals", "ExportError"]
 
@@ -30,18 +41,18 @@ class ExportError(ValueError):
     """What a `Learner` holds can't be exported (a lambda, a local function or class, an open file...)."""
 
 
-def _is_pathlike(f):
+def _is_pathlike(f: object) -> "TypeIs[str | Path]":
     return isinstance(f, (str, Path))
 
 
-def default_safe_globals():
+def default_safe_globals() -> list[Any]:
     """The globals `load_learner` accepts without being told: torch.nn modules, torch.optim
     optimizers, torch.nn.functional's functions, `functools.partial`, fastcb's public names."""
     import torch.nn.functional as F
 
     import fastcb
 
-    out = [partial, torch.device]
+    out: list[Any] = [partial, torch.device]
     out += [v for v in vars(nn).values() if inspect.isclass(v) and issubclass(v, nn.Module)]
     out += [v for v in vars(torch.optim).values() if inspect.isclass(v) and issubclass(v, torch.optim.Optimizer)]
     out += [v for k, v in vars(F).items() if not k.startswith("_") and inspect.isfunction(v)]
@@ -50,7 +61,7 @@ def default_safe_globals():
     return out
 
 
-def _dump(state):
+def _dump(state: dict[str, Any]) -> bytes:
     """`torch.save(state)` to bytes; an entry that can't be pickled is named in an `ExportError`."""
     buf = io.BytesIO()
     try:
@@ -66,7 +77,7 @@ def _dump(state):
     return buf.getvalue()
 
 
-def load_callback(class_func, state, learn):
+def load_callback(class_func: type[Callback], state: dict[str, Any], learn: Learner) -> Callback:
     """Rebuild a callback of class `class_func` from its `get_state()` (fastai's `load_callback`)."""
     params = inspect.signature(class_func.__init__).parameters
     init_kwargs = {k: v for k, v in state.items() if k in params}
@@ -82,14 +93,15 @@ class _EmptyDataset(torch.utils.data.Dataset):
 
     items = ()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return 0
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Any:
         raise IndexError(i)
 
 
-def load_learner(path, file="export.pkl", test=None, tfm_y=None, safe_globals=(), **db_kwargs):
+def load_learner(path: str | os.PathLike[str], file: str | Path | IO[bytes] = "export.pkl",
+                 test: Any = None, tfm_y: Any = None, safe_globals: Iterable[Any] = (), **db_kwargs: Any) -> Learner:
     """The `Learner` that `Learner.export` wrote to `path/file` (or the file-like `file`), with empty data.
 
     `test` (a dataset) becomes `data.test_dl`; `db_kwargs` go to `DataBunch` (`device`, ...).
@@ -125,7 +137,7 @@ def load_learner(path, file="export.pkl", test=None, tfm_y=None, safe_globals=()
     return res
 
 
-def _unsafe_globals(source, allowed):
+def _unsafe_globals(source: Any, allowed: Iterable[Any]) -> list[str]:
     try:
         if not _is_pathlike(source):
             source.seek(0)
@@ -141,20 +153,30 @@ class _Destroyed:
 
     msg = "this object has been destroyed"
 
-    def __getattr__(self, k):
+    _methods: set[str] = set()  # the destroyed Learner's method names (set by `destroy`)
+
+    def __getattr__(self, k: str) -> Callable[..., None] | None:
         if k in _Destroyed._methods:
             return lambda *args, **kwargs: print(_Destroyed.msg)
         print(_Destroyed.msg)
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<destroyed Learner>"
 
 
 class LifecycleMixin:
     """`Learner.export`, `purge` and `destroy` (fastai v1 names and signatures)."""
 
-    def export(self, file="export.pkl", destroy=False):
+    if TYPE_CHECKING:  # what they use of the `Learner`
+        path: Path
+        model_dir: str | os.PathLike[str]
+        model: nn.Module
+        data: DataBunch
+        callbacks: list[Callback]
+        opt: Any
+
+    def export(self, file: str | Path | IO[bytes] = "export.pkl", destroy: bool = False) -> None:
         """Write what inference needs to `path/file` (or the file-like `file`), for `load_learner`.
 
         The model (on the CPU), `opt_func`, `loss_func`, `metrics`, the weight-decay settings,
@@ -184,7 +206,7 @@ class LifecycleMixin:
         if destroy:
             self.destroy()
 
-    def _test_writeable_path(self):
+    def _test_writeable_path(self) -> None:
         """Raise a clear error when `path/model_dir` can't be written."""
         folder = self.path / self.model_dir
         try:
@@ -196,7 +218,7 @@ class LifecycleMixin:
             raise OSError(f"model_dir: can't write to '{folder}' ({e}); set `learn.model_dir` to a writable "
                           "folder") from None
 
-    def purge(self, clear_opt=True):
+    def purge(self: _L, clear_opt: bool = True) -> _L:
         """Drop what the learner caches between fits (the last fit's callback handler and callback
         objects, the optimizer if `clear_opt`) and release cached GPU memory; keeps the model,
         the data, the settings, `callbacks` and the Recorder."""
@@ -212,12 +234,12 @@ class LifecycleMixin:
             torch.cuda.empty_cache()
         return self
 
-    def destroy(self):
+    def destroy(self) -> None:
         """Free everything the learner holds; what is left answers every attribute with None and
         every method with a message (fastai v1's `destroy`)."""
         _Destroyed._methods = {k for k in dir(type(self)) if not k.startswith("__")}
         self.__dict__.clear()
-        self.__class__ = _Destroyed
+        self.__class__ = _Destroyed  # type: ignore[assignment]  # what a destroyed Learner becomes
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -113,7 +113,7 @@ class TrainMixin:
 
     def summary(self) -> str:
         """The layer-by-layer summary of the model on one batch (`model_summary`)."""
-        return model_summary(self)
+        return model_summary(cast("Learner", self))
 
 
 

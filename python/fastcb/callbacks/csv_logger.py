@@ -1,14 +1,20 @@
 """`CSVLogger`: one CSV row per epoch with the recorded losses and metrics."""
 
+from __future__ import annotations
+
 import csv
 import os
 import time
 import warnings
+from typing import IO, TYPE_CHECKING, Any
 
 from ..distributed import is_main_process
 from ..errors import NotSavedWarning
 from ..learner_callback import LearnerCallback
 from ..progress import format_time
+
+if TYPE_CHECKING:
+    from ..learner import Learner
 
 __all__ = ["CSVLogger"]
 
@@ -22,13 +28,13 @@ class CSVLogger(LearnerCallback):
     epochs were not logged.
     """
 
-    def __init__(self, learn, filename="history", append=False):
+    def __init__(self, learn: Learner, filename: str = "history", append: bool = False) -> None:
         super().__init__(learn)
         self.filename, self.path, self.append = filename, self.learn.path / f"{filename}.csv", append
         self.add_time = True
-        self.file = None
+        self.file: IO[str] | None = None
 
-    def read_logged_file(self):
+    def read_logged_file(self) -> Any:
         """The logged rows (a pandas DataFrame when pandas is installed, else a list of dicts)."""
         try:
             import pandas as pd
@@ -37,12 +43,14 @@ class CSVLogger(LearnerCallback):
                 return list(csv.DictReader(f))
         return pd.read_csv(self.path)
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Nothing written yet: the file is opened at the first epoch end (then it is known whether
         the run resumes)."""
-        self.file, self._opened, self._not_logged, self._causes = None, False, [], set()
+        self.file, self._opened = None, False
+        self._not_logged: list[int] = []
+        self._causes: set[tuple[str, int | None]] = set()
 
-    def _open(self, epoch):
+    def _open(self, epoch: int) -> None:
         self._opened = True
         append = self.append or epoch > 0
         add_header = not append or not self.path.exists() or self.path.stat().st_size == 0
@@ -52,11 +60,11 @@ class CSVLogger(LearnerCallback):
             names = self.learn.recorder.names
             self.file.write(",".join(names if self.add_time else [n for n in names if n != "time"]) + "\n")
 
-    def on_epoch_begin(self, **kwargs):
+    def on_epoch_begin(self, **kwargs: Any) -> None:
         """Note when the epoch started."""
         self.epoch_start_time = time.time()
 
-    def on_epoch_end(self, epoch, smooth_loss, last_metrics, **kwargs):
+    def on_epoch_end(self, epoch: int, smooth_loss: Any, last_metrics: list[Any] | None, **kwargs: Any) -> None:
         """Append the epoch's row (values read once per epoch)."""
         if not is_main_process():
             return
@@ -83,7 +91,7 @@ class CSVLogger(LearnerCallback):
                 warnings.warn(f"CSVLogger: epoch {epoch} was not logged to {self.path} ({e}); training goes on",
                               NotSavedWarning, stacklevel=2)
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, **kwargs: Any) -> None:
         """Close the file; say which epochs were not logged."""
         if self.file is not None:
             try:

@@ -1,5 +1,10 @@
 """`DistributedTrainer`: a `Learner`'s fit under `torch.distributed` (DDP), launched by `torchrun` or `mp.spawn`."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -8,17 +13,20 @@ from .. import watchdog
 from ..data import DeviceDataLoader
 from ..learner_callback import LearnerCallback
 
+if TYPE_CHECKING:
+    from ..learner import Learner
+
 __all__ = ["DistributedTrainer"]
 
 
-def _swap(wrapped, new_dl):
+def _swap(wrapped: DeviceDataLoader | Iterable[Any] | None, new_dl: Any) -> Any:
     """`wrapped` (a `DeviceDataLoader` or a plain loader) around `new_dl` instead."""
     if isinstance(wrapped, DeviceDataLoader):
         return DeviceDataLoader(new_dl, wrapped.device, wrapped.tfms)
     return new_dl
 
 
-def _raw(dl):
+def _raw(dl: DeviceDataLoader | Iterable[Any] | None) -> Any:
     return dl.dl if isinstance(dl, DeviceDataLoader) else dl
 
 
@@ -52,22 +60,24 @@ class DistributedTrainer(LearnerCallback):
 
     _order = -20  # before the Recorder: the model, the data and the losses are ready when it looks
 
-    def __init__(self, learn, shuffle=None, seed=0, watchdog_timeout=None, **ddp_kwargs):
+    def __init__(self, learn: Learner, shuffle: bool | None = None, seed: int = 0, watchdog_timeout: float | None = None,
+                 **ddp_kwargs: Any) -> None:
         super().__init__(learn)
         self.shuffle, self.seed, self.ddp_kwargs = shuffle, seed, ddp_kwargs
         self.watchdog_timeout = watchdog.dist_timeout() if watchdog_timeout is None else watchdog_timeout
         if not (isinstance(self.watchdog_timeout, (int, float)) and 0 < self.watchdog_timeout < float("inf")):
             raise ValueError(f"watchdog_timeout: expected a positive number of seconds, got {watchdog_timeout!r}")
         self.active = False
-        self._saved = self.watchdog = None
+        self._saved: tuple[Any, Any, Any] | None = None  # the learner's model and loaders during a fit
+        self.watchdog: watchdog.Watchdog | None = None
         self._valid_batch = self._valid_max = 0
         self.sharded = False
 
-    def get_state(self, minimal=True):
+    def get_state(self, minimal: bool = True) -> dict[str, Any]:
         """Nothing to checkpoint: everything is rebuilt at train begin."""
         return {}
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Wrap the model and shard the data."""
         self.active = fdist.is_distributed()
         if not self.active:
@@ -90,21 +100,21 @@ class DistributedTrainer(LearnerCallback):
         store = torch.distributed.distributed_c10d._get_default_store()
         self.watchdog = watchdog.Watchdog(store, fdist.rank(), fdist.world_size(), self.watchdog_timeout).start()
 
-    def _beat(self, key, where):
+    def _beat(self, key: tuple[int, ...], where: str) -> None:
         if self.watchdog is not None:
             self.watchdog.beat(key, where)
 
-    def on_epoch_begin(self, epoch, **kwargs):
+    def on_epoch_begin(self, epoch: int, **kwargs: Any) -> None:
         """Reshuffle the training shards for this epoch."""
         if not self.active:
             return
         self._valid_batch = 0
         self._beat((epoch, 0, 0, 0), f"epoch {epoch}, loading training batch 0")
-        sampler = getattr(_raw(self.learn.data.train_dl), "sampler", None)
+        sampler: Any = getattr(_raw(self.learn.data.train_dl), "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
-    def on_batch_begin(self, epoch, train, num_batch, **kwargs):
+    def on_batch_begin(self, epoch: int, train: bool, num_batch: int, **kwargs: Any) -> None:
         """Progress: the batch is loaded."""
         if not self.active:
             return
@@ -113,36 +123,36 @@ class DistributedTrainer(LearnerCallback):
         else:
             self._beat((epoch, 2, self._valid_batch, 1), f"epoch {epoch}, validation batch {self._valid_batch}: forward")
 
-    def _phase(self, epoch, num_batch, step, what):
+    def _phase(self, epoch: int, num_batch: int, step: int, what: str) -> None:
         self._beat((epoch, 1, num_batch, step), f"epoch {epoch}, training batch {num_batch}: {what}")
 
-    def on_loss_begin(self, epoch, num_batch, train, **kwargs):
+    def on_loss_begin(self, epoch: int, num_batch: int, train: bool, **kwargs: Any) -> None:
         """Progress: the forward pass is done."""
         if self.active and train:
             self._phase(epoch, num_batch, 2, "loss")
 
-    def on_backward_begin(self, epoch, num_batch, **kwargs):
+    def on_backward_begin(self, epoch: int, num_batch: int, **kwargs: Any) -> None:
         """Progress: the loss is computed."""
         if self.active:
             self._phase(epoch, num_batch, 3, "backward")
 
-    def on_backward_end(self, epoch, num_batch, **kwargs):
+    def on_backward_end(self, epoch: int, num_batch: int, **kwargs: Any) -> None:
         """Progress: the gradients are computed (and averaged)."""
         if self.active:
             self._phase(epoch, num_batch, 4, "optimizer step")
 
-    def on_step_end(self, epoch, num_batch, **kwargs):
+    def on_step_end(self, epoch: int, num_batch: int, **kwargs: Any) -> None:
         """Progress: the optimizer stepped."""
         if self.active:
             self._phase(epoch, num_batch, 5, "after the optimizer step")
 
-    def on_batch_end(self, epoch, train, num_batch, **kwargs):
+    def on_batch_end(self, epoch: int, train: bool, num_batch: int, **kwargs: Any) -> None:
         """Progress; after the epoch's last training batch, give every rank rank 0's buffers."""
         if not self.active:
             return
         if not train:
             self._valid_batch += 1
-            n = len(self.learn.data.valid_dl)
+            n = len(self.learn.data.valid_dl)  # type: ignore[arg-type]  # validating: there is one
             if self._valid_batch == n and self.sharded and n < self._valid_max:
                 self._pad_forward(kwargs["last_input"], self._valid_max - n)
             if self._valid_batch >= n:
@@ -162,7 +172,7 @@ class DistributedTrainer(LearnerCallback):
                 for b in fdist.unwrap(model).buffers():  # FSDP shards parameters only: buffers stay per rank
                     torch.distributed.broadcast(b, 0)
 
-    def _pad_forward(self, xb, n):
+    def _pad_forward(self, xb: Any, n: int) -> None:
         """FSDP gathers the parameters in each forward, on every rank: a rank with fewer validation
         batches runs `n` more forwards (results unused) to match the others."""
         xb = xb if isinstance(xb, (list, tuple)) else [xb]
@@ -170,7 +180,7 @@ class DistributedTrainer(LearnerCallback):
             for _ in range(n):
                 self.learn.model(*xb)
 
-    def on_epoch_end(self, epoch, smooth_losses, **kwargs):
+    def on_epoch_end(self, epoch: int, smooth_losses: list[float], **kwargs: Any) -> dict[str, Any] | None:
         """Average the epoch's smoothed training losses across ranks (one collective), so every rank
         records and reports the same history (the average is linear: it commutes with smoothing)."""
         if not self.active:
@@ -184,7 +194,7 @@ class DistributedTrainer(LearnerCallback):
         mean = (local / fdist.world_size()).tolist()
         return {"smooth_losses": mean, "smooth_loss": mean[-1]}
 
-    def on_train_end(self, exception, **kwargs):
+    def on_train_end(self, exception: bool | BaseException, **kwargs: Any) -> None:
         """Give the learner its own model and loaders back; after a failure, leave the process group."""
         if not self.active:
             return
@@ -193,7 +203,7 @@ class DistributedTrainer(LearnerCallback):
             self.watchdog.stop("finished" if exception is False else f"failed: {type(exception).__name__}")
             self.watchdog = None
         learn, data = self.learn, self.learn.data
-        learn.model, data.train_dl, data.valid_dl = self._saved
+        learn.model, data.train_dl, data.valid_dl = self._saved  # type: ignore[misc]  # saved at train begin
         self._saved = None
         if exception is not False:
             fdist.abort()

@@ -1,6 +1,10 @@
 """`GeneralScheduler` and `TrainingPhase`: any hyper-parameter on any sequence of annealed phases."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from .._utils import check_number
 from ..anneal import Stepper
@@ -8,22 +12,27 @@ from ..callback import check_state_number, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
 
+if TYPE_CHECKING:
+    from ..learner import Learner
+
 __all__ = ["GeneralScheduler", "TrainingPhase"]
 
 
 class TrainingPhase:
     """A phase of `length` iterations, with one schedule per hyper-parameter (`schedule_hp`)."""
 
-    def __init__(self, length):
+    def __init__(self, length: int) -> None:
         check_number("length", length, integer=True, positive=True)
-        self.length, self.scheds = length, {}
+        self.length = length
+        self.scheds: dict[str, Stepper] = {}
 
-    def schedule_hp(self, name, vals, anneal=None):
+    def schedule_hp(self, name: str, vals: Any, anneal: Callable[[Any, Any, float], Any] | None = None,
+                    ) -> TrainingPhase:
         """Schedule hyper-parameter `name` over `vals` (a value or a (start, end) pair) with `anneal`."""
         self.scheds[name] = Stepper(vals, self.length, anneal)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"TrainingPhase(length={self.length}, hps={sorted(self.scheds)})"
 
 
@@ -35,21 +44,22 @@ class GeneralScheduler(LearnerCallback):
 
     on_device, _run = False, None  # class defaults: subclasses may skip this __init__
 
-    def __init__(self, learn, phases, start_epoch=None, on_device=False):
+    def __init__(self, learn: Learner, phases: Iterable[TrainingPhase], start_epoch: int | None = None,
+                 on_device: bool = False) -> None:
         super().__init__(learn)
         phases = list(phases)
         if not phases or not all(isinstance(p, TrainingPhase) and p.scheds for p in phases):
             raise ValueError("phases: expected a non-empty list of TrainingPhase with at least one schedule each")
         self.phases, self.start_epoch, self.on_device = phases, start_epoch, bool(on_device)
 
-    def on_train_begin(self, epoch, **kwargs):
+    def on_train_begin(self, epoch: int, **kwargs: Any) -> dict[str, Any] | None:
         """Restart the schedules and set the first phase's starting values."""
         for phase in self.phases:
             for sched in phase.scheds.values():
                 sched.restart()
         return self.start_schedules([p.scheds for p in self.phases], epoch)
 
-    def start_schedules(self, scheds, epoch):
+    def start_schedules(self, scheds: list[dict[str, Stepper]], epoch: int) -> dict[str, Any] | None:
         """Run `scheds` (per phase, hyper-parameter name -> `Stepper`) from their start values."""
         res = {"epoch": self.start_epoch} if self.start_epoch is not None else None
         self.start_epoch = epoch if self.start_epoch is None else self.start_epoch
@@ -70,12 +80,12 @@ class GeneralScheduler(LearnerCallback):
         self.idx_s = 0
         return res
 
-    def _setter(self, name):
+    def _setter(self, name: str) -> Callable[[Any], None]:
         if name in ("lr", "mom", "beta", "wd"):
             return partial(setattr, self.opt, name)
         return partial(self.opt.set_stat, name)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The schedules' position: the current phase and each Stepper's step count (empty before training)."""
         if self._run is not None:  # on the device: the run's step count
             return {"steps": self._run.steps}
@@ -83,7 +93,7 @@ class GeneralScheduler(LearnerCallback):
             return {}
         return {"idx_s": self.idx_s, "n": [[s.n for s in phase.values()] for phase in self.scheds]}
 
-    def check_state_dict(self, state):
+    def check_state_dict(self, state: Any) -> None:
         """`StateError` unless `state` is a position within these schedules (same phases, same lengths)."""
         if self._run is not None:
             if not isinstance(state, dict) or set(state) != {"steps"}:
@@ -110,7 +120,7 @@ class GeneralScheduler(LearnerCallback):
                 if v > s.n_iter:
                     raise StateError(f"state['n'][{i}][{k}]: {v} steps, past this phase's {s.n_iter}")
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the schedules from `state` (checked first; the schedules' values stay the user's)."""
         self.check_state_dict(state)
         if self._run is not None:
@@ -121,7 +131,7 @@ class GeneralScheduler(LearnerCallback):
                 s.load_state_dict({**s.state_dict(), "n": int(v)})
         self.idx_s = int(state["idx_s"])  # the current values are the optimizer's (restored with it)
 
-    def jump_to_epoch(self, epoch):
+    def jump_to_epoch(self, epoch: int) -> None:
         """Advance the schedules as if `epoch` epochs had been trained."""
         if self._run is not None:
             return self._run.jump(len(self.learn.data.train_dl) * epoch)
@@ -129,13 +139,14 @@ class GeneralScheduler(LearnerCallback):
             self.on_batch_end(True)
 
     @uses_state("train")
-    def on_batch_end(self, train, **kwargs):
+    def on_batch_end(self, train: bool, **kwargs: Any) -> dict[str, Any] | None:
         """Step every schedule of the current phase; move on when it is done; stop after the last."""
         if train:
             if self._run is not None:
                 if self._run.steps >= self._total:
                     return {"stop_training": True, "stop_epoch": True}
-                return self._run.step()
+                self._run.step()
+                return None
             if self.idx_s >= len(self.scheds):
                 return {"stop_training": True, "stop_epoch": True}
             setters = self._setters[self.idx_s]
@@ -143,14 +154,15 @@ class GeneralScheduler(LearnerCallback):
                 set_value(sched.step())
             if setters[0][1].is_done:
                 self.idx_s += 1
+        return None
 
-    def get_state(self, minimal=True):
+    def get_state(self, minimal: bool = True) -> dict[str, Any]:
         """The attributes, less the device run (rebuilt when training starts)."""
         state = super().get_state(minimal)
         state.pop("_run", None)
         return state
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, **kwargs: Any) -> None:
         """On the device: read the final values back once and fill the Recorder's lrs and moms."""
         if self._run is not None:
             self._run.finish(getattr(self.learn, "recorder", None))

@@ -1,6 +1,7 @@
 """`LossMetrics`: report the parts of a composite loss (its `metrics` dict) as metrics."""
 
 import warnings
+from typing import Any
 
 from ..learner_callback import LearnerCallback
 
@@ -13,19 +14,19 @@ class LossMetrics(LearnerCallback):
 
     _order = -20  # before the Recorder reads the metrics
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Add the names to the Recorder."""
         self.names = list(getattr(self.learn.loss_func, "metric_names", None) or [])
         if not self.names:
             warnings.warn("LossMetrics requested but no loss_func.metric_names provided")
         self.learn.recorder.add_metric_names(self.names)
 
-    def on_epoch_begin(self, **kwargs):
+    def on_epoch_begin(self, **kwargs: Any) -> None:
         """Reset the sums."""
         self.metrics = {name: 0.0 for name in self.names}
         self.nums = 0
 
-    def on_batch_end(self, last_target, train, **kwargs):
+    def on_batch_end(self, last_target: Any, train: bool, **kwargs: Any) -> None:
         """Accumulate the validation batch's values, weighted by its size."""
         if train:
             return
@@ -34,7 +35,7 @@ class LossMetrics(LearnerCallback):
             self.metrics[name] += bs * self.learn.loss_func.metrics[name].detach().cpu()
         self.nums += bs
 
-    def on_epoch_end(self, last_metrics, **kwargs):
+    def on_epoch_end(self, last_metrics: list[Any], **kwargs: Any) -> dict[str, Any] | None:
         """Append the means."""
         if not self.nums:
             return None

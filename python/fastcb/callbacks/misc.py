@@ -1,5 +1,9 @@
 """Small callbacks: `GradientClipping`, `BnFreeze`, `StopAfterNBatches`, `RecordOnCPU`, `ShowGraph`."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from torch import nn
 
@@ -7,19 +11,22 @@ from .._utils import bn_types, to_cpu
 from ..callback import Callback
 from ..learner_callback import LearnerCallback
 
+if TYPE_CHECKING:
+    from ..learner import Learner
+
 __all__ = ["GradientClipping", "BnFreeze", "StopAfterNBatches", "RecordOnCPU", "ShowGraph"]
 
 
 class GradientClipping(LearnerCallback):
     """Clip the gradient norm to `clip` before each optimizer step (no clipping when `clip` is 0)."""
 
-    def __init__(self, learn, clip=0.0):
+    def __init__(self, learn: Learner, clip: float = 0.0) -> None:
         super().__init__(learn)
         if clip < 0:
             raise ValueError(f"clip: expected a non-negative max norm, got {clip!r}")
         self.clip = clip
 
-    def on_backward_end(self, **kwargs):
+    def on_backward_end(self, **kwargs: Any) -> None:
         """Clip the gradients."""
         if self.clip:
             nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.clip)
@@ -28,7 +35,7 @@ class GradientClipping(LearnerCallback):
 class BnFreeze(LearnerCallback):
     """Keep the running statistics of frozen batchnorm layers fixed (eval mode) during training."""
 
-    def on_epoch_begin(self, **kwargs):
+    def on_epoch_begin(self, **kwargs: Any) -> None:
         """Put frozen batchnorm layers in eval mode just after `model.train()`."""
         for m in self.learn.model.modules():
             if isinstance(m, bn_types) and not any(p.requires_grad for p in m.parameters()):
@@ -38,21 +45,22 @@ class BnFreeze(LearnerCallback):
 class StopAfterNBatches(Callback):
     """Stop training (skipping validation) after `n_batches` batches."""
 
-    def __init__(self, n_batches=2):
+    def __init__(self, n_batches: int = 2) -> None:
         if n_batches < 1:
             raise ValueError(f"n_batches: expected a positive int, got {n_batches!r}")
         self.n_batches = n_batches
 
-    def on_batch_end(self, iteration, train, **kwargs):
+    def on_batch_end(self, iteration: int, train: bool, **kwargs: Any) -> dict[str, Any] | None:
         """Stop after the last batch wanted."""
         if train and iteration == self.n_batches - 1:
             return {"stop_epoch": True, "stop_training": True, "skip_validate": True}
+        return None
 
 
 class RecordOnCPU(Callback):
     """Keep a CPU copy of each batch's input and target (as `input` and `target`)."""
 
-    def on_batch_begin(self, last_input, last_target, **kwargs):
+    def on_batch_begin(self, last_input: Any, last_target: Any, **kwargs: Any) -> None:
         """Copy the batch to the CPU."""
         self.input, self.target = to_cpu(last_input), to_cpu(last_target)
 
@@ -60,7 +68,7 @@ class RecordOnCPU(Callback):
 class ShowGraph(LearnerCallback):
     """After each epoch, draw the training and validation losses in the progress bar's graph."""
 
-    def on_epoch_end(self, n_epochs, last_metrics, **kwargs):
+    def on_epoch_end(self, n_epochs: int, last_metrics: list[Any] | None, **kwargs: Any) -> None:
         """Update the graph (when there is a validation loss and a graph to update)."""
         if last_metrics is None or last_metrics[0] is None:
             return None

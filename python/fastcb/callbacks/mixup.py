@@ -1,13 +1,20 @@
 """Mixup (https://arxiv.org/abs/1710.09412): `MixUpCallback` mixes pairs of training inputs and targets,
 `MixUpLoss` weighs the loss of both targets accordingly."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..learner_callback import LearnerCallback
+
+if TYPE_CHECKING:
+    from ..learner import Learner
 
 __all__ = ["MixUpCallback", "MixUpLoss"]
 
@@ -18,18 +25,18 @@ class MixUpCallback(LearnerCallback):
     loss is wrapped in `MixUpLoss` for the fit (restored after); else targets are mixed linearly.
     With `stack_x` the model gets `[x, x_shuffled, λ]` instead of the mixed input."""
 
-    def __init__(self, learn, alpha=0.4, stack_x=False, stack_y=True):
+    def __init__(self, learn: Learner, alpha: float = 0.4, stack_x: bool = False, stack_y: bool = True) -> None:
         super().__init__(learn)
         if not alpha > 0:
             raise ValueError(f"alpha: expected a positive number, got {alpha!r}")
         self.alpha, self.stack_x, self.stack_y = alpha, stack_x, stack_y
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Wrap the loss function."""
         if self.stack_y:
             self.learn.loss_func = MixUpLoss(self.learn.loss_func)
 
-    def on_batch_begin(self, last_input, last_target, train, **kwargs):
+    def on_batch_begin(self, last_input: Any, last_target: Any, train: bool, **kwargs: Any) -> dict[str, Any] | None:
         """Mix the training batch."""
         if not train:
             return None
@@ -38,6 +45,7 @@ class MixUpCallback(LearnerCallback):
         lambd = torch.as_tensor(lambd, dtype=last_input.dtype, device=last_input.device)
         shuffle = torch.randperm(last_target.size(0)).to(last_input.device)
         x1, y1 = last_input[shuffle], last_target[shuffle]
+        new_input: Any
         if self.stack_x:
             new_input = [last_input, x1, lambd]
         else:
@@ -51,7 +59,7 @@ class MixUpCallback(LearnerCallback):
             new_target = last_target.float() * lambd + y1.float() * (1 - lambd)
         return {"last_input": new_input, "last_target": new_target}
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, **kwargs: Any) -> None:
         """Give the loss function back."""
         if self.stack_y and isinstance(self.learn.loss_func, MixUpLoss):
             self.learn.loss_func = self.learn.loss_func.get_old()
@@ -61,7 +69,7 @@ class MixUpLoss(nn.Module):
     """`crit` on stacked mixup targets `[y1, y2, λ]`: `λ·crit(out, y1) + (1-λ)·crit(out, y2)`, reduced by
     `reduction` ('mean', 'sum' or 'none'); plain targets go to `crit` directly."""
 
-    def __init__(self, crit, reduction="mean"):
+    def __init__(self, crit: Callable[..., torch.Tensor], reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
@@ -72,7 +80,7 @@ class MixUpLoss(nn.Module):
             self.crit, self.old_crit = partial(crit, reduction="none"), crit
         self.reduction = reduction
 
-    def forward(self, output, target):
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The mixed loss."""
         if target.dim() == 2:
             loss1, loss2 = self.crit(output, target[:, 0].long()), self.crit(output, target[:, 1].long())
@@ -85,7 +93,7 @@ class MixUpLoss(nn.Module):
             return d.sum()
         return d
 
-    def get_old(self):
+    def get_old(self) -> Callable[..., torch.Tensor]:
         """The original loss function (its `reduction` restored)."""
         if hasattr(self, "old_crit"):
             return self.old_crit

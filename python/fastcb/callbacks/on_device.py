@@ -10,7 +10,8 @@ of the fit the final values are read back once and set as plain numbers again.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,12 +20,15 @@ from .. import anneal
 from ..device_schedule import DeviceSchedule
 from ..schedules import Schedule
 
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
 __all__ = ["stepper_schedules", "DeviceRun"]
 
-def _shape(func):
+def _shape(func: Callable[..., Any]) -> tuple[str, float | None]:
     shape = anneal.shape_of(func)
     if shape == "poly":
-        return "poly", func.degree
+        return "poly", func.degree  # type: ignore[attr-defined]  # an AnnealPoly
     if shape is None:
         raise ValueError(f"on_device: the annealing function {func!r} has no device equivalent; use one of "
                          "fastcb's annealing_no/linear/exp/cos/poly")
@@ -90,12 +94,12 @@ class DeviceRun:
         self.ds.load_state_dict({"step": step})
         self.start = self.steps = step
 
-    def step(self):
+    def step(self) -> None:
         """One batch trained: the next step's values, on the device."""
         self.ds.step()
         self.steps += 1
 
-    def finish(self, recorder=None):
+    def finish(self, recorder: Recorder | None = None) -> None:
         """Read the final values back once, set them as numbers, and give the Recorder the
         values of the batches trained."""
         ow, main = self.ow, self.ow._groups()[0]
@@ -117,9 +121,9 @@ class DeviceRun:
                     rec[len(rec) - n:] = vals
 
 
-def _tensorize(group, scheds, param):
+def _tensorize(group: dict[str, Any], scheds: dict[str, Any], param: torch.Tensor) -> None:
     """The group's scheduled hyper-parameters as 0-dim tensors on `param`'s device."""
-    def t(v):
+    def t(v: Any) -> torch.Tensor:
         return v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=param.dtype, device=param.device)
 
     if "lr" in scheds:

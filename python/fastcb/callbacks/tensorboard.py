@@ -2,20 +2,30 @@
 as TensorBoard event files, through `torch.utils.tensorboard` (needs the `tensorboard` package:
 `pip install fastcb[tensorboard]`)."""
 
+from __future__ import annotations
+
+import os
 import statistics
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from .._utils import check_number
 from ..data import DatasetType
 from ..learner_callback import LearnerCallback
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ..learner import Learner
+
 __all__ = ["LearnerTensorboardWriter", "HistogramTBWriter", "ModelStatsTBWriter", "GraphTBWriter"]
 
 
-def _summary_writer(log_dir):
+def _summary_writer(log_dir: str | os.PathLike[str]) -> SummaryWriter:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
@@ -26,7 +36,7 @@ def _summary_writer(log_dir):
 class HistogramTBWriter:
     """Write a histogram of each parameter of a model (tag `name/weights/<param>`)."""
 
-    def write(self, model, iteration, tbwriter, name="model"):
+    def write(self, model: nn.Module, iteration: int, tbwriter: SummaryWriter, name: str = "model") -> None:
         """Write the histograms at step `iteration`."""
         for param_name, values in model.named_parameters():
             tbwriter.add_histogram(f"{name}/weights/{param_name}", values.detach().cpu(), global_step=iteration)
@@ -36,7 +46,7 @@ class ModelStatsTBWriter:
     """Write statistics of a model's gradients (tags `name/gradients/<stat>`): average, median, max and
     min of the per-parameter norms, number of zeros, average, median, max and min gradient."""
 
-    def write(self, model, iteration, tbwriter, name="model_stats"):
+    def write(self, model: nn.Module, iteration: int, tbwriter: SummaryWriter, name: str = "model_stats") -> None:
         """Write the statistics at step `iteration` (nothing without gradients)."""
         grads = [p.grad.detach().float().cpu() for p in model.parameters() if p.grad is not None]
         if not grads:
@@ -55,7 +65,7 @@ class ModelStatsTBWriter:
 class GraphTBWriter:
     """Write a model's graph (traced on `input_to_model`)."""
 
-    def write(self, model, tbwriter, input_to_model):
+    def write(self, model: nn.Module, tbwriter: SummaryWriter, input_to_model: Any) -> None:
         """Write the graph; a model that can't be traced gives a warning, not an error."""
         try:
             with warnings.catch_warnings():  # torch >= 2.10 deprecates the jit tracer add_graph uses
@@ -71,7 +81,8 @@ class LearnerTensorboardWriter(LearnerCallback):
     `stats_iters`, and at each epoch's end the validation loss and metrics (`/metrics/<name>`) and
     embeddings; the model graph at the start. Costs nothing between those steps."""
 
-    def __init__(self, learn, base_dir, name, loss_iters=25, hist_iters=500, stats_iters=100):
+    def __init__(self, learn: Learner, base_dir: str | os.PathLike[str], name: str, loss_iters: int = 25,
+                 hist_iters: int = 500, stats_iters: int = 100) -> None:
         super().__init__(learn)
         for arg, v in (("loss_iters", loss_iters), ("hist_iters", hist_iters), ("stats_iters", stats_iters)):
             check_number(arg, v, integer=True, positive=True)
@@ -81,18 +92,18 @@ class LearnerTensorboardWriter(LearnerCallback):
         self.hist_writer, self.stats_writer, self.graph_writer = HistogramTBWriter(), ModelStatsTBWriter(), GraphTBWriter()
         self.metrics_root = "/metrics/"
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Write the model graph, traced on one item."""
         dl = self.learn.data.dl(DatasetType.Single) or self.learn.data.train_dl
         if dl is not None and len(dl):
             self.graph_writer.write(self.learn.model, self.tbwriter, next(iter(dl))[0])
 
-    def on_backward_end(self, iteration, train, **kwargs):
+    def on_backward_end(self, iteration: int, train: bool, **kwargs: Any) -> None:
         """Write gradient statistics (the gradients are there until the optimizer zeroes them)."""
         if train and iteration % self.stats_iters == 0:
             self.stats_writer.write(self.learn.model, iteration, self.tbwriter)
 
-    def on_batch_end(self, last_loss, iteration, train, **kwargs):
+    def on_batch_end(self, last_loss: torch.Tensor, iteration: int, train: bool, **kwargs: Any) -> None:
         """Write the training loss and the weight histograms on their schedules."""
         if iteration == 0 or not train:
             return
@@ -101,7 +112,7 @@ class LearnerTensorboardWriter(LearnerCallback):
         if iteration % self.hist_iters == 0:
             self.hist_writer.write(self.learn.model, iteration, self.tbwriter)
 
-    def on_epoch_end(self, last_metrics, iteration, **kwargs):
+    def on_epoch_end(self, last_metrics: list[Any] | None, iteration: int, **kwargs: Any) -> None:
         """Write the validation loss and metrics (named as in the Recorder), and embeddings."""
         names = self.learn.recorder.names[2:]
         for name, value in zip(names, last_metrics or []):
@@ -112,7 +123,7 @@ class LearnerTensorboardWriter(LearnerCallback):
                 self.tbwriter.add_embedding(emb.weight.detach().cpu(), global_step=iteration, tag=name)
         self.tbwriter.flush()
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, **kwargs: Any) -> None:
         """Flush the event file."""
         self.tbwriter.flush()
 

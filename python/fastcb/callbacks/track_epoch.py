@@ -1,6 +1,14 @@
 """`TrackEpochCallback`: remember the last completed epoch in a file, and start after it next time."""
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
 from ..learner_callback import LearnerCallback
+
+if TYPE_CHECKING:
+    from ..learner import Learner
 
 __all__ = ["TrackEpochCallback"]
 
@@ -11,7 +19,7 @@ class TrackEpochCallback(LearnerCallback):
 
     _order = -20  # before the schedulers, which jump to the start epoch
 
-    def __init__(self, learn, name="epoch", epoch_offset=None):
+    def __init__(self, learn: Learner, name: str | os.PathLike[str] = "epoch", epoch_offset: int | None = None) -> None:
         super().__init__(learn)
         learn._test_writeable_path()
         self.path = learn.path / learn.model_dir / name
@@ -23,14 +31,14 @@ class TrackEpochCallback(LearnerCallback):
             except (OSError, ValueError):
                 self.start_epoch = 0
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> dict[str, Any]:
         """Start at `start_epoch`."""
         return {"epoch": self.start_epoch}
 
-    def on_epoch_end(self, epoch, **kwargs):
+    def on_epoch_end(self, epoch: int, **kwargs: Any) -> None:
         """Record the epoch just completed."""
         self.path.write_text(f"{epoch}")
 
-    def restart(self):
+    def restart(self) -> None:
         """Forget the recorded epoch."""
         self.path.unlink(missing_ok=True)

@@ -1,16 +1,24 @@
 """Callbacks that track a monitored value: early stopping, saving the best model, reducing the lr on
 a plateau; and stopping on a NaN loss."""
 
+from __future__ import annotations
+
 import math
 import os
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from ..callback import Callback, check_state_number
 from ..distributed import all_gather_object, is_main_process, is_sharded
 from ..errors import NotSavedWarning, StateError
 from ..learner_callback import LearnerCallback
+
+if TYPE_CHECKING:
+    from ..learner import Learner
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateauCallback",
            "TerminateOnNaNCallback"]
@@ -22,10 +30,11 @@ class TerminateOnNaNCallback(Callback):
     Checking reads the loss on the host every batch: a synchronisation the default loop avoids.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.stop = False
 
-    def on_batch_end(self, last_loss, epoch, num_batch, **kwargs):
+    def on_batch_end(self, last_loss: torch.Tensor, epoch: int, num_batch: int,
+                     **kwargs: Any) -> bool | dict[str, Any] | None:
         """Check `last_loss`."""
         if self.stop:
             return True
@@ -34,12 +43,13 @@ class TerminateOnNaNCallback(Callback):
             if is_main_process():
                 print(f"Epoch/Batch ({epoch}/{num_batch}): Invalid loss, terminating training.")
             return {"stop_epoch": True, "stop_training": True, "skip_validate": True}
+        return None
 
 
 class TrackerCallback(LearnerCallback):
     """Keep track of the best value of `monitor` (`'train_loss'`, `'valid_loss'` or a metric's name)."""
 
-    def __init__(self, learn, monitor="valid_loss", mode="auto"):
+    def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto") -> None:
         super().__init__(learn)
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
@@ -47,20 +57,20 @@ class TrackerCallback(LearnerCallback):
             raise TypeError(f"monitor: expected a name, got {type(monitor).__name__}")
         self.monitor, self.mode = monitor, mode
         lower = mode == "min" or (mode == "auto" and ("loss" in monitor or "error" in monitor))
-        self.operator = np.less if lower else np.greater
+        self.operator: Any = np.less if lower else np.greater  # a NumPy comparison ufunc
 
     state_attrs: tuple[str, ...] = ("best",)
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Reset the best value."""
         self.best = float("inf") if self.operator is np.less else -float("inf")
 
-    def check_state_value(self, key, value):
+    def check_state_value(self, key: str, value: Any) -> None:
         """`best` is a number (not NaN)."""
         if key == "best":
             check_state_number(key, value)
 
-    def get_monitor_value(self):
+    def get_monitor_value(self) -> float | None:
         """The latest value of `monitor` (a float; None before it exists)."""
         rec = self.learn.recorder
         if self.monitor == "train_loss":
@@ -75,7 +85,7 @@ class TrackerCallback(LearnerCallback):
                              f"{['train_loss', 'valid_loss', *names]}")
         return float(rec.metrics[-1][names.index(self.monitor)]) if rec.metrics else None
 
-    def _say(self, msg):
+    def _say(self, msg: str) -> None:
         if not getattr(self.learn, "silent", False) and is_main_process():
             print(msg)
 
@@ -83,7 +93,8 @@ class TrackerCallback(LearnerCallback):
 class EarlyStoppingCallback(TrackerCallback):
     """Stop training when `monitor` has not improved by `min_delta` for more than `patience` epochs."""
 
-    def __init__(self, learn, monitor="valid_loss", mode="auto", min_delta=0, patience=0):
+    def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0,
+                 patience: int = 0) -> None:
         super().__init__(learn, monitor=monitor, mode=mode)
         if patience < 0:
             raise ValueError(f"patience: expected a non-negative number of epochs, got {patience!r}")
@@ -93,18 +104,18 @@ class EarlyStoppingCallback(TrackerCallback):
 
     state_attrs = ("best", "wait")
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Reset the wait."""
         self.wait = 0
         super().on_train_begin(**kwargs)
 
-    def check_state_value(self, key, value):
+    def check_state_value(self, key: str, value: Any) -> None:
         """`best` is a number, `wait` a count."""
         if key == "wait":
             check_state_number(key, value, integer=True, minimum=0)
         super().check_state_value(key, value)
 
-    def on_epoch_end(self, epoch, **kwargs):
+    def on_epoch_end(self, epoch: int, **kwargs: Any) -> dict[str, Any] | None:
         """Compare with the best and maybe stop."""
         current = self.get_monitor_value()
         if current is None:
@@ -119,7 +130,7 @@ class EarlyStoppingCallback(TrackerCallback):
         return None
 
 
-def _fingerprint(path):
+def _fingerprint(path: str | os.PathLike[str]) -> list[int]:
     """What identifies the file at `path` as the one just written: inode, size, modification time."""
     st = os.stat(path)
     return [int(st.st_ino), int(st.st_size), int(st.st_mtime_ns)]
@@ -142,17 +153,19 @@ class SaveModelCallback(TrackerCallback):
 
     _order = 50
 
-    def __init__(self, learn, monitor="valid_loss", mode="auto", every="improvement", name="bestmodel"):
+    def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", every: str = "improvement",
+                 name: str = "bestmodel") -> None:
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ("improvement", "epoch"):
             raise ValueError(f"every: expected 'improvement' or 'epoch', got {every!r}")
         self.every, self.name = every, name
-        self.written = None  # the fingerprint of the best-model file this run wrote
-        self._not_saved, self._causes = [], set()
+        self.written: list[int] | bool | None = None  # the fingerprint of the best-model file this run wrote
+        self._not_saved: list[int] = []
+        self._causes: set[tuple[str, int | None]] = set()
 
     state_attrs = ("best", "written")
 
-    def on_train_begin(self, epoch=0, **kwargs):
+    def on_train_begin(self, epoch: int = 0, **kwargs: Any) -> None:
         """Reset the best value; nothing written by this run yet. A fit starting at epoch k > 0 loads
         `name_<k-1>` (then `fit` continues that checkpoint)."""
         super().on_train_begin(**kwargs)
@@ -164,14 +177,14 @@ class SaveModelCallback(TrackerCallback):
             except FileNotFoundError:
                 self._say(f"Model {self.name}_{epoch - 1} not found.")
 
-    def check_state_value(self, key, value):
+    def check_state_value(self, key: str, value: Any) -> None:
         """`best` is a number; `written` None, True (another rank wrote) or a file's fingerprint."""
         if key == "written" and not (value is None or value is True or (
                 isinstance(value, list) and len(value) == 3 and all(type(v) is int for v in value))):
             raise StateError(f"state['written']: expected None, True or a file fingerprint, got {value!r}")
         super().check_state_value(key, value)
 
-    def _save(self, file, epoch):
+    def _save(self, file: str, epoch: int) -> Path | None:
         """Save; on an IO error warn (once per cause), note the epoch and go on. True when written."""
         try:
             path = self.learn.save(file, epoch=epoch, return_path=True)
@@ -185,7 +198,7 @@ class SaveModelCallback(TrackerCallback):
             return None
         return path
 
-    def on_epoch_end(self, epoch, **kwargs):
+    def on_epoch_end(self, epoch: int, **kwargs: Any) -> None:
         """Save if this epoch is the best so far (or every epoch)."""
         if self.every == "epoch":
             self._save(f"{self.name}_{epoch}", epoch)
@@ -198,7 +211,7 @@ class SaveModelCallback(TrackerCallback):
             if path is not None:
                 self.written = _fingerprint(path) if is_main_process() else True
 
-    def _reload_best(self):
+    def _reload_best(self) -> bool:
         """True if the best-model file is the one this run wrote (decided on rank 0 under a process group)."""
         path = self.learn.path / self.learn.model_dir / f"{self.name}.pth"
         if is_sharded(self.learn.model):
@@ -214,7 +227,7 @@ class SaveModelCallback(TrackerCallback):
                               NotSavedWarning, stacklevel=3)
         return all_gather_object(ok)[0]
 
-    def on_train_end(self, **kwargs):
+    def on_train_end(self, **kwargs: Any) -> None:
         """Say what was not saved; load the best model this run saved."""
         if self._not_saved:
             warnings.warn(f"SaveModelCallback: the checkpoints of epochs {self._not_saved} were not saved",
@@ -226,7 +239,8 @@ class SaveModelCallback(TrackerCallback):
 class ReduceLROnPlateauCallback(TrackerCallback):
     """Multiply the lr by `factor` when `monitor` has not improved for more than `patience` epochs."""
 
-    def __init__(self, learn, monitor="valid_loss", mode="auto", patience=0, factor=0.2, min_delta=0, min_lr=0.001):
+    def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", patience: int = 0,
+                 factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001) -> None:
         super().__init__(learn, monitor=monitor, mode=mode)
         if not 0 < factor < 1:
             raise ValueError(f"factor: expected a number in (0, 1), got {factor!r}")
@@ -236,18 +250,18 @@ class ReduceLROnPlateauCallback(TrackerCallback):
 
     state_attrs = ("best", "wait")
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> None:
         """Reset the wait."""
         self.wait, self.opt = 0, self.learn.opt
         super().on_train_begin(**kwargs)
 
-    def check_state_value(self, key, value):
+    def check_state_value(self, key: str, value: Any) -> None:
         """`best` is a number, `wait` a count."""
         if key == "wait":
             check_state_number(key, value, integer=True, minimum=0)
         super().check_state_value(key, value)
 
-    def on_epoch_end(self, epoch, **kwargs):
+    def on_epoch_end(self, epoch: int, **kwargs: Any) -> None:
         """Compare with the best and maybe reduce the lr."""
         current = self.get_monitor_value()
         if current is None:
