@@ -7,6 +7,8 @@ torch.nn.functional, `functools.partial`, fastcb's public names, plus what the c
 `safe_globals`), so loading never runs code chosen by the file.
 """
 
+from __future__ import annotations
+
 import gc
 import inspect
 import io
@@ -41,7 +43,7 @@ class ExportError(ValueError):
     """What a `Learner` holds can't be exported (a lambda, a local function or class, an open file...)."""
 
 
-def _is_pathlike(f: object) -> "TypeIs[str | Path]":
+def _is_pathlike(f: object) -> TypeIs[str | Path]:
     return isinstance(f, (str, Path))
 
 

@@ -18,6 +18,8 @@ C code) gets `grace` seconds, then its process ends (`os._exit`, its child proce
 validation pass or checkpoint write), the same that bounds the process group's collectives.
 """
 
+from __future__ import annotations
+
 import faulthandler
 import json
 import multiprocessing
@@ -38,7 +40,7 @@ __all__ = ["Watchdog", "RankStalledError", "dist_timeout", "explain"]
 
 _WAITING_IN = tuple(os.sep.join(("torch", p)) for p in ("distributed", os.path.join("nn", "parallel"), "autograd"))
 _SIGNAL = getattr(signal, "SIGUSR1", None)
-_current: "Watchdog | None" = None  # the watchdog of this process's running (or last) fit
+_current: Watchdog | None = None  # the watchdog of this process's running (or last) fit
 _count = 0  # fits watched in this process: the same sequence on every rank, so a key prefix per fit
 
 
@@ -89,7 +91,7 @@ class Watchdog:
         self._old_handler: Any = None  # what signal.signal returned
 
     # -- main thread ---------------------------------------------------------------------------------
-    def start(self) -> "Watchdog":
+    def start(self) -> Watchdog:
         """Start watching (and make this thread the one a stall interrupts)."""
         global _current
         _current = self
