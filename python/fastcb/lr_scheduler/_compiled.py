@@ -9,7 +9,7 @@ a subclass that only adds ``__init__`` logic keeps the compiled step.
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch.optim.lr_scheduler as _torch
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
@@ -42,7 +42,13 @@ _STANDS_IN_FOR = ("step", "get_lr", "_get_closed_form_lr", "_update_lr", "_initi
 __all__ = ["EPOCH_DEPRECATION_WARNING", "LRScheduler"]
 
 
-class _Compiled:
+if TYPE_CHECKING:  # the mixin's methods run on torch's schedulers: typed as one
+    _SchedulerBase = LRScheduler
+else:
+    _SchedulerBase = object
+
+
+class _Compiled(_SchedulerBase):
     """Mixin over one of torch's scheduler classes: regular steps run compiled."""
 
     __slots__ = ()
@@ -58,12 +64,12 @@ class _Compiled:
         elif cls._fastcb_rule is not None and any(getattr(cls, n, None) is not m for n, m in cls._fastcb_methods.items()):
             cls._fastcb_rule = None
 
-    def step(self, epoch=None) -> None:
+    def step(self, epoch: int | None = None) -> None:
         """torch's ``step()``; a regular step runs compiled."""
         if epoch is None and _step(self, self._fastcb_rule):
             return
-        torch_step = super().step  # type: ignore[misc]
-        if torch_step.__func__ is not LRScheduler.step:
+        torch_step = super().step
+        if torch_step.__func__ is not LRScheduler.step:  # type: ignore[attr-defined]  # a bound method
             return torch_step(epoch)
         # torch's LRScheduler.step, its warnings pointing at the caller's line
         if self._step_count == 1:
@@ -90,10 +96,10 @@ class _Compiled:
             lrs = _get_lr(self, self._fastcb_rule)
             if lrs is not None:
                 return lrs
-        return super().get_lr()  # type: ignore[misc]
+        return super().get_lr()
 
 
-def _check_lambda_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+def _check_lambda_state(self: _torch.LambdaLR | _torch.MultiplicativeLR, state_dict: dict[str, Any]) -> dict[str, Any]:
     """The state to assign, after checking all of it: nothing is assigned on an error."""
     if not isinstance(state_dict, dict):
         raise TypeError(f"state_dict: must be a dict, got {type(state_dict).__name__}")
@@ -122,7 +128,7 @@ def _check_lambda_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state_dict.items() if k != "lr_lambdas"}
 
 
-def _load_lambda_state(self, state_dict: dict[str, Any]) -> None:
+def _load_lambda_state(self: _torch.LambdaLR | _torch.MultiplicativeLR, state_dict: dict[str, Any]) -> None:
     """torch's ``load_state_dict`` of the LambdaLR family, validated before anything is assigned."""
     rest = _check_lambda_state(self, state_dict)
     self.__dict__.update(rest)
@@ -226,7 +232,7 @@ class SequentialLR(_torch.SequentialLR):
         if cls.step is not SequentialLR.step:
             cls._fastcb_rule = None
 
-    def step(self) -> None:
+    def step(self) -> None:  # type: ignore[override]  # torch's SequentialLR.step takes no epoch either
         """torch's ``step()``; between milestones the current scheduler's compiled step."""
         if _step(self, self._fastcb_rule):
             return

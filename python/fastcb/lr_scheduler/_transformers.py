@@ -10,34 +10,41 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from enum import Enum
 from functools import partial
+from typing import Any, TypeVar
+
+from torch.optim import Optimizer
 
 from ._compiled import LambdaLR, ReduceLROnPlateau
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-def _factor(kind: str):
-    def tag(func):
-        func._fastcb_factor = kind
+
+def _factor(kind: str) -> Callable[[_F], _F]:
+    def tag(func: _F) -> _F:
+        func._fastcb_factor = kind  # type: ignore[attr-defined]  # a function's attribute
         return func
 
     return tag
 
 
 @_factor("constant")
-def _get_constant_lambda(_=None):
+def _get_constant_lambda(_: object = None) -> float:
     return 1
 
 
 @_factor("constant_warmup")
-def _get_constant_schedule_with_warmup_lr_lambda(current_step: int, *, num_warmup_steps: int):
+def _get_constant_schedule_with_warmup_lr_lambda(current_step: int, *, num_warmup_steps: int) -> float:
     if current_step < num_warmup_steps:
         return float(current_step) / float(max(1.0, num_warmup_steps))
     return 1.0
 
 
 @_factor("linear")
-def _get_linear_schedule_with_warmup_lr_lambda(current_step: int, *, num_warmup_steps: int, num_training_steps: int):
+def _get_linear_schedule_with_warmup_lr_lambda(current_step: int, *, num_warmup_steps: int,
+                                               num_training_steps: int) -> float:
     if current_step < num_warmup_steps:
         return float(current_step) / float(max(1, num_warmup_steps))
     return max(0.0, float(num_training_steps - current_step) / float(max(1, num_training_steps - num_warmup_steps)))
@@ -46,7 +53,7 @@ def _get_linear_schedule_with_warmup_lr_lambda(current_step: int, *, num_warmup_
 @_factor("cosine")
 def _get_cosine_schedule_with_warmup_lr_lambda(
     current_step: int, *, num_warmup_steps: int, num_training_steps: int, num_cycles: float, min_lr_rate: float = 0.0
-):
+) -> float:
     if current_step < num_warmup_steps:
         return float(current_step) / float(max(1, num_warmup_steps))
     progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
@@ -58,7 +65,7 @@ def _get_cosine_schedule_with_warmup_lr_lambda(
 @_factor("hard_restarts")
 def _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda(
     current_step: int, *, num_warmup_steps: int, num_training_steps: int, num_cycles: int
-):
+) -> float:
     if current_step < num_warmup_steps:
         return float(current_step) / float(max(1, num_warmup_steps))
     progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
@@ -76,7 +83,7 @@ def _get_polynomial_decay_schedule_with_warmup_lr_lambda(
     lr_end: float,
     power: float,
     lr_init: int,
-):
+) -> float:
     if current_step < num_warmup_steps:
         return float(current_step) / float(max(1, num_warmup_steps))
     elif current_step > num_training_steps:
@@ -90,24 +97,26 @@ def _get_polynomial_decay_schedule_with_warmup_lr_lambda(
 
 
 @_factor("inverse_sqrt")
-def _get_inverse_sqrt_schedule_lr_lambda(current_step: int, *, num_warmup_steps: int, timescale: int | None = None):
+def _get_inverse_sqrt_schedule_lr_lambda(current_step: int, *, num_warmup_steps: int,
+                                         timescale: int | None = None) -> float:
     if current_step < num_warmup_steps:
         return float(current_step) / float(max(1, num_warmup_steps))
-    shift = timescale - num_warmup_steps
-    decay = 1.0 / math.sqrt((current_step + shift) / timescale)
+    # (transformers' code: the factory always passes a timescale)
+    shift = timescale - num_warmup_steps  # type: ignore[operator]
+    decay = 1.0 / math.sqrt((current_step + shift) / timescale)  # type: ignore[operator]
     return decay
 
 
 @_factor("cosine_lr_rate")
 def _get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda(
-    current_step: int,
+    current_step: float,
     *,
-    num_warmup_steps: int,
-    num_training_steps: int,
+    num_warmup_steps: float,
+    num_training_steps: float,
     num_cycles: float,
     min_lr_rate: float = 0.0,
     warmup_lr_rate: float | None = None,
-):
+) -> float:
     current_step = float(current_step)
     num_warmup_steps = float(num_warmup_steps)
     num_training_steps = float(num_training_steps)
@@ -135,7 +144,7 @@ def _get_wsd_scheduler_lambda(
     decay_type: str,
     min_lr_ratio: float,
     num_cycles: float,
-):
+) -> float:
     if current_step < num_warmup_steps:
         progress = float(current_step) / float(max(1, num_warmup_steps))
         if warmup_type == "linear":
@@ -177,13 +186,13 @@ _SPEC_KEYS = {
 }
 
 
-def factor_spec(factor) -> tuple | None:
+def factor_spec(factor: object) -> tuple[Any, ...] | None:
     """``(kind, *params)`` of a factor this module's factories made, or ``None``."""
     func = getattr(factor, "func", factor)
     kind = getattr(func, "_fastcb_factor", None)
-    if kind not in _SPEC_KEYS or getattr(factor, "args", ()):
+    if kind not in _SPEC_KEYS or bool(getattr(factor, "args", ())):
         return None
-    kw = factor.keywords if func is not factor else {}
+    kw = factor.keywords if func is not factor else {}  # type: ignore[attr-defined]  # a partial
     if kind == "cosine" and kw.get("min_lr_rate", 0.0) != 0:
         return None
     try:
@@ -192,23 +201,24 @@ def factor_spec(factor) -> tuple | None:
         return None
 
 
-def get_constant_schedule(optimizer, last_epoch: int = -1):
+def get_constant_schedule(optimizer: Optimizer, last_epoch: int = -1) -> LambdaLR:
     """A constant learning rate: the optimizer's own."""
     return LambdaLR(optimizer, _get_constant_lambda, last_epoch=last_epoch)
 
 
-def get_reduce_on_plateau_schedule(optimizer, **kwargs):
+def get_reduce_on_plateau_schedule(optimizer: Optimizer, **kwargs: Any) -> ReduceLROnPlateau:
     """A constant learning rate, reduced when a metric stops improving (``ReduceLROnPlateau``)."""
     return ReduceLROnPlateau(optimizer, **kwargs)
 
 
-def get_constant_schedule_with_warmup(optimizer, num_warmup_steps: int, last_epoch: int = -1):
+def get_constant_schedule_with_warmup(optimizer: Optimizer, num_warmup_steps: int, last_epoch: int = -1) -> LambdaLR:
     """Linear warm-up from 0 over ``num_warmup_steps``, then the optimizer's learning rate."""
     lr_lambda = partial(_get_constant_schedule_with_warmup_lr_lambda, num_warmup_steps=num_warmup_steps)
     return LambdaLR(optimizer, lr_lambda, last_epoch=last_epoch)
 
 
-def get_linear_schedule_with_warmup(optimizer, num_warmup_steps, num_training_steps, last_epoch=-1):
+def get_linear_schedule_with_warmup(optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int,
+                                    last_epoch: int = -1) -> LambdaLR:
     """Linear warm-up from 0, then linear decay to 0 at ``num_training_steps``."""
     lr_lambda = partial(
         _get_linear_schedule_with_warmup_lr_lambda,
@@ -219,8 +229,8 @@ def get_linear_schedule_with_warmup(optimizer, num_warmup_steps, num_training_st
 
 
 def get_cosine_schedule_with_warmup(
-    optimizer, num_warmup_steps: int, num_training_steps: int, num_cycles: float = 0.5, last_epoch: int = -1
-):
+    optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int, num_cycles: float = 0.5, last_epoch: int = -1
+) -> LambdaLR:
     """Linear warm-up from 0, then cosine decay (``num_cycles`` waves; 0.5: down to 0)."""
     lr_lambda = partial(
         _get_cosine_schedule_with_warmup_lr_lambda,
@@ -232,8 +242,8 @@ def get_cosine_schedule_with_warmup(
 
 
 def get_cosine_with_hard_restarts_schedule_with_warmup(
-    optimizer, num_warmup_steps: int, num_training_steps: int, num_cycles: int = 1, last_epoch: int = -1
-):
+    optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int, num_cycles: int = 1, last_epoch: int = -1
+) -> LambdaLR:
     """Linear warm-up from 0, then ``num_cycles`` cosine decays to 0 with hard restarts."""
     lr_lambda = partial(
         _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda,
@@ -245,8 +255,9 @@ def get_cosine_with_hard_restarts_schedule_with_warmup(
 
 
 def get_polynomial_decay_schedule_with_warmup(
-    optimizer, num_warmup_steps, num_training_steps, lr_end=1e-7, power=1.0, last_epoch=-1
-):
+    optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int, lr_end: float = 1e-7, power: float = 1.0,
+    last_epoch: int = -1,
+) -> LambdaLR:
     """Linear warm-up from 0, then polynomial decay (``power``) from the optimizer's
     default learning rate to ``lr_end`` at ``num_training_steps``."""
     lr_init = optimizer.defaults["lr"]
@@ -264,7 +275,8 @@ def get_polynomial_decay_schedule_with_warmup(
     return LambdaLR(optimizer, lr_lambda, last_epoch)
 
 
-def get_inverse_sqrt_schedule(optimizer, num_warmup_steps: int, timescale: int | None = None, last_epoch: int = -1):
+def get_inverse_sqrt_schedule(optimizer: Optimizer, num_warmup_steps: int, timescale: int | None = None,
+                              last_epoch: int = -1) -> LambdaLR:
     """Linear warm-up from 0, then decay as ``1 / sqrt((step + shift) / timescale)``;
     ``timescale`` defaults to ``num_warmup_steps or 10_000``."""
     if timescale is None:
@@ -274,7 +286,7 @@ def get_inverse_sqrt_schedule(optimizer, num_warmup_steps: int, timescale: int |
     return LambdaLR(optimizer, lr_lambda, last_epoch=last_epoch)
 
 
-def _min_lr_rate(optimizer, min_lr, min_lr_rate):
+def _min_lr_rate(optimizer: Optimizer, min_lr: float | None, min_lr_rate: float | None) -> float:
     if min_lr is not None and min_lr_rate is not None:
         raise ValueError("Only one of min_lr or min_lr_rate should be set")
     elif min_lr is not None:
@@ -285,14 +297,14 @@ def _min_lr_rate(optimizer, min_lr, min_lr_rate):
 
 
 def get_cosine_with_min_lr_schedule_with_warmup(
-    optimizer,
+    optimizer: Optimizer,
     num_warmup_steps: int,
     num_training_steps: int,
     num_cycles: float = 0.5,
     last_epoch: int = -1,
     min_lr: float | None = None,
     min_lr_rate: float | None = None,
-):
+) -> LambdaLR:
     """Linear warm-up from 0, then cosine decay to ``min_lr`` (or ``min_lr_rate`` times the
     learning rate)."""
     min_lr_rate = _min_lr_rate(optimizer, min_lr, min_lr_rate)
@@ -307,7 +319,7 @@ def get_cosine_with_min_lr_schedule_with_warmup(
 
 
 def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
-    optimizer,
+    optimizer: Optimizer,
     num_warmup_steps: int,
     num_training_steps: int,
     num_cycles: float = 0.5,
@@ -315,7 +327,7 @@ def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
     min_lr: float | None = None,
     min_lr_rate: float | None = None,
     warmup_lr_rate: float | None = None,
-):
+) -> LambdaLR:
     """Warm-up from ``warmup_lr_rate`` (by default ``1 / num_warmup_steps``), then cosine
     decay to ``min_lr`` (or ``min_lr_rate`` times the learning rate)."""
     min_lr_rate = _min_lr_rate(optimizer, min_lr, min_lr_rate)
@@ -331,7 +343,7 @@ def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
 
 
 def get_wsd_schedule(
-    optimizer,
+    optimizer: Optimizer,
     num_warmup_steps: int,
     num_decay_steps: int,
     num_training_steps: int | None = None,
@@ -341,7 +353,7 @@ def get_wsd_schedule(
     min_lr_ratio: float = 0,
     num_cycles: float = 0.5,
     last_epoch: int = -1,
-):
+) -> LambdaLR:
     """Warmup-stable-decay: warm-up (``warmup_type``) from ``min_lr_ratio``, a stable
     phase, then decay (``decay_type``) to ``min_lr_ratio`` times the learning rate."""
     if num_training_steps is None and num_stable_steps is None:
@@ -355,7 +367,8 @@ def get_wsd_schedule(
     if decay_type not in ["linear", "cosine", "1-sqrt"]:
         raise ValueError(f"Unknown decay type: {decay_type}, expected 'linear', 'cosine' or '1-sqrt'")
     if num_stable_steps is None:
-        num_stable_steps = num_training_steps - num_warmup_steps - num_decay_steps
+        # (not None: one of the two is given, checked above)
+        num_stable_steps = num_training_steps - num_warmup_steps - num_decay_steps  # type: ignore[operator]
     lr_lambda = partial(
         _get_wsd_scheduler_lambda,
         num_warmup_steps=num_warmup_steps,
@@ -369,7 +382,7 @@ def get_wsd_schedule(
     return LambdaLR(optimizer, lr_lambda, last_epoch)
 
 
-def _transformers_optimization():
+def _transformers_optimization() -> Any:
     try:
         from transformers import optimization
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -377,12 +390,12 @@ def _transformers_optimization():
     return optimization
 
 
-def get_greedy_schedule(optimizer, **kwargs):
+def get_greedy_schedule(optimizer: Optimizer, **kwargs: Any) -> Any:
     """transformers' adaptive ``GreedyLR`` (needs transformers: the class is its own)."""
     return _transformers_optimization().GreedyLR(optimizer, **kwargs)
 
 
-def get_adafactor_schedule(optimizer, initial_lr=0.0):
+def get_adafactor_schedule(optimizer: Optimizer, initial_lr: float = 0.0) -> Any:
     """transformers' proxy schedule for its ``Adafactor`` optimizer (needs transformers)."""
     return _transformers_optimization().AdafactorSchedule(optimizer, initial_lr)
 
@@ -404,13 +417,13 @@ class SchedulerType(str, Enum):
     GREEDY = "greedy"
 
     @classmethod
-    def _missing_(cls, value):
+    def _missing_(cls, value: object) -> SchedulerType:
         raise ValueError(
             f"{value} is not a valid {cls.__name__}, please select one of {list(cls._value2member_map_.keys())}"
         )
 
 
-TYPE_TO_SCHEDULER_FUNCTION = {
+TYPE_TO_SCHEDULER_FUNCTION: dict[SchedulerType, Callable[..., Any]] = {
     SchedulerType.LINEAR: get_linear_schedule_with_warmup,
     SchedulerType.COSINE: get_cosine_schedule_with_warmup,
     SchedulerType.COSINE_WITH_RESTARTS: get_cosine_with_hard_restarts_schedule_with_warmup,
@@ -428,11 +441,11 @@ TYPE_TO_SCHEDULER_FUNCTION = {
 
 def get_scheduler(
     name: str | SchedulerType,
-    optimizer,
+    optimizer: Optimizer,
     num_warmup_steps: int | None = None,
     num_training_steps: int | None = None,
-    scheduler_specific_kwargs: dict | None = None,
-):
+    scheduler_specific_kwargs: dict[str, Any] | None = None,
+) -> Any:
     """Any of the schedules above by its name (transformers' ``get_scheduler``)."""
     name = SchedulerType(name)
     schedule_func = TYPE_TO_SCHEDULER_FUNCTION[name]
