@@ -9,8 +9,9 @@ import inspect
 import math
 import types
 import weakref
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -198,7 +199,10 @@ def overrides(obj: object, event: str) -> bool:
     return getattr(meth, "__func__", meth) is not getattr(Callback, "on_" + event)
 
 
-def uses_state(*keys):
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+
+def uses_state(*keys: str) -> Callable[[_H], _H]:
     """Declare the state keys a hook reads, so the handler passes just those (positionally).
 
     The hook keeps its `**kwargs`, so calling it with the whole state still works (as a
@@ -212,14 +216,14 @@ def uses_state(*keys):
     if unknown:
         raise ValueError(f"keys: {unknown} are not state keys; valid keys: {sorted(STATE_KEYS)}")
 
-    def mark(hook):
-        hook.state_keys = keys
+    def mark(hook: _H) -> _H:
+        hook.state_keys = keys  # type: ignore[attr-defined]  # a function's attribute
         return hook
 
     return mark
 
 
-def wanted_state(hook):
+def wanted_state(hook: Callable[..., Any]) -> tuple[str, ...] | None:
     """The state keys `hook` takes, in order, or None for the whole state as keywords.
 
     A hook marked with `uses_state`, or one naming only state keys and no `**kwargs`
@@ -241,13 +245,13 @@ def wanted_state(hook):
         params = inspect.signature(hook).parameters.values()
     except (TypeError, ValueError):
         return None
-    names = []
+    names: list[str] | None = []
     for p in params:
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or (
                 p.name not in STATE_KEYS and p.name not in _EVENT_KWARGS):
             names = None
             break
-        names.append(p.name)
+        names.append(p.name)  # type: ignore[union-attr]  # a list until the break
     wants = None if names is None else tuple(names)
     if isinstance(func, types.FunctionType):
         _WANTED[func] = wants
@@ -258,19 +262,19 @@ def wanted_state(hook):
 _WANTED: "weakref.WeakKeyDictionary[types.FunctionType, tuple[str, ...] | None]" = weakref.WeakKeyDictionary()
 
 
-def _reads_smooth_loss(hook):
+def _reads_smooth_loss(hook: Callable[..., Any]) -> bool:
     wants = wanted_state(hook)
     return wants is None or "smooth_loss" in wants
 
 
-def _set_batch(st, res):
+def _set_batch(st: dict[str, Any], res: Any) -> None:
     if not is_listy(res) or len(res) != 2:
         raise TypeError(f"on_batch_begin must return None, a dict or (xb, yb), got {type(res).__name__}")
     st["last_input"], st["last_target"] = res
 
 
-def _flag(key):
-    def rule(st, res):
+def _flag(key: str) -> Callable[[dict[str, Any], Any], None]:
+    def rule(st: dict[str, Any], res: Any) -> None:
         if res:
             st[key] = True
 
@@ -278,7 +282,7 @@ def _flag(key):
 
 
 # What a non-dict return value means, per event (the seed's rules; events absent here take only dicts).
-_RETURN_RULES = {
+_RETURN_RULES: dict[str, Callable[[dict[str, Any], Any], Any]] = {
     "batch_begin": _set_batch,
     "loss_begin": lambda st, res: st.__setitem__("last_output", res),
     "backward_begin": lambda st, res: st.__setitem__("last_loss", res),
@@ -289,7 +293,7 @@ _RETURN_RULES = {
 }
 
 
-def _init_state():
+def _init_state() -> dict[str, Any]:
     state = dict.fromkeys(STATE_KEYS)
     state.update(epoch=0, iteration=0, num_batch=0, train=True, stop_training=False, skip_validate=False,
                  smooth_losses=[])
@@ -300,7 +304,8 @@ def _init_state():
 class CallbackHandler:
     """Runs `callbacks` (sorted by `_order`) and `metrics` at each event, keeping their shared state."""
 
-    def __init__(self, callbacks=None, metrics=None, beta=0.98):
+    def __init__(self, callbacks: Sequence[Callback] | None = None, metrics: Sequence[Any] | None = None,
+                 beta: float = 0.98) -> None:
         callbacks = [] if callbacks is None else callbacks
         metrics = [] if metrics is None else metrics
         if not is_listy(callbacks):
@@ -315,19 +320,21 @@ class CallbackHandler:
         self.beta = beta
         self.smoothener = SmoothenValue(beta)  # per batch, on the device, for hooks that read it live
         self.loss_history = SmoothenValue(beta)  # per epoch, on the host: fastai's float64 formula exactly
-        self._epoch_losses, self._history_nan = [], False
+        self._epoch_losses: list[Any] = []
+        self._history_nan = False
         self.state_dict = _init_state()
-        self._dispatch_on = None
+        self._dispatch_on: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._rebuild()
 
-    def _rebuild(self):
+    def _rebuild(self) -> None:
         """Precompute, per event, the bound hooks to call (metrics first), with and without metrics."""
         for c in self.callbacks:
             if is_listy(c):  # `learn.callbacks.append([cb])`: fastai fails here too, with this text
                 raise TypeError(f"callbacks: '{type(c).__name__}' object has no attribute 'on_train_begin' "
                                 f"(a list inside the callbacks: use `callbacks.extend(...)`, not `append`)")
         self.callbacks.sort(key=lambda o: getattr(o, "_order", 0))
-        self._calls, self._owners = {}, {}
+        self._calls: dict[str, tuple[Any, Any]] = {}
+        self._owners: dict[int, str] = {}
         for ev in EVENTS:
             cbs = tuple(self._hook(c, ev) for c in self.callbacks if overrides(c, ev))
             mets = tuple(self._hook(m, ev) for m in self.metrics if overrides(m, ev))
@@ -337,7 +344,7 @@ class CallbackHandler:
         self._live_smoothing = any(_reads_smooth_loss(hook) for ev in _BATCH_EVENTS for hook, *_ in self._calls[ev][0])
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
 
-    def _hook(self, obj, event):
+    def _hook(self, obj: object, event: str) -> tuple[Callable[..., Any], Callable[[dict[str, Any]], Any] | None, int]:
         """`(hook, get, mode)`: how `_run` passes the state to the hook: mode 0, all of it as
         keywords; 1, the one value `get(state)`; 2, the values `*get(state)`; 3, nothing.
         Tuples rather than closures: one Python call per hook, not two."""
@@ -350,11 +357,12 @@ class CallbackHandler:
             return hook, None, 3
         return hook, itemgetter(*wants), 1 if len(wants) == 1 else 2
 
-    def _refresh(self):
+    def _refresh(self) -> None:
         if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):
             self._rebuild()
 
-    def _run(self, event, calls, kwargs=None):
+    def _run(self, event: str, calls: Iterable[tuple[Callable[..., Any], Any, int]],
+             kwargs: dict[str, Any] | None = None) -> None:
         st = self.state_dict
         for hook, get, mode in calls:
             state = {**st, **kwargs} if kwargs else st  # per hook: it sees what the previous one set
@@ -369,7 +377,7 @@ class CallbackHandler:
             if res is not None:
                 self._apply(event, hook, res)
 
-    def _apply(self, event, hook, res):
+    def _apply(self, event: str, hook: Callable[..., Any], res: Any) -> None:
         st = self.state_dict
         if type(res) is dict:
             for k, v in res.items():
@@ -387,14 +395,14 @@ class CallbackHandler:
             raise TypeError(f"{owner}.on_{event} may return None or a dict of state updates, got {type(res).__name__}")
         rule(st, res)
 
-    def __call__(self, cb_name, call_mets=True, **kwargs):
+    def __call__(self, cb_name: str, call_mets: bool = True, **kwargs: Any) -> None:
         """Call `on_<cb_name>` on the metrics (if `call_mets`) and callbacks that define it."""
         if cb_name not in EVENTS:
             raise ValueError(f"cb_name: unknown event {cb_name!r}; events are {EVENTS}")
         self._refresh()
         self._run(cb_name, self._calls[cb_name][1 if call_mets else 0], kwargs)
 
-    def set_dl(self, dl):
+    def set_dl(self, dl: Any) -> None:
         """Use `dl` next; if its dataset is a `Callback`, it joins the callbacks for that time."""
         old = getattr(self, "cb_dl", None)
         if old is not None:
@@ -406,7 +414,7 @@ class CallbackHandler:
             self.cb_dl = dataset
         self._refresh()
 
-    def on_train_begin(self, epochs, pbar, metrics, jump=True, **kwargs):
+    def on_train_begin(self, epochs: int, pbar: Any, metrics: list[Any], jump: bool = True, **kwargs: Any) -> None:
         """About to start learning for `epochs` epochs; if a hook set a start epoch, the callbacks
         `jump_to_epoch` (unless `jump=False`: `fit` resumes first, then calls `jump_to_epoch`)."""
         self._refresh()
@@ -422,7 +430,7 @@ class CallbackHandler:
             if jump:
                 self.jump_to_epoch(epoch)
 
-    def jump_to_epoch(self, epoch, skip=()):
+    def jump_to_epoch(self, epoch: int, skip: Iterable[Callback] = ()) -> None:
         """Call `jump_to_epoch(epoch)` on the callbacks, except those in `skip` (restored from a checkpoint)."""
         for cb in self.callbacks:
             if any(cb is s for s in skip):
@@ -431,14 +439,14 @@ class CallbackHandler:
             if jump_to is not None:
                 jump_to(epoch)
 
-    def on_epoch_begin(self):
+    def on_epoch_begin(self) -> None:
         """A new epoch starts."""
         self._refresh()
         st = self.state_dict
         st["num_batch"], st["stop_training"] = 0, False
         self._run("epoch_begin", self._calls["epoch_begin"][1])
 
-    def on_batch_begin(self, xb, yb, train=True):
+    def on_batch_begin(self, xb: Any, yb: Any, train: bool = True) -> tuple[Any, Any]:
         """Handle a new batch `xb`, `yb` (training or validation); returns the batch to use."""
         st = self.state_dict
         st["last_input"], st["last_target"], st["train"] = xb, yb, train
@@ -448,7 +456,7 @@ class CallbackHandler:
             self._run("batch_begin", calls)
         return st["last_input"], st["last_target"]
 
-    def on_loss_begin(self, out):
+    def on_loss_begin(self, out: Any) -> Any:
         """The model produced `out`; returns the output to compute the loss on."""
         st = self.state_dict
         st["last_output"] = out
@@ -457,7 +465,7 @@ class CallbackHandler:
             self._run("loss_begin", calls)
         return st["last_output"]
 
-    def on_backward_begin(self, loss):
+    def on_backward_begin(self, loss: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """Keep `loss` for the epoch's record and, when a hook reads it per batch, smooth it on its
         device; returns `(loss to backprop, skip_bwd)`."""
         st = self.state_dict
@@ -471,27 +479,27 @@ class CallbackHandler:
             self._run("backward_begin", calls)
         return st["last_loss"], st["skip_bwd"]
 
-    def smooth_live(self, value):
+    def smooth_live(self, value: torch.Tensor) -> None:
         """Smooth the detached loss `value` on its device into state `smooth_loss` (only when a
         batch hook reads it: `_live_smoothing`)."""
         self.smoothener.add_value(value.float() if value.dtype in _HALF else value)
         self.state_dict["smooth_loss"] = self.smoothener.smooth
 
-    def on_backward_end(self):
+    def on_backward_end(self) -> bool:
         """Gradients are computed; returns `skip_step`."""
         calls = self._calls["backward_end"][0]
         if calls:
             self._run("backward_end", calls)
         return self.state_dict["skip_step"]
 
-    def on_step_end(self):
+    def on_step_end(self) -> bool:
         """The optimizer stepped; returns `skip_zero`."""
         calls = self._calls["step_end"][0]
         if calls:
             self._run("step_end", calls)
         return self.state_dict["skip_zero"]
 
-    def on_batch_end(self, loss):
+    def on_batch_end(self, loss: torch.Tensor) -> bool:
         """A batch with `loss` is done; returns `stop_epoch`."""
         st = self.state_dict
         st["last_loss"] = loss
@@ -504,7 +512,7 @@ class CallbackHandler:
             st["num_batch"] += 1
         return st["stop_epoch"]
 
-    def on_epoch_end(self, val_loss):
+    def on_epoch_end(self, val_loss: Any) -> bool:
         """The epoch is done, with validation loss `val_loss` (None if not validated); returns `stop_training`.
 
         The epoch's smoothed training losses are computed now, in one host transfer: state
@@ -518,13 +526,13 @@ class CallbackHandler:
         st["epoch"] += 1
         return st["stop_training"]
 
-    def on_train_end(self, exception):
+    def on_train_end(self, exception: bool | BaseException) -> None:
         """Training ended; `exception` is False or the exception that stopped it."""
         self._refresh()
         self._record_losses()  # batches since the last epoch end, when training stopped mid-epoch
         self._run("train_end", self._calls["train_end"][1], {"exception": exception})
 
-    def _record_losses(self):
+    def _record_losses(self) -> None:
         """Smooth the training losses kept since the last call (one transfer to the host) into
         `smooth_losses`; from the first non-finite loss on, the average is NaN, as in fastai."""
         st, losses, self._epoch_losses = self.state_dict, self._epoch_losses, []
@@ -543,18 +551,18 @@ class CallbackHandler:
         st["smooth_losses"], st["smooth_loss"] = out, out[-1]
 
     @property
-    def training_state(self):
+    def training_state(self) -> "HandlerState":
         """The handler's own training state (the iteration count and the loss smoothers), with
         the `state_dict` / `check_state_dict` / `load_state_dict` protocol every stateful part
         of a checkpoint has (the handler's `state_dict` attribute is fastai's per-event state)."""
         return HandlerState(self)
 
     @property
-    def skip_validate(self):
+    def skip_validate(self) -> bool:
         """True when a callback asked to skip validation."""
         return self.state_dict["skip_validate"]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CallbackHandler(callbacks={self.callbacks!r}, metrics={self.metrics!r}, beta={self.beta!r})"
 
 
@@ -564,16 +572,16 @@ class HandlerState:
 
     _KEYS = ("iteration", "live", "history", "history_nan")
 
-    def __init__(self, handler):
+    def __init__(self, handler: CallbackHandler) -> None:
         self.handler = handler
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The iteration count and the smoothers' states."""
         h = self.handler
         return {"iteration": h.state_dict["iteration"], "live": h.smoothener.state_dict(),
                 "history": h.loss_history.state_dict(), "history_nan": h._history_nan}
 
-    def check_state_dict(self, state):
+    def check_state_dict(self, state: Any) -> list[SmoothenValue]:
         """The smoothers `state` describes, built aside; `StateError` naming the key if it doesn't fit."""
         beta = self.handler.beta
         if not isinstance(state, dict) or set(state) != set(self._KEYS):
@@ -586,8 +594,8 @@ class HandlerState:
         for key in ("live", "history"):
             sv = state[key]
             if not isinstance(sv, dict) or sv.get("beta") != beta:
-                got = sv.get("beta") if isinstance(sv, dict) else None
-                raise StateError(f"state[{key!r}]: smoothed with beta={got!r}, this handler's beta is {beta!r}")
+                their = sv.get("beta") if isinstance(sv, dict) else None
+                raise StateError(f"state[{key!r}]: smoothed with beta={their!r}, this handler's beta is {beta!r}")
             check_number(f"state[{key!r}]['n']", sv.get("n"), integer=True, minimum=0, error=StateError)
             for k in ("mov_avg", "smooth"):
                 v = sv.get(k)
@@ -603,7 +611,7 @@ class HandlerState:
             built.append(new)
         return built
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()`: checked and built aside first; a refused state changes nothing."""
         h = self.handler
         h.smoothener, h.loss_history = self.check_state_dict(state)
@@ -611,7 +619,7 @@ class HandlerState:
         h.state_dict["iteration"] = int(state["iteration"])
 
 
-def weighted_mean(values, weights):
+def weighted_mean(values: Any, weights: Any) -> np.float64 | None:
     """The `weights`-weighted mean of `values` (None when there are none), over the ranks of a
     process group when there is one (one collective).
 
@@ -654,19 +662,20 @@ class AverageMetric(Callback):
     epoch in the compiled `WeightedMean`, and `metric` holds the result (a float64).
     """
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[..., Any]) -> None:
         if not callable(func):
             raise TypeError(f"func: expected a callable metric, got {type(func).__name__}")
         self.func, self.name = func, func_name(func)
-        self.metric = None
-        self._vals, self._weights = [], []
+        self.metric: np.float64 | None = None
+        self._vals: list[Any] = []
+        self._weights: list[int] = []
 
-    def on_epoch_begin(self, **kwargs):
+    def on_epoch_begin(self, **kwargs: Any) -> None:
         """Forget the previous epoch's values."""
         self._vals, self._weights = [], []
 
     @uses_state("last_output", "last_target")
-    def on_batch_end(self, last_output, last_target, **kwargs):
+    def on_batch_end(self, last_output: Any, last_target: Any, **kwargs: Any) -> None:
         """Record the metric of this batch (a device tensor, not read here) and its size."""
         targets = last_target if is_listy(last_target) else [last_target]
         try:
@@ -679,17 +688,17 @@ class AverageMetric(Callback):
         self._weights.append(first_el(targets).shape[0])
 
     @property
-    def count(self):
+    def count(self) -> int:
         """The number of samples seen this epoch."""
         return sum(self._weights)
 
-    def _values(self):
+    def _values(self) -> np.ndarray:
         try:
             return host_floats(self._vals, f"metric {self.name!r}")
         except (RuntimeError, ValueError, TypeError) as e:
             raise ValueError(f"metric {self.name!r} must return one number per batch") from e
 
-    def on_epoch_end(self, last_metrics, **kwargs):
+    def on_epoch_end(self, last_metrics: list[Any] | None, **kwargs: Any) -> dict[str, list[Any]]:
         """Reduce the epoch's values once and append the mean to `last_metrics`.
 
         Under a process group the ranks' exact partial sums are merged (one collective per

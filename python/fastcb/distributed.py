@@ -18,7 +18,7 @@ import gc
 import itertools
 import os
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar, overload
 
 import torch
 import torch.distributed as dist
@@ -119,6 +119,14 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+@overload
+def all_merge(acc: WeightedMean, bad: float | None = None, n: None = None) -> WeightedMean: ...
+
+
+@overload
+def all_merge(acc: WeightedMean, bad: float | None, n: int) -> tuple[WeightedMean, float | None, int]: ...
 
 
 def all_merge(acc: WeightedMean, bad: float | None = None,

@@ -96,7 +96,7 @@ class InferenceMixin:
         loss_func: Any
         callbacks: list[Callback]
 
-        def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader: ...
+        def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None: ...
 
     def apply_dropout(self, m: nn.Module) -> None:
         """Switch modules whose class name contains 'dropout' to training mode (Monte-Carlo dropout)."""
@@ -124,7 +124,7 @@ class InferenceMixin:
         if not reconstruct:
             return res
         res = res.detach().cpu()
-        ds = self.dl(ds_type).dataset
+        ds = self.dl(ds_type).dataset  # type: ignore[union-attr]  # no such loader: AttributeError
         return [ds.reconstruct(o) for o in res] if hasattr(ds, "reconstruct") else list(res)
 
     def backward(self, item: Any) -> Any:
@@ -164,7 +164,7 @@ class InferenceMixin:
         Datasets with fastai's item-list API (`x.show_xyzs`) draw themselves; otherwise the
         tensors are printed, one row per item.
         """
-        n = min(rows, self.dl(ds_type).batch_size or rows)
+        n = min(rows, self.dl(ds_type).batch_size or rows)  # type: ignore[union-attr]  # no such loader: AttributeError
         rec = RecordOnCPU()
         self.callbacks.append(rec)
         try:
@@ -173,7 +173,7 @@ class InferenceMixin:
             self.callbacks.remove(rec)
         x, y = rec.input, rec.target
         n = min(n, len(preds))
-        ds = self.dl(ds_type).dataset
+        ds = self.dl(ds_type).dataset  # type: ignore[union-attr]  # no such loader: AttributeError
         if hasattr(getattr(ds, "x", None), "show_xyzs"):
             xs = [ds.x.reconstruct(_grab_idx(x, i)) for i in range(n)]
             ys = [ds.y.reconstruct(_grab_idx(y, i)) for i in range(n)]

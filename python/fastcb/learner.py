@@ -1,9 +1,14 @@
 """`Learner`: a model, its data, optimizer and loss, trained by `fit` with callbacks."""
 
+from __future__ import annotations
+
 import dataclasses
 import math
+import os
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +32,12 @@ from .optim import OptimWrapper
 from .settings import DEFAULT_LR, DEFAULT_WD, defaults
 from .train import TrainMixin
 
+if TYPE_CHECKING:
+    from torch.types import Device
+
+    from .data import DataBunch, DeviceDataLoader
+    from .inference import Activation
+
 __all__ = ["fit", "loss_batch", "validate", "get_preds", "Learner", "LearnerCallback", "AdamW", "DEFAULT_LR", "DEFAULT_WD"]
 
 #: fastai v1's default optimizer: Adam with betas (0.9, 0.99) (decoupled decay comes from `true_wd`).
@@ -36,10 +47,10 @@ AdamW = partial(torch.optim.Adam, betas=(0.9, 0.99))
 class _StartAt(Callback):
     """Start the fit at epoch `epoch` (`Learner.fit(..., start_epoch=epoch)`)."""
 
-    def __init__(self, epoch):
+    def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_train_begin(self, **kwargs):
+    def on_train_begin(self, **kwargs: Any) -> dict[str, Any]:
         """Set the epoch the handler starts from (then `fit` resumes there)."""
         return {"epoch": self.epoch}
 
@@ -53,9 +64,12 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
     #: set by the `Recorder` each `fit` creates (a `LearnerCallback` is an attribute of its learner)
     recorder: Recorder
 
-    def __init__(self, data, model, opt_func=AdamW, loss_func=None, metrics=None, true_wd=True, bn_wd=True,
-                 wd=DEFAULT_WD, train_bn=True, path=None, model_dir="models", callback_fns=None, callbacks=None,
-                 layer_groups=None, add_time=True, silent=None):
+    def __init__(self, data: DataBunch, model: nn.Module, opt_func: Callable[..., torch.optim.Optimizer] = AdamW,
+                 loss_func: Callable[..., Any] | None = None, metrics: Any = None, true_wd: bool = True,
+                 bn_wd: bool = True, wd: Any = DEFAULT_WD, train_bn: bool = True,
+                 path: str | os.PathLike[str] | None = None, model_dir: str | os.PathLike[str] = "models",
+                 callback_fns: Any = None, callbacks: Any = None, layer_groups: Sequence[nn.Module] | None = None,
+                 add_time: bool = True, silent: bool | None = None) -> None:
         if not hasattr(data, "train_dl"):
             raise TypeError(f"data: expected a DataBunch, got {type(data).__name__}")
         if not isinstance(model, nn.Module):
@@ -75,10 +89,10 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             self.callbacks += defaults.extra_callbacks
         self.callback_fns = [partial(Recorder, add_time=add_time, silent=silent)] + listify(callback_fns)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, opt_func={self.opt_func!r})"
 
-    def lr_range(self, lr):
+    def lr_range(self, lr: Any) -> Any:
         """Per-layer-group learning rates from `lr` (a `slice` spreads over the groups geometrically)."""
         if not isinstance(lr, slice):
             return lr
@@ -87,12 +101,13 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             return even_mults(lr.start, lr.stop, n)
         return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
 
-    def create_opt(self, lr, wd=0.0):
+    def create_opt(self, lr: Any, wd: Any = 0.0) -> None:
         """Create `self.opt` with `lr` and `wd` over the layer groups."""
         self.opt = OptimWrapper.create(self.opt_func, lr, self.layer_groups, wd=wd, true_wd=self.true_wd,
                                        bn_wd=self.bn_wd)
 
-    def fit(self, epochs, lr=DEFAULT_LR, wd=None, callbacks=None, start_epoch=None):
+    def fit(self, epochs: int, lr: Any = DEFAULT_LR, wd: Any = None, callbacks: Sequence[Callback] | None = None,
+            start_epoch: int | None = None) -> None:
         """Fit for `epochs` epochs at learning rate `lr` (number, slice or per-group array) and weight decay `wd`.
 
         With `start_epoch=k`, run epochs k to `epochs - 1` of that run: the callbacks jump to
@@ -118,7 +133,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             callbacks.append(DistributedTrainer(self))
         fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks)
 
-    def to_distributed(self, shuffle=None, seed=0, strategy="ddp", modules=None, **kwargs):
+    def to_distributed(self, shuffle: bool | None = None, seed: int = 0, strategy: str = "ddp",
+                       modules: Sequence[str | nn.Module] | None = None, **kwargs: Any) -> Learner:
         """Train under the initialised process group with `DistributedDataParallel` (`strategy="ddp"`,
         `kwargs` go to it) or FSDP2 (`strategy="fsdp"`, `kwargs` go to `fully_shard`).
 
@@ -146,8 +162,11 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         self.callback_fns.append(partial(DistributedTrainer, shuffle=shuffle, seed=seed, **kwargs))
         return self
 
-    def fit_one_cycle(self, cyc_len, max_lr=DEFAULT_LR, moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3,
-                      final_div=None, wd=None, callbacks=None, tot_epochs=None, start_epoch=None, on_device=False):
+    def fit_one_cycle(self, cyc_len: int, max_lr: Any = DEFAULT_LR,
+                      moms: float | list[float] | tuple[float, ...] = (0.95, 0.85), div_factor: float = 25.0,
+                      pct_start: float = 0.3, final_div: float | None = None, wd: Any = None,
+                      callbacks: Sequence[Callback] | None = None, tot_epochs: int | None = None,
+                      start_epoch: int | None = None, on_device: bool = False) -> None:
         """Fit for `cyc_len` epochs following the 1cycle policy (`OneCycleScheduler`); `start_epoch` as in `fit`;
         `on_device=True` steps the schedule on the device (no host write of hyper-parameters per batch)."""
         max_lr = self.lr_range(max_lr)
@@ -157,7 +176,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
                                            on_device=on_device))
         self.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks, start_epoch=start_epoch)
 
-    def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, wd=None):
+    def lr_find(self, start_lr: Any = 1e-7, end_lr: Any = 10, num_it: int = 100, stop_div: bool = True,
+                wd: Any = None) -> None:
         """Train with an exponentially growing learning rate for `num_it` batches (`LRFinder`), then restore the weights."""
         start_lr, end_lr = self.lr_range(start_lr), self.lr_range(end_lr)
         start_lr = np.array(start_lr) if isinstance(start_lr, (list, tuple)) else start_lr
@@ -166,7 +186,7 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         epochs = int(math.ceil(num_it / len(self.data.train_dl)))
         self.fit(epochs, start_lr, callbacks=[cb], wd=wd)
 
-    def split(self, split_on):
+    def split(self, split_on: Callable[[nn.Module], Sequence[Any]] | Sequence[Any]) -> Learner:
         """Split the model into layer groups at `split_on` (modules, or a function of the model returning them)."""
         if callable(split_on) and not isinstance(split_on, nn.Module):
             split_on = split_on(self.model)
@@ -175,7 +195,7 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         self.layer_groups = [g if isinstance(g, nn.Module) else nn.Sequential(*g) for g in split_on]
         return self
 
-    def freeze_to(self, n):
+    def freeze_to(self, n: int) -> None:
         """Freeze the layer groups before `n` (norm layers stay trainable when `train_bn`)."""
         for g in self.layer_groups[:n]:
             for layer in g.modules():
@@ -186,21 +206,21 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             g.requires_grad_(True)
         self.create_opt(DEFAULT_LR, self.wd)
 
-    def freeze(self):
+    def freeze(self) -> None:
         """Freeze all the layer groups but the last."""
         if len(self.layer_groups) < 2:
             raise ValueError("layer_groups: need at least two layer groups to freeze (see `split`)")
         self.freeze_to(-1)
 
-    def unfreeze(self):
+    def unfreeze(self) -> None:
         """Make every layer group trainable."""
         self.freeze_to(0)
 
-    def dl(self, ds_type=DatasetType.Valid):
+    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> DeviceDataLoader | None:
         """The data loader for `ds_type`."""
         return self.data.dl(ds_type)
 
-    def _target(self, file, create=False):
+    def _target(self, file: str | Path | IO[bytes] | None, create: bool = False) -> Path | IO[bytes]:
         if isinstance(file, (str, Path)):
             folder = self.path / self.model_dir
             if create:
@@ -210,7 +230,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             raise ValueError("file: give a name (saved as path/model_dir/<file>.pth) or a file-like object")
         return file
 
-    def save(self, file=None, return_path=False, with_opt=True, epoch=None):
+    def save(self, file: str | Path | IO[bytes] | None = None, return_path: bool = False, with_opt: bool = True,
+             epoch: int | None = None) -> Path | IO[bytes] | None:
         """Save to `path/model_dir/<file>.pth` (or a file-like object): the model's weights, or with
         `with_opt` a checkpoint to resume from exactly (see `fastcb.checkpoint`): model,
         optimizer, the running fit's schedulers and stateful callbacks, the Recorder, random states.
@@ -235,8 +256,9 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             checkpoint.write(state, target)
         return target if return_path else None
 
-    def load(self, file=None, device=None, strict=True, with_opt=None, purge=False, remove_module=False, *,
-             resume=True):
+    def load(self, file: str | Path | IO[bytes] | None = None, device: Device = None, strict: bool = True,
+             with_opt: bool | None = None, purge: bool = False, remove_module: bool = False, *,
+             resume: bool = True) -> Learner:
         """Load what `save` wrote: the model, and the optimizer unless `with_opt=False`.
 
         Everything is checked against this learner before anything is assigned: a truncated or
@@ -278,7 +300,7 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         self._resume = ck if resume and opt_state is not None and ck.resumable else None
         return self
 
-    def _load_sharded(self, folder, strict, with_opt, resume):
+    def _load_sharded(self, folder: Path, strict: bool, with_opt: bool | None, resume: bool) -> Learner:
         """`load` from a sharded checkpoint folder (`fastcb.sharded`): checked whole, then assigned."""
         from . import sharded
 
@@ -301,7 +323,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
             else None
         return self
 
-    def validate(self, dl=None, callbacks=None, metrics=None):
+    def validate(self, dl: Any = None, callbacks: Sequence[Callback] | None = None,
+                 metrics: Any = None) -> list[Any] | None:
         """`[valid_loss, *metrics]` of the model on `dl` (the validation set by default)."""
         dl = self.data.valid_dl if dl is None else dl
         metrics = self.metrics if metrics is None else metrics
@@ -312,7 +335,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         cb_handler.on_epoch_end(val_loss)
         return cb_handler.state_dict["last_metrics"]
 
-    def get_preds(self, ds_type=DatasetType.Valid, activ=None, with_loss=False, n_batch=None, pbar=None):
+    def get_preds(self, ds_type: DatasetType = DatasetType.Valid, activ: Activation | None = None, with_loss: bool = False,
+                  n_batch: int | None = None, pbar: Any = None) -> list[torch.Tensor]:
         """Predictions and targets (and per-item losses if `with_loss`) on `ds_type`, at most `n_batch` batches.
 
         The predictions go through `activ`, by default the loss function's activation as in

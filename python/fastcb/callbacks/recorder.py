@@ -1,6 +1,10 @@
 """`Recorder`: learning rates, momentums, losses and metrics of a training run, and their plots."""
 
+from __future__ import annotations
+
 import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,10 +17,15 @@ from ..optim import OptimWrapper
 from ..plotting import finish_figure, pyplot
 from ..progress import format_time
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..learner import Learner
+
 __all__ = ["Recorder"]
 
 
-def _to_host(values):
+def _to_host(values: list[Any]) -> list[Any]:
     """The one-number tensors and NumPy floats among `values` replaced (in place) by 0-dim float64
     CPU tensors, in one transfer from the device; other values (None, ints, floats, per-group
     arrays) stay. fastai's Recorder holds tensors, and code written for it calls `.item()` or
@@ -30,26 +39,26 @@ def _to_host(values):
     return values
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A recorded number as a Python float (None, ints and arrays stay)."""
     if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, np.floating):
         return float(value)
     return value
 
 
-def _host_tensor(value):
+def _host_tensor(value: Any) -> Any:
     """A loaded number as the 0-dim float64 CPU tensor the Recorder records (None, ints, arrays stay)."""
     if isinstance(value, (float, np.floating, torch.Tensor)):
         return torch.tensor(float(value), dtype=torch.float64)
     return value
 
 
-def _numpy_float(value):
+def _numpy_float(value: Any) -> np.float64 | None:
     """A validation loss as fastai's `validate` returns it: a NumPy float (None stays None)."""
     return value if value is None else np.float64(value)
 
 
-def _fmt(stat):
+def _fmt(stat: Any) -> str:
     if stat is None:
         return "#na#"
     if isinstance(stat, int):
@@ -70,17 +79,24 @@ class Recorder(LearnerCallback):
 
     _order = -10
 
-    def __init__(self, learn, add_time=True, silent=False):
+    def __init__(self, learn: Learner, add_time: bool = True, silent: bool = False) -> None:
         super().__init__(learn)
         if getattr(self.learn, "opt", None) is None:
             self.learn.create_opt(self.learn.lr_range(slice(3e-3)), self.learn.wd)
         self.opt = self.learn.opt
         self.train_dl = self.learn.data.train_dl
         self.no_val, self.silent, self.add_time = False, silent, add_time
-        self.losses, self.val_losses, self.lrs, self.moms, self.metrics, self.nb_batches = [], [], [], [], [], []
-        self.pbar, self.names, self.metrics_names = None, [], []
+        self.losses: list[Any] = []  # see the class doc for the types of the records
+        self.val_losses: list[Any] = []
+        self.lrs: list[Any] = []
+        self.moms: list[Any] = []
+        self.metrics: list[list[Any]] = []
+        self.nb_batches: list[int] = []
+        self.pbar: Any = None
+        self.names: list[str] = []
+        self.metrics_names: list[str] = []
 
-    def on_train_begin(self, pbar, metrics_names, **kwargs):
+    def on_train_begin(self, pbar: Any, metrics_names: list[str], **kwargs: Any) -> None:
         """Reset the records and write the table header."""
         self.pbar = pbar
         self.names = ["epoch", "train_loss"] if self.no_val else ["epoch", "train_loss", "valid_loss"]
@@ -95,7 +111,7 @@ class Recorder(LearnerCallback):
     #: The run's history; `names`, `add_time`, `silent` are configuration.
     state_attrs = ("losses", "val_losses", "lrs", "moms", "metrics", "nb_batches")
 
-    def check_state_value(self, key, value):
+    def check_state_value(self, key: str, value: Any) -> None:
         """Each record is a list: batch counts are ints; losses, lrs, moms numbers (or per-group arrays,
         or None where there was no value); `metrics` one list per epoch."""
         if not isinstance(value, (list, tuple)):
@@ -110,7 +126,7 @@ class Recorder(LearnerCallback):
             elif not _is_value(v):
                 raise StateError(f"state[{where!r}]: expected a number, got {type(v).__name__}")
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The history as plain numbers: each host tensor or NumPy float becomes a Python float."""
         state = super().state_dict()
         for key in ("losses", "val_losses"):
@@ -120,7 +136,7 @@ class Recorder(LearnerCallback):
             state["metrics"] = [[_plain(m) for m in ms] for ms in state["metrics"]]
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the history (checked first; lists are copied, losses and metrics as host tensors)."""
         self.check_state_dict(state)
         state = {k: list(v) for k, v in state.items()}
@@ -132,12 +148,12 @@ class Recorder(LearnerCallback):
             state["metrics"] = [[_host_tensor(m) for m in ms] for ms in state["metrics"]]
         vars(self).update(state)
 
-    def on_epoch_begin(self, **kwargs):
+    def on_epoch_begin(self, **kwargs: Any) -> None:
         """Note when the epoch started (wall-clock, for the table's time column)."""
         self.epoch_start_time = time.time()
 
     @uses_state("train")
-    def on_batch_begin(self, train, **kwargs):
+    def on_batch_begin(self, train: bool, **kwargs: Any) -> None:
         """Record the learning rate and momentum of this training batch."""
         if train:
             opt = self.opt
@@ -149,7 +165,7 @@ class Recorder(LearnerCallback):
                 self.lrs.append(opt.lr)
                 self.moms.append(opt.mom)
 
-    def on_epoch_end(self, epoch, num_batch, smooth_loss, smooth_losses, last_metrics, **kwargs):
+    def on_epoch_end(self, epoch: int, num_batch: int, smooth_loss: Any, smooth_losses: list[float], last_metrics: list[Any] | None, **kwargs: Any) -> None:
         """Record the epoch's smoothed losses (the handler brings them to the host once), the
         validation loss and the metrics."""
         self.nb_batches.append(num_batch)
@@ -166,15 +182,15 @@ class Recorder(LearnerCallback):
             self.metrics.append(list(last_metrics[1:]))
         self.format_stats([epoch, smooth_loss] + list(last_metrics))
 
-    def on_train_end(self, smooth_losses, **kwargs):
+    def on_train_end(self, smooth_losses: list[float], **kwargs: Any) -> None:
         """Keep the losses of a last, interrupted epoch."""
         self._add_losses(smooth_losses)
 
-    def _add_losses(self, smooth_losses):
+    def _add_losses(self, smooth_losses: list[float]) -> None:
         if smooth_losses:
             self.losses.extend(torch.tensor(smooth_losses, dtype=torch.float64).unbind())
 
-    def format_stats(self, stats):
+    def format_stats(self, stats: Sequence[Any]) -> None:
         """Write one row of the table (`stats` in the order of `names`)."""
         cells = [_fmt(s) for _, s in zip(self.names, stats)]
         if self.add_time:
@@ -182,25 +198,26 @@ class Recorder(LearnerCallback):
         if not self.silent and self.pbar is not None:
             self.pbar.write(cells, table=True)
 
-    def add_metric_names(self, names):
+    def add_metric_names(self, names: Iterable[str]) -> None:
         """Add `names` to the metric names (for callbacks that append their own metrics)."""
         self._added_met_names = list(getattr(self, "_added_met_names", [])) + list(names)
 
     # -- plots ----------------------------------------------------------------------------
     @staticmethod
-    def _split(vals, skip_start, skip_end):
+    def _split(vals: Any, skip_start: int, skip_end: int) -> Any:  # a list or an array, sliced
         return vals[skip_start:-skip_end] if skip_end > 0 else vals[skip_start:]
 
-    def _split_val(self, vals, skip_start, skip_end):
+    def _split_val(self, vals: Any, skip_start: int, skip_end: int) -> Any:  # a list or an array, sliced
         val_iter = np.cumsum(self.nb_batches)
         start = (val_iter - skip_start >= 0).nonzero()[0].min()
         end = (val_iter[-1] - val_iter - skip_end >= 0).nonzero()[0].max() + 1
         return vals[start:end] if skip_end > 0 else vals[start:]
 
-    def _losses(self):
+    def _losses(self) -> list[float]:
         return [float(v) for v in self.losses]
 
-    def plot_lr(self, show_moms=False, skip_start=0, skip_end=0, return_fig=None):
+    def plot_lr(self, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0,
+                return_fig: bool | None = None) -> Figure | None:
         """Plot the learning rate (and the momentum if `show_moms`) against iterations."""
         lrs = self._split(self.lrs, skip_start, skip_end)
         its = self._split(list(range(len(self.lrs))), skip_start, skip_end)
@@ -223,7 +240,8 @@ class Recorder(LearnerCallback):
         ax.legend()
         return finish_figure(fig, self.learn.path / "plot_lr.png", return_fig, self.silent)
 
-    def plot(self, skip_start=10, skip_end=5, suggestion=False, return_fig=None, show_grid=False, **kwargs):
+    def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False, return_fig: bool | None = None,
+             show_grid: bool = False, **kwargs: Any) -> Figure | None:
         """Plot loss against learning rate (log scale); with `suggestion`, mark the steepest descent
         (kept in `min_grad_lr`)."""
         lrs = _last_group(self._split(self.lrs, skip_start, skip_end))
@@ -253,7 +271,8 @@ class Recorder(LearnerCallback):
         ax.legend()
         return finish_figure(fig, self.learn.path / "plot.png", return_fig, self.silent)
 
-    def plot_losses(self, skip_start=0, skip_end=0, return_fig=None, show_grid=False):
+    def plot_losses(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None,
+                    show_grid: bool = False) -> Figure | None:
         """Plot training and validation losses against batches processed."""
         fig, ax = pyplot().subplots(1, 1, layout="constrained")
         losses = self._losses()
@@ -270,7 +289,8 @@ class Recorder(LearnerCallback):
         ax.legend()
         return finish_figure(fig, self.learn.path / "plot_losses.png", return_fig, self.silent)
 
-    def plot_metrics(self, skip_start=0, skip_end=0, return_fig=None, show_grid=False):
+    def plot_metrics(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None,
+                     show_grid: bool = False) -> Figure | None:
         """Plot each metric against batches processed."""
         if not self.metrics:
             raise ValueError("There are no metrics to plot (train with `metrics=` and validation data).")
@@ -289,7 +309,7 @@ class Recorder(LearnerCallback):
         return finish_figure(fig, self.learn.path / "plot_metrics.png", return_fig, self.silent)
 
 
-def _is_value(v):
+def _is_value(v: object) -> bool:
     """A recorded value: None, a number, a one-number tensor or a 1-D array of numbers (per layer group)."""
     if v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool)):
         return True
@@ -298,6 +318,6 @@ def _is_value(v):
     return isinstance(v, np.ndarray) and v.ndim <= 1 and v.dtype.kind in "iuf"
 
 
-def _last_group(vals):
+def _last_group(vals: Iterable[Any]) -> list[float]:
     """Per-layer-group arrays reduced to the last group's value (what fastai plots)."""
     return [float(np.asarray(v).reshape(-1)[-1]) if v is not None else np.nan for v in vals]

@@ -196,7 +196,7 @@ class SaveModelCallback(TrackerCallback):
                 warnings.warn(f"SaveModelCallback: epoch {epoch} was not saved ({e}); training goes on, the last "
                               f"file written is intact", NotSavedWarning, stacklevel=2)
             return None
-        return path
+        return path  # type: ignore[return-value]  # saved under a name: `save` returns its Path
 
     def on_epoch_end(self, epoch: int, **kwargs: Any) -> None:
         """Save if this epoch is the best so far (or every epoch)."""
