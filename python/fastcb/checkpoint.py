@@ -81,10 +81,10 @@ def encode(v, where="state"):
 class _Reader:
     """Walks untrusted data once: checks it is plain data within the bounds, decodes NumPy marks."""
 
-    def __init__(self) -> None:
+    def __init__(self):
         self.items = 0
 
-    def check(self, v, where, depth=0) -> None:
+    def check(self, v, where, depth=0):
         """Raise `CheckpointError` unless `v` is plain data within the bounds (tensors dense, numeric)."""
         self._count(where, depth)
         t = type(v)
@@ -114,7 +114,7 @@ class _Reader:
             return
         raise CheckpointError(f"{where}: a {t.__name__}, which is not plain data")
 
-    def _count(self, where, depth) -> None:
+    def _count(self, where, depth):
         self.items += 1
         if self.items > MAX_ITEMS:
             raise CheckpointError(f"{where}: more than {MAX_ITEMS} values in the file")
@@ -252,7 +252,7 @@ def _check_rng(state, where):
             "cuda": cuda}
 
 
-def set_rng_state(state, learn=None) -> None:
+def set_rng_state(state, learn=None):
     """Restore what `rng_state` returned (as `read_checkpoint` checked it)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -422,7 +422,7 @@ def _temp_name(target):
     return target.with_name(f".{target.name}.{host}-{os.getpid()}.tmp")
 
 
-def _sweep(folder) -> None:
+def _sweep(folder):
     """Remove the temporary files that saves on this host left behind when their process died (SIGKILL)."""
     host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
     for tmp in folder.glob(f".*.{host}-*.tmp"):
@@ -437,7 +437,7 @@ def _sweep(folder) -> None:
             pass  # another user's live process (or not a pid): not ours to remove
 
 
-def _fsync_dir(folder) -> None:
+def _fsync_dir(folder):
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -450,7 +450,7 @@ def _fsync_dir(folder) -> None:
         os.close(fd)
 
 
-def write(state, target) -> None:
+def write(state, target):
     """`torch.save(state, target)`, durably: to a path through a temporary file, flushed to disk, then
     renamed over `target` (never half-written) and the folder synced. Leftovers of saves killed
     mid-way are removed first. A failure raises `CheckpointWriteError` (an `OSError`; the previous
@@ -475,7 +475,7 @@ def write(state, target) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def check_model(model, sd, strict=True) -> None:
+def check_model(model, sd, strict=True):
     """Raise `CheckpointError` unless `model.load_state_dict(sd, strict)` would load every tensor."""
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -493,7 +493,7 @@ def check_model(model, sd, strict=True) -> None:
         raise CheckpointError(f"model: the checkpoint's dtypes don't fit the model's: {'; '.join(bad[:5])}")
 
 
-def check_opt(opt, sd) -> None:
+def check_opt(opt, sd):
     """Raise `CheckpointError` unless `opt.load_state_dict(sd)` would accept `sd` (the optimizer is untouched)."""
     try:
         opt.check_state_dict(sd)
@@ -501,7 +501,7 @@ def check_opt(opt, sd) -> None:
         raise CheckpointError(f"opt: {e}") from None
 
 
-def resume(learn, handler) -> None:
+def resume(learn, handler):
     """At the start of a fit, after `on_train_begin`: when the fit starts at epoch k > 0, continue the
     checkpoint `Learner.load` kept (it must be the one saved after epoch k-1), or else let the
     callbacks `jump_to_epoch(k)` (fastai's replay).

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -50,20 +50,21 @@ def _save(fig: Figure, path: Path) -> None:
 def _pick_lr(recorder: Recorder, fallback: float = 1e-2) -> tuple[Figure, float]:
     """fastai's suggestion (steepest descent of the smoothed loss), kept in a sane range."""
     n = len(recorder.lrs)  # fastai skips 10 + 5 points; short runs (tests) skip fewer
-    fig = recorder.plot(suggestion=n >= 4, return_fig=True, skip_start=min(10, n // 4), skip_end=min(5, n // 8))
+    fig = cast("Figure", recorder.plot(suggestion=n >= 4, return_fig=True, skip_start=min(10, n // 4),
+                                        skip_end=min(5, n // 8)))  # return_fig: the figure
     lr = float(getattr(recorder, "min_grad_lr", fallback))
     return fig, min(max(lr, 1e-4), 1.0)
 
 
 def _fit_plots(rec: Recorder) -> dict[str, Callable[[], Figure]]:
     """The plots of a (possibly interrupted) fit, by file name, as figure makers."""
-    plots: dict[str, Callable[[], Figure]] = {}
+    plots: dict[str, Callable[[], Figure]] = {}  # (with return_fig, each plot returns its figure)
     if rec.lrs:
-        plots["schedule.png"] = lambda: rec.plot_lr(show_moms=True, return_fig=True)
+        plots["schedule.png"] = lambda: cast("Figure", rec.plot_lr(show_moms=True, return_fig=True))
     if rec.losses:
-        plots["losses.png"] = lambda: rec.plot_losses(return_fig=True)
+        plots["losses.png"] = lambda: cast("Figure", rec.plot_losses(return_fig=True))
     if rec.metrics:
-        plots["metrics.png"] = lambda: rec.plot_metrics(return_fig=True)
+        plots["metrics.png"] = lambda: cast("Figure", rec.plot_metrics(return_fig=True))
     return plots
 
 
@@ -127,7 +128,7 @@ def run_demo(out: str | os.PathLike[str] = "fastcb-demo", epochs: int = 5, bs: i
 
     rec = learn.recorder
     final = dict(zip(rec.metrics_names, [float(v) for v in rec.metrics[-1]]))
-    result = {
+    result: dict[str, Any] = {
         "out": out,
         "lr": lr,
         "valid_loss": float(rec.val_losses[-1]),

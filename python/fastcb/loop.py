@@ -90,7 +90,7 @@ def train_batch(model, xb, yb, loss_func, opt, cb_handler):
     return st["stop_epoch"]
 
 
-def _check_scalar_loss(loss, loss_func) -> None:
+def _check_scalar_loss(loss, loss_func):
     """A training loss must be one number to backpropagate and record; say which function gave what."""
     if loss.numel() != 1:
         name = getattr(loss_func, "__name__", None) or repr(loss_func)
@@ -134,7 +134,7 @@ def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True
         return _weighted_mean(val_losses, nums)
 
 
-def fit(epochs, learn, callbacks=None, metrics=None) -> None:
+def fit(epochs, learn, callbacks=None, metrics=None):
     """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs.
 
     Progress bars and the table show on rank 0 only. A checkpoint kept by `learn.load` is

@@ -10,7 +10,6 @@ then norm/bias); an optimizer wrapped directly has one layer group per param gro
 import inspect
 import math
 import weakref
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ def _plain(v):
     return v
 
 
-def _assign(group, key, v) -> None:
+def _assign(group, key, v):
     """Set `group[key] = v`, filling tensor hyper-parameters in place (fused/capturable optimizers)."""
     cur = group.get(key)
     if isinstance(cur, torch.Tensor):
@@ -61,7 +60,7 @@ def _has_tensor(v):
     return isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(isinstance(c, torch.Tensor) for c in v))
 
 
-def _assign_fast(group, key, v) -> None:
+def _assign_fast(group, key, v):
     """`_assign`, with the common case (plain numbers in the group) first: this runs every batch."""
     cur = group.get(key)
     t = type(cur)
@@ -130,7 +129,7 @@ class OptimWrapper(GetAttr):
 
     _default = "opt"  # unknown attributes are the opt's
 
-    def __init__(self, opt, wd=0.0, true_wd=False, bn_wd=True, *, paired=False) -> None:
+    def __init__(self, opt, wd=0.0, true_wd=False, bn_wd=True, *, paired=False):
         if isinstance(opt, OptimWrapper):
             raise TypeError("opt: already an OptimWrapper; wrap its `.opt` instead")
         if not (hasattr(opt, "param_groups") and hasattr(opt, "step")):
@@ -200,13 +199,13 @@ class OptimWrapper(GetAttr):
         return f"OptimWrapper over {self.opt!r}.\nTrue weight decay: {self.true_wd}"
 
     # -- the optimizer's own methods --------------------------------------------------
-    def step(self, *args: Any, **kwargs: Any):
+    def step(self, *args, **kwargs):
         """Apply decoupled weight decay (if `true_wd`), then step the optimizer."""
         if self.true_wd and any(self._wd):
             self._decay()
         return self.opt.step(*args, **kwargs)
 
-    def _decay(self) -> None:
+    def _decay(self):
         main, norm = self._groups()
         with torch.no_grad():
             for i, wd in enumerate(self._wd):
@@ -219,12 +218,12 @@ class OptimWrapper(GetAttr):
                 if params:
                     torch._foreach_mul_(params, 1 - wd * lr)
 
-    def zero_grad(self, *args: Any, **kwargs: Any) -> None:
+    def zero_grad(self, *args, **kwargs):
         """Clear the gradients."""
         self.opt.zero_grad(*args, **kwargs)
 
 
-    def clear(self) -> None:
+    def clear(self):
         """Reset the optimizer's state (moments, buffers), keeping its hyper-parameters."""
         sd = self.opt.state_dict()
         sd["state"] = {}
@@ -238,7 +237,7 @@ class OptimWrapper(GetAttr):
                         "true_wd": self.true_wd, "bn_wd": self.bn_wd, "stats": dict(self._stats)}
         return sd
 
-    def load_state_dict(self, sd) -> None:
+    def load_state_dict(self, sd):
         """Restore a `state_dict()` (a plain torch optimizer state dict works too).
 
         The whole state is checked first (`check_state_dict`); a refused state raises `StateError`
@@ -379,7 +378,7 @@ class OptimWrapper(GetAttr):
         return self._bn_wd
 
     @bn_wd.setter
-    def bn_wd(self, val) -> None:
+    def bn_wd(self, val):
         if not val and not self.paired:
             raise ValueError("bn_wd: this optimizer has no separate norm/bias param groups; create it with bn_wd=False")
         self._bn_wd = bool(val)
@@ -397,7 +396,7 @@ class OptimWrapper(GetAttr):
         return v if type(v) is float else self._lr[-1]
 
     @lr.setter
-    def lr(self, val) -> None:
+    def lr(self, val):
         if type(val) is float:  # the per-batch case of schedulers: one number for every group
             for pg in self.opt.param_groups:
                 if type(pg.get("lr")) is float:  # `_assign_fast`'s common case, without its call
@@ -418,7 +417,7 @@ class OptimWrapper(GetAttr):
         return v if type(v) is float else self._mom[-1]
 
     @mom.setter
-    def mom(self, val) -> None:
+    def mom(self, val):
         if val is None or self._mom is None:
             return
         if type(val) is float:  # the per-batch case of schedulers: plain floats in every group
@@ -471,7 +470,7 @@ class OptimWrapper(GetAttr):
         return v if type(v) is float else self._beta[-1]
 
     @beta.setter
-    def beta(self, val) -> None:
+    def beta(self, val):
         if val is None or self._beta is None:
             return
         val = listify(val, self._beta)
@@ -487,7 +486,7 @@ class OptimWrapper(GetAttr):
         return v if type(v) is float else self._wd[-1]
 
     @wd.setter
-    def wd(self, val) -> None:
+    def wd(self, val):
         val = [_num(v) for v in listify(val, self._wd)]
         has_key = "weight_decay" in self.opt_keys
         if self.true_wd:
@@ -507,7 +506,7 @@ class OptimWrapper(GetAttr):
             return getattr(self, name)
         return self._stats[name][-1]
 
-    def set_stat(self, name, value) -> None:
+    def set_stat(self, name, value):
         """Set hyper-parameter `name` (one value or one per layer group)."""
         if name in ("lr", "mom", "beta", "wd"):
             setattr(self, name, value)
@@ -522,7 +521,7 @@ class OptimWrapper(GetAttr):
         pgs = self.opt.param_groups
         return pgs[-2] if self.paired else pgs[-1]
 
-    def _sync(self) -> None:
+    def _sync(self):
         """Take into `_lr`, `_mom`, `_beta` the plain-float values the param groups hold now (a
         scheduler or the user may write them directly). The host copy stays where a group holds a
         tensor: reading that would wait on the device, and whoever wrote it keeps the copy."""
@@ -543,11 +542,11 @@ class OptimWrapper(GetAttr):
         pgs = self.opt.param_groups
         return (pgs[::2], pgs[1::2]) if self.paired else (pgs, ())
 
-    def _set_norm(self, key, v) -> None:
+    def _set_norm(self, key, v):
         for pg in self._groups()[1]:
             _assign(pg, key, v)
 
-    def _own_tensors(self) -> None:
+    def _own_tensors(self):
         """Give each param group its own tensor hyper-parameters (torch shares the default's tensor)."""
         seen = set()
         for pg in self.opt.param_groups:
@@ -557,7 +556,7 @@ class OptimWrapper(GetAttr):
                         pg[k] = v.clone()
                     seen.add(id(pg[k]))
 
-    def read_defaults(self) -> None:
+    def read_defaults(self):
         """Read the hyper-parameters from the optimizer's param groups."""
         keys = self.opt_keys
         n = len(self._groups()[0])
