@@ -414,7 +414,8 @@ class CallbackHandler:
             self.cb_dl = dataset
         self._refresh()
 
-    def on_train_begin(self, epochs: int, pbar: Any, metrics: list[Any], jump: bool = True, **kwargs: Any) -> None:
+    def on_train_begin(self, epochs: int, pbar: Any, metrics: Sequence[Any] | None, jump: bool = True,
+                       **kwargs: Any) -> None:
         """About to start learning for `epochs` epochs; if a hook set a start epoch, the callbacks
         `jump_to_epoch` (unless `jump=False`: `fit` resumes first, then calls `jump_to_epoch`)."""
         self._refresh()

@@ -63,6 +63,8 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
 
     #: set by the `Recorder` each `fit` creates (a `LearnerCallback` is an attribute of its learner)
     recorder: Recorder
+    #: the handler of the running (or last) fit, set by `fit` (what `save` checkpoints)
+    cb_handler: CallbackHandler
 
     def __init__(self, data: DataBunch, model: nn.Module, opt_func: Callable[..., torch.optim.Optimizer] = AdamW,
                  loss_func: Callable[..., Any] | None = None, metrics: Any = None, true_wd: bool = True,
@@ -344,5 +346,6 @@ class Learner(FitV2Mixin, InferenceMixin, LifecycleMixin, TrainMixin):
         """
         loss_func = self.loss_func if with_loss else None
         activ = loss_func2activ(self.loss_func) if activ is None else activ
-        return get_preds(self.model, self.dl(ds_type), pbar=pbar, cb_handler=CallbackHandler(self.callbacks),
+        # (no such loader: an error, as before)
+        return get_preds(self.model, self.dl(ds_type), pbar=pbar, cb_handler=CallbackHandler(self.callbacks),  # type: ignore[arg-type]
                          activ=activ, loss_func=loss_func, n_batch=n_batch, quiet=self.silent)

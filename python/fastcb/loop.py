@@ -1,6 +1,10 @@
 """The training loop: `fit` over epochs, `loss_batch` for one batch, `validate` and `get_preds`."""
 
+from __future__ import annotations
+
 import copy
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,10 +15,18 @@ from ._utils import check_number, first_el, host_floats, to_detach
 from .callback import CallbackHandler, weighted_mean
 from .progress import end_interrupted, master_bar, progress_bar
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .callback import Callback
+    from .inference import Activation
+    from .learner import Learner
+
 __all__ = ["fit", "loss_batch", "validate", "get_preds"]
 
 
-def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
+def loss_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., torch.Tensor] | None = None, opt: Any = None,
+               cb_handler: CallbackHandler | None = None) -> Any:
     """Forward `xb`; with `loss_func`, compute the loss and, with `opt`, backprop and step. Returns the detached loss."""
     if cb_handler is None:
         cb_handler = CallbackHandler()
@@ -39,7 +51,8 @@ def loss_batch(model, xb, yb, loss_func=None, opt=None, cb_handler=None):
     return loss.detach()
 
 
-def train_batch(model, xb, yb, loss_func, opt, cb_handler):
+def train_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., torch.Tensor], opt: Any,
+                cb_handler: CallbackHandler) -> bool:
     """One training batch as `fit` runs it: `cb_handler.on_batch_begin(xb, yb)`, `loss_batch(...)`
     and `cb_handler.on_batch_end(loss)` in one call. The same events reach the same hooks with
     the same state and return-value rules; an event no callback defines costs one test, not a
@@ -90,7 +103,7 @@ def train_batch(model, xb, yb, loss_func, opt, cb_handler):
     return st["stop_epoch"]
 
 
-def _check_scalar_loss(loss, loss_func):
+def _check_scalar_loss(loss: torch.Tensor, loss_func: Any) -> None:
     """A training loss must be one number to backpropagate and record; say which function gave what."""
     if loss.numel() != 1:
         name = getattr(loss_func, "__name__", None) or repr(loss_func)
@@ -100,14 +113,16 @@ def _check_scalar_loss(loss, loss_func):
                          "reduce it to one number per batch (reduction='mean', or .mean())")
 
 
-def _weighted_mean(losses, nums):
+def _weighted_mean(losses: list[Any], nums: list[int]) -> np.float64 | None:
     """The batch-size-weighted mean of per-batch device losses: one host transfer, exact sum
     (`weighted_mean`: merged over the ranks of a process group; non-finite losses give nan/inf)."""
     vals = host_floats(losses, "loss_func: the validation losses (one reduced loss per batch, to be averaged)")
     return weighted_mean(vals, np.asarray(nums, dtype=np.float64))
 
 
-def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True, n_batch=None, quiet=False):
+def validate(model: nn.Module, dl: Iterable[Any], loss_func: Callable[..., torch.Tensor] | None = None,
+             cb_handler: CallbackHandler | None = None, pbar: Any = None, average: bool = True, n_batch: int | None = None,
+             quiet: bool = False) -> Any:
     """Run `model` on `dl` in eval mode; the weighted mean loss if `average`, else the per-batch results.
 
     Under a process group the mean loss is over every rank's batches (call it on every rank).
@@ -134,7 +149,8 @@ def validate(model, dl, loss_func=None, cb_handler=None, pbar=None, average=True
         return _weighted_mean(val_losses, nums)
 
 
-def fit(epochs, learn, callbacks=None, metrics=None):
+def fit(epochs: int, learn: Learner, callbacks: Sequence[Callback] | None = None,
+        metrics: Sequence[Any] | None = None) -> None:
     """Train `learn.model` on `learn.data` with `learn.opt` and `learn.loss_func` for `epochs` epochs.
 
     Progress bars and the table show on rank 0 only. A checkpoint kept by `learn.load` is
@@ -147,7 +163,7 @@ def fit(epochs, learn, callbacks=None, metrics=None):
     learn.cb_handler = cb_handler  # what `learn.save` checkpoints
     quiet = getattr(learn, "silent", False) or not fdist.is_main_process()
     pbar = master_bar(range(epochs), quiet=quiet)
-    exception = False
+    exception: bool | BaseException = False
     try:  # on_train_end runs whenever on_train_begin started, even if one of its hooks raised
         cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics, jump=False)
         checkpoint.resume(learn, cb_handler)  # at a start epoch: the checkpoint kept by `load`, or the callbacks jump
@@ -168,7 +184,7 @@ def fit(epochs, learn, callbacks=None, metrics=None):
                     break
             if not cb_handler.skip_validate and not learn.data.empty_val:
                 # the bare module: under DDP ranks may have different numbers of validation batches
-                val_loss = validate(fdist.unwrap(learn.model), learn.data.valid_dl, loss_func=learn.loss_func,
+                val_loss = validate(fdist.unwrap(learn.model), learn.data.valid_dl, loss_func=learn.loss_func,  # type: ignore[arg-type]  # not empty_val: there is one
                                     cb_handler=cb_handler, pbar=pbar)
             else:
                 val_loss = None
@@ -183,7 +199,9 @@ def fit(epochs, learn, callbacks=None, metrics=None):
         cb_handler.on_train_end(exception)
 
 
-def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None, n_batch=None, quiet=False):
+def get_preds(model: nn.Module, dl: Iterable[Any], pbar: Any = None, cb_handler: CallbackHandler | None = None,
+              activ: Activation | None = None, loss_func: Callable[..., torch.Tensor] | None = None,
+              n_batch: int | None = None, quiet: bool = False) -> list[torch.Tensor]:
     """`[predictions, targets]` (and per-item losses with `loss_func`) over `dl`, on the CPU.
 
     `activ` is applied to the predictions (after the losses are computed on the raw outputs).
@@ -194,7 +212,7 @@ def get_preds(model, dl, pbar=None, cb_handler=None, activ=None, loss_func=None,
         reduction = getattr(loss_func, "reduction", None)
         if reduction is not None:
             loss_func = copy.copy(loss_func)
-            loss_func.reduction = "none"
+            loss_func.reduction = "none"  # type: ignore[attr-defined]  # it has one: read above
             res.append(loss_func(res[0], res[1]))
         else:
             res.append(loss_func(res[0], res[1], reduction="none"))
