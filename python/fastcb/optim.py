@@ -7,12 +7,17 @@ parameters. Optimizers built by `create` hold two param groups per layer group (
 then norm/bias); an optimizer wrapped directly has one layer group per param group.
 """
 
+from __future__ import annotations
+
 import inspect
 import math
 import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ._utils import GetAttr, listify, split_no_wd_params, trainable_params
 from .errors import StateError
@@ -22,7 +27,7 @@ __all__ = ["OptimWrapper"]
 _RESERVED = ("params", "lr", "momentum", "alpha", "betas", "weight_decay")
 
 
-def _num(v):
+def _num(v: Any) -> Any:
     """NumPy and Python numbers become floats; tensors (and anything else) stay as they are."""
     t = type(v)
     if t is float:
@@ -32,14 +37,14 @@ def _num(v):
     return v
 
 
-def _plain(v):
+def _plain(v: Any) -> Any:
     """A hyper-parameter read out of a group, as a float when it is a one-element tensor."""
     if isinstance(v, torch.Tensor) and v.numel() == 1:
         return float(v)  # read once (construction / load), never per step
     return v
 
 
-def _assign(group, key, v):
+def _assign(group: dict[str, Any], key: str, v: Any) -> None:
     """Set `group[key] = v`, filling tensor hyper-parameters in place (fused/capturable optimizers)."""
     cur = group.get(key)
     if isinstance(cur, torch.Tensor):
@@ -56,13 +61,13 @@ def _assign(group, key, v):
         group[key] = v
 
 
-def _has_tensor(v):
+def _has_tensor(v: object) -> bool:
     return isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(isinstance(c, torch.Tensor) for c in v))
 
 
-def _assign_fast(group, key, v):
+def _assign_fast(group: dict[str, Any], key: str, v: Any) -> None:
     """`_assign`, with the common case (plain numbers in the group) first: this runs every batch."""
-    cur = group.get(key)
+    cur: Any = group.get(key)
     t = type(cur)
     if t is float or (t is tuple and type(cur[0]) is float and type(cur[1]) is float):
         group[key] = v
@@ -70,7 +75,7 @@ def _assign_fast(group, key, v):
         _assign(group, key, v)
 
 
-def _check_hyper(v, where):
+def _check_hyper(v: Any, where: str) -> Any:
     """`v` as a float if it is a finite, non-negative number (or a one-element tensor); else `StateError`."""
     if isinstance(v, torch.Tensor):
         if v.numel() != 1 or v.is_complex():
@@ -85,7 +90,7 @@ def _check_hyper(v, where):
     return v if isinstance(v, torch.Tensor) else x
 
 
-def _lr_needs_value(opt_func):
+def _lr_needs_value(opt_func: Callable[..., Any]) -> bool:
     """True when `opt_func` has an `lr` parameter without a default (asked once per `opt_func`:
     a signature costs tens of microseconds, and every fit may build an optimizer)."""
     try:
@@ -105,7 +110,7 @@ def _lr_needs_value(opt_func):
     return needs
 
 
-_LR_NEEDS_VALUE: "weakref.WeakKeyDictionary[object, bool]" = weakref.WeakKeyDictionary()
+_LR_NEEDS_VALUE: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
 
 
 class OptimWrapper(GetAttr):
@@ -128,8 +133,15 @@ class OptimWrapper(GetAttr):
     """
 
     _default = "opt"  # unknown attributes are the opt's
+    # the hyper-parameters per layer group, as set (`read_defaults`, the setters)
+    _lr: list[Any]
+    _mom: list[Any] | None
+    _beta: list[Any] | None
+    _wd: list[Any]
+    _stats: dict[str, list[Any]]
 
-    def __init__(self, opt, wd=0.0, true_wd=False, bn_wd=True, *, paired=False):
+    def __init__(self, opt: torch.optim.Optimizer, wd: Any = 0.0, true_wd: bool = False, bn_wd: bool = True, *,
+                 paired: bool = False) -> None:
         if isinstance(opt, OptimWrapper):
             raise TypeError("opt: already an OptimWrapper; wrap its `.opt` instead")
         if not (hasattr(opt, "param_groups") and hasattr(opt, "step")):
@@ -138,7 +150,7 @@ class OptimWrapper(GetAttr):
             raise ValueError("paired: needs an even number of param groups (decayed, norm/bias) per layer group")
         self.opt, self.true_wd, self.paired = opt, bool(true_wd), paired
         self._bn_wd = bool(bn_wd)
-        self.opt_func = type(opt)
+        self.opt_func: Callable[..., torch.optim.Optimizer] = type(opt)
         self.opt_keys = [k for k in opt.param_groups[0] if k != "params"]
         self._momentum_key = "momentum" in self.opt_keys  # else betas[0] (asked every batch by `mom =`)
         self._own_tensors()
@@ -146,7 +158,8 @@ class OptimWrapper(GetAttr):
         self.wd = wd
 
     @classmethod
-    def create(cls, opt_func, lr, layer_groups, wd=0.0, true_wd=False, bn_wd=True):
+    def create(cls, opt_func: Callable[..., torch.optim.Optimizer], lr: Any, layer_groups: Sequence[nn.Module],
+               wd: Any = 0.0, true_wd: bool = False, bn_wd: bool = True) -> OptimWrapper:
         """Build `opt_func` over `layer_groups` and set `lr` per layer group.
 
         With `bn_wd=False` each layer group gets two param groups (decayed, then norm/bias, never
@@ -162,21 +175,22 @@ class OptimWrapper(GetAttr):
         return cls._build(opt_func, [{"params": p} for p in split], lr, wd, true_wd, bn_wd)
 
     @classmethod
-    def _build(cls, opt_func, groups, lr, wd, true_wd, bn_wd, paired=True):
+    def _build(cls, opt_func: Callable[..., torch.optim.Optimizer], groups: list[dict[str, Any]], lr: Any, wd: Any,
+               true_wd: bool, bn_wd: bool, paired: bool = True) -> OptimWrapper:
         if _lr_needs_value(opt_func):
             groups = [{**g, "lr": 0.0} for g in groups]
         res = cls(opt_func(groups), wd=wd, true_wd=true_wd, bn_wd=bn_wd, paired=paired)
         res.lr, res.opt_func = listify(lr, len(groups) // 2 if paired else len(groups)), opt_func
         return res
 
-    def _copy_hypers_to(self, res):
+    def _copy_hypers_to(self, res: OptimWrapper) -> OptimWrapper:
         res.mom, res.beta = self.mom, self.beta
         for k, v in self._stats.items():
             if k in res._stats and isinstance(v[-1], float):
                 res.set_stat(k, v[-1])
         return res
 
-    def new(self, layer_groups, split_no_wd=True):
+    def new(self, layer_groups: Sequence[nn.Module], split_no_wd: bool = True) -> OptimWrapper:
         """A new `OptimWrapper` over `layer_groups` with the same optimizer and hyper-parameters."""
         if split_no_wd:
             res = self.create(self.opt_func, self.lr, layer_groups, self.wd, self.true_wd, self.bn_wd)
@@ -186,7 +200,7 @@ class OptimWrapper(GetAttr):
             res.lr, res.opt_func = self.lr, self.opt_func
         return self._copy_hypers_to(res)
 
-    def new_with_params(self, param_groups):
+    def new_with_params(self, param_groups: Sequence[Any]) -> OptimWrapper:
         """A new `OptimWrapper` over `param_groups` (decayed, norm/bias pairs) with the same hyper-parameters."""
         groups = [{"params": list(p)} for p in param_groups]
         self._sync()
@@ -195,17 +209,17 @@ class OptimWrapper(GetAttr):
                           self._wd if same else self.wd, self.true_wd, self.bn_wd)
         return self._copy_hypers_to(res)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"OptimWrapper over {self.opt!r}.\nTrue weight decay: {self.true_wd}"
 
     # -- the optimizer's own methods --------------------------------------------------
-    def step(self, *args, **kwargs):
+    def step(self, *args: Any, **kwargs: Any) -> Any:
         """Apply decoupled weight decay (if `true_wd`), then step the optimizer."""
         if self.true_wd and any(self._wd):
             self._decay()
         return self.opt.step(*args, **kwargs)
 
-    def _decay(self):
+    def _decay(self) -> None:
         main, norm = self._groups()
         with torch.no_grad():
             for i, wd in enumerate(self._wd):
@@ -218,18 +232,18 @@ class OptimWrapper(GetAttr):
                 if params:
                     torch._foreach_mul_(params, 1 - wd * lr)
 
-    def zero_grad(self, *args, **kwargs):
+    def zero_grad(self, *args: Any, **kwargs: Any) -> None:
         """Clear the gradients."""
         self.opt.zero_grad(*args, **kwargs)
 
 
-    def clear(self):
+    def clear(self) -> None:
         """Reset the optimizer's state (moments, buffers), keeping its hyper-parameters."""
         sd = self.opt.state_dict()
         sd["state"] = {}
         self.opt.load_state_dict(sd)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The optimizer's state dict plus this wrapper's hyper-parameters (key `'fastcb'`)."""
         sd = self.opt.state_dict()
         self._sync()
@@ -237,7 +251,7 @@ class OptimWrapper(GetAttr):
                         "true_wd": self.true_wd, "bn_wd": self.bn_wd, "stats": dict(self._stats)}
         return sd
 
-    def load_state_dict(self, sd):
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
         """Restore a `state_dict()` (a plain torch optimizer state dict works too).
 
         The whole state is checked first (`check_state_dict`); a refused state raises `StateError`
@@ -273,7 +287,7 @@ class OptimWrapper(GetAttr):
             self.beta = list(self._beta)
         self.wd = list(self._wd)
 
-    def check_state_dict(self, sd):
+    def check_state_dict(self, sd: Any) -> tuple[dict[str, Any], Any]:
         """`(torch_state_dict, fastcb_part or None)` if `load_state_dict(sd)` would accept `sd`; else `StateError`
         naming the part that doesn't fit this wrapper (its optimizer type, groups and parameters)."""
         if not isinstance(sd, dict):
@@ -315,7 +329,7 @@ class OptimWrapper(GetAttr):
                     _check_hyper(b, "sd['param_groups'][...]['betas']")
         return sd, None if extra is None else self._check_extra(extra, set(groups[0]) | set(self.opt_keys))
 
-    def _check_extra(self, extra, keys_in_groups):
+    def _check_extra(self, extra: Any, keys_in_groups: set[str]) -> dict[str, Any]:
         """The wrapper's part of a state dict, validated with the constructor's and setters' rules."""
         if not isinstance(extra, dict):
             raise StateError(f"sd['fastcb']: expected a dict, got {type(extra).__name__}")
@@ -325,7 +339,7 @@ class OptimWrapper(GetAttr):
                              f"unknown {sorted(set(extra) - keys, key=str)}")
         n = len(self._groups()[0])
 
-        def values(name, optional=False):
+        def values(name: str, optional: bool = False) -> list[Any] | None:
             v = extra[name]
             if v is None and optional:
                 return None
@@ -335,7 +349,7 @@ class OptimWrapper(GetAttr):
                 raise StateError(f"sd['fastcb'][{name!r}]: expected {n} values (one per layer group), got {v!r}")
             return [_check_hyper(x, f"sd['fastcb'][{name!r}]") for x in v]
 
-        out = {"lr": values("lr"), "mom": values("mom", True), "beta": values("beta", True), "wd": values("wd")}
+        out: dict[str, Any] = {"lr": values("lr"), "mom": values("mom", True), "beta": values("beta", True), "wd": values("wd")}
         for name, has in (("mom", self._mom is not None), ("beta", self._beta is not None)):
             if (out[name] is None) == has:
                 raise StateError(f"sd['fastcb'][{name!r}]: {extra[name]!r} doesn't fit a {type(self.opt).__name__}")
@@ -357,14 +371,14 @@ class OptimWrapper(GetAttr):
         out["stats"] = {k: list(v) for k, v in stats.items()}
         return out
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The wrapper's state minus the layer groups (fastai v1's export format)."""
         self._sync()
         return {"opt_state": self.opt.state_dict(), "lr": self._lr, "wd": self._wd, "beta": self._beta,
                 "mom": self._mom, "opt_func": self.opt_func, "true_wd": self.true_wd, "bn_wd": self.bn_wd}
 
     @classmethod
-    def load_with_state_and_layer_group(cls, state, layer_groups):
+    def load_with_state_and_layer_group(cls, state: dict[str, Any], layer_groups: Sequence[nn.Module]) -> OptimWrapper:
         """Rebuild from `get_state()` over `layer_groups`."""
         res = cls.create(state["opt_func"], state["lr"], layer_groups, wd=state["wd"],
                          true_wd=state["true_wd"], bn_wd=state["bn_wd"])
@@ -373,30 +387,30 @@ class OptimWrapper(GetAttr):
         return res
 
     @property
-    def bn_wd(self):
+    def bn_wd(self) -> bool:
         """Whether norm and bias parameters get weight decay."""
         return self._bn_wd
 
     @bn_wd.setter
-    def bn_wd(self, val):
+    def bn_wd(self, val: bool) -> None:
         if not val and not self.paired:
             raise ValueError("bn_wd: this optimizer has no separate norm/bias param groups; create it with bn_wd=False")
         self._bn_wd = bool(val)
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
         """The number of parameter tensors."""
         return sum(len(pg["params"]) for pg in self.opt.param_groups)
 
     # -- hyper-parameters ---------------------------------------------------------------
     @property
-    def lr(self):
+    def lr(self) -> Any:
         """Learning rate of the last layer group: its param group's, as the optimizer steps with it."""
         v = self._last_group().get("lr")
         return v if type(v) is float else self._lr[-1]
 
     @lr.setter
-    def lr(self, val):
+    def lr(self, val: Any) -> None:
         if type(val) is float:  # the per-batch case of schedulers: one number for every group
             for pg in self.opt.param_groups:
                 if type(pg.get("lr")) is float:  # `_assign_fast`'s common case, without its call
@@ -408,7 +422,7 @@ class OptimWrapper(GetAttr):
         self._lr = self.set_val("lr", listify(val, self._lr))
 
     @property
-    def mom(self):
+    def mom(self) -> Any:
         """Momentum (`momentum` or `betas[0]`); None when the optimizer has neither."""
         if self._mom is None:
             return None
@@ -417,7 +431,7 @@ class OptimWrapper(GetAttr):
         return v if type(v) is float else self._mom[-1]
 
     @mom.setter
-    def mom(self, val):
+    def mom(self, val: Any) -> None:
         if val is None or self._mom is None:
             return
         if type(val) is float:  # the per-batch case of schedulers: plain floats in every group
@@ -447,7 +461,7 @@ class OptimWrapper(GetAttr):
         else:
             self._mom = [v for v, _ in self.set_val("betas", (val, self._beta))]
 
-    def lr_mom(self):
+    def lr_mom(self) -> tuple[Any, Any]:
         """`(lr, mom)` as the `lr` and `mom` properties read them, in one call (the Recorder asks
         every training batch)."""
         pgs = self.opt.param_groups
@@ -461,7 +475,7 @@ class OptimWrapper(GetAttr):
         return lr, mom if type(mom) is float else self._mom[-1]
 
     @property
-    def beta(self):
+    def beta(self) -> Any:
         """Second moment decay (`betas[1]` or `alpha`); None when the optimizer has neither."""
         if self._beta is None:
             return None
@@ -470,7 +484,7 @@ class OptimWrapper(GetAttr):
         return v if type(v) is float else self._beta[-1]
 
     @beta.setter
-    def beta(self, val):
+    def beta(self, val: Any) -> None:
         if val is None or self._beta is None:
             return
         val = listify(val, self._beta)
@@ -480,13 +494,13 @@ class OptimWrapper(GetAttr):
             self._beta = self.set_val("alpha", val)
 
     @property
-    def wd(self):
+    def wd(self) -> Any:
         """Weight decay of the last layer group (the param group's, unless it is decoupled: `true_wd`)."""
         v = None if self.true_wd else self._last_group().get("weight_decay")
         return v if type(v) is float else self._wd[-1]
 
     @wd.setter
-    def wd(self, val):
+    def wd(self, val: Any) -> None:
         val = [_num(v) for v in listify(val, self._wd)]
         has_key = "weight_decay" in self.opt_keys
         if self.true_wd:
@@ -500,13 +514,13 @@ class OptimWrapper(GetAttr):
             raise ValueError(f"wd: {type(self.opt).__name__} has no weight_decay; use true_wd=True")
         self._wd = val
 
-    def get_stat(self, name):
+    def get_stat(self, name: str) -> Any:
         """Hyper-parameter `name` (`lr`, `mom`, `beta`, `wd` or any other optimizer key)."""
         if name in ("lr", "mom", "beta", "wd"):
             return getattr(self, name)
         return self._stats[name][-1]
 
-    def set_stat(self, name, value):
+    def set_stat(self, name: str, value: Any) -> None:
         """Set hyper-parameter `name` (one value or one per layer group)."""
         if name in ("lr", "mom", "beta", "wd"):
             setattr(self, name, value)
@@ -516,12 +530,12 @@ class OptimWrapper(GetAttr):
             raise KeyError(f"name: {type(self.opt).__name__} has no hyper-parameter {name!r}")
 
     # -- helpers ------------------------------------------------------------------------
-    def _last_group(self):
+    def _last_group(self) -> dict[str, Any]:
         """The param group of the last layer group (its decayed parameters)."""
         pgs = self.opt.param_groups
         return pgs[-2] if self.paired else pgs[-1]
 
-    def _sync(self):
+    def _sync(self) -> None:
         """Take into `_lr`, `_mom`, `_beta` the plain-float values the param groups hold now (a
         scheduler or the user may write them directly). The host copy stays where a group holds a
         tensor: reading that would wait on the device, and whoever wrote it keeps the copy."""
@@ -538,15 +552,15 @@ class OptimWrapper(GetAttr):
                 if type(v) is float and cache[i] is not v:
                     cache[i] = v
 
-    def _groups(self):
+    def _groups(self) -> tuple[list[dict[str, Any]], Sequence[dict[str, Any]]]:
         pgs = self.opt.param_groups
         return (pgs[::2], pgs[1::2]) if self.paired else (pgs, ())
 
-    def _set_norm(self, key, v):
+    def _set_norm(self, key: str, v: Any) -> None:
         for pg in self._groups()[1]:
             _assign(pg, key, v)
 
-    def _own_tensors(self):
+    def _own_tensors(self) -> None:
         """Give each param group its own tensor hyper-parameters (torch shares the default's tensor)."""
         seen = set()
         for pg in self.opt.param_groups:
@@ -556,7 +570,7 @@ class OptimWrapper(GetAttr):
                         pg[k] = v.clone()
                     seen.add(id(pg[k]))
 
-    def read_defaults(self):
+    def read_defaults(self) -> None:
         """Read the hyper-parameters from the optimizer's param groups."""
         keys = self.opt_keys
         n = len(self._groups()[0])
@@ -568,14 +582,14 @@ class OptimWrapper(GetAttr):
         self._wd = self.read_val("weight_decay") if "weight_decay" in keys else [0.0] * n
         self._stats = {k: self.read_val(k) for k in keys if k not in _RESERVED}
 
-    def read_val(self, key):
+    def read_val(self, key: str) -> Any:
         """The values of `key` per layer group (a pair of lists for tuple values such as `betas`)."""
         val = [pg[key] for pg in self._groups()[0]]
         if val and isinstance(val[0], (tuple, list)):
             return [_plain(o[0]) for o in val], [_plain(o[1]) for o in val]
         return [_plain(v) for v in val]
 
-    def set_val(self, key, val, bn_groups=True):
+    def set_val(self, key: str, val: Any, bn_groups: bool = True) -> list[Any]:
         """Set `val` (one per layer group; a pair of lists for tuples) at `key` in the param groups."""
         if isinstance(val, tuple):
             val = [(_num(a), _num(b)) for a, b in zip(*val)]
