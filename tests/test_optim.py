@@ -282,3 +282,24 @@ def test_decoupled_decay_uses_the_learning_rate_the_optimizer_steps_with():
     opt.step()
     for p, p0 in zip(model.parameters(), before):
         torch.testing.assert_close(p.detach(), p0 * (1 - 0.5 * 0.1))
+
+
+def test_fastai_get_state_loads_with_weights_only_and_rebuilds_the_wrapper():
+    import io
+
+    from fastcb.learner import AdamW
+    from fastcb.lifecycle import default_safe_globals
+
+    model, groups = two_groups()
+    opt = OptimWrapper.create(AdamW, 0.01, groups, wd=0.1, true_wd=True)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    buf = io.BytesIO()
+    torch.save(opt.get_state(), buf)
+    buf.seek(0)
+    with torch.serialization.safe_globals(default_safe_globals()):  # what load_learner allows
+        state = torch.load(buf, weights_only=True)
+    new = OptimWrapper.load_with_state_and_layer_group(state, two_groups()[1])
+    assert (new.lr, new.mom, new.beta, new.wd, new.true_wd) == (opt.lr, opt.mom, opt.beta, opt.wd, True)
+    sd, nsd = opt.opt.state_dict()["state"], new.opt.state_dict()["state"]
+    assert all(torch.equal(sd[i][k], nsd[i][k]) for i in sd for k in sd[i])
