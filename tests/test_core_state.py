@@ -81,16 +81,16 @@ GOOD_MEAN = {"sum": [3.0], "total_weight": [2.0], "count": 2}
 
 
 @pytest.mark.parametrize("key, bad, error, message", [
-    ("sum", [math.nan], ValueError, "state: sum: must be finite"),
+    ("sum", [math.nan], ValueError, "state: sum: expected a finite number"),
     ("sum", [BIG, BIG], ValueError, "state: sum: the weighted sum overflows"),
-    ("total_weight", [-1.0], ValueError, "state: total_weight: must be non-negative"),
-    ("total_weight", [math.inf], ValueError, "state: total_weight: must be finite"),
-    ("sum", "abc", TypeError, "state: sum must be a list of floats"),
-    ("sum", ["x"], TypeError, "state: sum: must be a real number, not str"),
+    ("total_weight", [-1.0], ValueError, "state: total_weight: expected a non-negative number"),
+    ("total_weight", [math.inf], ValueError, "state: total_weight: expected a finite number"),
+    ("sum", "abc", TypeError, "state: sum: expected a list of floats"),
+    ("sum", ["x"], TypeError, "state: sum: expected a real number, got str"),
     ("sum", [0.0] * 5000, ValueError, "state: sum has 5000 partials"),
-    ("count", -1, ValueError, "state: count: must be a non-negative integer"),
-    ("count", 2**64, ValueError, "state: count: must be below 2\\*\\*64"),
-    ("count", 1.5, TypeError, "state: count: must be an integer, not float"),
+    ("count", -1, ValueError, "state: count: expected a non-negative integer"),
+    ("count", 2**64, ValueError, "state: count: expected an integer below 2\\*\\*64"),
+    ("count", 1.5, TypeError, "state: count: expected an integer, got float"),
 ])
 def test_weighted_mean_refuses_bad_states_and_keeps_its_own(key, bad, error, message):
     m = WeightedMean()
@@ -118,14 +118,14 @@ GOOD_SMOOTH = {"beta": 0.9, "n": 3, "mov_avg": 0.5, "smooth": 0.7}
 
 
 @pytest.mark.parametrize("key, bad, error, message", [
-    ("mov_avg", math.nan, ValueError, "state: mov_avg: must be finite"),
-    ("smooth", math.inf, ValueError, "state: smooth: must be finite"),
-    ("smooth", "abc", TypeError, "state: smooth must be a number or a torch tensor, not str"),
-    ("smooth", torch.tensor([1.0, math.nan]), ValueError, "state: smooth: must be finite, got a tensor"),
-    ("beta", 1.0, ValueError, "state: beta: must be in \\[0, 1\\)"),
-    ("beta", "x", TypeError, "state: beta: must be a real number, not str"),
-    ("n", -4, ValueError, "state: n: must be a non-negative integer, got -4"),
-    ("n", 2**64, ValueError, "state: n: must be below 2\\*\\*64"),
+    ("mov_avg", math.nan, ValueError, "state: mov_avg: expected a finite number"),
+    ("smooth", math.inf, ValueError, "state: smooth: expected a finite number"),
+    ("smooth", "abc", TypeError, "state: smooth: expected a number or a torch tensor, got str"),
+    ("smooth", torch.tensor([1.0, math.nan]), ValueError, "state: smooth: expected a finite number, got a tensor"),
+    ("beta", 1.0, ValueError, "state: beta: expected a number in \\[0, 1\\)"),
+    ("beta", "x", TypeError, "state: beta: expected a real number, got str"),
+    ("n", -4, ValueError, "state: n: expected a non-negative integer, got -4"),
+    ("n", 2**64, ValueError, "state: n: expected an integer below 2\\*\\*64"),
 ])
 def test_smoothen_value_refuses_bad_states_and_keeps_its_own(key, bad, error, message):
     s = SmoothenValue(0.5)
@@ -157,10 +157,10 @@ def test_smoothen_value_n_does_not_wrap():
 
 def test_stepper_n_is_checked_and_never_wraps():
     s = Stepper((1.0, 0.0), 10, annealing_cos)
-    for bad, message in [(-4, "must be a non-negative integer, got -4"), (2**64, "must be below 2\\*\\*64")]:
+    for bad, message in [(-4, "expected a non-negative integer, got -4"), (2**64, "expected an integer below 2\\*\\*64")]:
         with pytest.raises(ValueError, match=f"^n: {message}"):
             s.n = bad
-    with pytest.raises(TypeError, match="^n: must be an integer, not float"):
+    with pytest.raises(TypeError, match="^n: expected an integer, got float"):
         s.n = 1.5
     assert s.n == 0
     s.n = 2**64 - 1
@@ -175,13 +175,13 @@ def test_stepper_n_is_checked_and_never_wraps():
 
 
 @pytest.mark.parametrize("key, bad, error, message", [
-    ("n", -1, ValueError, "state: n: must be a non-negative integer"),
-    ("n", 2**64, ValueError, "state: n: must be below"),
-    ("n", "3", TypeError, "state: n: must be an integer"),
-    ("start", math.nan, ValueError, "state: vals: start: must be finite"),
+    ("n", -1, ValueError, "state: n: expected a non-negative integer"),
+    ("n", 2**64, ValueError, "state: n: expected an integer below"),
+    ("n", "3", TypeError, "state: n: expected an integer"),
+    ("start", math.nan, ValueError, "state: vals: start: expected a finite number"),
     ("end", "abc", TypeError, "state: vals: expected a number"),
-    ("n_iter", 1.5, TypeError, "state: n_iter: must be an integer"),
-    ("n_iter", None, TypeError, "state: n_iter: must be an integer"),
+    ("n_iter", 1.5, TypeError, "state: n_iter: expected an integer"),
+    ("n_iter", None, TypeError, "state: n_iter: expected an integer"),
 ])
 def test_stepper_refuses_bad_states_and_keeps_its_own(key, bad, error, message):
     s = Stepper((1.0, 0.0), 10, annealing_cos)
@@ -193,7 +193,7 @@ def test_stepper_refuses_bad_states_and_keeps_its_own(key, bad, error, message):
     assert s.state_dict() == before
     s.load_state_dict(good)
     assert s.step() == annealing_cos(2.0, 1.0, 0.5)
-    with pytest.raises(StateError, match="^state: n: must be a non-negative"):
+    with pytest.raises(StateError, match="^state: n: expected a non-negative"):
         s.__setstate__(-1)
     with pytest.raises(StateError, match='^state: missing key "n_iter"'):
         s.load_state_dict({"start": 1.0, "end": 0.0, "n": 3})

@@ -185,5 +185,5 @@ def test_host_floats_stacks_once_and_reads_the_same(values):
 def test_host_floats_still_names_a_tensor_of_several_numbers():
     from fastcb._utils import host_floats
 
-    with pytest.raises(ValueError, match="losses: must be one number each"):
+    with pytest.raises(ValueError, match="losses: expected one number each"):
         host_floats([torch.ones(2), torch.ones(2)], "losses")

@@ -47,26 +47,32 @@ def saved(state):
     return torch.load(buf, weights_only=True)
 
 
-@pytest.mark.parametrize("direction", ["torch->fastcb", "fastcb->torch"])
-@pytest.mark.parametrize("name", sorted(CLASSES))
-def test_torch_save_crosses_both_ways(name, direction):
-    src, dst = (T, F) if direction == "torch->fastcb" else (F, T)
-    build = CLASSES[name]
-    ref = build(T, make_opt())  # the uninterrupted run
-    a = build(src, make_opt())
+def resumed_equals_uninterrupted(build, ref_lib, src, dst, after):
+    """Run `build(src)` 12 steps, save it (scheduler and optimizer, through `torch.save`), load
+    that into `build(dst)` and step it `after` times: its lrs equal those of `build(ref_lib)` run
+    without a break."""
+    ref, a = build(ref_lib), build(src)
     for s in (ref, a):
         s.optimizer.step()
     for _ in range(12):
         ref.step()
         a.step()
     ckpt = saved({"sched": a.state_dict(), "opt": a.optimizer.state_dict()})
-    b = build(dst, make_opt())
+    b = build(dst)
     b.optimizer.load_state_dict(ckpt["opt"])
     b.load_state_dict(ckpt["sched"])
-    for i in range(20):
+    for i in range(after):
         ref.step()
         b.step()
         assert lrs(b.optimizer) == lrs(ref.optimizer), i
+
+
+@pytest.mark.parametrize("direction", ["torch->fastcb", "fastcb->torch"])
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_torch_save_crosses_both_ways(name, direction):
+    src, dst = (T, F) if direction == "torch->fastcb" else (F, T)
+    build = CLASSES[name]
+    resumed_equals_uninterrupted(lambda lib: build(lib, make_opt()), T, src, dst, after=20)
 
 
 @pytest.mark.parametrize("direction", ["transformers->fastcb", "fastcb->transformers"])
@@ -75,20 +81,8 @@ def test_transformers_factory_state_crosses_both_ways(direction):
     src, dst = (hf, F) if direction.startswith("transformers") else (F, hf)
     for name, args in [("get_cosine_schedule_with_warmup", (5, 50)), ("get_constant_schedule", ()),
                        ("get_wsd_schedule", (5, 10, 50))]:
-        ref, a = getattr(hf, name)(make_opt(), *args), getattr(src, name)(make_opt(), *args)
-        for s in (ref, a):
-            s.optimizer.step()
-        for _ in range(12):
-            ref.step()
-            a.step()
-        ckpt = saved({"sched": a.state_dict(), "opt": a.optimizer.state_dict()})
-        b = getattr(dst, name)(make_opt(), *args)
-        b.optimizer.load_state_dict(ckpt["opt"])
-        b.load_state_dict(ckpt["sched"])
-        for i in range(40):
-            ref.step()
-            b.step()
-            assert lrs(b.optimizer) == lrs(ref.optimizer), (name, i)
+        resumed_equals_uninterrupted(lambda lib, name=name, args=args: getattr(lib, name)(make_opt(), *args),
+                                     hf, src, dst, after=40)
 
 
 # --- transformers' Trainer --------------------------------------------------------------

@@ -122,7 +122,7 @@ def host_floats(values: Iterable[float | torch.Tensor], what: str = "values") ->
     if idx:
         tensors = [v for v in values if isinstance(v, torch.Tensor)]  # values[idx]
         if any(t.numel() != 1 for t in tensors):
-            raise ValueError(f"{what}: must be one number each, got a tensor of shape "
+            raise ValueError(f"{what}: expected one number each, got a tensor of shape "
                              f"{next(list(t.shape) for t in tensors if t.numel() != 1)}")
         out[idx] = torch.stack([t.detach().reshape(()) for t in tensors]).double().cpu().numpy()
     for i, v in enumerate(values):

@@ -22,7 +22,7 @@ class ArgumentError(FastcbError, ValueError):
     >>> annealing_cos(1.0, 0.0, float("nan"))
     Traceback (most recent call last):
     ...
-    fastcb.errors.ArgumentError: pct: must be finite, got NaN
+    fastcb.errors.ArgumentError: pct: expected a finite number, got NaN
     """
 
 
@@ -33,7 +33,7 @@ class ArgumentTypeError(FastcbError, TypeError):
     >>> SmoothenValue("0.9")
     Traceback (most recent call last):
     ...
-    fastcb.errors.ArgumentTypeError: beta: must be a real number, not str
+    fastcb.errors.ArgumentTypeError: beta: expected a real number, got str
     """
 
 
@@ -45,7 +45,7 @@ class ScheduleError(ArgumentError):
     >>> Schedule.one_cycle(1.0, pct_start=1.5)
     Traceback (most recent call last):
     ...
-    fastcb.errors.ScheduleError: pct_start: must be in (0, 1), got 1.5
+    fastcb.errors.ScheduleError: pct_start: expected a number in (0, 1), got 1.5
     """
 
 

@@ -72,7 +72,7 @@ def checked(name: str, start: Any, end: Any, pct: Any, *degree: float) -> Any:
     args = {"start": start, "end": end, "pct": pct}
     for k, v in args.items():
         if isinstance(v, (int, float)) and not math.isfinite(v):
-            raise ValueError(f"{k}: must be finite, got {v!r}")
+            raise ValueError(f"{k}: expected a finite number, got {v!r}")
     out = globals()[name](start, end, pct, *degree)
     args["result"] = out
     tensors = {k: v for k, v in args.items() if isinstance(v, torch.Tensor)}
@@ -87,5 +87,5 @@ def checked(name: str, start: Any, end: Any, pct: Any, *degree: float) -> Any:
         if not bool(torch.isfinite(v).all()):
             if k == "result":
                 raise ValueError(f"{name.removeprefix('do_')}: the result on tensors is NaN or overflows")
-            raise ValueError(f"{k}: must be finite, got a tensor holding NaN or inf")
+            raise ValueError(f"{k}: expected a finite number, got a tensor holding NaN or inf")
     return out

@@ -78,7 +78,7 @@ impl Anneal {
                 return Err(CoreError::value(
                     "pct",
                     format!(
-                        "must be <= 1 for annealing_poly of fractional degree {degree:?} (1 - pct < 0), got {pct:?}"
+                        "expected a number <= 1 for annealing_poly of fractional degree {degree:?} (1 - pct < 0), got {pct:?}"
                     ),
                 ));
             }

@@ -63,7 +63,7 @@ pub fn finite(arg: &'static str, x: f64) -> Result<f64> {
     if x.is_finite() {
         Ok(x)
     } else {
-        Err(CoreError::value(arg, format!("must be finite, got {x:?}")))
+        Err(CoreError::value(arg, format!("expected a finite number, got {x:?}")))
     }
 }
 
@@ -75,13 +75,13 @@ mod tests {
     fn messages_name_the_argument() {
         let e = finite("pct", f64::NAN).unwrap_err();
         assert_eq!(e.arg(), Some("pct"));
-        assert!(e.to_string().starts_with("pct: must be finite"));
+        assert!(e.to_string().starts_with("pct: expected a finite number"));
         assert_eq!(finite("start", 1.5), Ok(1.5));
     }
 
     #[test]
     fn large_floats_print_briefly() {
-        assert_eq!(finite("x", f64::INFINITY).unwrap_err().to_string(), "x: must be finite, got inf");
+        assert_eq!(finite("x", f64::INFINITY).unwrap_err().to_string(), "x: expected a finite number, got inf");
         assert_eq!(format!("{:?}", 1e300), "1e300", "messages format floats with {{:?}}, not 301 digits");
     }
 }

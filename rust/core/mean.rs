@@ -140,7 +140,7 @@ impl WeightedMean {
         };
         let total = m.total_weight.value();
         if total < 0.0 {
-            return Err(CoreError::value("total_weight", format!("must be non-negative, got {total:?}")));
+            return Err(CoreError::value("total_weight", format!("expected a non-negative number, got {total:?}")));
         }
         Ok(m)
     }
@@ -150,7 +150,7 @@ impl WeightedMean {
     pub fn add(&mut self, value: f64, weight: f64) -> Result<()> {
         finite("value", value)?;
         if !(weight >= 0.0 && weight.is_finite()) {
-            return Err(CoreError::value("weight", format!("must be finite and non-negative, got {weight:?}")));
+            return Err(CoreError::value("weight", format!("expected a finite non-negative number, got {weight:?}")));
         }
         let product = value * weight;
         if !product.is_finite() {

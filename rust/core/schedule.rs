@@ -70,7 +70,7 @@ impl Schedule {
             finite("edges", e)?;
         }
         if edges.windows(2).any(|w| w[1] <= w[0]) {
-            return Err(CoreError::schedule("edges", format!("must be strictly increasing, got {edges:?}")));
+            return Err(CoreError::schedule("edges", format!("expected strictly increasing edges, got {edges:?}")));
         }
         Ok(Schedule::Join { edges, parts, earlier: false })
     }
@@ -100,12 +100,15 @@ impl Schedule {
         }
         for &p in pcts {
             if finite("pcts", p)? <= 0.0 {
-                return Err(CoreError::schedule("pcts", format!("must all be positive, got {pcts:?}")));
+                return Err(CoreError::schedule("pcts", format!("expected positive fractions, got {pcts:?}")));
             }
         }
         let total: f64 = pcts.iter().sum();
         if (total - 1.0).abs() > 1e-9 {
-            return Err(CoreError::schedule("pcts", format!("must sum to 1, got {pcts:?} (sum {total})")));
+            return Err(CoreError::schedule(
+                "pcts",
+                format!("expected fractions that sum to 1, got {pcts:?} (sum {total})"),
+            ));
         }
         let mut edges = Vec::with_capacity(pcts.len() + 1);
         let mut acc = 0.0;
@@ -121,10 +124,10 @@ impl Schedule {
     /// SGDR: `inner` restarted every cycle; cycle `k` is `period * mult^k` long.
     pub fn restarts(period: f64, mult: f64, inner: Schedule) -> Result<Self> {
         if finite("period", period)? <= 0.0 {
-            return Err(CoreError::schedule("period", format!("must be positive, got {period}")));
+            return Err(CoreError::schedule("period", format!("expected a positive number, got {period}")));
         }
         if finite("mult", mult)? < 1.0 {
-            return Err(CoreError::schedule("mult", format!("must be at least 1, got {mult}")));
+            return Err(CoreError::schedule("mult", format!("expected a number >= 1, got {mult}")));
         }
         Ok(Schedule::Restarts { period, mult, inner: Box::new(inner) })
     }
@@ -135,7 +138,7 @@ impl Schedule {
             return Self::anneal(down, peak, end);
         }
         if !(warmup > 0.0 && warmup < 1.0) {
-            return Err(CoreError::schedule("warmup", format!("must be in [0, 1), got {warmup}")));
+            return Err(CoreError::schedule("warmup", format!("expected a number in [0, 1), got {warmup}")));
         }
         Self::combine(&[warmup, 1.0 - warmup], vec![Self::anneal(up, start, peak)?, Self::anneal(down, peak, end)?])
     }
@@ -146,11 +149,11 @@ impl Schedule {
         finite("lr_max", max)?;
         for (name, d) in [("div_factor", div), ("final_div", div_final)] {
             if finite(name, d)? <= 0.0 {
-                return Err(CoreError::schedule(name, format!("must be positive, got {d}")));
+                return Err(CoreError::schedule(name, format!("expected a positive number, got {d}")));
             }
         }
         if finite("pct_start", pct_start)? <= 0.0 || pct_start >= 1.0 {
-            return Err(CoreError::schedule("pct_start", format!("must be in (0, 1), got {pct_start}")));
+            return Err(CoreError::schedule("pct_start", format!("expected a number in (0, 1), got {pct_start}")));
         }
         Self::warmup_decay(pct_start, max / div, max, max / div_final, Anneal::Cos, Anneal::Cos)
     }
@@ -160,10 +163,13 @@ impl Schedule {
     pub fn wsd(warmup: f64, decay: f64, start: f64, peak: f64, end: f64, up: Anneal, down: Anneal) -> Result<Self> {
         let (w, d) = (finite("warmup", warmup)?, finite("decay", decay)?);
         if !(0.0..1.0).contains(&w) {
-            return Err(CoreError::schedule("warmup", format!("must be in [0, 1), got {w}")));
+            return Err(CoreError::schedule("warmup", format!("expected a number in [0, 1), got {w}")));
         }
         if !(d > 0.0 && w + d <= 1.0) {
-            return Err(CoreError::schedule("decay", format!("must be in (0, 1 - warmup], got {d} with warmup {w}")));
+            return Err(CoreError::schedule(
+                "decay",
+                format!("expected a number in (0, 1 - warmup], got {d} with warmup {w}"),
+            ));
         }
         let mut pcts = Vec::new();
         let mut parts = Vec::new();
@@ -234,7 +240,7 @@ impl Schedule {
                 if pos < 0.0 && power.fract() != 0.0 {
                     return Err(CoreError::schedule(
                         "pct",
-                        format!("must be >= 0 for SchedPoly of fractional power {power}, got {pos}"),
+                        format!("expected a position >= 0 for SchedPoly of fractional power {power}, got {pos}"),
                     ));
                 }
                 Ok(())

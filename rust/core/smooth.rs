@@ -17,7 +17,7 @@ impl SmoothenValue {
     /// A smoother with no values yet; `beta` must lie in [0, 1).
     pub fn new(beta: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&beta) {
-            return Err(CoreError::value("beta", format!("must be in [0, 1), got {beta:?}")));
+            return Err(CoreError::value("beta", format!("expected a number in [0, 1), got {beta:?}")));
         }
         Ok(SmoothenValue { beta, n: 0, mov_avg: 0.0, smooth: 0.0, debiased: false })
     }

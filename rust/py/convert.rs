@@ -41,7 +41,7 @@ pub fn real(name: &str, x: &Bound<'_, PyAny>) -> PyResult<f64> {
     match x.extract::<f64>() {
         Ok(v) => Ok(v),
         Err(_) if x.is_instance_of::<PyInt>() => Err(too_large_int(name)),
-        Err(_) => Err(type_error(format!("{name}: must be a real number, not {}", type_name(x)))),
+        Err(_) => Err(type_error(format!("{name}: expected a real number, got {}", type_name(x)))),
     }
 }
 
@@ -52,13 +52,13 @@ pub fn count(name: &str, x: &Bound<'_, PyAny>) -> PyResult<u64> {
         return Ok(n);
     }
     let Ok(i) = x.call_method0("__index__") else {
-        return Err(type_error(format!("{name}: must be an integer, not {}", type_name(x))));
+        return Err(type_error(format!("{name}: expected an integer, got {}", type_name(x))));
     };
     let negative = i.lt(0)?;
     Err(arg_error(if negative {
-        format!("{name}: must be a non-negative integer, got {i}")
+        format!("{name}: expected a non-negative integer, got {i}")
     } else {
-        format!("{name}: must be below 2**64, got {i}")
+        format!("{name}: expected an integer below 2**64, got {i}")
     }))
 }
 
@@ -85,7 +85,7 @@ pub fn float_vec(name: &'static str, x: &Bound<'_, PyAny>) -> PyResult<Vec<f64>>
 pub fn text(name: &str, x: &Bound<'_, PyAny>) -> PyResult<String> {
     match x.cast::<PyString>() {
         Ok(s) => Ok(s.to_str()?.to_owned()),
-        Err(_) => Err(type_error(format!("{name}: must be a str, not {}", type_name(x)))),
+        Err(_) => Err(type_error(format!("{name}: expected a str, got {}", type_name(x)))),
     }
 }
 
@@ -93,7 +93,7 @@ pub fn text(name: &str, x: &Bound<'_, PyAny>) -> PyResult<String> {
 pub fn dict<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
     match x.cast::<PyDict>() {
         Ok(d) => Ok(d.clone()),
-        Err(_) => Err(type_error(format!("{name}: must be a dict, not {}", type_name(x)))),
+        Err(_) => Err(type_error(format!("{name}: expected a dict, got {}", type_name(x)))),
     }
 }
 
@@ -103,7 +103,7 @@ pub fn instance<'py, T: pyo3::PyTypeInfo>(name: &str, x: &Bound<'py, PyAny>) -> 
         Ok(v) => Ok(v.clone()),
         Err(_) => {
             let class = T::type_object(x.py()).name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-            Err(type_error(format!("{name}: must be a {class}, not {}", type_name(x))))
+            Err(type_error(format!("{name}: expected a {class}, got {}", type_name(x))))
         }
     }
 }
@@ -135,7 +135,7 @@ pub fn float_array<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<PyReadonl
     let converted = asarray
         .bind(py)
         .call1((x, "float64"))
-        .map_err(|e| type_error(format!("{name}: cannot be read as an array of floats: {e}")))?;
+        .map_err(|e| type_error(format!("{name}: expected an array of floats, got {} ({e})", type_name(x))))?;
     Ok(converted.cast_into::<PyArrayDyn<f64>>()?.readonly())
 }
 
@@ -164,7 +164,7 @@ pub fn classify<'py>(name: &str, x: &Bound<'py, PyAny>) -> PyResult<Arg<'py>> {
 
 /// An int that `float()` refuses (OverflowError): a bad value, not a bad type.
 fn too_large_int(name: &str) -> PyErr {
-    arg_error(format!("{name}: an int too large for a float64"))
+    arg_error(format!("{name}: expected a number within float64's range, got an int too large for one"))
 }
 
 fn not_numeric(name: &str, x: &Bound<'_, PyAny>) -> PyErr {

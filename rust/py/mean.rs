@@ -53,7 +53,7 @@ fn partials(state: &Bound<'_, PyDict>, key: &str) -> PyResult<Vec<f64>> {
     } else if let Ok(t) = x.cast::<PyTuple>() {
         t.len()
     } else {
-        return Err(type_error(format!("state: {key} must be a list of floats, not {}", type_name(&x))));
+        return Err(type_error(format!("state: {key}: expected a list of floats, got {}", type_name(&x))));
     };
     if len > MAX_PARTIALS {
         return Err(arg_error(format!("state: {key} has {len} partials; a sum of floats has at most {MAX_PARTIALS}")));

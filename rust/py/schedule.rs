@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{as_number, count, float_array, float_vec, instance, is_tensor, real, text};
+use super::convert::{as_number, count, float_array, float_vec, instance, is_tensor, real, text, type_name};
 use super::error::{arg_error, type_error, Class};
 use super::shape::{parse_shape, shape_name};
 use crate::core::schedule::Schedule as CoreSchedule;
@@ -76,7 +76,9 @@ fn schedules(scheds: &Bound<'_, PyAny>) -> PyResult<Vec<CoreSchedule>> {
         .try_iter()?
         .map(|s| {
             let s = s?;
-            let s = s.cast::<Schedule>().map_err(|_| type_error("scheds: every item must be a Schedule"))?;
+            let s = s
+                .cast::<Schedule>()
+                .map_err(|_| type_error(format!("scheds: expected Schedule items, got a {}", type_name(&s))))?;
             Ok(s.get().0.clone())
         })
         .collect()

@@ -21,7 +21,7 @@ pub fn parse_shape(name: &str, degree: Option<f64>) -> PyResult<Anneal> {
         ("poly", None) => return Err(Class::Schedule.err("degree: annealing 'poly' needs a degree")),
         _ => {
             let names: Vec<String> = SHAPES.iter().map(|s| format!("'{s}'")).collect();
-            return Err(Class::Schedule.err(format!("shape: must be one of {}, got {name:?}", names.join(", "))));
+            return Err(Class::Schedule.err(format!("shape: expected one of {}, got {name:?}", names.join(", "))));
         }
     })
 }

@@ -84,13 +84,13 @@ fn restore(state: &Bound<'_, PyDict>) -> PyResult<State> {
     let (smooth, mov_avg) = (get(state, "smooth")?, get(state, "mov_avg")?);
     if is_tensor(&smooth)? {
         if !all_finite(&smooth)? {
-            return Err(arg_error("state: smooth: must be finite, got a tensor holding NaN or inf"));
+            return Err(arg_error("state: smooth: expected a finite number, got a tensor holding NaN or inf"));
         }
         let core = CoreSmoothenValue::restore(beta, n, 0.0, 0.0)?;
         return Ok(State { core, tensor: Some(smooth.unbind()) });
     }
     let s = as_number(&smooth).ok_or_else(|| {
-        type_error(format!("state: smooth must be a number or a torch tensor, not {}", type_name(&smooth)))
+        type_error(format!("state: smooth: expected a number or a torch tensor, got {}", type_name(&smooth)))
     })?;
     let m = real("state: mov_avg", &mov_avg)?;
     Ok(State { core: CoreSmoothenValue::restore(beta, n, m, s)?, tensor: None })

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::anneal::{builtin_function, builtin_shape};
-use super::convert::{classify, count, dict, float_array, get, Arg};
+use super::convert::{classify, count, dict, float_array, get, type_name, Arg};
 use super::error::{arg_error, state_error, type_error, Class};
 use super::guard::Guarded;
 use crate::core::{self, alloc, Anneal};
@@ -115,7 +115,7 @@ fn n_iter(x: &Bound<'_, PyAny>) -> PyResult<u64> {
 impl State {
     fn build(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>, n_iter: u64, func: &Bound<'_, PyAny>) -> PyResult<Self> {
         if !func.is_callable() {
-            return Err(type_error("func: must be callable"));
+            return Err(type_error(format!("func: expected a callable, got {}", type_name(func))));
         }
         let compiled = match builtin_shape(func) {
             Some(anneal) => Some((anneal, values(start)?, values(end)?)),
@@ -189,7 +189,7 @@ fn split_vals<'py>(vals: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
     let py = vals.py();
     if let Ok(t) = vals.cast::<PyTuple>() {
         if t.len() != 2 {
-            return Err(arg_error(format!("vals: a tuple must be (start, end), got {} items", t.len())));
+            return Err(arg_error(format!("vals: expected a (start, end) tuple, got {} items", t.len())));
         }
         return Ok((t.get_item(0)?, t.get_item(1)?, true));
     }
