@@ -212,10 +212,10 @@ def test_resume_refuses_invalid_state_values(saved, tmp_path, key, value, where)
     (_set(["callbacks", "OneCycleScheduler", "idx_s"], 7), r"past the 2 phases"),
     (_set(["callbacks", "Recorder", "nb_batches"], [-1]), r"Recorder.*nb_batches\[0\]"),
     (_set(["callbacks", "Recorder", "lrs"], ["x"]), r"Recorder.*lrs\[0\]"),
-    (_set(["handler", "iteration"], -3), r"handler: .*iteration"),
-    (_set(["handler", "live", "beta"], 0.5), r"handler: .*beta=0.5"),
-    (_set(["handler", "history", "mov_avg"], float("inf")), r"handler: .*finite"),
-    (_set(["handler", "history_nan"], "no"), r"handler: .*history_nan"),
+    (_set(["handler", 0, "iteration"], -3), r"handler: .*iteration"),
+    (_set(["handler", 0, "live", "beta"], 0.5), r"handler: .*beta=0.5"),
+    (_set(["handler", 0, "history", "mov_avg"], float("inf")), r"handler: .*finite"),
+    (_set(["handler", 0, "history_nan"], "no"), r"handler: .*history_nan"),
 ])
 def test_a_refused_resume_restores_nothing(saved, tmp_path, change, where):
     path, raw = saved

@@ -141,7 +141,7 @@ def test_the_checkpoint_is_plain_data_with_every_part(tmp_path):
     assert set(ck["callbacks"]["SaveModelCallback"]) == {"best", "written"}
     losses = ck["callbacks"]["Recorder"]["losses"]
     assert len(losses) == 5 and all(type(v) is float for v in losses)
-    assert ck["handler"]["iteration"] == 5 and ck["handler"]["history"]["n"] == 5
+    assert ck["handler"][0]["iteration"] == 5 and ck["handler"][0]["history"]["n"] == 5 and len(ck["handler"]) == 1
     rng = ck["rng"][0]
     assert set(rng) >= {"torch", "numpy", "python", "loader"} and len(ck["rng"]) == 1
     assert learn.recorder.nb_batches == [5]

@@ -10,10 +10,14 @@ code) and `read_checkpoint` validates whole before anything uses it:
   declared state (`state_dict()`: counters, best values, waits, schedule positions, the
   Recorder's history; never its configuration or paths) as plain data: numbers, strings,
   tensors, NumPy numbers and arrays of numeric dtypes, lists and dicts of those;
-- `handler`: the smoothed-loss accumulators and the iteration count (under a process group, a
-  list: each rank's, since each smooths its own losses before they are averaged);
+- `handler`: per rank (each smooths its own losses before they are averaged), the smoothed-loss
+  accumulators and the iteration count (earlier files saved by one process hold one dict);
 - `rng`: per rank, the torch, CUDA, NumPy and Python random states and those of the training
   loader's own generators.
+
+`opt`, `handler` and `rng` are the declared `PARTS`: each names the object of a run that holds
+it, with the `state_dict` / `check_state_dict` / `load_state_dict` protocol, and how its data is
+checked when read; saving, reading and resuming are loops over them (and over the callbacks).
 
 Reading checks types, shapes, dtypes (numeric only), sizes and depth, and raises one
 `CheckpointError` saying what is wrong and where. `Learner.load` checks the model and optimizer
@@ -29,8 +33,10 @@ import os
 import random
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -205,7 +211,7 @@ def _loader_generators(learn):
 
 def rng_state(learn=None):
     """This process's random states (torch, CUDA, NumPy, Python, the training loader's generators)."""
-    state = {"torch": torch.get_rng_state(), "numpy": encode(np.random.get_state()), "python": random.getstate(),
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
              "loader": [g.get_state() for g in _loader_generators(learn)]}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -266,26 +272,100 @@ def set_rng_state(state, learn=None):
         torch.cuda.set_rng_state_all(cuda)
 
 
+class RandomStates:
+    """This process's random states (those of `learn`'s training loader included), with the
+    `state_dict` / `check_state_dict` / `load_state_dict` protocol of every part of a checkpoint."""
+
+    def __init__(self, learn=None):
+        self.learn = learn
+
+    def state_dict(self):
+        """The torch, CUDA, NumPy, Python and loader random states now."""
+        return rng_state(self.learn)
+
+    def check_state_dict(self, state):
+        """`state` ready to set (tensors on the CPU); `CheckpointError` saying what is wrong."""
+        return _check_rng(state, "state")
+
+    def load_state_dict(self, state):
+        """Set every random state from `state` (checked first: a refused state sets none)."""
+        set_rng_state(self.check_state_dict(state), self.learn)
+
+
 # -- whole checkpoints ----------------------------------------------------------------------------
+def _read_opt(sd, reader):
+    if sd is None:
+        raise CheckpointError("opt: missing (a checkpoint to resume from has the optimizer's state)")
+    return _opt_part(sd, reader)
+
+
+def _read_handler(handler, reader):
+    if handler is None:
+        return None
+    per_rank = handler if isinstance(handler, list) and handler else [handler]
+    bad = [type(h).__name__ for h in per_rank if not isinstance(h, dict)]
+    if bad:
+        raise CheckpointError(f"handler: expected a dict (or a list of them, one per rank), got a {bad[0]}")
+    return [reader.decode(h, f"handler[{i}]") for i, h in enumerate(per_rank)]
+
+
+def _read_rng(rng, reader):
+    if not isinstance(rng, list) or not rng:
+        raise CheckpointError("rng: expected a list of random states, one per rank")
+    return [_check_rng(reader.decode(s, f"rng[{i}]"), f"rng[{i}]") for i, s in enumerate(rng)]
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of a checkpoint beside the model and the callbacks: its key in the file (and in
+    `Checkpoint`), the object of a run that holds it (with `state_dict` / `check_state_dict` /
+    `load_state_dict`), whether each rank holds its own (then the file has every rank's, in rank
+    order), and how its data is checked when the file is read (before any learner sees it)."""
+
+    key: str
+    of: Callable[[Any, Any], Any]  # (learn, handler) -> the stateful object, or None
+    read: Callable[[Any, "_Reader"], Any]  # (the file's data, the reader) -> checked and decoded
+    per_rank: bool = False
+
+
+#: What a checkpoint holds besides the model and the callbacks' declared state; saving and
+#: resuming go through these parts in this order.
+PARTS = (
+    Part("opt", lambda learn, handler: learn.opt, _read_opt),
+    Part("handler", lambda learn, handler: None if handler is None else handler.training_state, _read_handler,
+         per_rank=True),
+    Part("rng", lambda learn, handler: RandomStates(learn), _read_rng, per_rank=True),
+)
+
+
+def _callbacks(handler):
+    """The callbacks of `handler`'s fit that a checkpoint may hold (not the device loader)."""
+    return [c for c in getattr(handler, "callbacks", ()) if c is not getattr(handler, "cb_dl", None)]
+
+
 def state_of(learn, epoch=None, with_tensors=True):
     """The checkpoint of `learn` now. Under a process group, every rank must call it (RNG states are gathered).
 
     `epoch` is the last epoch completed; by default the one before the running fit's current
-    epoch (pass it when saving from `on_epoch_end`, as `SaveModelCallback` does).
+    epoch (pass it when saving from `on_epoch_end`, as `SaveModelCallback` does). Without
+    `with_tensors` (a sharded checkpoint, whose tensors are in DCP's files) the model and the
+    optimizer parts are left None.
     """
     handler = getattr(learn, "cb_handler", None)
     if epoch is None:
         epoch = handler.state_dict["epoch"] - 1 if handler is not None else -1
-    callbacks = [c for c in getattr(handler, "callbacks", ()) if c is not getattr(handler, "cb_dl", None)]
-    return {
-        "format": FORMAT,
-        "model": fdist.unwrap(learn.model).state_dict() if with_tensors else None,  # else: sharded, in DCP
-        "opt": encode(learn.opt.state_dict(), "opt") if with_tensors else None,
-        "epoch": int(epoch),
-        "callbacks": callback_states(callbacks),
-        "handler": None if handler is None else _per_rank(encode(handler.training_state.state_dict(), "handler")),
-        "rng": fdist.all_gather_object(rng_state(learn)),
-    }
+    state = {"format": FORMAT, "model": fdist.unwrap(learn.model).state_dict() if with_tensors else None,
+             "epoch": int(epoch), "callbacks": callback_states(_callbacks(handler))}
+    for part in PARTS:
+        obj = None if part.key == "opt" and not with_tensors else part.of(learn, handler)
+        value = None if obj is None else encode(obj.state_dict(), part.key)
+        state[part.key] = _all_ranks(value) if part.per_rank and obj is not None else value
+    return state
+
+
+def _all_ranks(state):
+    """`[state]` in one process; under a process group, every rank's (in rank order, on the CPU)."""
+    return fdist.all_gather_object(_cpu(state)) if fdist.is_distributed() else [state]
 
 
 def _cpu(v):
@@ -297,11 +377,6 @@ def _cpu(v):
     if isinstance(v, (list, tuple)):
         return type(v)(_cpu(x) for x in v)
     return v
-
-
-def _per_rank(state):
-    """`state` in one process; under a process group, every rank's (a list in rank order)."""
-    return fdist.all_gather_object(_cpu(state)) if fdist.is_distributed() else state
 
 
 @dataclass(frozen=True)
@@ -369,20 +444,7 @@ def read_checkpoint(source, map_location="cpu", sharded=False):
                                                   for k, v in callbacks.items()):
         raise CheckpointError("callbacks: expected a dict of callback name -> state dict")
     callbacks = {k: reader.decode(v, f"callbacks[{k!r}]") for k, v in callbacks.items()}
-    handler = raw["handler"]
-    if handler is not None:
-        per_rank = handler if isinstance(handler, list) and handler else [handler]
-        bad = [type(h).__name__ for h in per_rank if not isinstance(h, dict)]
-        if bad:
-            raise CheckpointError(f"handler: expected a dict (or a list of them, one per rank), got a {bad[0]}")
-        handler = [reader.decode(h, f"handler[{i}]") for i, h in enumerate(per_rank)]
-    rng = raw["rng"]
-    if not isinstance(rng, list) or not rng:
-        raise CheckpointError("rng: expected a list of random states, one per rank")
-    rng = [_check_rng(dict(s, numpy=reader.decode(s.get("numpy"), f"rng[{i}]['numpy']"))
-                      if isinstance(s, dict) else s, f"rng[{i}]") for i, s in enumerate(rng)]
-    if raw["opt"] is None:
-        raise CheckpointError("opt: missing (a checkpoint to resume from has the optimizer's state)")
+    parts = {part.key: part.read(raw[part.key], reader) for part in PARTS}
     if sharded:
         model = raw["model"]
         if not isinstance(model, dict) or not all(isinstance(k, str) for k in model):
@@ -390,8 +452,7 @@ def read_checkpoint(source, map_location="cpu", sharded=False):
         model = {}  # the tensors are in DCP's files
     else:
         model = _model_part(raw["model"])
-    return Checkpoint(model=model, opt=_opt_part(raw["opt"], reader), epoch=epoch,
-                      callbacks=callbacks, handler=handler, rng=rng)
+    return Checkpoint(model=model, epoch=epoch, callbacks=callbacks, **parts)
 
 
 def _model_part(sd, where="model"):
@@ -521,13 +582,16 @@ def resume(learn, handler):
     if start != ck.epoch + 1:
         raise CheckpointError(f"start_epoch: the checkpoint was saved after epoch {ck.epoch}: resume with "
                               f"start_epoch={ck.epoch + 1}, not {start}")
-    callbacks = [c for c in handler.callbacks if c is not getattr(handler, "cb_dl", None)]
-    # the stateful parts the checkpoint covers, each with the state_dict protocol
-    parts = [(f"callbacks[{key!r}]", cb, ck.callbacks[key]) for key, cb in _keys(callbacks) if key in ck.callbacks]
-    parts.append(("opt", learn.opt, ck.opt))  # again: the fit's setup changed the hyper-parameters since `load`
     rank = fdist.rank()
-    if ck.handler is not None:  # each rank's own smoothing (one entry when one process saved it)
-        parts.append(("handler", handler.training_state, ck.handler[rank] if rank < len(ck.handler) else ck.handler[0]))
+    # the stateful parts the checkpoint covers, each with the state_dict protocol: the callbacks',
+    # then the optimizer's (again: the fit's setup changed the hyper-parameters since `load`), the
+    # handler's smoothing and the random states (each rank its own; one entry when one process saved)
+    parts = [(f"callbacks[{key!r}]", cb, ck.callbacks[key]) for key, cb in _keys(_callbacks(handler))
+             if key in ck.callbacks]
+    for part in PARTS:
+        obj, saved = part.of(learn, handler), getattr(ck, part.key)
+        if obj is not None and saved is not None:
+            parts.append((part.key, obj, saved[rank if rank < len(saved) else 0] if part.per_rank else saved))
     for where, obj, state in parts:
         if not callable(getattr(obj, "load_state_dict", None)):
             raise CheckpointError(f"{where}: the checkpoint has its state, this {type(obj).__name__} "
@@ -536,9 +600,7 @@ def resume(learn, handler):
             obj.check_state_dict(state)
         except (ValueError, TypeError, KeyError) as e:
             raise CheckpointError(f"{where}: {e}") from None
-    rng = ck.rng[rank] if rank < len(ck.rng) else ck.rng[0]
     # everything fits: apply (each load checks again, and can't refuse now)
     for _, obj, state in parts:
         obj.load_state_dict(state)
-    set_rng_state(rng, learn)
-    handler.jump_to_epoch(start, skip=[cb for _, cb, _ in parts])
+    handler.jump_to_epoch(start, skip=[cb for where, cb, _ in parts if where.startswith("callbacks")])
