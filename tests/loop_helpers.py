@@ -43,6 +43,20 @@ class Score(Callback):
         return {"last_metrics": list(last_metrics) + [self.values[epoch]]}
 
 
+class StopAfter(Callback):
+    """Interrupt the run after epoch `k` (after the callbacks before it, a checkpoint included, ran)."""
+
+    _order = 100
+
+    def __init__(self, k):
+        self.k = k
+
+    def on_epoch_end(self, epoch, **kwargs):
+        if epoch == self.k:
+            return {"stop_training": True}
+        return None
+
+
 class EventLog:
     """Collects `(event, kwargs)` pairs from `LogCallback`s."""
 

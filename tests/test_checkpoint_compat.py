@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from loop_helpers import StopAfter
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -31,16 +32,6 @@ class NumpyState(Callback):
         self.scale = np.float32(self.scale * 1.5)
         self.counts[epoch % 3] += 1
 
-
-class StopAfter(Callback):
-    _order = 100
-
-    def __init__(self, k):
-        self.k = k
-
-    def on_epoch_end(self, epoch, **kwargs):
-        if epoch == self.k:
-            return {"stop_training": True}
 
 
 class SeenRng(Callback):

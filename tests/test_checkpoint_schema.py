@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from loop_helpers import tiny_learner
+from loop_helpers import StopAfter, tiny_learner
 
 from fastcb import (
     Callback,
@@ -20,16 +20,6 @@ from fastcb import (
 from fastcb.errors import CheckpointError, StateError
 
 
-class Stop(Callback):
-    _order = 100
-
-    def __init__(self, k):
-        self.k = k
-
-    def on_epoch_end(self, epoch, **kwargs):
-        return {"stop_training": epoch == self.k}
-
-
 def _trackers(learn, patience=1):
     return [EarlyStoppingCallback(learn, patience=patience, min_delta=0.5),
             ReduceLROnPlateauCallback(learn, patience=0, factor=0.5)]
@@ -40,7 +30,7 @@ def saved(tmp_path):
     """A genuine checkpoint after epoch 1 of a one-cycle run with trackers, and its raw content."""
     learn = tiny_learner(tmp_path, n_train=24, n_valid=8)
     learn.fit_one_cycle(4, 1e-2, callbacks=[*_trackers(learn), SaveModelCallback(learn, every="epoch", name="ck"),
-                                            Stop(1)])
+                                            StopAfter(1)])
     path = tmp_path / "models" / "ck_1.pth"
     return path, torch.load(path, weights_only=True)
 
@@ -302,7 +292,7 @@ def test_param_scheduler_resumes_its_position(tmp_path):
 
     def run(learn, start_epoch=None, stop=None):
         ps = ParamScheduler(learn, {"lr": SchedCos(1e-2, 1e-4)})
-        cbs = [ps, SaveModelCallback(learn, every="epoch", name="ps")] + ([Stop(stop)] if stop is not None else [])
+        cbs = [ps, SaveModelCallback(learn, every="epoch", name="ps")] + ([StopAfter(stop)] if stop is not None else [])
         learn.fit(3, 1e-2, callbacks=cbs, start_epoch=start_epoch)
         return learn, ps
 
@@ -333,7 +323,7 @@ def test_schedules_on_the_device_resume_their_step(tmp_path):
     """The schedule continues at the saved step (the weights are not compared: see the report on
     the decoupled weight decay of on-device runs)."""
     def run(learn, start_epoch=None, stop=None):
-        cbs = [SaveModelCallback(learn, every="epoch", name="dev")] + ([Stop(stop)] if stop is not None else [])
+        cbs = [SaveModelCallback(learn, every="epoch", name="dev")] + ([StopAfter(stop)] if stop is not None else [])
         learn.fit_one_cycle(3, 1e-2, callbacks=cbs, start_epoch=start_epoch, on_device=True)
         return learn
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from loop_helpers import Score
+from loop_helpers import Score, StopAfter
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -53,18 +53,6 @@ class Jitter(Callback):
         if train:
             return {"last_input": last_input * (1 + 0.05 * random.random()) + 0.05 * float(np.random.rand())}
 
-
-class StopAfter(Callback):
-    """Interrupt the run after epoch `k` (after the checkpoint was written)."""
-
-    _order = 100
-
-    def __init__(self, k):
-        self.k = k
-
-    def on_epoch_end(self, epoch, **kwargs):
-        if epoch == self.k:
-            return {"stop_training": True}
 
 
 def assert_same_run(a, b):

@@ -45,6 +45,12 @@ pub fn real(name: &str, x: &Bound<'_, PyAny>) -> PyResult<f64> {
     }
 }
 
+/// An optional real number (an argument with a default: `None` when not given).
+#[inline]
+pub fn opt_real(name: &str, x: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
+    x.map(|x| real(name, x)).transpose()
+}
+
 /// A count: a non-negative integer below 2**64, with errors naming the argument.
 #[inline]
 pub fn count(name: &str, x: &Bound<'_, PyAny>) -> PyResult<u64> {

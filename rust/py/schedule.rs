@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use super::convert::{as_number, count, float_array, float_vec, instance, is_tensor, real, text, type_name};
+use super::convert::{as_number, count, float_array, float_vec, instance, is_tensor, opt_real, real, text, type_name};
 use super::error::{arg_error, type_error, Class};
 use super::shape::{parse_shape, shape_name};
 use crate::core::schedule::Schedule as CoreSchedule;
@@ -115,7 +115,7 @@ impl Schedule {
         end: &Bound<'_, PyAny>,
         degree: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let degree = degree.map(|d| real("degree", d)).transpose()?;
+        let degree = opt_real("degree", degree)?;
         let (start, end) = (real("start", start)?, real("end", end)?);
         Ok(Schedule(CoreSchedule::anneal(parse_shape(&text("shape", shape)?, degree)?, start, end)?))
     }
@@ -155,7 +155,7 @@ impl Schedule {
         inner: &Bound<'_, PyAny>,
         mult: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let mult = mult.map(|m| real("mult", m)).transpose()?.unwrap_or(1.0);
+        let mult = opt_real("mult", mult)?.unwrap_or(1.0);
         Ok(Schedule(CoreSchedule::restarts(
             real("period", period)?,
             mult,
@@ -190,11 +190,10 @@ impl Schedule {
         div_factor: Option<&Bound<'_, PyAny>>,
         final_div: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let opt = |name, x: Option<&Bound<'_, PyAny>>| x.map(|x| real(name, x)).transpose();
         let lr_max = real("lr_max", lr_max)?;
-        let pct_start = opt("pct_start", pct_start)?.unwrap_or(0.3);
-        let div_factor = opt("div_factor", div_factor)?.unwrap_or(25.0);
-        let final_div = opt("final_div", final_div)?.unwrap_or(div_factor * 1e4);
+        let pct_start = opt_real("pct_start", pct_start)?.unwrap_or(0.3);
+        let div_factor = opt_real("div_factor", div_factor)?.unwrap_or(25.0);
+        let final_div = opt_real("final_div", final_div)?.unwrap_or(div_factor * 1e4);
         Ok(Schedule(CoreSchedule::one_cycle(lr_max, pct_start, div_factor, final_div)?))
     }
 
@@ -226,7 +225,7 @@ impl Schedule {
         period: &Bound<'_, PyAny>,
         mult: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let mult = mult.map(|m| real("mult", m)).transpose()?.unwrap_or(1.0);
+        let mult = opt_real("mult", mult)?.unwrap_or(1.0);
         let (max, min, period) = (real("max", max)?, real("min", min)?, real("period", period)?);
         Ok(Schedule(CoreSchedule::sgdr(max, min, period, mult)?))
     }
