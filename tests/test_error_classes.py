@@ -126,6 +126,7 @@ def test_bad_input_raises_the_fastcb_class_that_is_also_the_builtin(call, cls, b
     assert type(info.value) is cls, f"{type(info.value).__name__}: {info.value}"
     assert isinstance(info.value, builtin) and isinstance(info.value, FastcbError)
     assert str(info.value).startswith(message), str(info.value)
+    assert "must " not in str(info.value), "one message style: '<argument>: expected <what>, got <value>'"
 
 
 def test_every_error_class_is_a_fastcb_error_and_a_builtin():
