@@ -5,8 +5,9 @@
 //! list or dict: nothing that runs Python code to convert); anything else answers `None`
 //! and torch's own code runs.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
 
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -17,23 +18,77 @@ use super::hf_factor::lambda_factor;
 use crate::core::hf_sched::HfFactor;
 use crate::core::torch_sched::{Attrs, CyclicMode};
 
-/// The Python strings made for the names, keyed by each name's address and length.
-type Keys = Vec<((usize, usize), Py<PyString>)>;
+/// Slots of the per-thread table of the names' Python strings (more than the rules name).
+const SLOTS: usize = 256;
 
-/// `name` as a Python string, made once per name (the rules' names are `'static`).
-pub fn key<'py>(py: Python<'py>, name: &'static str) -> Bound<'py, PyString> {
-    static KEYS: Mutex<Keys> = Mutex::new(Vec::new());
+thread_local! {
+    /// `(address, length, string)` of each name seen, at the slot its address picks (or
+    /// the next free one); `0` marks a free slot.
+    static KEYS: RefCell<[(usize, usize, usize); SLOTS]> = const { RefCell::new([(0, 0, 0); SLOTS]) };
+}
+
+/// `name` as a Python string, made once per name and thread and kept for the thread's life
+/// (the names are the rules' `'static` attribute names: a few dozen).
+pub fn key<'py>(py: Python<'py>, name: &'static str) -> Borrowed<'static, 'py, PyString> {
     let id = (name.as_ptr() as usize, name.len());
-    {
-        let keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, k)) = keys.iter().find(|(i, _)| *i == id) {
-            return k.bind(py).clone();
+    let start = (id.0 ^ (id.0 >> 9)) % SLOTS;
+    let found = KEYS.with_borrow(|keys| {
+        (0..SLOTS).map(|p| keys[(start + p) % SLOTS]).find(|&(a, l, s)| s == 0 || (a, l) == id).map(|(_, _, s)| s)
+    });
+    let ptr = match found {
+        Some(s) if s != 0 => s as *mut ffi::PyObject,
+        _ => {
+            // Made outside the borrow: an allocation may run the collector, and with it
+            // Python code. Never released: the table holds it for the thread's life.
+            let k = PyString::intern(py, name).into_ptr();
+            KEYS.with_borrow_mut(|keys| {
+                let free = (0..SLOTS).map(|p| (start + p) % SLOTS).find(|&i| keys[i].2 == 0);
+                let i = free.expect("more attribute names than slots");
+                keys[i] = (id.0, id.1, k as usize);
+            });
+            k
+        }
+    };
+    // SAFETY: attached to the interpreter; `ptr` is a `str` the table holds a reference to
+    // for the rest of the thread's life.
+    unsafe { Borrowed::from_ptr(py, ptr).cast_unchecked() }
+}
+
+/// Borrowed access on the hot path of a step. An owned handle costs a reference-count call
+/// into the interpreter to make and another to drop (abi3).
+pub mod borrowed {
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+    use pyo3::types::{PyDict, PyList};
+
+    /// `list[i]`, borrowed from `list`; an `IndexError` past the end.
+    #[inline]
+    pub fn item<'a, 'py>(list: &'a Bound<'py, PyList>, i: usize) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+        // SAFETY: attached to the interpreter; `PyList_GetItem` returns a borrowed reference
+        // (or NULL with an exception set), valid while `list` holds it: nothing runs
+        // Python code between this call and the caller's use of the item.
+        unsafe { Borrowed::from_ptr_or_err(list.py(), ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t)) }
+    }
+
+    /// `dict[key]`, borrowed from `dict`; `None` where absent (a lookup error is cleared:
+    /// torch's code, which then runs, meets it again).
+    #[inline]
+    pub fn get<'a, 'py>(dict: &'a Bound<'py, PyDict>, key: &Bound<'py, PyAny>) -> Option<Borrowed<'a, 'py, PyAny>> {
+        let py = dict.py();
+        // SAFETY: attached to the interpreter; `PyDict_GetItemWithError` returns a borrowed
+        // reference valid while `dict` holds it (nothing runs Python code between this call
+        // and the caller's use of it), or NULL, with an exception set on an error.
+        unsafe {
+            let p = ffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr());
+            if p.is_null() {
+                if !ffi::PyErr_Occurred().is_null() {
+                    ffi::PyErr_Clear();
+                }
+                return None;
+            }
+            Some(Borrowed::from_ptr(py, p))
         }
     }
-    // Made outside the lock: an allocation may run the collector, and with it Python code.
-    let k = PyString::intern(py, name);
-    KEYS.lock().unwrap_or_else(|e| e.into_inner()).push((id, k.clone().unbind()));
-    k
 }
 
 /// A scheduler's `__dict__` and its optimizer's param groups.
@@ -42,18 +97,23 @@ pub struct SchedAttrs<'a, 'py> {
     pub groups: &'a Bound<'py, PyList>,
 }
 
-impl<'py> SchedAttrs<'_, 'py> {
-    fn get(&self, name: &'static str) -> Option<Bound<'py, PyAny>> {
-        self.dict.get_item(key(self.dict.py(), name)).ok()?
+impl<'a, 'py> SchedAttrs<'a, 'py> {
+    fn get(&self, name: &'static str) -> Option<Borrowed<'a, 'py, PyAny>> {
+        borrowed::get(self.dict, &key(self.dict.py(), name))
     }
 
-    fn list(&self, name: &'static str) -> Option<Bound<'py, PyList>> {
-        self.get(name)?.cast_into_exact::<PyList>().ok()
-    }
-
+    /// `attr[i][k]`, where `attr` is a list of dicts.
     fn item(&self, name: &'static str, i: usize, k: &'static str) -> Option<Bound<'py, PyAny>> {
-        let record = self.list(name)?.get_item(i).ok()?.cast_into_exact::<PyDict>().ok()?;
-        record.get_item(key(self.dict.py(), k)).ok()?
+        let list = self.get(name)?.to_owned().cast_into_exact::<PyList>().ok()?;
+        let record = list.get_item(i).ok()?.cast_into_exact::<PyDict>().ok()?;
+        borrowed::get(&record, &key(self.dict.py(), k)).map(|v| v.to_owned())
+    }
+
+    /// Param group `g`'s number at `k`.
+    fn group_at(&self, g: usize, k: &Bound<'py, PyAny>) -> Option<f64> {
+        let group = borrowed::item(self.groups, g).ok()?;
+        let group = group.cast::<PyDict>().ok()?;
+        borrowed::get(&group, k)?.extract::<Num>().ok().map(|n| n.0)
     }
 }
 
@@ -114,16 +174,17 @@ impl Attrs for SchedAttrs<'_, '_> {
     }
 
     fn nums(&self, name: &'static str) -> Option<Vec<f64>> {
-        let list = self.list(name)?;
-        list.iter().map(|x| x.extract::<Num>().ok().map(|n| n.0)).collect()
+        let list = self.get(name)?;
+        let list = list.cast_exact::<PyList>().ok()?;
+        (0..list.len()).map(|i| borrowed::item(&list, i).ok()?.extract::<Num>().ok().map(|n| n.0)).collect()
     }
 
     fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize> {
-        choose(self.get(name), options)
+        choose(self.get(name).map(|v| v.to_owned()), options)
     }
 
     fn count(&self, name: &'static str, k: i64) -> Option<i64> {
-        let counter = self.get(name)?.cast_into::<PyDict>().ok()?;
+        let counter = self.get(name)?.to_owned().cast_into::<PyDict>().ok()?;
         match counter.get_item(k).ok()? {
             None => Some(0),
             Some(n) => n.extract::<Int>().ok().map(|n| n.0),
@@ -132,7 +193,7 @@ impl Attrs for SchedAttrs<'_, '_> {
 
     /// One factor per group; a factor shared by consecutive groups is read once.
     fn factors(&self, name: &'static str) -> Option<Vec<HfFactor>> {
-        let lambdas = self.list(name)?;
+        let lambdas = self.get(name)?.to_owned().cast_into_exact::<PyList>().ok()?;
         let mut out: Vec<HfFactor> = Vec::with_capacity(lambdas.len());
         let mut last: Option<Bound<'_, PyAny>> = None;
         for f in lambdas.iter() {
@@ -147,23 +208,23 @@ impl Attrs for SchedAttrs<'_, '_> {
     }
 
     fn cyclic_scale(&self, name: &'static str) -> Option<CyclicMode> {
-        cyclic_mode(&self.get(name)?).ok()?
+        cyclic_mode(&self.get(name)?.to_owned()).ok()?
     }
 
     fn len(&self, name: &'static str) -> Option<usize> {
-        Some(self.list(name)?.len())
+        Some(self.get(name)?.cast_exact::<PyList>().ok()?.len())
     }
 
     fn item_num(&self, name: &'static str, i: usize, k: &'static str) -> Option<f64> {
         self.item(name, i, k)?.extract::<Num>().ok().map(|n| n.0)
     }
 
-    fn item_choice(&self, name: &'static str, i: usize, k: &'static str, options: &[&'static str]) -> Option<usize> {
-        choose(self.item(name, i, k), options)
+    fn groups_at(&self, name: &'static str, i: usize, k: &'static str) -> Option<Vec<f64>> {
+        let k = self.item(name, i, k)?;
+        (0..self.groups.len()).map(|g| self.group_at(g, &k)).collect()
     }
 
     fn group_num(&self, g: usize, k: &'static str) -> Option<f64> {
-        let group = self.groups.get_item(g).ok()?.cast_into::<PyDict>().ok()?;
-        group.get_item(key(self.dict.py(), k)).ok()??.extract::<Num>().ok().map(|n| n.0)
+        self.group_at(g, &key(self.dict.py(), k))
     }
 }

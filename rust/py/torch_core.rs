@@ -20,7 +20,7 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use super::exact::{Int, Num};
 use super::tensor_lr::{tensor_lr, TensorLr};
-use super::torch_attrs::{key, SchedAttrs};
+use super::torch_attrs::{borrowed, key, SchedAttrs};
 use crate::core::torch_sched::{rule_index, Kind, MomentumKey, Val, RULES};
 
 /// Counters are kept per rule, and for SequentialLR after them.
@@ -36,23 +36,6 @@ static TENSOR_STEPS: [AtomicU64; COUNTED] = [const { AtomicU64::new(0) }; COUNTE
 
 fn count(counter: &[AtomicU64; COUNTED], i: usize) {
     counter[i].fetch_add(1, Ordering::Relaxed);
-}
-
-/// Borrowed access to the param groups on the hot path of a step. An owned handle costs
-/// a reference-count call into the interpreter to make and another to drop (abi3).
-mod borrowed {
-    use pyo3::ffi;
-    use pyo3::prelude::*;
-    use pyo3::types::PyList;
-
-    /// `list[i]`, borrowed from `list`; an `IndexError` past the end.
-    #[inline]
-    pub fn item<'a, 'py>(list: &'a Bound<'py, PyList>, i: usize) -> PyResult<Borrowed<'a, 'py, PyAny>> {
-        // SAFETY: attached to the interpreter; `PyList_GetItem` returns a borrowed reference
-        // (or NULL with an exception set), valid while `list` holds it: nothing runs
-        // Python code between this call and the caller's use of the item.
-        unsafe { Borrowed::from_ptr_or_err(list.py(), ffi::PyList_GetItem(list.as_ptr(), i as ffi::Py_ssize_t)) }
-    }
 }
 
 #[derive(FromPyObject)]
@@ -141,13 +124,15 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool, current: 
     let mut lrs = Vec::with_capacity(groups.len());
     let mut held = Vec::new();
     for i in 0..groups.len() {
-        let Ok(group) = borrowed::item(&groups, i)?.cast::<PyDict>() else { return Ok(None) };
-        let Some(lr) = group.get_item(lr_key)? else { return Ok(None) };
+        let group = borrowed::item(&groups, i)?;
+        let Ok(group) = group.cast::<PyDict>() else { return Ok(None) };
+        let Some(lr) = borrowed::get(&group, lr_key) else { return Ok(None) };
         // Exactly a float: replacing it runs no Python code (no `__del__`).
         if let Ok(lr) = lr.cast_exact::<PyFloat>() {
             lrs.push(Val::float(lr.value()));
             continue;
         }
+        let lr = lr.to_owned();
         if !tensors {
             return Ok(None);
         }
@@ -201,7 +186,7 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
     let rule = &RULES[r];
     let py = sched.py();
     let Some(d) = instance_dict(sched) else { return Ok(None) };
-    let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
+    let Some(last) = borrowed::get(&d, intern!(py, "last_epoch")) else { return Ok(None) };
     let Ok(Int(last)) = last.extract::<Int>() else { return Ok(None) };
     let mut step_count = 0;
     if rule.own_step {
@@ -210,7 +195,7 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
         }
     } else {
         // The first steps run torch's: it warns about the call order there.
-        let Some(n) = d.get_item(intern!(py, "_step_count"))? else { return Ok(None) };
+        let Some(n) = borrowed::get(&d, intern!(py, "_step_count")) else { return Ok(None) };
         match n.extract::<Int>() {
             Ok(Int(n)) if n >= 2 => step_count = n,
             _ => return Ok(None),

@@ -73,8 +73,9 @@ pub trait Attrs {
     fn len(&self, name: &'static str) -> Option<usize>;
     /// A number at `key` of the dict `attr[i]`.
     fn item_num(&self, name: &'static str, i: usize, key: &'static str) -> Option<f64>;
-    /// The index in `options` of the `str` at `key` of the dict `attr[i]`.
-    fn item_choice(&self, name: &'static str, i: usize, key: &'static str, options: &[&'static str]) -> Option<usize>;
+    /// Every param group's number at the key that `attr[i][key]` holds (torch's OneCycleLR:
+    /// `group[phase["start_lr"]]`).
+    fn groups_at(&self, name: &'static str, i: usize, key: &'static str) -> Option<Vec<f64>>;
     /// A number at `key` of param group `g`.
     fn group_num(&self, g: usize, key: &'static str) -> Option<f64>;
 }
@@ -313,15 +314,12 @@ mod tests {
                 _ => None,
             }
         }
-        fn item_choice(
-            &self,
-            name: &'static str,
-            i: usize,
-            key: &'static str,
-            options: &[&'static str],
-        ) -> Option<usize> {
+        fn groups_at(&self, name: &'static str, i: usize, key: &'static str) -> Option<Vec<f64>> {
             match self.attrs.get(name)? {
-                V::Records(r) => choose(r.get(i)?.get(key), options),
+                V::Records(r) => match r.get(i)?.get(key)? {
+                    V::Text(k) => (0..self.groups()).map(|g| self.group_num(g, k)).collect(),
+                    _ => None,
+                },
                 _ => None,
             }
         }

@@ -34,9 +34,6 @@ impl ShapeAt {
     }
 }
 
-/// The names a phase of torch's `_schedule_phases` gives its param-group keys.
-const KEYS: [&str; 5] = ["initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"];
-
 /// OneCycleLR at one step: torch's `_schedule_phases` give the phase of the step and name
 /// the param-group keys its `(start, end)` values are read from (`initial_lr`, `max_lr`,
 /// `min_lr`, the momenta), read at every step; the annealing shape is placed once for all
@@ -50,10 +47,12 @@ pub struct OneCycle {
     pub momenta: Option<(MomentumKey, Vec<(f64, f64)>)>,
 }
 
-/// Each group's `(group[start], group[end])`.
-fn pairs(a: &dyn Attrs, start: &'static str, end: &'static str) -> Option<Vec<(f64, f64)>> {
-    (0..a.groups()).map(|g| Some((a.group_num(g, start)?, a.group_num(g, end)?))).collect()
+/// Each group's `(group[phase[start]], group[phase[end]])`, for phase `i`.
+fn pairs(a: &dyn Attrs, i: usize, start: &'static str, end: &'static str) -> Option<Vec<(f64, f64)>> {
+    Some(a.groups_at(PHASES, i, start)?.into_iter().zip(a.groups_at(PHASES, i, end)?).collect())
 }
+
+const PHASES: &str = "_schedule_phases";
 
 impl TorchRule for OneCycle {
     const NAME: &'static str = "onecycle";
@@ -64,7 +63,6 @@ impl TorchRule for OneCycle {
             return None;
         }
         let shape = [Anneal::Cos, Anneal::Linear][a.choice("_anneal_func_type", &["cos", "linear"])?];
-        const PHASES: &str = "_schedule_phases";
         let n = a.len(PHASES)?;
         let mut start = 0.0;
         let mut found = None;
@@ -81,11 +79,10 @@ impl TorchRule for OneCycle {
             return None;
         }
         let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
-        let key = |field| a.item_choice(PHASES, i, field, &KEYS).map(|k| KEYS[k]);
-        let lrs = pairs(a, key("start_lr")?, key("end_lr")?)?;
+        let lrs = pairs(a, i, "start_lr", "end_lr")?;
         let momenta = if a.flag("cycle_momentum")? {
             let to = MomentumKey::new(a.flag("use_beta1")?);
-            Some((to, pairs(a, key("start_momentum")?, key("end_momentum")?)?))
+            Some((to, pairs(a, i, "start_momentum", "end_momentum")?))
         } else {
             None
         };
