@@ -423,6 +423,21 @@ def test_without_live_readers_the_epoch_losses_are_smoothed_once_at_its_end_exac
     assert all(math.isnan(v) for v in h.state_dict["smooth_losses"]), "NaN from the first non-finite loss on"
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_loss_mid_epoch_ends_the_smoothed_history_there(bad):
+    beta, losses = 0.9, [3.0, 1.0, 4.0, bad, 5.0, 9.0]
+    h = CallbackHandler(beta=beta)
+    h.on_train_begin(1, None, [])
+    for v in losses:
+        h.on_backward_begin(torch.tensor(v, dtype=torch.float64))
+    h.on_epoch_end(None)
+    got = h.state_dict["smooth_losses"]
+    assert got[:3] == _plain_smoothing(beta, losses[:3]) and all(math.isnan(v) for v in got[3:])
+    h.on_backward_begin(torch.tensor(1.0))
+    h.on_epoch_end(None)
+    assert math.isnan(h.state_dict["smooth_losses"][0]) and math.isnan(h.state_dict["smooth_loss"])
+
+
 def test_call_runs_metrics_only_when_asked():
     seen = []
 

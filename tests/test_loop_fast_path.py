@@ -187,3 +187,48 @@ def test_host_floats_still_names_a_tensor_of_several_numbers():
 
     with pytest.raises(ValueError, match="losses: expected one number each"):
         host_floats([torch.ones(2), torch.ones(2)], "losses")
+
+
+@pytest.mark.parametrize("opt_cls, kwargs", [(torch.optim.SGD, {"momentum": 0.9}), (torch.optim.Adam, {}),
+                                             (torch.optim.RMSprop, {"momentum": 0.5}), (torch.optim.Adagrad, {})])
+@pytest.mark.parametrize("bn_wd", [True, False])
+@pytest.mark.parametrize("tensor_group", [None, 0, -1])
+def test_set_lr_mom_writes_what_the_two_setters_write(opt_cls, kwargs, bn_wd, tensor_group):
+    from functools import partial
+
+    def build():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+        opt = OptimWrapper.create(partial(opt_cls, **kwargs), [0.01, 0.02], [model[:2], model[2:]], bn_wd=bn_wd)
+        if tensor_group is not None:  # a group holding a tensor lr: the general path, in place
+            opt.opt.param_groups[tensor_group]["lr"] = torch.tensor(0.5)
+        return opt
+
+    fused, apart = build(), build()
+    for lr, mom in [(0.1, 0.9), (0.2, 0.85), (3e-4, 0.95)]:
+        fused.set_lr_mom(lr, mom)
+        apart.lr, apart.mom = lr, mom
+        for a, b in zip(fused.opt.param_groups, apart.opt.param_groups):
+            assert {k: v for k, v in a.items() if k != "params"} == {k: v for k, v in b.items() if k != "params"}
+        assert (fused._lr, fused._mom) == (apart._lr, apart._mom)
+        assert fused.lr_mom() == apart.lr_mom() == (fused.lr, fused.mom)
+    if tensor_group is not None:
+        lr = fused.opt.param_groups[tensor_group]["lr"]
+        assert isinstance(lr, torch.Tensor) and lr.item() == pytest.approx(3e-4)
+
+
+def test_one_cycle_on_an_optimizer_wrapper_subclass_goes_through_its_setters():
+    from fastcb import Learner
+
+    seen = []
+
+    class Spy(OptimWrapper):
+        @OptimWrapper.lr.setter
+        def lr(self, val):
+            seen.append(val)
+            OptimWrapper.lr.fset(self, val)
+
+    learn = Learner(tiny_data(), torch.nn.Linear(10, 2), loss_func=F.cross_entropy, silent=True)
+    learn.opt = Spy(torch.optim.Adam(learn.model.parameters(), lr=1e-3))
+    learn.fit_one_cycle(1, 1e-2)
+    assert len(seen) >= len(learn.data.train_dl)  # every batch's write reached the subclass's setter

@@ -540,15 +540,17 @@ class CallbackHandler:
         if not losses:
             st["smooth_losses"] = []
             return
-        values = host_floats(losses, "losses").tolist()
+        values = host_floats(losses, "losses")
+        finite = np.isfinite(values)
+        n_finite = 0 if self._history_nan else len(values) if finite.all() else int(np.argmin(finite))
         history, out = self.loss_history, []
-        for v in values:
-            self._history_nan = self._history_nan or not math.isfinite(v)
-            if self._history_nan:
-                out.append(math.nan)
-            else:
-                history.add_value(v)
-                out.append(history.smooth)
+        add = history.add_value
+        for v in values[:n_finite].tolist():
+            add(v)
+            out.append(history.smooth)
+        if n_finite < len(values):
+            self._history_nan = True
+            out += [math.nan] * (len(values) - n_finite)
         st["smooth_losses"], st["smooth_loss"] = out, out[-1]
 
     @property

@@ -48,7 +48,7 @@ def loss_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., torc
             opt.step()
         if not cb_handler.on_step_end():
             opt.zero_grad()
-    return loss.detach()
+    return loss.detach() if loss.requires_grad else loss  # validation (no_grad): nothing to detach from
 
 
 def train_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., torch.Tensor], opt: Any,

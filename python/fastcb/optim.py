@@ -215,9 +215,10 @@ class OptimWrapper(GetAttr):
     # -- the optimizer's own methods --------------------------------------------------
     def step(self, *args: Any, **kwargs: Any) -> Any:
         """Apply decoupled weight decay (if `true_wd`), then step the optimizer."""
-        if self.true_wd and any(self._wd):
+        d = self.__dict__  # as in `set_lr_mom`: no pass through `__getattr__`'s slot per attribute
+        if d["true_wd"] and any(d["_wd"]):
             self._decay()
-        return self.opt.step(*args, **kwargs)
+        return d["opt"].step(*args, **kwargs)
 
     def _decay(self) -> None:
         main, norm = self._groups()
@@ -464,15 +465,48 @@ class OptimWrapper(GetAttr):
     def lr_mom(self) -> tuple[Any, Any]:
         """`(lr, mom)` as the `lr` and `mom` properties read them, in one call (the Recorder asks
         every training batch)."""
-        pgs = self.opt.param_groups
-        g = pgs[-2] if self.paired else pgs[-1]
+        d = self.__dict__  # as in `set_lr_mom`: no pass through `__getattr__`'s slot per attribute
+        pgs = d["opt"].param_groups
+        g = pgs[-2] if d["paired"] else pgs[-1]
         lr = g.get("lr")
         if type(lr) is not float:
-            lr = self._lr[-1]
-        if self._mom is None:
+            lr = d["_lr"][-1]
+        mom = d["_mom"]
+        if mom is None:
             return lr, None
-        mom = g["momentum"] if "momentum" in g else g["betas"][0]
-        return lr, mom if type(mom) is float else self._mom[-1]
+        m = g["momentum"] if d["_momentum_key"] else g["betas"][0]
+        return lr, m if type(m) is float else mom[-1]
+
+    def set_lr_mom(self, lr, mom):
+        """`self.lr, self.mom = lr, mom` in one pass over the param groups (a one-cycle scheduler
+        writes both every training batch). Floats into groups that hold floats are written here;
+        anything else goes through the two setters, with their rules."""
+        # Attributes read from the instance dict: each `self.x` passes through `GetAttr.__getattr__`'s
+        # slot (Python can't specialize it), and this runs every batch.
+        d = self.__dict__
+        if type(lr) is float and type(mom) is float and d["_mom"] is not None:
+            groups = d["opt"].param_groups
+            if d["_momentum_key"]:
+                for pg in groups:
+                    if type(pg.get("lr")) is not float or type(pg["momentum"]) is not float:
+                        break
+                    pg["lr"] = lr
+                    pg["momentum"] = mom
+                else:
+                    self._lr, self._mom = [lr] * len(d["_lr"]), [mom] * len(d["_mom"])
+                    return
+            else:
+                for pg in groups:
+                    betas = pg["betas"]
+                    if type(pg.get("lr")) is not float or type(betas) is not tuple or type(betas[0]) is not float:
+                        break
+                    pg["lr"] = lr
+                    pg["betas"] = (mom, betas[1])
+                else:
+                    self._lr, self._mom = [lr] * len(d["_lr"]), [mom] * len(d["_mom"])
+                    return
+        self.lr = lr  # the general case (or a group that isn't plain floats): every group again
+        self.mom = mom
 
     @property
     def beta(self) -> Any:

@@ -11,6 +11,7 @@ from ..anneal import Stepper
 from ..callback import check_state_number, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
+from ..optim import OptimWrapper
 
 if TYPE_CHECKING:
     from ..learner import Learner
@@ -73,12 +74,18 @@ class GeneralScheduler(LearnerCallback):
             self._run = DeviceRun(self.learn, stepper_schedules(scheds, len(self.opt._groups()[0])), total)
             self._total = total
             return res
-        # Per phase, (setter, stepper) pairs: the per-batch work is one call each.
-        self._setters = [[(self._setter(k), v) for k, v in phase.items()] for phase in scheds]
+        # Per phase, (setter, stepper) pairs: the per-batch work is one call each; a phase of lr and
+        # mom on an OptimWrapper is one `(set_lr_mom, lr stepper, mom stepper, first stepper)` write.
+        self._setters = [self._phase_setters(phase) for phase in scheds]
         for k, v in scheds[0].items():
             self.opt.set_stat(k, v.start)
         self.idx_s = 0
         return res
+
+    def _phase_setters(self, phase: dict[str, Stepper]) -> Any:
+        if set(phase) == {"lr", "mom"} and type(self.opt) is OptimWrapper:
+            return self.opt.set_lr_mom, phase["lr"], phase["mom"], next(iter(phase.values()))
+        return [(self._setter(k), v) for k, v in phase.items()]
 
     def _setter(self, name: str) -> Callable[[Any], None]:
         if name in ("lr", "mom", "beta", "wd"):
@@ -142,17 +149,27 @@ class GeneralScheduler(LearnerCallback):
     def on_batch_end(self, train: bool, **kwargs: Any) -> dict[str, Any] | None:
         """Step every schedule of the current phase; move on when it is done; stop after the last."""
         if train:
-            if self._run is not None:
-                if self._run.steps >= self._total:
+            # Read from the instance dict: each `self.x` of a LearnerCallback passes through its
+            # `__getattr__` slot (Python can't specialize it), and this runs every batch.
+            d = self.__dict__
+            run = d.get("_run")
+            if run is not None:
+                if run.steps >= self._total:
                     return {"stop_training": True, "stop_epoch": True}
-                self._run.step()
+                run.step()
                 return None
-            if self.idx_s >= len(self.scheds):
+            idx_s, setters = d["idx_s"], d["_setters"]
+            if idx_s >= len(setters):
                 return {"stop_training": True, "stop_epoch": True}
-            setters = self._setters[self.idx_s]
-            for set_value, sched in setters:
-                set_value(sched.step())
-            if setters[0][1].is_done:
+            setters = setters[idx_s]
+            if type(setters) is tuple:
+                set_lr_mom, lr, mom, first = setters
+                set_lr_mom(lr.step(), mom.step())
+            else:
+                for set_value, sched in setters:
+                    set_value(sched.step())
+                first = setters[0][1]
+            if first.is_done:
                 self.idx_s += 1
         return None
 

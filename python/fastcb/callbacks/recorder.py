@@ -156,14 +156,16 @@ class Recorder(LearnerCallback):
     def on_batch_begin(self, train: bool, **kwargs: Any) -> None:
         """Record the learning rate and momentum of this training batch."""
         if train:
-            opt = self.opt
+            # Read from the instance dict: each `self.x` of a LearnerCallback passes through its
+            # `__getattr__` slot (Python can't specialize it), and this runs every batch.
+            d = self.__dict__
+            opt = d["opt"]
             if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties)
                 lr, mom = opt.lr_mom()
-                self.lrs.append(lr)
-                self.moms.append(mom)
             else:
-                self.lrs.append(opt.lr)
-                self.moms.append(opt.mom)
+                lr, mom = opt.lr, opt.mom
+            d["lrs"].append(lr)
+            d["moms"].append(mom)
 
     def on_epoch_end(self, epoch: int, num_batch: int, smooth_loss: Any, smooth_losses: list[float], last_metrics: list[Any] | None, **kwargs: Any) -> None:
         """Record the epoch's smoothed losses (the handler brings them to the host once), the
