@@ -7,6 +7,7 @@ seed's per-event value (new `(xb, yb)`, output or loss; True to stop the epoch/t
 
 import inspect
 import math
+import sys
 import types
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -49,11 +50,13 @@ EVENTS = (
     "train_end",
 )
 
-#: The keys of `CallbackHandler.state_dict`: what a hook may receive and update.
-STATE_KEYS = frozenset(
+#: The keys of `CallbackHandler.state_dict`: what a hook may receive and update. Interned, as the
+#: literals the loop indexes the state with are: a lookup then matches by identity, without
+#: comparing the strings (a dozen lookups per batch).
+STATE_KEYS = frozenset(map(sys.intern, (
     "epoch iteration num_batch n_epochs pbar metrics train last_input last_target last_output last_loss "
     "smooth_loss smooth_losses last_metrics stop_epoch stop_training skip_bwd skip_step skip_zero skip_validate".split()
-)
+)))
 
 #: The events of each batch: a hook on one of them may read `smooth_loss` while the epoch runs.
 _BATCH_EVENTS = ("batch_begin", "loss_begin", "backward_begin", "backward_end", "step_end", "batch_end")

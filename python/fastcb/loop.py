@@ -64,15 +64,12 @@ def train_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., tor
     if batch_begin:
         cb_handler._run("batch_begin", batch_begin)
         xb, yb = st["last_input"], st["last_target"]
-    if not isinstance(xb, (list, tuple)):
-        xb = [xb]
-    if not isinstance(yb, (list, tuple)):
-        yb = [yb]
-    out = st["last_output"] = model(*xb)
+    # one input and one target (the common case) are passed as they are: no list to build and unpack
+    out = st["last_output"] = model(*xb) if isinstance(xb, (list, tuple)) else model(xb)
     if loss_begin:
         cb_handler._run("loss_begin", loss_begin)
         out = st["last_output"]
-    loss = loss_func(out, *yb)
+    loss = loss_func(out, *yb) if isinstance(yb, (list, tuple)) else loss_func(out, yb)
     if loss.dim():  # shape metadata only: no host-device sync
         _check_scalar_loss(loss, loss_func)
     value = loss.detach()  # kept for the epoch's record, and returned unless a hook replaces the loss

@@ -218,7 +218,9 @@ class OptimWrapper(GetAttr):
         d = self.__dict__  # as in `set_lr_mom`: no pass through `__getattr__`'s slot per attribute
         if d["true_wd"] and any(d["_wd"]):
             self._decay()
-        return d["opt"].step(*args, **kwargs)
+        if args or kwargs:
+            return d["opt"].step(*args, **kwargs)
+        return d["opt"].step()
 
     def _decay(self) -> None:
         main, norm = self._groups()
@@ -235,7 +237,10 @@ class OptimWrapper(GetAttr):
 
     def zero_grad(self, *args: Any, **kwargs: Any) -> None:
         """Clear the gradients."""
-        self.opt.zero_grad(*args, **kwargs)
+        if args or kwargs:
+            self.opt.zero_grad(*args, **kwargs)
+        else:
+            self.opt.zero_grad()
 
 
     def clear(self) -> None:
