@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import os
 import statistics
 import time
 
@@ -151,6 +152,7 @@ def main():
     else:
         print("Lightning: not installed, skipped")
 
+    load_before = os.getloadavg()  # the figures mean little on a loaded machine: say how loaded it was
     for fn in peers.values():  # warm-up (imports, allocator, first DataLoader iterator)
         fn(train_dl, valid_dl, 1)
     # Interleave the repeats so that machine noise hits every peer alike; rotate the order so that
@@ -161,11 +163,13 @@ def main():
     for r in range(args.repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name] += time_it(peers[name], train_dl, valid_dl, args.epochs, repeats=1, clock=clock)
+    load_after = os.getloadavg()
     per_batch = {name: [t / n_batches * 1e6 for t in ts] for name, ts in times.items()}
     bare = per_batch["bare torch loop"]
     print(f"fastcb {fastcb.__version__}, torch {torch.__version__}; Linear(10,2), batch 32, "
           f"{len(train_dl)} train + {len(valid_dl)} valid batches/epoch, {args.epochs} epochs, "
-          f"{args.repeats} paired repeats, {args.clock} clock")
+          f"{args.repeats} paired repeats, {args.clock} clock; load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after ({os.cpu_count()} cores)")
     print(f"{'loop':42s} {'us/train batch':>14s} {'added (paired median)':>22s} {'quartiles':>18s}")
     for name, ts in per_batch.items():
         diffs = [t - b for t, b in zip(ts, bare)]
