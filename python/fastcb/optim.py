@@ -482,7 +482,7 @@ class OptimWrapper(GetAttr):
         m = g["momentum"] if d["_momentum_key"] else g["betas"][0]
         return lr, m if type(m) is float else mom[-1]
 
-    def set_lr_mom(self, lr, mom):
+    def set_lr_mom(self, lr: Any, mom: Any) -> None:
         """`self.lr, self.mom = lr, mom` in one pass over the param groups (a one-cycle scheduler
         writes both every training batch). Floats into groups that hold floats are written here;
         anything else goes through the two setters, with their rules."""
