@@ -36,13 +36,17 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from . import distributed as fdist
 from .errors import CheckpointError, CheckpointWriteError
+
+if TYPE_CHECKING:
+    from .callback import Callback, CallbackHandler
+    from .learner import Learner
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointError", "read_checkpoint", "state_of", "resume", "write"]
 
@@ -59,7 +63,7 @@ _NP_DTYPE = re.compile(r"[<>=|]?(b1|[iu][1248]|f[248]|c(8|16))")
 
 
 # -- plain encoding (loadable with weights_only=True) -------------------------------------------
-def encode(v, where="state"):
+def encode(v: Any, where: str = "state") -> Any:
     """`v` as nested dicts, lists, tuples, numbers, strings and tensors (NumPy values marked with
     their dtype); `TypeError` naming `where` for anything else."""
     t = type(v)
@@ -87,10 +91,10 @@ def encode(v, where="state"):
 class _Reader:
     """Walks untrusted data once: checks it is plain data within the bounds, decodes NumPy marks."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.items = 0
 
-    def check(self, v, where, depth=0):
+    def check(self, v: Any, where: str, depth: int = 0) -> None:
         """Raise `CheckpointError` unless `v` is plain data within the bounds (tensors dense, numeric)."""
         self._count(where, depth)
         t = type(v)
@@ -120,14 +124,14 @@ class _Reader:
             return
         raise CheckpointError(f"{where}: a {t.__name__}, which is not plain data")
 
-    def _count(self, where, depth):
+    def _count(self, where: str, depth: int) -> None:
         self.items += 1
         if self.items > MAX_ITEMS:
             raise CheckpointError(f"{where}: more than {MAX_ITEMS} values in the file")
         if depth > MAX_DEPTH:
             raise CheckpointError(f"{where}: nested deeper than {MAX_DEPTH} levels")
 
-    def decode(self, v, where):
+    def decode(self, v: Any, where: str) -> Any:
         """`v` (checked) with NumPy and scalar marks turned back into values; `CheckpointError` if malformed."""
         if isinstance(v, dict):
             if "__np__" in v:
@@ -144,7 +148,7 @@ class _Reader:
         return v
 
 
-def _decode_np(v, where):
+def _decode_np(v: dict, where: str) -> np.generic | np.ndarray:
     if not set(v) <= {"__np__", "dtype", "shape"} or not isinstance(v.get("dtype"), str):
         raise CheckpointError(f"{where}: a malformed NumPy value")
     if not _NP_DTYPE.fullmatch(v["dtype"]):
@@ -168,7 +172,7 @@ def _decode_np(v, where):
         raise CheckpointError(f"{where}: a malformed NumPy value ({e})") from None
 
 
-def decode(v, where="state"):
+def decode(v: Any, where: str = "state") -> Any:
     """The inverse of `encode`, for data that may be malformed (`CheckpointError` saying where)."""
     reader = _Reader()
     reader.check(v, where)
@@ -176,9 +180,10 @@ def decode(v, where="state"):
 
 
 # -- callbacks -----------------------------------------------------------------------------------
-def _keys(callbacks):
+def _keys(callbacks: "list[Callback]") -> "list[tuple[str, Callback]]":
     """`(key, callback)` pairs: the class name, with `#i` for the i-th repeat of a class."""
-    seen, out = {}, []
+    seen: dict[str, int] = {}
+    out: list[tuple[str, Callback]] = []
     for cb in callbacks:
         name = type(cb).__qualname__
         i = seen.get(name, 0)
@@ -187,7 +192,7 @@ def _keys(callbacks):
     return out
 
 
-def callback_states(callbacks):
+def callback_states(callbacks: "list[Callback]") -> dict[str, Any]:
     """`{key: encoded state_dict()}` for the callbacks that declare some state."""
     out = {}
     for key, cb in _keys(callbacks):
@@ -199,17 +204,17 @@ def callback_states(callbacks):
 
 
 # -- random number generators ----------------------------------------------------------------------
-def _loader_generators(learn):
+def _loader_generators(learn: "Learner | None") -> list[torch.Generator]:
     dl = getattr(getattr(learn, "data", None), "train_dl", None)
     dl = getattr(dl, "dl", dl)
-    gens = []
+    gens: list[torch.Generator] = []
     for g in (getattr(dl, "generator", None), getattr(getattr(dl, "sampler", None), "generator", None)):
         if isinstance(g, torch.Generator) and all(g is not h for h in gens):
             gens.append(g)
     return gens
 
 
-def rng_state(learn=None):
+def rng_state(learn: "Learner | None" = None) -> dict[str, Any]:
     """This process's random states (torch, CUDA, NumPy, Python, the training loader's generators)."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
              "loader": [g.get_state() for g in _loader_generators(learn)]}
@@ -218,13 +223,13 @@ def rng_state(learn=None):
     return state
 
 
-def _check_rng(state, where):
+def _check_rng(state: Any, where: str) -> dict[str, Any]:
     """The random states of one rank, checked by loading each into a fresh generator."""
     if not isinstance(state, dict) or not {"torch", "numpy", "python", "loader"} <= set(state) or \
             not set(state) <= {"torch", "numpy", "python", "loader", "cuda"}:
         raise CheckpointError(f"{where}: expected the keys torch, numpy, python, loader (and cuda)")
 
-    def gen_state(s, w):
+    def gen_state(s: Any, w: str) -> torch.Tensor:
         if not isinstance(s, torch.Tensor) or s.dtype != torch.uint8 or s.dim() != 1:
             raise CheckpointError(f"{w}: expected a generator state (a 1-D uint8 tensor)")
         return s.cpu()
@@ -258,7 +263,7 @@ def _check_rng(state, where):
             "cuda": cuda}
 
 
-def set_rng_state(state, learn=None):
+def set_rng_state(state: dict[str, Any], learn: "Learner | None" = None) -> None:
     """Restore what `rng_state` returned (as `read_checkpoint` checked it)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -276,30 +281,30 @@ class RandomStates:
     """This process's random states (those of `learn`'s training loader included), with the
     `state_dict` / `check_state_dict` / `load_state_dict` protocol of every part of a checkpoint."""
 
-    def __init__(self, learn=None):
+    def __init__(self, learn: "Learner | None" = None) -> None:
         self.learn = learn
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The torch, CUDA, NumPy, Python and loader random states now."""
         return rng_state(self.learn)
 
-    def check_state_dict(self, state):
+    def check_state_dict(self, state: Any) -> dict[str, Any]:
         """`state` ready to set (tensors on the CPU); `CheckpointError` saying what is wrong."""
         return _check_rng(state, "state")
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Any) -> None:
         """Set every random state from `state` (checked first: a refused state sets none)."""
         set_rng_state(self.check_state_dict(state), self.learn)
 
 
 # -- whole checkpoints ----------------------------------------------------------------------------
-def _read_opt(sd, reader):
+def _read_opt(sd: Any, reader: _Reader) -> dict | None:
     if sd is None:
         raise CheckpointError("opt: missing (a checkpoint to resume from has the optimizer's state)")
     return _opt_part(sd, reader)
 
 
-def _read_handler(handler, reader):
+def _read_handler(handler: Any, reader: _Reader) -> list | None:
     if handler is None:
         return None
     per_rank = handler if isinstance(handler, list) and handler else [handler]
@@ -309,7 +314,7 @@ def _read_handler(handler, reader):
     return [reader.decode(h, f"handler[{i}]") for i, h in enumerate(per_rank)]
 
 
-def _read_rng(rng, reader):
+def _read_rng(rng: Any, reader: _Reader) -> list[dict[str, Any]]:
     if not isinstance(rng, list) or not rng:
         raise CheckpointError("rng: expected a list of random states, one per rank")
     return [_check_rng(reader.decode(s, f"rng[{i}]"), f"rng[{i}]") for i, s in enumerate(rng)]
@@ -338,12 +343,12 @@ PARTS = (
 )
 
 
-def _callbacks(handler):
+def _callbacks(handler: "CallbackHandler | None") -> "list[Callback]":
     """The callbacks of `handler`'s fit that a checkpoint may hold (not the device loader)."""
     return [c for c in getattr(handler, "callbacks", ()) if c is not getattr(handler, "cb_dl", None)]
 
 
-def state_of(learn, epoch=None, with_tensors=True):
+def state_of(learn: "Learner", epoch: int | None = None, with_tensors: bool = True) -> dict[str, Any]:
     """The checkpoint of `learn` now. Under a process group, every rank must call it (RNG states are gathered).
 
     `epoch` is the last epoch completed; by default the one before the running fit's current
@@ -354,7 +359,7 @@ def state_of(learn, epoch=None, with_tensors=True):
     handler = getattr(learn, "cb_handler", None)
     if epoch is None:
         epoch = handler.state_dict["epoch"] - 1 if handler is not None else -1
-    state = {"format": FORMAT, "model": fdist.unwrap(learn.model).state_dict() if with_tensors else None,
+    state: dict[str, Any] = {"format": FORMAT, "model": fdist.unwrap(learn.model).state_dict() if with_tensors else None,
              "epoch": int(epoch), "callbacks": callback_states(_callbacks(handler))}
     for part in PARTS:
         obj = None if part.key == "opt" and not with_tensors else part.of(learn, handler)
@@ -363,12 +368,12 @@ def state_of(learn, epoch=None, with_tensors=True):
     return state
 
 
-def _all_ranks(state):
+def _all_ranks(state: Any) -> list:
     """`[state]` in one process; under a process group, every rank's (in rank order, on the CPU)."""
     return fdist.all_gather_object(_cpu(state)) if fdist.is_distributed() else [state]
 
 
-def _cpu(v):
+def _cpu(v: Any) -> Any:
     """`v` with its tensors on the CPU (what one rank sends the others)."""
     if isinstance(v, torch.Tensor):
         return v.detach().cpu()
@@ -395,7 +400,7 @@ class Checkpoint:
     rng: list = field(default_factory=list)
 
     @property
-    def resumable(self):
+    def resumable(self) -> bool:
         """True when a `fit(..., start_epoch=epoch + 1)` can continue it."""
         return self.epoch is not None and self.opt is not None
 
@@ -403,7 +408,8 @@ class Checkpoint:
 _KEYS = {"format", "model", "opt", "epoch", "callbacks", "handler", "rng"}
 
 
-def read_checkpoint(source, map_location="cpu", sharded=False):
+def read_checkpoint(source: str | os.PathLike[str] | IO[bytes], map_location: Any = "cpu",
+                    sharded: bool = False) -> Checkpoint:
     """The checkpoint at `source` (a path or a file object), read with `weights_only=True` and checked
     whole; `CheckpointError` (a `ValueError`) saying what is wrong and where, `FileNotFoundError`
     if there is no file. `sharded`: the `fastcb.pth` of a sharded checkpoint (`fastcb.sharded`),
@@ -455,14 +461,14 @@ def read_checkpoint(source, map_location="cpu", sharded=False):
     return Checkpoint(model=model, epoch=epoch, callbacks=callbacks, **parts)
 
 
-def _model_part(sd, where="model"):
+def _model_part(sd: Any, where: str = "model") -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                      for k, v in sd.items()):
         raise CheckpointError(f"{where}: expected the model's state dict (parameter names -> tensors)")
     return sd
 
 
-def _opt_part(sd, reader):
+def _opt_part(sd: Any, reader: _Reader) -> dict | None:
     if sd is None:
         return None
     if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict) or \
@@ -478,12 +484,12 @@ def _opt_part(sd, reader):
     return reader.decode(sd, "opt")
 
 
-def _temp_name(target):
+def _temp_name(target: Path) -> Path:
     host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
     return target.with_name(f".{target.name}.{host}-{os.getpid()}.tmp")
 
 
-def _sweep(folder):
+def _sweep(folder: Path) -> None:
     """Remove the temporary files that saves on this host left behind when their process died (SIGKILL)."""
     host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
     for tmp in folder.glob(f".*.{host}-*.tmp"):
@@ -498,7 +504,7 @@ def _sweep(folder):
             pass  # another user's live process (or not a pid): not ours to remove
 
 
-def _fsync_dir(folder):
+def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -511,7 +517,7 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-def write(state, target):
+def write(state: Any, target: str | os.PathLike[str] | IO[bytes]) -> None:
     """`torch.save(state, target)`, durably: to a path through a temporary file, flushed to disk, then
     renamed over `target` (never half-written) and the folder synced. Leftovers of saves killed
     mid-way are removed first. A failure raises `CheckpointWriteError` (an `OSError`; the previous
@@ -536,7 +542,7 @@ def write(state, target):
         tmp.unlink(missing_ok=True)
 
 
-def check_model(model, sd, strict=True):
+def check_model(model: torch.nn.Module, sd: dict[str, torch.Tensor], strict: bool = True) -> None:
     """Raise `CheckpointError` unless `model.load_state_dict(sd, strict)` would load every tensor."""
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -554,7 +560,7 @@ def check_model(model, sd, strict=True):
         raise CheckpointError(f"model: the checkpoint's dtypes don't fit the model's: {'; '.join(bad[:5])}")
 
 
-def check_opt(opt, sd):
+def check_opt(opt: Any, sd: dict) -> None:
     """Raise `CheckpointError` unless `opt.load_state_dict(sd)` would accept `sd` (the optimizer is untouched)."""
     try:
         opt.check_state_dict(sd)
@@ -562,7 +568,7 @@ def check_opt(opt, sd):
         raise CheckpointError(f"opt: {e}") from None
 
 
-def resume(learn, handler):
+def resume(learn: "Learner", handler: "CallbackHandler") -> None:
     """At the start of a fit, after `on_train_begin`: when the fit starts at epoch k > 0, continue the
     checkpoint `Learner.load` kept (it must be the one saved after epoch k-1), or else let the
     callbacks `jump_to_epoch(k)` (fastai's replay).
