@@ -176,7 +176,7 @@ def _target(group: dict, name: str, g: int) -> torch.Tensor:
                 raise TypeError(f"{name}: {where} is a {type(value).__name__}; scheduling on the device writes "
                                 f"it in place, so build the optimizer with a tensor (e.g. {key}=torch.tensor(...))")
             if value.dim() != 0:
-                raise ValueError(f"{name}: {where} must be a 0-dim tensor, got shape {tuple(value.shape)}")
+                raise ValueError(f"{name}: {where}: expected a 0-dim tensor, got shape {tuple(value.shape)}")
             return value
     raise ValueError(f"{name}: opt.param_groups[{g}] has none of the keys {[k if isinstance(k, str) else k[0] for k in _KEYS.get(name, (name,))]}")
 

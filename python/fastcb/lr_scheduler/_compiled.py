@@ -102,29 +102,29 @@ class _Compiled(_SchedulerBase):
 def _check_lambda_state(self: _torch.LambdaLR | _torch.MultiplicativeLR, state_dict: dict[str, Any]) -> dict[str, Any]:
     """The state to assign, after checking all of it: nothing is assigned on an error."""
     if not isinstance(state_dict, dict):
-        raise TypeError(f"state_dict: must be a dict, got {type(state_dict).__name__}")
+        raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
     n = len(self.optimizer.param_groups)
     saved = state_dict.get("lr_lambdas")
     if not isinstance(saved, (list, tuple)) or len(saved) != len(self.lr_lambdas):
-        raise ValueError(f"state_dict['lr_lambdas']: must be a list of {len(self.lr_lambdas)} entries, got {saved!r}")
+        raise ValueError(f"state_dict['lr_lambdas']: expected a list of {len(self.lr_lambdas)} entries, got {saved!r}")
     for i, s in enumerate(saved):
         # a tuple: a factor spec saved by an earlier fastcb (the factory rebuilds the factor)
         if s is None or isinstance(s, tuple):
             continue
         if not isinstance(s, dict):
-            raise ValueError(f"state_dict['lr_lambdas'][{i}]: must be None or a dict, got {type(s).__name__}")
+            raise ValueError(f"state_dict['lr_lambdas'][{i}]: expected None or a dict, got {type(s).__name__}")
         if s and not hasattr(self.lr_lambdas[i], "__dict__"):
             raise ValueError(f"state_dict['lr_lambdas'][{i}]: lr_lambdas[{i}] has no attributes to restore")
     last = state_dict.get("last_epoch", self.last_epoch)
     if isinstance(last, bool) or not isinstance(last, int):
-        raise ValueError(f"state_dict['last_epoch']: must be an int, got {last!r}")
+        raise ValueError(f"state_dict['last_epoch']: expected an int, got {last!r}")
     for key in ("base_lrs", "_last_lr"):
         value = state_dict.get(key)
         if key in state_dict and (not isinstance(value, list) or len(value) != n):
-            raise ValueError(f"state_dict[{key!r}]: must be a list of {n} learning rates, got {value!r}")
+            raise ValueError(f"state_dict[{key!r}]: expected a list of {n} learning rates, got {value!r}")
     count = state_dict.get("_step_count", 0)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"state_dict['_step_count']: must be a non-negative int, got {count!r}")
+        raise ValueError(f"state_dict['_step_count']: expected a non-negative int, got {count!r}")
     return {k: v for k, v in state_dict.items() if k != "lr_lambdas"}
 
 

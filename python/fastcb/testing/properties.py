@@ -133,7 +133,7 @@ def check_resume(make: Callable[[], Any], n_steps: int, at: int, *, step: Callab
     first's state taken after `at` steps (passed through `roundtrip`, pickle by default) and
     must then produce identical values."""
     if not 0 <= at <= n_steps:
-        raise ValueError(f"at: must be between 0 and n_steps ({n_steps}), got {at}")
+        raise ValueError(f"at: expected a step between 0 and n_steps ({n_steps}), got {at}")
     first = make()
     advance, get_state, _ = _driver(first, step)
     for _ in range(at):
