@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loop import bare_loop, fastcb_loop, make_data
+from bench_loop import bare_loop, bare_train_step, fastcb_loop, make_data
 
 from fastcb import DataBunch, Learner, accuracy
 from fastcb.callback import CallbackHandler
@@ -102,10 +102,7 @@ def main():
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3, betas=(0.9, 0.99))
 
     def bare(xb, yb):
-        loss = F.cross_entropy(bare_model(xb), yb)
-        loss.backward()
-        bare_opt.step()
-        bare_opt.zero_grad()
+        bare_train_step(bare_model, bare_opt, xb, yb)
 
     learn, handler = build(train_dl, valid_dl, args.epochs)
 

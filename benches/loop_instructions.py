@@ -45,10 +45,9 @@ def measure(lib):
     import torch.nn.functional as F
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_loop import bare_loop, fastcb_loop, make_data
+    from bench_loop import bare_loop, bare_train_step, bare_validate, fastcb_loop, make_data
     from loop_breakdown import build
 
-    from fastcb import accuracy
     from fastcb.loop import train_batch, validate
 
     vg = ctypes.CDLL(lib)
@@ -63,10 +62,7 @@ def measure(lib):
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3, betas=(0.9, 0.99))
 
     def bare(xb, yb):
-        loss = F.cross_entropy(bare_model(xb), yb)
-        loss.backward()
-        bare_opt.step()
-        bare_opt.zero_grad()
+        bare_train_step(bare_model, bare_opt, xb, yb)
 
     def fastcb_batch(xb, yb):  # what `fit` runs per training batch
         loss_func, opt = learn.loss_func, learn.opt
@@ -82,17 +78,7 @@ def measure(lib):
         pass
 
     def bare_valid():
-        model = bare_model
-        model.eval()
-        with torch.no_grad():
-            losses, accs, sizes = [], [], []
-            for xb, yb in valid_dl:
-                out = model(xb)
-                losses.append(F.cross_entropy(out, yb))
-                accs.append(accuracy(out, yb))
-                sizes.append(yb.shape[0])
-            w = torch.tensor(sizes, dtype=torch.float32)
-            (torch.stack(losses) * w).sum().div(w.sum()).item(), (torch.stack(accs) * w).sum().div(w.sum()).item()
+        bare_validate(bare_model, valid_dl)
 
     def fastcb_valid():
         validate(learn.model, valid_dl, loss_func=F.cross_entropy, cb_handler=handler, pbar=handler.state_dict["pbar"])
