@@ -25,11 +25,20 @@ def per_call(stmt, env, number):
 
 
 def whole_schedule(n, repeat):
-    """Best seconds of NumPy's vectorized cosine schedule and of fastcb's, over `n` steps."""
+    """Best seconds of NumPy's vectorized cosine schedule and of fastcb's, over `n` steps.
+
+    The two alternate, so that a change in the machine's load falls on both alike.
+    """
     pct = np.linspace(0.0, 1.0, n)
-    numpy_t = min(timeit.repeat(lambda: 0.1 + (1.0 - 0.1) / 2 * (np.cos(np.pi * pct) + 1), number=1, repeat=repeat))
-    ours_t = min(timeit.repeat(lambda: annealing_cos(1.0, 0.1, pct), number=1, repeat=repeat))
-    return numpy_t, ours_t
+    runs = {
+        "numpy": lambda: 0.1 + (1.0 - 0.1) / 2 * (np.cos(np.pi * pct) + 1),
+        "fastcb": lambda: annealing_cos(1.0, 0.1, pct),
+    }
+    best = dict.fromkeys(runs, math.inf)
+    for _ in range(repeat):
+        for name, run in runs.items():
+            best[name] = min(best[name], timeit.timeit(run, number=1))
+    return best["numpy"], best["fastcb"]
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@
 use std::f64::consts::PI;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
+use rayon::prelude::*;
 
 use super::error::{finite, CoreError, Result};
 use super::{alloc, pool};
@@ -113,15 +114,25 @@ impl Anneal {
             unreachable!("the shapes were checked to broadcast")
         };
         let mut out = ArrayD::from_shape_vec(IxDyn(&shape), alloc::zeros("pct", len)?).expect("len is the shape's");
-        let zip = Zip::from(&mut out).and(&s).and(&e).and(&p);
-        let one = |o: &mut f64, &s: &f64, &e: &f64, &p: &f64| *o = self.eval(s, e, p).unwrap_or(f64::NAN);
-        if pool::parallel(len) {
-            zip.par_for_each(one)
-        } else {
-            zip.for_each(one)
-        }
-        // Valid arguments never give NaN, so a NaN marks the first bad element: find its error.
-        if out.iter().any(|v| v.is_nan()) {
+        let single = |a: &ArrayViewD<f64>| if a.len() == 1 { a.iter().next().copied() } else { None };
+        let ok = match (single(&start), single(&end), p.as_slice(), out.as_slice_mut()) {
+            // The common case (one start and end, pct contiguous): the ends are checked once
+            // and the shape is chosen once, outside a plain loop over slices.
+            (Some(s), Some(e), Some(p), Some(o)) => self.check_ends(s, e).is_ok() && self.fill(s, e, p, o),
+            _ => {
+                let zip = Zip::from(&mut out).and(&s).and(&e).and(&p);
+                let one = |o: &mut f64, &s: &f64, &e: &f64, &p: &f64| *o = self.eval(s, e, p).unwrap_or(f64::NAN);
+                if pool::parallel(len) {
+                    zip.par_for_each(one)
+                } else {
+                    zip.for_each(one)
+                }
+                // Valid arguments never give NaN, so a NaN marks a bad element.
+                !out.iter().any(|v| v.is_nan())
+            }
+        };
+        if !ok {
+            // Report the first bad element's error.
             let mut first = Ok(());
             Zip::from(&s).and(&e).and(&p).for_each(|&s, &e, &p| {
                 if first.is_ok() {
@@ -131,6 +142,40 @@ impl Anneal {
             first?;
         }
         Ok(out)
+    }
+
+    /// `out[i] = value(start, end, pct[i])` for valid ends, on all cores when long; true when
+    /// every element is valid (a finite pct and a finite value: for valid ends, exactly when
+    /// `eval` is `Ok`, since a fractional degree's `(1 - pct)^degree` is NaN for pct > 1).
+    fn fill(self, start: f64, end: f64, pct: &[f64], out: &mut [f64]) -> bool {
+        #[inline(always)]
+        fn run(pct: &[f64], out: &mut [f64], f: impl Fn(f64) -> f64 + Sync) -> bool {
+            let chunk = |p: &[f64], o: &mut [f64]| {
+                let mut ok = true;
+                for (o, &p) in o.iter_mut().zip(p) {
+                    *o = f(p);
+                    ok &= p.is_finite() & o.is_finite();
+                }
+                ok
+            };
+            const CHUNK: usize = 1 << 14;
+            if pool::parallel(out.len()) {
+                pct.par_chunks(CHUNK)
+                    .zip(out.par_chunks_mut(CHUNK))
+                    .map(|(p, o)| chunk(p, o))
+                    .reduce(|| true, |a, b| a & b)
+            } else {
+                chunk(pct, out)
+            }
+        }
+        // Each arm names its shape as a constant, so each loop is specialised to one formula.
+        match self {
+            Anneal::No => run(pct, out, |_| start),
+            Anneal::Linear => run(pct, out, |p| Anneal::Linear.value(start, end, p)),
+            Anneal::Exp => run(pct, out, |p| Anneal::Exp.value(start, end, p)),
+            Anneal::Cos => run(pct, out, |p| Anneal::Cos.value(start, end, p)),
+            Anneal::Poly(degree) => run(pct, out, |p| Anneal::Poly(degree).value(start, end, p)),
+        }
     }
 }
 
@@ -219,5 +264,29 @@ mod tests {
         let three = arr1(&[1.0, 2.0, 3.0]).into_dyn();
         let err = Anneal::Cos.eval_array(two.view(), three.view(), arr0(0.5).view().into_dyn()).unwrap_err();
         assert!(matches!(err, CoreError::Shape { .. }));
+    }
+
+    #[test]
+    fn long_arrays_reject_what_scalars_reject() {
+        // Long enough for the pool; one bad element near the end.
+        let n = 1 << 16;
+        let one = |x: f64| arr0(x).view().into_dyn().to_owned();
+        let check = |shape: Anneal, start: f64, end: f64, bad: f64| {
+            let mut pct = ndarray::Array::linspace(0.0, 1.0, n).into_dyn();
+            pct[[n - 3]] = bad;
+            let scalar = shape.eval(start, end, bad).unwrap_err();
+            let array = shape.eval_array(one(start).view(), one(end).view(), pct.view()).unwrap_err();
+            assert_eq!(array.to_string(), scalar.to_string(), "{shape:?} at {bad}");
+        };
+        check(Anneal::No, 1.0, 0.0, f64::NAN);
+        check(Anneal::Cos, 1.0, 0.0, f64::INFINITY);
+        check(Anneal::Poly(0.5), 1.0, 0.0, 1.5);
+        check(Anneal::Linear, 1e308, -1e307, 20.0);
+        check(Anneal::Exp, 1e300, 1e-300, -2.0);
+        let empty = ndarray::Array::<f64, _>::zeros(0).into_dyn();
+        let bad_start = Anneal::Exp.eval_array(one(0.0).view(), one(1.0).view(), empty.view()).unwrap();
+        assert_eq!(bad_start.len(), 0, "nothing to evaluate, as NumPy has it");
+        let err = Anneal::Exp.eval_array(one(0.0).view(), one(1.0).view(), arr1(&[0.5]).into_dyn().view()).unwrap_err();
+        assert_eq!(err.arg(), Some("start"));
     }
 }
