@@ -81,7 +81,7 @@ PLOT = [
      "x: unknown argument of"),
     (["plot", "one-cycle"], "one-cycle: needs lr_max=VALUE"),
     (["plot", "one-cycle", "lr_max=0.01", "pct_start=2"], "one-cycle: pct_start: expected a number in [0, 1], got 2"),
-    (["plot", "one-cycle", "lr_max=-1"], "one-cycle: lr_max: expected a positive finite learning rate, got -1"),
+    (["plot", "one-cycle", "lr_max=-1"], "one-cycle: lr_max: expected a finite positive number, got -1"),
     (["plot", "one-cycle", "lr_max=inf"], "one-cycle: lr_max: "),
     (["plot", "one-cycle", "lr_max=nan"], "one-cycle: lr_max: "),
     (["plot", "one-cycle", "lr_max=abc"], "one-cycle: lr_max: "),

@@ -1,6 +1,6 @@
 """The examples in the public API's docstrings run and print what they show: the annealing
 functions, `Stepper`, `SmoothenValue`, `WeightedMean` and `Schedule` (compiled), the schedule
-builders, `OptimWrapper`, `Callback` and the error classes."""
+builders, `OptimWrapper`, `Callback`, the error classes and the number validator."""
 
 import doctest
 import importlib
@@ -8,7 +8,7 @@ import importlib
 import numpy as np
 import pytest
 
-MODULES = ["fastcb._core", "fastcb.schedules", "fastcb.optim", "fastcb.callback", "fastcb.errors"]
+MODULES = ["fastcb._core", "fastcb.schedules", "fastcb.optim", "fastcb.callback", "fastcb.errors", "fastcb._utils"]
 
 #: Names that must carry at least one example.
 DOCUMENTED = {
@@ -20,6 +20,7 @@ DOCUMENTED = {
     "fastcb.optim": ["OptimWrapper"],
     "fastcb.callback": ["Callback"],
     "fastcb.errors": ["ArgumentError", "ArgumentTypeError", "ScheduleError", "ShapeError", "EmptyAccumulatorError"],
+    "fastcb._utils": ["check_number"],
 }
 
 

@@ -71,32 +71,73 @@ def even_mults(start: float, stop: float, n: int) -> npt.NDArray[np.float64]:
     return np.array([start * step**i for i in range(n)])
 
 
-def check_number(name: str, value: _T, *, integer: bool = False, positive: bool = False, minimum: float | None = None,
-                 maximum: float | None = None, finite: bool = True, error: type[Exception] = ArgumentError) -> _T:
+def check_number(name: str, value: _T | None, *, integer: bool = False, positive: bool = False, minimum: float | None = None,
+                 maximum: float | None = None, below: float | None = None, finite: bool = True,
+                 like_float: bool = False, error: type[Exception] = ArgumentError,
+                 type_error: type[Exception] | None = None) -> _T:
     """`value` if it is a real number (an int if `integer`; never a bool, never NaN) that is
-    finite (unless `finite=False`), `> 0` if `positive`, within `[minimum, maximum]`; else
-    `error` (`ArgumentError`, a `ValueError`) in the one style of fastcb's argument errors:
-    `name: expected <what>, got <value>`."""
+    finite (unless `finite=False`), `> 0` if `positive`, within `[minimum, maximum]`, `< below`;
+    else `error` (`ArgumentError`, a `ValueError`) in the one style of fastcb's argument errors:
+    `name: expected <what>, got <value>`.
+
+    `like_float` also takes what a plain comparison with a number took where fastai checked an
+    argument that way: anything `float()` reads except a string (bools, one-number tensors,
+    `Decimal`, `Fraction`). A value that is no number at all raises `type_error` (naming its
+    type) where given, else `error`.
+
+    >>> check_number("factor", 0.5, positive=True, below=1)
+    0.5
+    >>> check_number("factor", 1.5, positive=True, below=1)
+    Traceback (most recent call last):
+    ...
+    fastcb.errors.ArgumentError: factor: expected a number in (0, 1), got 1.5
+    """
+    x = _as_number(value, integer, like_float)
+    kind = _number_kind(integer, positive, minimum, maximum, below, finite)
+    if x is None:
+        if type_error is not None:
+            raise type_error(f"{name}: expected {kind}, got {type(value).__name__}")
+        raise error(f"{name}: expected {kind}, got {value!r}")
+    if (math.isnan(x) or (finite and math.isinf(x)) or (positive and x <= 0) or (minimum is not None and x < minimum)
+            or (maximum is not None and x > maximum) or (below is not None and x >= below)):
+        raise error(f"{name}: expected {kind}, got {value!r}")
+    return cast(_T, value)  # a number, so not None
+
+
+def _as_number(value: object, integer: bool, like_float: bool) -> float | None:
+    """`value` as a float if `check_number` counts it as a number at all, else None."""
+    if like_float:
+        if isinstance(value, (str, bytes)):
+            return None
+        try:
+            return float(cast(SupportsFloat, value))
+        except (TypeError, ValueError, RuntimeError):  # not a number, or a tensor of several
+            return None
     types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, types) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        x = float(cast(SupportsFloat, value))
-        ok = not (math.isnan(x) or (finite and math.isinf(x)) or (positive and x <= 0)
-                  or (minimum is not None and x < minimum) or (maximum is not None and x > maximum))
-    if not ok:
-        raise error(f"{name}: expected {_number_kind(integer, positive, minimum, maximum, finite)}, got {value!r}")
-    return value
+    if isinstance(value, types) and not isinstance(value, (bool, np.bool_)):
+        return float(cast(SupportsFloat, value))
+    return None
 
 
-def _number_kind(integer: bool, positive: bool, minimum: float | None, maximum: float | None, finite: bool) -> str:
-    """'a positive int', 'an int >= 0', 'a number in [0, 1]', 'a finite number >= 2', ..."""
+def _number_kind(integer: bool, positive: bool, minimum: float | None, maximum: float | None, below: float | None,
+                 finite: bool) -> str:
+    """'a positive int', 'an int >= 0', 'a number in [0, 1]', 'a number in (0, 1)', 'a finite number >= 2', ..."""
     kind = "int" if integer else "number"
-    if minimum is not None and maximum is not None:
-        return f"{'an' if integer else 'a'} {kind} in [{minimum}, {maximum}]"
+    article = "an" if integer else "a"
+    low = "(0" if positive else f"[{minimum}" if minimum is not None else None
+    high = f"{maximum}]" if maximum is not None else f"{below})" if below is not None else None
+    if low is not None and high is not None:
+        return f"{article} {kind} in {low}, {high}"
     if positive:
         desc = f"positive {kind}"
+    elif minimum is not None:
+        desc = f"{kind} >= {minimum}"
+    elif maximum is not None:
+        desc = f"{kind} <= {maximum}"
+    elif below is not None:
+        desc = f"{kind} < {below}"
     else:
-        desc = kind + (f" >= {minimum}" if minimum is not None else f" <= {maximum}" if maximum is not None else "")
+        desc = kind
     if finite and not integer:
         desc = "finite " + desc
     return ("an " if desc[0] in "aeiou" else "a ") + desc

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from . import distributed as fdist
+from ._utils import check_number
 from .errors import CheckpointError, CheckpointWriteError
 
 if TYPE_CHECKING:
@@ -442,9 +443,7 @@ def read_checkpoint(source: str | os.PathLike[str] | IO[bytes], map_location: An
         raise CheckpointError(f"file: expected the parts {sorted(_KEYS)}; missing {sorted(_KEYS - set(raw))}, "
                               f"unknown {sorted(map(str, set(raw) - _KEYS))}")
     reader.check(raw, "checkpoint")
-    epoch = raw["epoch"]
-    if type(epoch) is not int or epoch < -1:
-        raise CheckpointError(f"epoch: expected an int >= -1, got {epoch!r}")
+    epoch = int(check_number("epoch", raw["epoch"], integer=True, minimum=-1, error=CheckpointError))
     callbacks = raw["callbacks"]
     if not isinstance(callbacks, dict) or not all(isinstance(k, str) and isinstance(v, dict)
                                                   for k, v in callbacks.items()):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.types import Device
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from ._utils import GetAttr, to_detach, to_device
+from ._utils import GetAttr, check_number, to_detach, to_device
 
 __all__ = ["DataBunch", "DeviceDataLoader", "DatasetType", "default_device", "load_data", "intercept_args"]
 
@@ -189,10 +189,12 @@ class DataBunch(GetAttr):
                collate_fn: Callable[[list[Any]], Any] | None = None, no_check: bool = False,
                **dl_kwargs: Any) -> DataBunch:
         """`DataLoader`s over the datasets: training shuffled (dropping the last partial batch), the rest in order."""
-        for name, v in (("bs", bs), ("val_bs", val_bs), ("num_workers", num_workers)):
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "num_workers" else 1)):
-                raise ValueError(f"{name}: expected a {'non-negative' if name == 'num_workers' else 'positive'} int, got {v!r}")
-        val_bs = bs if val_bs is None else val_bs
+        # Python ints for torch's DataLoader, which takes no NumPy int (None is left to torch, as it was).
+        if bs is not None:
+            bs = int(check_number("bs", bs, integer=True, positive=True))
+        if num_workers is not None:
+            num_workers = int(check_number("num_workers", num_workers, integer=True, minimum=0))
+        val_bs = bs if val_bs is None else int(check_number("val_bs", val_bs, integer=True, positive=True))
         extra = dict(dl_kwargs, num_workers=num_workers)
         if collate_fn is not None:
             extra["collate_fn"] = collate_fn

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from . import schedules as S
 from ._utils import check_number, listify
 from .callbacks.param_sched import ParamScheduler
+from .errors import ArgumentTypeError
 from .settings import DEFAULT_LR
 
 if TYPE_CHECKING:
@@ -48,8 +49,7 @@ class FitV2Mixin:
         annealing to `lr/div_final` (fastai v2's `fit_flat_cos`; `lr` defaults to `DEFAULT_LR`)."""
         learn = cast("Learner", self)  # a mixin of Learner
         lr = _group_lrs(learn, DEFAULT_LR if lr is None else lr)
-        if not 0 < pct_start < 1:
-            raise ValueError(f"pct_start: expected a number in (0, 1), got {pct_start!r}")
+        check_number("pct_start", pct_start, positive=True, below=1, like_float=True, type_error=ArgumentTypeError)
         scheds = {"lr": S.combined_cos(pct_start, lr, lr, lr / div_final)}
         learn.fit(n_epoch, lr, wd=wd, callbacks=[ParamScheduler(learn, scheds), *listify(callbacks)])
 

@@ -27,9 +27,7 @@ def check_lr(lr: LearningRates, name: str) -> float | npt.NDArray[np.float64]:
         return arr
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name}: expected a number, a slice or an array of numbers, got {type(lr).__name__}")
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{name}: expected a positive finite learning rate, got {lr!r}")
-    return float(lr)
+    return float(check_number(name, lr, positive=True))
 
 
 def check_one_cycle(

@@ -136,9 +136,7 @@ def schedule_trace(schedule: Any, n_steps: int | None = None, *args: Any, **kwar
     scheduler cycles it. Values have one row per step (and one column per param group if several)."""
     if isinstance(schedule, Stepper):
         return {"lr": _stepper_values(schedule, n_steps)}
-    if n_steps is None or int(n_steps) < 1:
-        raise ValueError(f"n_steps: expected a positive number of steps, got {n_steps!r}")
-    n_steps = int(n_steps)
+    n_steps = check_number("n_steps", None if n_steps is None else int(n_steps), integer=True, positive=True)
     if _is_scheduler_maker(schedule):
         return {k: _squeeze(v) for k, v in _scheduler_trace(schedule, n_steps, args, dict(kwargs)).items()}
     if hasattr(schedule, "sample"):

@@ -10,6 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as fdist
 from .. import watchdog
+from .._utils import check_number
 from ..data import DeviceDataLoader
 from ..learner_callback import LearnerCallback
 
@@ -64,9 +65,8 @@ class DistributedTrainer(LearnerCallback):
                  **ddp_kwargs: Any) -> None:
         super().__init__(learn)
         self.shuffle, self.seed, self.ddp_kwargs = shuffle, seed, ddp_kwargs
-        self.watchdog_timeout = watchdog.dist_timeout() if watchdog_timeout is None else watchdog_timeout
-        if not (isinstance(self.watchdog_timeout, (int, float)) and 0 < self.watchdog_timeout < float("inf")):
-            raise ValueError(f"watchdog_timeout: expected a positive number of seconds, got {watchdog_timeout!r}")
+        self.watchdog_timeout = watchdog.dist_timeout() if watchdog_timeout is None else \
+            float(check_number("watchdog_timeout", watchdog_timeout, positive=True, like_float=True))
         self.active = False
         self._saved: tuple[Any, Any, Any] | None = None  # the learner's model and loaders during a fit
         self.watchdog: watchdog.Watchdog | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._utils import check_number
 from ..anneal import annealing_cos, annealing_exp, annealing_linear
+from ..errors import ArgumentTypeError
 from .general_sched import GeneralScheduler, TrainingPhase
 
 if TYPE_CHECKING:
@@ -23,8 +25,7 @@ def FlatCosAnnealScheduler(learn: Learner, lr: float = 4e-3, tot_epochs: int = 1
     'exponential') with momentum `moms[1]`."""
     if curve not in _CURVES:
         raise ValueError(f"curve: expected one of {sorted(_CURVES)}, got {curve!r}")
-    if not 0 <= start_pct <= 1:
-        raise ValueError(f"start_pct: expected a number in [0, 1], got {start_pct!r}")
+    check_number("start_pct", start_pct, minimum=0, maximum=1, like_float=True, type_error=ArgumentTypeError)
     n = len(learn.data.train_dl)
     anneal_start = int(n * tot_epochs * start_pct)
     batch_finish = n * tot_epochs - anneal_start

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .._utils import check_number
 from ..callback import check_state_number
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
@@ -31,9 +32,8 @@ class MixedPrecision(LearnerCallback):
         super().__init__(learn)
         self.dynamic, self.max_noskip, self.clip, self.max_scale = dynamic, max_noskip, clip, max_scale
         self.flat_master, self.loss_fp32 = flat_master, loss_fp32
-        self.loss_scale = float(loss_scale if loss_scale is not None else 2**16 if dynamic else 512)
-        if self.loss_scale <= 0:
-            raise ValueError(f"loss_scale: expected a positive number, got {loss_scale!r}")
+        self.loss_scale = check_number("loss_scale", float(loss_scale if loss_scale is not None else 2**16 if dynamic
+                                                           else 512), positive=True, finite=False)
         self.device_type = torch.device(learn.data.device).type
         self.dtype = dtype or (torch.bfloat16 if self.device_type == "cpu" else torch.float16)
         # (the scaler exists from train begin when `dynamic`: the hooks that use it run after)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
-from .._utils import bn_types, to_cpu
+from .._utils import bn_types, check_number, to_cpu
 from ..callback import Callback
+from ..errors import ArgumentTypeError
 from ..learner_callback import LearnerCallback
 
 if TYPE_CHECKING:
@@ -22,8 +23,7 @@ class GradientClipping(LearnerCallback):
 
     def __init__(self, learn: Learner, clip: float = 0.0) -> None:
         super().__init__(learn)
-        if clip < 0:
-            raise ValueError(f"clip: expected a non-negative max norm, got {clip!r}")
+        check_number("clip", clip, minimum=0, finite=False, like_float=True, type_error=ArgumentTypeError)
         self.clip = clip
 
     def on_backward_end(self, **kwargs: Any) -> None:
@@ -46,8 +46,7 @@ class StopAfterNBatches(Callback):
     """Stop training (skipping validation) after `n_batches` batches."""
 
     def __init__(self, n_batches: int = 2) -> None:
-        if n_batches < 1:
-            raise ValueError(f"n_batches: expected a positive int, got {n_batches!r}")
+        check_number("n_batches", n_batches, minimum=1, finite=False, like_float=True, type_error=ArgumentTypeError)
         self.n_batches = n_batches
 
     def on_batch_end(self, iteration: int, train: bool, **kwargs: Any) -> dict[str, Any] | None:

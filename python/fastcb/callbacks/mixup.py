@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._utils import check_number
+from ..errors import ArgumentTypeError
 from ..learner_callback import LearnerCallback
 
 if TYPE_CHECKING:
@@ -27,8 +29,7 @@ class MixUpCallback(LearnerCallback):
 
     def __init__(self, learn: Learner, alpha: float = 0.4, stack_x: bool = False, stack_y: bool = True) -> None:
         super().__init__(learn)
-        if not alpha > 0:
-            raise ValueError(f"alpha: expected a positive number, got {alpha!r}")
+        check_number("alpha", alpha, positive=True, finite=False, like_float=True, type_error=ArgumentTypeError)
         self.alpha, self.stack_x, self.stack_y = alpha, stack_x, stack_y
 
     def on_train_begin(self, **kwargs: Any) -> None:

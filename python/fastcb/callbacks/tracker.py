@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .._utils import check_number
 from ..callback import Callback, check_state_number
 from ..distributed import all_gather_object, is_main_process, is_sharded
-from ..errors import NotSavedWarning, StateError
+from ..errors import ArgumentTypeError, NotSavedWarning, StateError
 from ..learner_callback import LearnerCallback
 
 if TYPE_CHECKING:
@@ -96,8 +97,7 @@ class EarlyStoppingCallback(TrackerCallback):
     def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0,
                  patience: int = 0) -> None:
         super().__init__(learn, monitor=monitor, mode=mode)
-        if patience < 0:
-            raise ValueError(f"patience: expected a non-negative number of epochs, got {patience!r}")
+        check_number("patience", patience, minimum=0, finite=False, like_float=True, type_error=ArgumentTypeError)
         self.min_delta, self.patience = min_delta, patience
         if self.operator is np.less:
             self.min_delta *= -1
@@ -242,8 +242,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
     def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001) -> None:
         super().__init__(learn, monitor=monitor, mode=mode)
-        if not 0 < factor < 1:
-            raise ValueError(f"factor: expected a number in (0, 1), got {factor!r}")
+        check_number("factor", factor, positive=True, below=1, like_float=True, type_error=ArgumentTypeError)
         self.patience, self.factor, self.min_delta, self.min_lr = patience, factor, min_delta, min_lr
         if self.operator is np.less:
             self.min_delta *= -1
