@@ -91,13 +91,11 @@ class TrackerCallback(LearnerCallback):
             print(msg)
 
 
-class EarlyStoppingCallback(TrackerCallback):
-    """Stop training when `monitor` has not improved by `min_delta` for more than `patience` epochs."""
+class _WaitingTracker(TrackerCallback):
+    """A tracker that counts the epochs (`wait`) since `monitor` last improved by `min_delta`."""
 
-    def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0,
-                 patience: int = 0) -> None:
+    def __init__(self, learn: Learner, monitor: str, mode: str, min_delta: float, patience: Any) -> None:
         super().__init__(learn, monitor=monitor, mode=mode)
-        check_number("patience", patience, minimum=0, finite=False, like_float=True, type_error=ArgumentTypeError)
         self.min_delta, self.patience = min_delta, patience
         if self.operator is np.less:
             self.min_delta *= -1
@@ -115,18 +113,32 @@ class EarlyStoppingCallback(TrackerCallback):
             check_state_number(key, value, integer=True, minimum=0)
         super().check_state_value(key, value)
 
-    def on_epoch_end(self, epoch: int, **kwargs: Any) -> dict[str, Any] | None:
-        """Compare with the best and maybe stop."""
+    def _waited_too_long(self) -> bool:
+        """Compare the latest value with the best: True when it has now not improved for more
+        than `patience` epochs (False too while there is no value yet)."""
         current = self.get_monitor_value()
         if current is None:
-            return None
+            return False
         if self.operator(current - self.min_delta, self.best):
             self.best, self.wait = current, 0
-        else:
-            self.wait += 1
-            if self.wait > self.patience:
-                self._say(f"Epoch {epoch}: early stopping")
-                return {"stop_training": True}
+            return False
+        self.wait += 1
+        return bool(self.wait > self.patience)
+
+
+class EarlyStoppingCallback(_WaitingTracker):
+    """Stop training when `monitor` has not improved by `min_delta` for more than `patience` epochs."""
+
+    def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0,
+                 patience: int = 0) -> None:
+        super().__init__(learn, monitor, mode, min_delta, patience)
+        check_number("patience", patience, minimum=0, finite=False, like_float=True, type_error=ArgumentTypeError)
+
+    def on_epoch_end(self, epoch: int, **kwargs: Any) -> dict[str, Any] | None:
+        """Compare with the best and maybe stop."""
+        if self._waited_too_long():
+            self._say(f"Epoch {epoch}: early stopping")
+            return {"stop_training": True}
         return None
 
 
@@ -236,42 +248,25 @@ class SaveModelCallback(TrackerCallback):
             self.learn.load(self.name, purge=False, resume=False)
 
 
-class ReduceLROnPlateauCallback(TrackerCallback):
+class ReduceLROnPlateauCallback(_WaitingTracker):
     """Multiply the lr by `factor` when `monitor` has not improved for more than `patience` epochs."""
 
     def __init__(self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", patience: int = 0,
                  factor: float = 0.2, min_delta: float = 0, min_lr: float = 0.001) -> None:
-        super().__init__(learn, monitor=monitor, mode=mode)
+        super().__init__(learn, monitor, mode, min_delta, patience)
         check_number("factor", factor, positive=True, below=1, like_float=True, type_error=ArgumentTypeError)
-        self.patience, self.factor, self.min_delta, self.min_lr = patience, factor, min_delta, min_lr
-        if self.operator is np.less:
-            self.min_delta *= -1
-
-    state_attrs = ("best", "wait")
+        self.factor, self.min_lr = factor, min_lr
 
     def on_train_begin(self, **kwargs: Any) -> None:
-        """Reset the wait."""
-        self.wait, self.opt = 0, self.learn.opt
+        """Reset the wait; the optimizer is the one of this fit."""
+        self.opt = self.learn.opt
         super().on_train_begin(**kwargs)
-
-    def check_state_value(self, key: str, value: Any) -> None:
-        """`best` is a number, `wait` a count."""
-        if key == "wait":
-            check_state_number(key, value, integer=True, minimum=0)
-        super().check_state_value(key, value)
 
     def on_epoch_end(self, epoch: int, **kwargs: Any) -> None:
         """Compare with the best and maybe reduce the lr."""
-        current = self.get_monitor_value()
-        if current is None:
-            return
-        if self.operator(current - self.min_delta, self.best):
-            self.best, self.wait = current, 0
-        else:
-            self.wait += 1
-            if self.wait > self.patience and self.opt.lr > self.min_lr:
-                self.opt.lr = np.asarray(self.opt._lr) * self.factor
-                self.wait = 0
-                self._say(f"Epoch {epoch}: reducing lr to {self.opt.lr}")
+        if self._waited_too_long() and self.opt.lr > self.min_lr:
+            self.opt.lr = np.asarray(self.opt._lr) * self.factor
+            self.wait = 0
+            self._say(f"Epoch {epoch}: reducing lr to {self.opt.lr}")
 
 
