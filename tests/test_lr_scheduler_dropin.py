@@ -347,3 +347,28 @@ def test_warnings_are_not_errors_of_ours():
         warnings.simplefilter("error")
         s = F.CosineAnnealingLR(make_opt(), T_max=5)
         run(s, n=10)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_step_takes_torchs_arguments(name):
+    """`step` is a method written in Rust: every way torch's takes its arguments steps
+    compiled where torch's regular step runs, and what torch refuses raises torch's error."""
+    build, rule = BUILDERS[name]
+    ours, theirs = build(F, make_opt()), build(T, make_opt())
+    run(ours, theirs, n=4)
+    calls = [(), (None,), {"epoch": None}] if name != "SequentialLR" else [()]
+    before = counts(rule)
+    for args in calls:
+        for s in (ours, theirs):
+            s.step(**args) if isinstance(args, dict) else s.step(*args)
+        assert lrs(ours.optimizer) == lrs(theirs.optimizer)
+    assert counts(rule) - before == len(calls)
+    bad = [(1, 2), {"when": 1}] + ([(None,), {"epoch": None}] if name == "SequentialLR" else [])
+    for args in bad:
+        for s in (ours, theirs):
+            with pytest.raises(TypeError):
+                s.step(**args) if isinstance(args, dict) else s.step(*args)
+    assert lrs(ours.optimizer) == lrs(theirs.optimizer) and ours.last_epoch == theirs.last_epoch
+    assert type(ours).step.__name__ == "step" and ours.step.__self__ is ours
+    with pytest.raises(TypeError):
+        type(ours).step(object())

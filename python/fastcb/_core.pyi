@@ -16,7 +16,7 @@ _T = TypeVar("_T")
 
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
-           "torch_step", "torch_get_lr", "torch_compiled_counts", "SHAPES"]
+           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
 _ArrLike = npt.ArrayLike
@@ -154,8 +154,9 @@ class Schedule:
     def __call__(self, pos: Any) -> Any: ...  # a torch tensor -> a torch tensor
     def sample(self, n: int) -> npt.NDArray[np.float64]: ...
 
-def torch_step(scheduler: Any, rule: str | None) -> bool:
-    """One regular step of a drop-in torch scheduler, compiled; False where torch's must run."""
+def torch_step_method(cls: type) -> Any:
+    """The compiled ``step`` method of a drop-in torch scheduler class (a method written in
+    Rust: a regular step runs the class's rule, anything else ``self._fastcb_torch_step``)."""
 def torch_get_lr(scheduler: Any, rule: str | None) -> list[float] | None:
     """torch's get_lr() of a drop-in scheduler, compiled; None where torch's must run."""
 def torch_compiled_counts() -> dict[str, tuple[int, int]]:

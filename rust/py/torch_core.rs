@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use super::exact::{Int, Num};
 use super::tensor_lr::{tensor_lr, TensorLr};
@@ -268,20 +268,119 @@ fn sequential_step(sched: &Bound<'_, PyAny>) -> PyResult<bool> {
     Ok(true)
 }
 
-/// `torch_step(scheduler, rule)`: one regular step of the scheduler, in Rust. `False`
-/// (changing nothing) where torch's own step must run: `rule` is `None`, the first steps,
-/// tensor learning rates it cannot know ([`tensor_lr`]), parameters that are not plain
-/// numbers, torch's errors.
-#[pyfunction]
-#[pyo3(signature = (scheduler, rule))]
-fn torch_step(scheduler: &Bound<'_, PyAny>, rule: Option<&Bound<'_, PyString>>) -> PyResult<bool> {
-    let Some(rule) = rule else { return Ok(false) };
+/// The rule a compiled class names (`_fastcb_rule`, a class attribute): its index in
+/// [`RULES`], [`SEQUENTIAL`], or `None` (torch's code, always).
+fn class_rule(sched: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    let rule = sched.get_type().getattr(intern!(sched.py(), "_fastcb_rule"))?;
+    let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(None) };
     let rule = rule.to_str()?;
-    if rule == "sequential" {
-        return sequential_step(scheduler);
+    Ok(if rule == "sequential" { Some(SEQUENTIAL) } else { rule_index(rule) })
+}
+
+/// Whether a call of `step` passed nothing but `epoch=None` (positionally or by name).
+///
+/// # Safety
+/// `args` points at `nargs` valid objects, followed by one per name of `kwnames` (a tuple of
+/// `str`, or NULL), as a vectorcall passes them.
+unsafe fn no_epoch(args: *const *mut ffi::PyObject, nargs: usize, kwnames: *mut ffi::PyObject) -> bool {
+    let given = |i: usize| unsafe { *args.add(i) == ffi::Py_None() };
+    if kwnames.is_null() {
+        return nargs == 0 || (nargs == 1 && given(0));
     }
-    let Some(r) = rule_index(rule) else { return Ok(false) };
-    Ok(step_one(scheduler, r)?.is_some())
+    if nargs != 0 || unsafe { ffi::PyTuple_Size(kwnames) } != 1 {
+        return false;
+    }
+    let name = unsafe { ffi::PyTuple_GetItem(kwnames, 0) };
+    !name.is_null() && unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"epoch".as_ptr()) } == 0 && given(0)
+}
+
+/// The body of the compiled classes' `step` method: a regular step compiled, anything else
+/// (and a step the rule can't take) `self._fastcb_torch_step(*args, **kwargs)`, torch's path.
+fn step_method<'py>(
+    sched: &Bound<'py, PyAny>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = sched.py();
+    let plain = nargs == 0 && kwnames.is_null();
+    // SAFETY: the vectorcall's own arguments.
+    if plain || unsafe { no_epoch(args, nargs, kwnames) } {
+        let done = match class_rule(sched)? {
+            None => false,
+            // torch's SequentialLR.step takes no argument at all
+            Some(SEQUENTIAL) => plain && sequential_step(sched)?,
+            Some(r) => step_one(sched, r)?.is_some(),
+        };
+        if done {
+            return Ok(py.None().into_bound(py));
+        }
+    }
+    let nkw = if kwnames.is_null() { 0 } else { (unsafe { ffi::PyTuple_Size(kwnames) }) as usize };
+    // SAFETY: each argument is a valid object the caller holds for the call.
+    let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
+    let positional = PyTuple::new(py, (0..nargs).map(arg))?;
+    let kwargs = PyDict::new(py);
+    for k in 0..nkw {
+        // SAFETY: `kwnames` is the call's tuple of names, `nkw` long.
+        let name = unsafe { Borrowed::from_ptr(py, ffi::PyTuple_GetItem(kwnames, k as ffi::Py_ssize_t)) };
+        kwargs.set_item(name, arg(nargs + k))?;
+    }
+    sched.getattr(intern!(py, "_fastcb_torch_step"))?.call(positional, Some(&kwargs))
+}
+
+/// `step` as CPython calls a method written in C: no Python frame, no bound-method object.
+unsafe extern "C" fn step_trampoline(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a method attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    let run = std::panic::AssertUnwindSafe(|| {
+        // SAFETY: `slf` is the instance the descriptor was called on (type-checked by CPython).
+        let sched = unsafe { Borrowed::from_ptr(py, slf) };
+        step_method(&sched, args, nargsf as usize & !(1usize << (usize::BITS - 1)), kwnames)
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(Ok(out)) => out.into_ptr(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            pyo3::panic::PanicException::new_err("fastcb: a compiled scheduler step panicked").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// A method definition CPython reads and never writes, shared by every descriptor made from it.
+struct MethodDef(ffi::PyMethodDef);
+// SAFETY: never mutated after being made; CPython only reads it, attached to the interpreter.
+unsafe impl Sync for MethodDef {}
+
+static STEP_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"step".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: step_trampoline },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"step($self, /, epoch=None)\n--\n\ntorch's `step()`; a regular step runs compiled.".as_ptr(),
+});
+
+/// `torch_step_method(cls)`: the compiled `step` method for `cls` (a descriptor of a method
+/// written in C, bound like a function, for instances of `cls`). A regular `step()` runs the
+/// rule the instance's class names (`_fastcb_rule`); anything else calls the instance's
+/// `_fastcb_torch_step` with the same arguments.
+#[pyfunction]
+fn torch_step_method<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    // SAFETY: `STEP_DEF` lives for the whole process; `cls` is a type. A new reference, or NULL
+    // with an exception set.
+    unsafe {
+        let def = std::ptr::addr_of!(STEP_DEF.0).cast_mut();
+        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_ptr().cast(), def))
+    }
 }
 
 /// `torch_get_lr(scheduler, rule)`: what torch's `get_lr()` returns at the scheduler's
@@ -330,8 +429,8 @@ fn torch_compiled_counts(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 
 /// Adds the compiled steps to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(torch_step, m)?)?;
     m.add_function(wrap_pyfunction!(torch_get_lr, m)?)?;
+    m.add_function(wrap_pyfunction!(torch_step_method, m)?)?;
     m.add_function(wrap_pyfunction!(torch_compiled_counts, m)?)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ learning rates (and momenta) as torch's class, at a fraction of the per-step cos
 
 Each class is a subclass of torch's class of the same name: torch's constructor, attributes,
 ``state_dict()`` and ``load_state_dict()``, nothing added to the instance. A regular
-``step()`` (and ``get_lr()``) runs in Rust (``fastcb._core.torch_step``), which reads the
+``step()`` (and ``get_lr()``) runs in Rust (``fastcb._core.torch_step_method``), which reads the
 schedule's parameters from the scheduler at every step — so editing ``gamma``, ``T_max``,
 ``base_lrs[i]`` or a group's ``max_lr`` in place is honoured at the next step, as torch
 honours it — and writes what torch's step writes: a tensor learning rate (0-dim

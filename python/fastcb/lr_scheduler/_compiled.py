@@ -1,8 +1,8 @@
 """torch's scheduler classes with a compiled regular step: the registry.
 
-Each compiled class names its rule (``rule=...``: the spec ``fastcb._core.torch_step``
-reads from the scheduler's ``__dict__`` at every step) and the methods the compiled step
-stands in for. A subclass that overrides one of them runs torch's code path, every step;
+Each compiled class names its rule (``rule=...``: what its ``step``, a method written in
+Rust (``fastcb._core.torch_step_method``), reads from the scheduler's ``__dict__`` at every
+step) and the methods the compiled step stands in for. A subclass that overrides one of them runs torch's code path, every step;
 a subclass that only adds ``__init__`` logic keeps the compiled step.
 """
 
@@ -16,7 +16,6 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .. import _core
 
-_step = _core.torch_step
 _get_lr = _core.torch_get_lr
 
 # torch's own warnings (torch/optim/lr_scheduler.py), raised here at the caller's line.
@@ -52,7 +51,7 @@ class _Compiled(_SchedulerBase):
     """Mixin over one of torch's scheduler classes: regular steps run compiled."""
 
     __slots__ = ()
-    #: The rule ``_core.torch_step`` runs; ``None``: torch's own code, always.
+    #: The rule the compiled ``step`` runs; ``None``: torch's own code, always.
     _fastcb_rule: ClassVar[str | None] = None
     _fastcb_methods: ClassVar[dict[str, Any]] = {}
 
@@ -64,10 +63,8 @@ class _Compiled(_SchedulerBase):
         elif cls._fastcb_rule is not None and any(getattr(cls, n, None) is not m for n, m in cls._fastcb_methods.items()):
             cls._fastcb_rule = None
 
-    def step(self, epoch: int | None = None) -> None:
-        """torch's ``step()``; a regular step runs compiled."""
-        if epoch is None and _step(self, self._fastcb_rule):
-            return
+    def _fastcb_torch_step(self, epoch: int | None = None) -> None:
+        """torch's ``step()``: what the compiled ``step`` calls where its rule can't step."""
         torch_step = super().step
         if torch_step.__func__ is not LRScheduler.step:  # type: ignore[attr-defined]  # a bound method
             return torch_step(epoch)
@@ -82,6 +79,11 @@ class _Compiled(_SchedulerBase):
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
         return None
+
+    if not TYPE_CHECKING:  # type checkers see torch's signature
+        #: torch's ``step()``, a method written in Rust: a regular step runs the class's
+        #: rule; anything else (and a step the rule can't take) ``_fastcb_torch_step``.
+        step = _core.torch_step_method(LRScheduler)
 
     def get_lr(self) -> list[Any]:
         """torch's ``get_lr()`` (as Ignite's wrapper calls it), compiled where it can be."""
@@ -232,11 +234,14 @@ class SequentialLR(_torch.SequentialLR):
         if cls.step is not SequentialLR.step:
             cls._fastcb_rule = None
 
-    def step(self) -> None:  # type: ignore[override]  # torch's SequentialLR.step takes no epoch either
-        """torch's ``step()``; between milestones the current scheduler's compiled step."""
-        if _step(self, self._fastcb_rule):
-            return
+    def _fastcb_torch_step(self) -> None:
+        """torch's ``step()``: what the compiled ``step`` calls at a milestone."""
         super().step()
+
+    if not TYPE_CHECKING:
+        #: torch's ``step()``, a method written in Rust: between milestones the current
+        #: scheduler's compiled step; anything else ``_fastcb_torch_step``.
+        step = _core.torch_step_method(_torch.SequentialLR)
 
 
 class ChainedScheduler(_torch.ChainedScheduler):

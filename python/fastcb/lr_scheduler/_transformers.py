@@ -3,7 +3,7 @@
 The same names, signatures, values and errors. Each factor is a ``functools.partial`` of a
 copy of transformers' lambda, as transformers builds it (so ``.func`` and ``.keywords``
 answer, and state dicts cross both ways); each lambda is tagged ``_fastcb_factor`` with the
-kind the compiled step (``fastcb._core.torch_step``) evaluates in Rust.
+kind the compiled step (``fastcb._core.torch_step_method``) evaluates in Rust.
 """
 
 from __future__ import annotations
