@@ -2,14 +2,20 @@
 //!
 //! A compiled step writes a tensor learning rate with `fill_(value)`, as torch's step does,
 //! and remembers here the value written and the tensor's version counter after the write
-//! (keyed by the tensor, held weakly). At the next step, an unchanged `_version` says that
-//! nothing wrote the tensor since: the remembered value is its value, and the tensor is not
-//! read (no device sync, no host read). A tensor not seen before, or written by anything
-//! else since, is read once with `item()` when it is a CPU tensor; on another device the
-//! caller runs torch's own step. Only 0-dim float32/float64 tensors that need no gradient
-//! are taken: anything else runs torch's step.
+//! (keyed by the tensor, held weakly). At the next step, an unchanged `_version` (and
+//! `data_ptr()`) says that nothing wrote the tensor since: the remembered value is its value,
+//! and the tensor is not read (no device sync, no host read). A tensor not seen before, or
+//! written by anything else since, is read once with `item()` when it is a CPU tensor; on
+//! another device the caller runs torch's own step. Only 0-dim float32/float64 tensors that
+//! need no gradient are taken: anything else runs torch's step.
+//!
+//! What is known this way is also what lets a step skip work whose result is already there:
+//! a `fill_` of the value the tensor provably holds, and a new `clone()` for `_last_lr` where
+//! the previous step's clone (made and remembered here, untouched since) holds the same
+//! value. torch's own step would do both; what differs is only `_version` (not bumped by a
+//! skipped `fill_`) and, for a reused clone, that consecutive `get_last_lr()` lists share that
+//! tensor object (see docs/DESIGN.md).
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
@@ -48,6 +54,8 @@ struct Shadow {
     data: i64,
     value: f64,
     kind: Kind,
+    /// A copy made for `_last_lr` ([`TensorLr::copy`]), not written since.
+    copy: bool,
 }
 
 /// Keyed by the tensor's address; an entry counts only while its weak reference still
@@ -63,21 +71,53 @@ fn shadows() -> MutexGuard<'static, Shadows> {
     SHADOWS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A tensor learning rate of a param group (or a base learning rate).
+/// A tensor learning rate of a param group (or a base learning rate), probed: what the
+/// shadow table knows of it now.
 pub struct TensorLr<'py> {
     pub tensor: Bound<'py, PyAny>,
     pub kind: Kind,
-    /// Its `data_ptr()`, once [`TensorLr::value`] has read it.
-    data: Cell<i64>,
+    version: i64,
+    data: i64,
+    /// The value it provably holds (remembered, and untouched since), if known.
+    known: Option<f64>,
+}
+
+/// What the table says `t` holds, given its `_version` and `data_ptr()` now.
+fn lookup(t: &Bound<'_, PyAny>, version: i64, data: i64) -> Option<(f64, Kind, bool)> {
+    let s = shadows();
+    let e = s.map.get(&(t.as_ptr() as usize))?;
+    if e.version != version || e.data != data || !e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
+        return None;
+    }
+    Some((e.value, e.kind, e.copy))
+}
+
+fn version(t: &Bound<'_, PyAny>) -> PyResult<i64> {
+    t.getattr(intern!(t.py(), "_version"))?.extract()
+}
+
+fn data_ptr(t: &Bound<'_, PyAny>) -> PyResult<i64> {
+    t.call_method0(intern!(t.py(), "data_ptr"))?.extract()
+}
+
+/// Whether `obj` is exactly a torch tensor that needs no gradient (torch's `fill_` of one
+/// that does raises: torch's step must run and raise it).
+fn plain_tensor(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = obj.py();
+    Ok(obj.is_exact_instance(torch(py)?.tensor.bind(py)) && !obj.getattr(intern!(py, "requires_grad"))?.is_truthy()?)
 }
 
 /// `obj` as a tensor learning rate the compiled step can take, or `None`.
 pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>> {
     let py = obj.py();
-    let t = torch(py)?;
-    if !obj.is_exact_instance(t.tensor.bind(py)) {
+    if !plain_tensor(obj)? {
         return Ok(None);
     }
+    let (version, data) = (version(obj)?, data_ptr(obj)?);
+    if let Some((x, kind, _)) = lookup(obj, version, data) {
+        return Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, known: Some(x) }));
+    }
+    let t = torch(py)?;
     let dtype = obj.getattr(intern!(py, "dtype"))?;
     let kind = if dtype.is(&t.float32) {
         Kind::F32
@@ -86,28 +126,21 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
     } else {
         return Ok(None);
     };
-    if obj.getattr(intern!(py, "requires_grad"))?.is_truthy()? {
-        return Ok(None);
-    }
-    Ok(Some(TensorLr { tensor: obj.clone(), kind, data: Cell::new(0) }))
+    Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, known: None }))
 }
 
-fn version(t: &Bound<'_, PyAny>) -> PyResult<i64> {
-    t.getattr(intern!(t.py(), "_version"))?.extract()
-}
-
-fn remember(t: &Bound<'_, PyAny>, version: i64, data: i64, value: f64, kind: Kind) -> PyResult<()> {
+fn remember(t: &Bound<'_, PyAny>, version: i64, data: i64, value: f64, kind: Kind, copy: bool) -> PyResult<()> {
     let key = t.as_ptr() as usize;
     if let Some(entry) = shadows().map.get_mut(&key) {
         if entry.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
-            (entry.version, entry.data, entry.value, entry.kind) = (version, data, value, kind);
+            (entry.version, entry.data, entry.value, entry.kind, entry.copy) = (version, data, value, kind, copy);
             return Ok(());
         }
     }
     // Made before taking the lock: an allocation may run the collector, and with it Python code.
     let tensor = PyWeakrefReference::new(t)?.unbind();
     let mut s = shadows();
-    s.map.insert(key, Shadow { tensor, version, data, value, kind });
+    s.map.insert(key, Shadow { tensor, version, data, value, kind, copy });
     if s.map.len() > s.sweep_at {
         let py = t.py();
         s.map.retain(|_, e| e.tensor.bind(py).upgrade().is_some());
@@ -120,42 +153,60 @@ impl<'py> TensorLr<'py> {
     /// The tensor's value, without reading it when a step wrote it last; `None` where it
     /// would have to be read from a device.
     pub fn value(&self) -> PyResult<Option<Val>> {
+        if let Some(x) = self.known {
+            return Ok(Some(Val { x, kind: self.kind }));
+        }
         let t = &self.tensor;
         let py = t.py();
-        let now = version(t)?;
-        let data: i64 = t.call_method0(intern!(py, "data_ptr"))?.extract()?;
-        self.data.set(data);
-        {
-            let s = shadows();
-            if let Some(e) = s.map.get(&(t.as_ptr() as usize)) {
-                let same = e.version == now && e.data == data && e.kind == self.kind;
-                if same && e.tensor.bind(py).upgrade().is_some_and(|o| o.is(t)) {
-                    return Ok(Some(Val { x: e.value, kind: self.kind }));
-                }
-            }
-        }
         if !t.getattr(intern!(py, "is_cpu"))?.is_truthy()? || t.getattr(intern!(py, "ndim"))?.extract::<i64>()? != 0 {
             return Ok(None);
         }
         let x: f64 = t.call_method0(intern!(py, "item"))?.extract()?;
-        remember(t, now, data, x, self.kind)?;
+        remember(t, self.version, self.data, x, self.kind, false)?;
         Ok(Some(Val { x, kind: self.kind }))
     }
 
-    /// `tensor.fill_(x)`, as torch's step writes a tensor learning rate; remembers the value
-    /// when [`TensorLr::value`] was asked first (and so read the storage written). Otherwise
-    /// the version bump makes whatever was remembered stale, as it should.
-    pub fn fill(&self, x: f64) -> PyResult<()> {
-        let t = &self.tensor;
-        t.call_method1(intern!(t.py(), "fill_"), (x,))?;
-        if self.data.get() == 0 {
-            return Ok(());
-        }
-        remember(t, version(t)?, self.data.get(), self.kind.round(x), self.kind)
+    /// Whether the tensor provably holds `x` (as its dtype holds it) already.
+    pub fn holds(&self, x: f64) -> bool {
+        self.known.is_some_and(|k| k.to_bits() == self.kind.round(x).to_bits())
     }
 
-    /// A copy of the tensor, as torch keeps in `_last_lr`.
-    pub fn clone_tensor(&self) -> PyResult<Bound<'py, PyAny>> {
-        self.tensor.call_method0(intern!(self.tensor.py(), "clone"))
+    /// `tensor.fill_(x)`, as torch's step writes a tensor learning rate, skipped where the
+    /// tensor provably holds `x` already ([`TensorLr::holds`]); remembers the value written.
+    /// Returns whether it wrote.
+    pub fn fill(&self, x: f64) -> PyResult<bool> {
+        if self.holds(x) {
+            return Ok(false);
+        }
+        let t = &self.tensor;
+        t.call_method1(intern!(t.py(), "fill_"), (x,))?;
+        remember(t, version(t)?, self.data, self.kind.round(x), self.kind, false)?;
+        Ok(true)
+    }
+
+    /// A copy of the tensor holding `x`, as torch keeps in `_last_lr`: `previous` (the entry
+    /// the last step left there) where it is a copy made here that provably holds `x` still,
+    /// else a new `clone()`, remembered when `keep` (the value did not change this step, or
+    /// the rule is a step function: the next step may well reuse it).
+    pub fn copy(&self, x: f64, previous: Option<Bound<'py, PyAny>>, keep: bool) -> PyResult<Bound<'py, PyAny>> {
+        let x = self.kind.round(x);
+        if let Some(p) = previous {
+            // Never the learning rate itself: torch's `_last_lr` holds copies. (What a caller
+            // changes of a copy without changing its value, `requires_grad` say, is shared by
+            // the lists that share it.)
+            if !p.is(&self.tensor) && p.is_exact_instance(torch(p.py())?.tensor.bind(p.py())) {
+                let (v, d) = (version(&p)?, data_ptr(&p)?);
+                let same =
+                    |(held, kind, copy): (f64, Kind, bool)| copy && kind == self.kind && held.to_bits() == x.to_bits();
+                if lookup(&p, v, d).is_some_and(same) {
+                    return Ok(p);
+                }
+            }
+        }
+        let c = self.tensor.call_method0(intern!(self.tensor.py(), "clone"))?;
+        if keep {
+            remember(&c, version(&c)?, data_ptr(&c)?, x, self.kind, true)?;
+        }
+        Ok(c)
     }
 }

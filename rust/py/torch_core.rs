@@ -54,6 +54,8 @@ struct Groups<'py> {
     groups: Bound<'py, PyList>,
     base: Vec<Val>,
     lrs: Vec<Val>,
+    /// The learning rates as read (`lrs` before the rule ran; 0 for an unread tensor).
+    before: Vec<f64>,
     /// `(group, its tensor)` for the groups whose learning rate is a tensor (none
     /// allocated for float groups only).
     tensors: Vec<(usize, TensorLr<'py>)>,
@@ -145,7 +147,8 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool, current: 
         }
         held.push((i, t));
     }
-    Ok(Some(Groups { groups, base, lrs, tensors: held }))
+    let before = lrs.iter().map(|v| v.x).collect();
+    Ok(Some(Groups { groups, base, lrs, before, tensors: held }))
 }
 
 /// Sets a group's momentum as torch does: `group["momentum"] = m`, or
@@ -215,21 +218,47 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
         return Ok(None);
     }
     // Everything is read and computed: now write what torch's step writes: a float group's
-    // new float (the same object in `_last_lr`), a tensor's `fill_` (and a copy in `_last_lr`).
-    let last_lr = PyList::new(py, g.lrs.iter().map(|v| v.x))?;
+    // new float (the same object in `_last_lr`; an unchanged value keeps its object, as
+    // torch's step keeps it where its formula hands back `group["lr"]`), a tensor's `fill_`
+    // (and a copy in `_last_lr`).
     let lr_key = intern!(py, "lr");
+    let kept = |i: usize| g.before[i].to_bits() == g.lrs[i].x.to_bits() && g.tensor(i).is_none();
+    let held = |i: usize| {
+        let group = borrowed::item(&g.groups, i).ok()?;
+        Some(borrowed::get(&*group.cast::<PyDict>().ok()?, lr_key)?.to_owned())
+    };
+    let any_kept = (0..g.lrs.len()).any(kept);
+    let last_lr = if any_kept {
+        PyList::new(
+            py,
+            (0..g.lrs.len()).map(|i| match kept(i).then(|| held(i)).flatten() {
+                Some(lr) => lr,
+                None => PyFloat::new(py, g.lrs[i].x).into_any(),
+            }),
+        )?
+    } else {
+        PyList::new(py, g.lrs.iter().map(|v| v.x))?
+    };
+    let mut wrote = Vec::new();
     for i in 0..g.lrs.len() {
         let group = g.groups.get_item(i)?.cast_into::<PyDict>()?;
         match g.tensor(i) {
+            None if any_kept && kept(i) => {}
             None => group.set_item(lr_key, borrowed::item(&last_lr, i)?)?,
-            Some(t) => t.fill(g.lrs[i].x)?,
+            Some(t) => wrote.push(t.fill(g.lrs[i].x)?),
         }
         if let Some((key, moms)) = &done.momenta {
             set_momentum(&group, *key, moms[i])?;
         }
     }
-    for (i, t) in &g.tensors {
-        last_lr.set_item(*i, t.clone_tensor()?)?;
+    if g.has_tensors() {
+        let previous =
+            borrowed::get(&d, intern!(py, "_last_lr")).and_then(|p| p.to_owned().cast_into_exact::<PyList>().ok());
+        let previous = previous.filter(|p| p.len() == g.lrs.len());
+        for ((i, t), wrote) in g.tensors.iter().zip(wrote) {
+            let before = previous.as_ref().map(|p| p.get_item(*i)).transpose()?;
+            last_lr.set_item(*i, t.copy(g.lrs[*i].x, before, !wrote || rule.piecewise)?)?;
+        }
     }
     let tensors = g.has_tensors();
     d.set_item(intern!(py, "last_epoch"), epoch)?;

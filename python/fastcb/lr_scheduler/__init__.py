@@ -11,7 +11,8 @@ schedule's parameters from the scheduler at every step — so editing ``gamma``,
 ``base_lrs[i]`` or a group's ``max_lr`` in place is honoured at the next step, as torch
 honours it — and writes what torch's step writes: a tensor learning rate (0-dim
 float32/float64) with its ``fill_``, valued with torch's tensor arithmetic and not read back
-(a CPU tensor is read once when first seen). Whatever it does not cover runs torch's
+(a CPU tensor is read once when first seen; a ``fill_`` of the value the tensor provably holds
+already is skipped, see docs/DESIGN.md). Whatever it does not cover runs torch's
 own code: the first step (torch's ordering warnings, raised at the caller's line),
 ``step(epoch)``, Python lambdas and ``scale_fn``, parameters that are not plain numbers,
 tensors on an accelerator that fastcb has not written, every error torch raises, and any subclass that overrides ``step``,

@@ -111,6 +111,9 @@ pub trait TorchRule: Sized {
     /// torch's class has its own `step` (no `_step_count`, no ordering warnings), whose
     /// state the rule advances through [`TorchRule::writes`].
     const OWN_STEP: bool = false;
+    /// The learning rates stay put for many steps after each change (a step function): a
+    /// hint that a copy of a new value is worth remembering for the steps that follow.
+    const PIECEWISE: bool = false;
 
     /// The rule at `epoch`, read from `attrs`; `advance`: for a step (else for `get_lr` at
     /// the current epoch). `None` where torch's own code must run.
@@ -172,12 +175,20 @@ pub struct Rule {
     pub base: bool,
     pub current: bool,
     pub own_step: bool,
+    pub piecewise: bool,
     pub apply: Apply,
 }
 
 impl Rule {
     pub const fn of<R: TorchRule>() -> Rule {
-        Rule { name: R::NAME, base: R::BASE, current: R::CURRENT, own_step: R::OWN_STEP, apply: apply::<R> }
+        Rule {
+            name: R::NAME,
+            base: R::BASE,
+            current: R::CURRENT,
+            own_step: R::OWN_STEP,
+            piecewise: R::PIECEWISE,
+            apply: apply::<R>,
+        }
     }
 }
 

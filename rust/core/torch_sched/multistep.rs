@@ -11,6 +11,7 @@ pub struct MultiStep {
 
 impl TorchRule for MultiStep {
     const NAME: &'static str = "multistep";
+    const PIECEWISE: bool = true;
 
     fn read(a: &dyn Attrs, epoch: i64, _advance: bool) -> Option<Self> {
         Some(MultiStep { hits: a.count("milestones", epoch)?, gamma: a.num("gamma")? })

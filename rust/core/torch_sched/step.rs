@@ -10,6 +10,7 @@ pub struct Step {
 
 impl TorchRule for Step {
     const NAME: &'static str = "step";
+    const PIECEWISE: bool = true;
 
     fn read(a: &dyn Attrs, _epoch: i64, _advance: bool) -> Option<Self> {
         Some(Step { step_size: a.int("step_size")?, gamma: a.num("gamma")? })
