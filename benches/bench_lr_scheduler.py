@@ -98,6 +98,36 @@ def bench_steps(tensor: bool) -> list[tuple[str, int, float]]:
     return out
 
 
+def per_call(fn, n: int = 20_000, repeats: int = 9) -> float:
+    """Best mean seconds per call of `fn` (thread CPU time, as `per_step`)."""
+    best = math.inf
+    for _ in range(repeats):
+        t = time.thread_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.thread_time() - t) / n)
+    return best
+
+
+def bench_tensor_floor() -> None:
+    """What a step with tensor lrs cannot avoid where a value changes (torch's step does the
+    same per group: a `fill_` and a `clone()` for `_last_lr`), and the reads that prove a
+    value unchanged (`requires_grad`, `_version`, `data_ptr()`): µs per call on a 0-dim
+    float32 tensor."""
+    t = torch.tensor(0.5)
+    ops = {
+        "fill_(float)": lambda: t.fill_(0.25),
+        "clone()": t.clone,
+        "t * float (torch's get_lr arithmetic, one op)": lambda: t * 0.5,
+        "requires_grad": lambda: t.requires_grad,
+        "_version": lambda: t._version,
+        "data_ptr()": t.data_ptr,
+    }
+    print("\nper tensor learning rate, per call (what bounds the tensor ratios where a value changes)")
+    for name, fn in ops.items():
+        print(f"  {name:46s} {per_call(fn) * 1e6:7.3f} µs")
+
+
 def best_time(fn, repeats: int = 5) -> float:
     best = math.inf
     for _ in range(repeats):
@@ -124,4 +154,5 @@ if __name__ == "__main__":
         ratios = bench_steps(tensor)
         short = [f"{n} at {g}: {r:.1f}x" for n, g, r in ratios if r < (5 if g == 2 else 10)]
         print("below target (5x at 2 groups, 10x at 10):", "; ".join(short) or "none")
+    bench_tensor_floor()
     bench_whole_schedule()

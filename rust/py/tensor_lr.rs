@@ -92,6 +92,13 @@ fn lookup(t: &Bound<'_, PyAny>, version: i64, data: i64) -> Option<(f64, Kind, b
     Some((e.value, e.kind, e.copy))
 }
 
+/// What the table remembers of `t` (whatever has happened to it since).
+fn remembered(t: &Bound<'_, PyAny>) -> Option<(f64, Kind, bool)> {
+    let s = shadows();
+    let e = s.map.get(&(t.as_ptr() as usize))?;
+    e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)).then_some((e.value, e.kind, e.copy))
+}
+
 fn version(t: &Bound<'_, PyAny>) -> PyResult<i64> {
     t.getattr(intern!(t.py(), "_version"))?.extract()
 }
@@ -180,7 +187,9 @@ impl<'py> TensorLr<'py> {
         }
         let t = &self.tensor;
         t.call_method1(intern!(t.py(), "fill_"), (x,))?;
-        remember(t, version(t)?, self.data, self.kind.round(x), self.kind, false)?;
+        // `fill_` bumps the version by one. (Were it bumped more, by this or by a concurrent
+        // write, the next step would see a version it does not know, and read or defer.)
+        remember(t, self.version + 1, self.data, self.kind.round(x), self.kind, false)?;
         Ok(true)
     }
 
@@ -194,10 +203,15 @@ impl<'py> TensorLr<'py> {
             // Never the learning rate itself: torch's `_last_lr` holds copies. (What a caller
             // changes of a copy without changing its value, `requires_grad` say, is shared by
             // the lists that share it.)
-            if !p.is(&self.tensor) && p.is_exact_instance(torch(p.py())?.tensor.bind(p.py())) {
+            // The table is asked first: most copies were never remembered (a value that
+            // changes every step), and asking it reads nothing of the tensor.
+            let same =
+                |(held, kind, copy): (f64, Kind, bool)| copy && kind == self.kind && held.to_bits() == x.to_bits();
+            if !p.is(&self.tensor)
+                && p.is_exact_instance(torch(p.py())?.tensor.bind(p.py()))
+                && remembered(&p).is_some_and(same)
+            {
                 let (v, d) = (version(&p)?, data_ptr(&p)?);
-                let same =
-                    |(held, kind, copy): (f64, Kind, bool)| copy && kind == self.kind && held.to_bits() == x.to_bits();
                 if lookup(&p, v, d).is_some_and(same) {
                     return Ok(p);
                 }
