@@ -452,6 +452,40 @@ def test_a_skipped_write_or_copy_never_hides_an_edit(name, edit):
         assert all(t is not g["lr"] for t, g in zip(ours.get_last_lr(), groups, strict=True))
 
 
+def _write_through_data(t):
+    t.data.fill_(0.5)
+
+
+def _write_through_numpy(t):
+    t.numpy()[()] = 0.7
+
+
+@pytest.mark.parametrize("write", [_write_through_data, _write_through_numpy], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["ConstantLR", "StepLR", "MultiStepLR", "constant LambdaLR"])
+def test_a_write_that_leaves_version_alone_is_seen_on_the_cpu(name, dtype, write):
+    """`.data` and NumPy views write a CPU tensor without moving its `_version`: a skipped
+    `fill_` or a kept copy would then hide the write. torch's next step reads (or, for a
+    schedule of its own values, overwrites) it; ours does the same."""
+    def build(m, o):
+        if name == "constant LambdaLR":
+            return m.LambdaLR(o, lr_lambda=lambda epoch: 1.0)
+        return BUILDERS[name][0](m, o)
+
+    ours, theirs = build(F, _tensor_opt(dtype)), build(T, _tensor_opt(dtype))
+    run(ours, theirs, n=7)
+    for s in (ours, theirs):
+        write(s.optimizer.param_groups[0]["lr"])
+    for step, (a, b) in enumerate(run(ours, theirs, n=4)):
+        assert a == b, (step, a, b)
+    for s in (ours, theirs):
+        write(s.get_last_lr()[1])
+    assert _last(ours) == _last(theirs)
+    for step, (a, b) in enumerate(run(ours, theirs, n=4)):
+        assert a == b, (step, a, b)
+        assert _last(ours) == _last(theirs), step
+
+
 def test_an_unchanged_float_lr_keeps_its_object_as_torchs_step_does():
     """torch's StepLR hands back `group["lr"]` itself between milestones: the group and
     `_last_lr` keep that very float; so do ours."""

@@ -15,6 +15,11 @@
 //! value. torch's own step would do both; what differs is only `_version` (not bumped by a
 //! skipped `fill_`) and, for a reused clone, that consecutive `get_last_lr()` lists share that
 //! tensor object (see docs/DESIGN.md).
+//!
+//! A CPU tensor can also be written without its `_version` moving (through `.data`, a NumPy
+//! view, DLPack): for one, "known" also means that its memory still holds the remembered value,
+//! read where `data_ptr()` points (no copy, no dispatch), so such a write is seen as torch's
+//! step would see it. On an accelerator that read would be a sync; there the version decides.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -56,6 +61,8 @@ struct Shadow {
     kind: Kind,
     /// A copy made for `_last_lr` ([`TensorLr::copy`]), not written since.
     copy: bool,
+    /// A one-element CPU tensor: its value can be read at `data`.
+    host: bool,
 }
 
 /// Keyed by the tensor's address; an entry counts only while its weak reference still
@@ -78,25 +85,45 @@ pub struct TensorLr<'py> {
     pub kind: Kind,
     version: i64,
     data: i64,
+    /// A 0-dim CPU tensor (see [`Shadow::host`]).
+    host: bool,
     /// The value it provably holds (remembered, and untouched since), if known.
     known: Option<f64>,
 }
 
-/// What the table says `t` holds, given its `_version` and `data_ptr()` now.
-fn lookup(t: &Bound<'_, PyAny>, version: i64, data: i64) -> Option<(f64, Kind, bool)> {
+/// What a one-element CPU tensor of `kind` whose `data_ptr()` is `data` holds now.
+fn in_memory(data: i64, kind: Kind) -> f64 {
+    // SAFETY: `data` is the `data_ptr()` just read from a live tensor (the caller holds it)
+    // of one element of this dtype on the CPU, so it points at that readable element.
+    // Volatile: another thread may write it; any value read then only costs a `fill_`.
+    unsafe {
+        match kind {
+            Kind::F32 => f64::from(std::ptr::read_volatile(data as usize as *const f32)),
+            Kind::F64 => std::ptr::read_volatile(data as usize as *const f64),
+            Kind::Float => f64::NAN,
+        }
+    }
+}
+
+/// What the table says `t` holds, given its `_version` and `data_ptr()` now (and, for a CPU
+/// tensor, what its memory holds), with whether it is a CPU tensor.
+fn lookup(t: &Bound<'_, PyAny>, version: i64, data: i64) -> Option<(f64, Kind, bool, bool)> {
     let s = shadows();
     let e = s.map.get(&(t.as_ptr() as usize))?;
     if e.version != version || e.data != data || !e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
         return None;
     }
-    Some((e.value, e.kind, e.copy))
+    if e.host && in_memory(data, e.kind).to_bits() != e.value.to_bits() {
+        return None;
+    }
+    Some((e.value, e.kind, e.copy, e.host))
 }
 
 /// What the table remembers of `t` (whatever has happened to it since).
-fn remembered(t: &Bound<'_, PyAny>) -> Option<(f64, Kind, bool)> {
+fn remembered(t: &Bound<'_, PyAny>) -> Option<(f64, Kind, bool, bool)> {
     let s = shadows();
     let e = s.map.get(&(t.as_ptr() as usize))?;
-    e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)).then_some((e.value, e.kind, e.copy))
+    e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)).then_some((e.value, e.kind, e.copy, e.host))
 }
 
 fn version(t: &Bound<'_, PyAny>) -> PyResult<i64> {
@@ -121,8 +148,8 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
         return Ok(None);
     }
     let (version, data) = (version(obj)?, data_ptr(obj)?);
-    if let Some((x, kind, _)) = lookup(obj, version, data) {
-        return Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, known: Some(x) }));
+    if let Some((x, kind, _, host)) = lookup(obj, version, data) {
+        return Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, host, known: Some(x) }));
     }
     let t = torch(py)?;
     let dtype = obj.getattr(intern!(py, "dtype"))?;
@@ -133,21 +160,32 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
     } else {
         return Ok(None);
     };
-    Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, known: None }))
+    let host =
+        obj.getattr(intern!(py, "is_cpu"))?.is_truthy()? && obj.getattr(intern!(py, "ndim"))?.extract::<i64>()? == 0;
+    Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, host, known: None }))
 }
 
-fn remember(t: &Bound<'_, PyAny>, version: i64, data: i64, value: f64, kind: Kind, copy: bool) -> PyResult<()> {
+fn remember(
+    t: &Bound<'_, PyAny>,
+    version: i64,
+    data: i64,
+    value: f64,
+    kind: Kind,
+    copy: bool,
+    host: bool,
+) -> PyResult<()> {
     let key = t.as_ptr() as usize;
     if let Some(entry) = shadows().map.get_mut(&key) {
         if entry.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
-            (entry.version, entry.data, entry.value, entry.kind, entry.copy) = (version, data, value, kind, copy);
+            (entry.version, entry.data, entry.value, entry.kind, entry.copy, entry.host) =
+                (version, data, value, kind, copy, host);
             return Ok(());
         }
     }
     // Made before taking the lock: an allocation may run the collector, and with it Python code.
     let tensor = PyWeakrefReference::new(t)?.unbind();
     let mut s = shadows();
-    s.map.insert(key, Shadow { tensor, version, data, value, kind, copy });
+    s.map.insert(key, Shadow { tensor, version, data, value, kind, copy, host });
     if s.map.len() > s.sweep_at {
         let py = t.py();
         s.map.retain(|_, e| e.tensor.bind(py).upgrade().is_some());
@@ -165,11 +203,11 @@ impl<'py> TensorLr<'py> {
         }
         let t = &self.tensor;
         let py = t.py();
-        if !t.getattr(intern!(py, "is_cpu"))?.is_truthy()? || t.getattr(intern!(py, "ndim"))?.extract::<i64>()? != 0 {
+        if !self.host {
             return Ok(None);
         }
         let x: f64 = t.call_method0(intern!(py, "item"))?.extract()?;
-        remember(t, self.version, self.data, x, self.kind, false)?;
+        remember(t, self.version, self.data, x, self.kind, false, true)?;
         Ok(Some(Val { x, kind: self.kind }))
     }
 
@@ -189,7 +227,7 @@ impl<'py> TensorLr<'py> {
         t.call_method1(intern!(t.py(), "fill_"), (x,))?;
         // `fill_` bumps the version by one. (Were it bumped more, by this or by a concurrent
         // write, the next step would see a version it does not know, and read or defer.)
-        remember(t, self.version + 1, self.data, self.kind.round(x), self.kind, false)?;
+        remember(t, self.version + 1, self.data, self.kind.round(x), self.kind, false, self.host)?;
         Ok(true)
     }
 
@@ -205,8 +243,9 @@ impl<'py> TensorLr<'py> {
             // the lists that share it.)
             // The table is asked first: most copies were never remembered (a value that
             // changes every step), and asking it reads nothing of the tensor.
-            let same =
-                |(held, kind, copy): (f64, Kind, bool)| copy && kind == self.kind && held.to_bits() == x.to_bits();
+            let same = |(held, kind, copy, _): (f64, Kind, bool, bool)| {
+                copy && kind == self.kind && held.to_bits() == x.to_bits()
+            };
             if !p.is(&self.tensor)
                 && p.is_exact_instance(torch(p.py())?.tensor.bind(p.py()))
                 && remembered(&p).is_some_and(same)
@@ -219,7 +258,7 @@ impl<'py> TensorLr<'py> {
         }
         let c = self.tensor.call_method0(intern!(self.tensor.py(), "clone"))?;
         if keep {
-            remember(&c, version(&c)?, data_ptr(&c)?, x, self.kind, true)?;
+            remember(&c, version(&c)?, data_ptr(&c)?, x, self.kind, true, self.host)?;
         }
         Ok(c)
     }
