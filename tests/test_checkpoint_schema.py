@@ -17,6 +17,7 @@ from fastcb import (
     SaveModelCallback,
     checkpoint,
 )
+from fastcb.callbacks.recorder import RecordedFloat
 from fastcb.errors import CheckpointError, StateError
 
 
@@ -337,7 +338,7 @@ def test_schedules_on_the_device_resume_their_step(tmp_path):
     assert [float(v) for v in resumed.recorder.lrs[3:]] == pytest.approx(full.recorder.lrs[3:], rel=1e-6)
 
 
-def test_recorder_losses_written_as_stacked_scalars_resume_as_fastai_tensors(saved, tmp_path):
+def test_recorder_losses_written_as_stacked_scalars_resume_as_floats(saved, tmp_path):
     # earlier versions wrote the Recorder's 0-d tensor losses as one stacked tensor
     path, raw = saved
     losses = raw["callbacks"]["Recorder"]["losses"]
@@ -345,4 +346,4 @@ def test_recorder_losses_written_as_stacked_scalars_resume_as_fastai_tensors(sav
     torch.save(raw, tmp_path / "models" / "old.pth")
     learn, _ = _resumed(tmp_path, "old")
     assert [float(v) for v in learn.recorder.losses[:len(losses)]] == [float(v) for v in losses]
-    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in learn.recorder.losses)
+    assert all(type(v) is RecordedFloat for v in learn.recorder.losses)

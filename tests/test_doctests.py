@@ -1,6 +1,7 @@
 """The examples in the public API's docstrings run and print what they show: the annealing
 functions, `Stepper`, `SmoothenValue`, `WeightedMean` and `Schedule` (compiled), the schedule
-builders, `OptimWrapper`, `Callback`, the error classes and the number validator."""
+builders, `OptimWrapper`, `Callback`, the error classes, the number validator and the Recorder's
+`RecordedFloat`."""
 
 import doctest
 import importlib
@@ -8,7 +9,8 @@ import importlib
 import numpy as np
 import pytest
 
-MODULES = ["fastcb._core", "fastcb.schedules", "fastcb.optim", "fastcb.callback", "fastcb.errors", "fastcb._utils"]
+MODULES = ["fastcb._core", "fastcb.schedules", "fastcb.optim", "fastcb.callback", "fastcb.errors", "fastcb._utils",
+           "fastcb.callbacks.recorder"]
 
 #: Names that must carry at least one example.
 DOCUMENTED = {
@@ -21,6 +23,7 @@ DOCUMENTED = {
     "fastcb.callback": ["Callback"],
     "fastcb.errors": ["ArgumentError", "ArgumentTypeError", "ScheduleError", "ShapeError", "EmptyAccumulatorError"],
     "fastcb._utils": ["check_number"],
+    "fastcb.callbacks.recorder": ["RecordedFloat"],
 }
 
 

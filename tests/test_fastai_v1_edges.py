@@ -103,23 +103,28 @@ def test_multilabel_interpretation_is_fastais_placeholder():
     assert issubclass(MultiLabelClassificationInterpretation, fastcb.Interpretation)
 
 
-def test_the_recorder_holds_fastai_types(tmp_path):
-    # fastai code reads the history with tensor and NumPy methods: to_np(loss).item(), metric.item()
+def test_the_recorder_holds_floats_that_fastai_code_can_read(tmp_path):
+    # one float64 per record; fastai code reads its Recorder's 0-dim tensors with to_np(loss).item()
+    # (to_np is x.data.cpu().numpy()), loss.cpu().numpy(), metric.item(): those calls still work
+    from fastcb.callbacks.recorder import RecordedFloat
+
     learn = tiny_learner(tmp_path, metrics=[accuracy])
     learn.fit(2, 1e-2)
     rec = learn.recorder
-    assert rec.losses and all(isinstance(v, torch.Tensor) and v.dim() == 0 and v.device.type == "cpu"
-                              for v in rec.losses)
-    assert [v.cpu().numpy().item() for v in rec.losses] == [float(v) for v in rec.losses]
-    assert len(rec.val_losses) == 2 and all(type(v) is np.float64 for v in rec.val_losses)
-    assert np.asarray(rec.val_losses).dtype == np.float64
-    assert len(rec.metrics) == 2 and all(isinstance(m.item(), float) for ms in rec.metrics for m in ms)
+    records = rec.losses + rec.val_losses + [m for ms in rec.metrics for m in ms]
+    assert rec.losses and len(rec.val_losses) == 2 and len(rec.metrics) == 2
+    assert all(type(v) is RecordedFloat and isinstance(v, float) and isinstance(v, np.float64) for v in records)
+    assert [v.data.cpu().numpy().item() for v in records] == [float(v) for v in records]
+    assert [v.cpu().numpy() for v in records] == records and all(type(v.numpy()) is np.float64 for v in records)
+    assert all(type(v.item()) is float and v.detach() is v for v in records)
+    assert np.asarray(rec.losses).dtype == np.asarray(rec.val_losses).dtype == np.float64
+    assert torch.tensor(rec.losses, dtype=torch.float64).tolist() == [float(v) for v in rec.losses]
     # and the checkpoint keeps plain numbers
     state = rec.state_dict()
     assert all(type(v) is float for v in state["losses"] + state["val_losses"])
     assert all(type(m) is float for ms in state["metrics"] for m in ms)
     fresh = type(rec)(learn)
     fresh.load_state_dict(state)
-    assert all(isinstance(v, torch.Tensor) for v in fresh.losses)
-    assert all(type(v) is np.float64 for v in fresh.val_losses)
-    assert all(isinstance(m, torch.Tensor) for ms in fresh.metrics for m in ms)
+    assert all(type(v) is RecordedFloat for v in fresh.losses + fresh.val_losses)
+    assert all(type(m) is RecordedFloat for ms in fresh.metrics for m in ms)
+    assert fresh.losses == rec.losses and fresh.val_losses == rec.val_losses and fresh.metrics == rec.metrics

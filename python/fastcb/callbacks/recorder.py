@@ -22,40 +22,59 @@ if TYPE_CHECKING:
 
     from ..learner import Learner
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "RecordedFloat"]
 
 
-def _to_host(values: list[Any]) -> list[Any]:
-    """The one-number tensors and NumPy floats among `values` replaced (in place) by 0-dim float64
-    CPU tensors, in one transfer from the device; other values (None, ints, floats, per-group
-    arrays) stay. fastai's Recorder holds tensors, and code written for it calls `.item()` or
-    `to_np` on what it reads."""
-    idx = [i for i, v in enumerate(values) if (isinstance(v, torch.Tensor) and v.numel() == 1)
-           or isinstance(v, np.floating)]
+class RecordedFloat(np.float64):
+    """A number the Recorder holds: a NumPy float64, so a Python `float` (arithmetic, comparisons,
+    formatting, `json`), with `.item()`. Code written for fastai v1's Recorder, whose records were
+    0-dim tensors, also calls `.cpu()`, `.detach()`, `.numpy()` and `.data` on them (fastai's
+    `to_np(x)` is `x.data.cpu().numpy()`): those return the number itself.
+
+    >>> x = RecordedFloat(0.25)
+    >>> x + 1, x.item(), x.data.cpu().numpy().item(), isinstance(x, float)
+    (np.float64(1.25), 0.25, 0.25, True)
+    """
+
+    __slots__ = ()
+
+    def cpu(self) -> RecordedFloat:
+        """This number (it is on the host)."""
+        return self
+
+    def detach(self) -> RecordedFloat:
+        """This number (nothing to detach from)."""
+        return self
+
+    def numpy(self) -> np.float64:
+        """This number as a plain NumPy float64."""
+        return np.float64(self)
+
+    @property
+    def data(self) -> RecordedFloat:  # a tensor's `.data`, not NumPy's buffer
+        """This number (a tensor's `.data`)."""
+        return self
+
+
+def _is_number(v: Any) -> bool:
+    """A one-number tensor or a float (what the Recorder records as a `RecordedFloat`); None, ints
+    and per-group arrays are recorded as they are."""
+    return isinstance(v, (float, np.floating)) or (isinstance(v, torch.Tensor) and v.numel() == 1)
+
+
+def _plain(v: Any) -> Any:
+    """A record as a checkpoint keeps it: a Python float (None, ints and arrays stay)."""
+    return float(v) if _is_number(v) else v
+
+
+def _recorded(values: list[Any], what: str = "last_metrics") -> list[Any]:
+    """`values` (in place) with each one-number tensor and float made a `RecordedFloat`, the tensors
+    brought to the host in one transfer (`host_floats`); other values stay."""
+    idx = [i for i, v in enumerate(values) if _is_number(v)]
     if idx:
-        host = torch.from_numpy(host_floats([values[i] for i in idx])).unbind()
-        for i, x in zip(idx, host):
-            values[i] = x
+        for i, x in zip(idx, host_floats([values[i] for i in idx], what).tolist()):
+            values[i] = RecordedFloat(x)
     return values
-
-
-def _plain(value: Any) -> Any:
-    """A recorded number as a Python float (None, ints and arrays stay)."""
-    if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
-def _host_tensor(value: Any) -> Any:
-    """A loaded number as the 0-dim float64 CPU tensor the Recorder records (None, ints, arrays stay)."""
-    if isinstance(value, (float, np.floating, torch.Tensor)):
-        return torch.tensor(float(value), dtype=torch.float64)
-    return value
-
-
-def _numpy_float(value: Any) -> np.float64 | None:
-    """A validation loss as fastai's `validate` returns it: a NumPy float (None stays None)."""
-    return value if value is None else np.float64(value)
 
 
 def _fmt(stat: Any) -> str:
@@ -70,11 +89,11 @@ class Recorder(LearnerCallback):
     """Record, per training batch, the lr and momentum (at batch begin) and the smoothed loss; per epoch,
     the validation loss and metrics. Runs first (`_order=-10`).
 
-    Losses and metrics are 0-dim float64 CPU tensors and validation losses NumPy floats, the types
-    fastai's Recorder holds (or None);
-    lrs and moms are floats or per-layer-group arrays. The smoothed losses are the handler's: the
-    raw losses stay on the device during an epoch and are smoothed at its end, after one transfer
-    to the host; the validation loss and metrics come to the host then too.
+    Losses, validation losses and metrics are `RecordedFloat`s (float64 numbers that also answer
+    the tensor methods fastai code calls on its Recorder's records), or None where there was no
+    value; lrs and moms are floats or per-layer-group arrays. The smoothed losses are the
+    handler's: the raw losses stay on the device during an epoch and are smoothed at its end,
+    after one transfer to the host; the validation loss and metrics come to the host then too.
     """
 
     _order = -10
@@ -127,7 +146,7 @@ class Recorder(LearnerCallback):
                 raise StateError(f"state[{where!r}]: expected a number, got {type(v).__name__}")
 
     def state_dict(self) -> dict[str, Any]:
-        """The history as plain numbers: each host tensor or NumPy float becomes a Python float."""
+        """The history as plain numbers: each `RecordedFloat` becomes a Python float."""
         state = super().state_dict()
         for key in ("losses", "val_losses"):
             if key in state:
@@ -137,15 +156,14 @@ class Recorder(LearnerCallback):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the history (checked first; lists are copied, losses and metrics as host tensors)."""
+        """Restore the history (checked first; lists are copied, numbers as `RecordedFloat`s)."""
         self.check_state_dict(state)
         state = {k: list(v) for k, v in state.items()}
-        if "losses" in state:
-            state["losses"] = [_host_tensor(v) for v in state["losses"]]
-        if "val_losses" in state:
-            state["val_losses"] = [_numpy_float(v) for v in state["val_losses"]]
+        for key in ("losses", "val_losses"):
+            if key in state:
+                state[key] = _recorded(state[key], f"state[{key!r}]")
         if "metrics" in state:
-            state["metrics"] = [[_host_tensor(m) for m in ms] for ms in state["metrics"]]
+            state["metrics"] = [_recorded(list(ms), "state['metrics']") for ms in state["metrics"]]
         vars(self).update(state)
 
     def on_epoch_begin(self, **kwargs: Any) -> None:
@@ -175,8 +193,7 @@ class Recorder(LearnerCallback):
         if self.losses:
             smooth_loss = self.losses[-1]
         if last_metrics is not None:
-            _to_host(last_metrics)  # in place: the callbacks after this one read host values too
-            last_metrics[0] = _numpy_float(last_metrics[0])
+            _recorded(last_metrics)  # in place: the callbacks after this one read host values too
             self.val_losses.append(last_metrics[0])
         else:
             last_metrics = [] if self.no_val else [None]
@@ -189,8 +206,7 @@ class Recorder(LearnerCallback):
         self._add_losses(smooth_losses)
 
     def _add_losses(self, smooth_losses: list[float]) -> None:
-        if smooth_losses:
-            self.losses.extend(torch.tensor(smooth_losses, dtype=torch.float64).unbind())
+        self.losses.extend(map(RecordedFloat, smooth_losses))
 
     def format_stats(self, stats: Sequence[Any]) -> None:
         """Write one row of the table (`stats` in the order of `names`)."""
