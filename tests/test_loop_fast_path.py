@@ -210,8 +210,12 @@ def test_set_lr_mom_writes_what_the_two_setters_write(opt_cls, kwargs, bn_wd, te
         apart.lr, apart.mom = lr, mom
         for a, b in zip(fused.opt.param_groups, apart.opt.param_groups):
             assert {k: v for k, v in a.items() if k != "params"} == {k: v for k, v in b.items() if k != "params"}
-        assert (fused._lr, fused._mom) == (apart._lr, apart._mom)
+        assert fused.state_dict()["fastcb"] == apart.state_dict()["fastcb"]  # the host copies, read back
         assert fused.lr_mom() == apart.lr_mom() == (fused.lr, fused.mom)
+    if fused.beta is not None:  # a pair written after the fast path keeps the momentum it wrote
+        fused.beta = apart.beta = 0.97
+        for a, b in zip(fused.opt.param_groups, apart.opt.param_groups):
+            assert {k: v for k, v in a.items() if k != "params"} == {k: v for k, v in b.items() if k != "params"}
     if tensor_group is not None:
         lr = fused.opt.param_groups[tensor_group]["lr"]
         assert isinstance(lr, torch.Tensor) and lr.item() == pytest.approx(3e-4)
@@ -232,3 +236,36 @@ def test_one_cycle_on_an_optimizer_wrapper_subclass_goes_through_its_setters():
     learn.opt = Spy(torch.optim.Adam(learn.model.parameters(), lr=1e-3))
     learn.fit_one_cycle(1, 1e-2)
     assert len(seen) >= len(learn.data.train_dl)  # every batch's write reached the subclass's setter
+
+
+def test_train_only_hooks_are_not_called_on_validation_batches():
+    from fastcb.callback import train_only, uses_state
+
+    calls = []
+
+    class Marked(Callback):
+        @train_only
+        @uses_state("train")
+        def on_batch_begin(self, train, **kwargs):
+            calls.append(("marked begin", train))
+
+        @train_only
+        def on_batch_end(self, **kwargs):
+            calls.append(("marked end", kwargs["train"]))
+
+    class Override(Marked):  # its own hook, unmarked: called on every batch, as before
+        def on_batch_end(self, **kwargs):
+            calls.append(("override end", kwargs["train"]))
+
+    class Metric(Callback):
+        def on_batch_end(self, train, **kwargs):
+            calls.append(("metric end", train))
+
+    handler = CallbackHandler([Marked(), Override()], [Metric()])
+    handler.on_train_begin(1, None, [])
+    handler.on_epoch_begin()
+    for train in (True, False):
+        handler.on_batch_begin(torch.ones(1), torch.ones(1), train=train)
+        handler.on_batch_end(torch.tensor(0.5))
+    assert calls == [("marked begin", True), ("marked begin", True), ("marked end", True), ("override end", True),
+                     ("metric end", False), ("override end", False)]

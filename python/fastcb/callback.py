@@ -32,6 +32,7 @@ __all__ = [
     "UnknownStateKeyError",
     "add_metrics",
     "check_state_number",
+    "train_only",
     "weighted_mean",
     "uses_state",
 ]
@@ -226,6 +227,14 @@ def uses_state(*keys: str) -> Callable[[_H], _H]:
     return mark
 
 
+def train_only(hook: _H) -> _H:
+    """Declare that a batch hook does nothing on validation batches (it returns at once unless
+    `train`), so the handler doesn't call it there. Only the marked function is concerned: a
+    subclass's override is called as usual."""
+    hook.train_only = True  # type: ignore[attr-defined]  # a function's attribute
+    return hook
+
+
 def wanted_state(hook: Callable[..., Any]) -> tuple[str, ...] | None:
     """The state keys `hook` takes, in order, or None for the whole state as keywords.
 
@@ -344,6 +353,9 @@ class CallbackHandler:
             self._calls[ev] = (cbs, mets + cbs)
         #: The callbacks' hooks of a training batch's events, in order (what `loop.train_batch` runs).
         self.train_calls = tuple(self._calls[ev][0] for ev in _BATCH_EVENTS)
+        #: The hooks of a validation batch's begin and end (metrics first), less the `train_only` ones.
+        self._valid_calls = {ev: tuple(c for c in self._calls[ev][1] if not getattr(c[0], "train_only", False))
+                             for ev in ("batch_begin", "batch_end")}
         self._live_smoothing = any(_reads_smooth_loss(hook) for ev in _BATCH_EVENTS for hook, *_ in self._calls[ev][0])
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
 
@@ -455,7 +467,7 @@ class CallbackHandler:
         st = self.state_dict
         st["last_input"], st["last_target"], st["train"] = xb, yb, train
         st["stop_epoch"] = st["skip_step"] = st["skip_zero"] = st["skip_bwd"] = False
-        calls = self._calls["batch_begin"][0 if train else 1]
+        calls = self._calls["batch_begin"][0] if train else self._valid_calls["batch_begin"]
         if calls:
             self._run("batch_begin", calls)
         return st["last_input"], st["last_target"]
@@ -508,7 +520,7 @@ class CallbackHandler:
         st = self.state_dict
         st["last_loss"] = loss
         train = st["train"]
-        calls = self._calls["batch_end"][0 if train else 1]
+        calls = self._calls["batch_end"][0] if train else self._valid_calls["batch_end"]
         if calls:
             self._run("batch_end", calls)
         if train:

@@ -61,6 +61,11 @@ def _assign(group: dict[str, Any], key: str, v: Any) -> None:
         group[key] = v
 
 
+def _copy(values: list[Any] | None) -> list[Any] | None:
+    """A copy of a host-copy list (None stays): `_sync` updates the wrapper's own lists in place."""
+    return None if values is None else list(values)
+
+
 def _has_tensor(v: object) -> bool:
     return isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(isinstance(c, torch.Tensor) for c in v))
 
@@ -253,7 +258,7 @@ class OptimWrapper(GetAttr):
         """The optimizer's state dict plus this wrapper's hyper-parameters (key `'fastcb'`)."""
         sd = self.opt.state_dict()
         self._sync()
-        sd["fastcb"] = {"lr": list(self._lr), "mom": self._mom, "beta": self._beta, "wd": list(self._wd),
+        sd["fastcb"] = {"lr": list(self._lr), "mom": _copy(self._mom), "beta": _copy(self._beta), "wd": list(self._wd),
                         "true_wd": self.true_wd, "bn_wd": self.bn_wd, "stats": dict(self._stats)}
         return sd
 
@@ -380,8 +385,8 @@ class OptimWrapper(GetAttr):
     def get_state(self) -> dict[str, Any]:
         """The wrapper's state minus the layer groups (fastai v1's export format)."""
         self._sync()
-        return {"opt_state": self.opt.state_dict(), "lr": self._lr, "wd": self._wd, "beta": self._beta,
-                "mom": self._mom, "opt_func": self.opt_func, "true_wd": self.true_wd, "bn_wd": self.bn_wd}
+        return {"opt_state": self.opt.state_dict(), "lr": list(self._lr), "wd": list(self._wd), "beta": _copy(self._beta),
+                "mom": _copy(self._mom), "opt_func": self.opt_func, "true_wd": self.true_wd, "bn_wd": self.bn_wd}
 
     @classmethod
     def load_with_state_and_layer_group(cls, state: dict[str, Any], layer_groups: Sequence[nn.Module]) -> OptimWrapper:
@@ -465,6 +470,7 @@ class OptimWrapper(GetAttr):
         if "momentum" in self.opt_keys:
             self._mom = self.set_val("momentum", val)
         else:
+            self._sync()  # the second-moment decays the groups hold now: `betas` is written as a pair
             self._mom = [v for v, _ in self.set_val("betas", (val, self._beta))]
 
     def lr_mom(self) -> tuple[Any, Any]:
@@ -485,7 +491,8 @@ class OptimWrapper(GetAttr):
     def set_lr_mom(self, lr: Any, mom: Any) -> None:
         """`self.lr, self.mom = lr, mom` in one pass over the param groups (a one-cycle scheduler
         writes both every training batch). Floats into groups that hold floats are written here;
-        anything else goes through the two setters, with their rules."""
+        anything else goes through the two setters, with their rules. The param groups then hold
+        the values; the host copies `_lr`/`_mom` are read back from them (`_sync`) where needed."""
         # Attributes read from the instance dict: each `self.x` passes through `GetAttr.__getattr__`'s
         # slot (Python can't specialize it), and this runs every batch.
         d = self.__dict__
@@ -498,7 +505,6 @@ class OptimWrapper(GetAttr):
                     pg["lr"] = lr
                     pg["momentum"] = mom
                 else:
-                    self._lr, self._mom = [lr] * len(d["_lr"]), [mom] * len(d["_mom"])
                     return
             else:
                 for pg in groups:
@@ -508,7 +514,6 @@ class OptimWrapper(GetAttr):
                     pg["lr"] = lr
                     pg["betas"] = (mom, betas[1])
                 else:
-                    self._lr, self._mom = [lr] * len(d["_lr"]), [mom] * len(d["_mom"])
                     return
         self.lr = lr  # the general case (or a group that isn't plain floats): every group again
         self.mom = mom
@@ -528,6 +533,7 @@ class OptimWrapper(GetAttr):
             return
         val = listify(val, self._beta)
         if "betas" in self.opt_keys:
+            self._sync()  # the momentums the groups hold now: `betas` is written as a pair
             self._beta = [b for _, b in self.set_val("betas", (self._mom, val))]
         else:
             self._beta = self.set_val("alpha", val)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._utils import check_number
 from ..anneal import Stepper
-from ..callback import check_state_number, uses_state
+from ..callback import check_state_number, train_only, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
 from ..optim import OptimWrapper
@@ -145,6 +145,7 @@ class GeneralScheduler(LearnerCallback):
         for _ in range(len(self.learn.data.train_dl) * epoch):
             self.on_batch_end(True)
 
+    @train_only
     @uses_state("train")
     def on_batch_end(self, train: bool, **kwargs: Any) -> dict[str, Any] | None:
         """Step every schedule of the current phase; move on when it is done; stop after the last."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..callback import check_state_number, uses_state
+from ..callback import check_state_number, train_only, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
 
@@ -70,6 +70,7 @@ class ParamScheduler(LearnerCallback):
         """Continue as if `epoch` epochs had been trained."""
         self.train_iter = len(self.learn.data.train_dl) * epoch
 
+    @train_only
     @uses_state("train")
     def on_batch_begin(self, train: bool, **kwargs: Any) -> None:
         """Set every scheduled hyper-parameter at the current fraction of training."""
@@ -79,6 +80,7 @@ class ParamScheduler(LearnerCallback):
                 v = f(pct)
                 self.opt.set_stat(name, v if isinstance(v, np.ndarray) else float(v))
 
+    @train_only
     @uses_state("train")
     def on_batch_end(self, train: bool, **kwargs: Any) -> None:
         """Record the values this batch used."""

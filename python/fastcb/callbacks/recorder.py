@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._utils import host_floats
-from ..callback import check_state_number, uses_state
+from ..callback import check_state_number, train_only, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
 from ..optim import OptimWrapper
@@ -170,6 +170,7 @@ class Recorder(LearnerCallback):
         """Note when the epoch started (wall-clock, for the table's time column)."""
         self.epoch_start_time = time.time()
 
+    @train_only
     @uses_state("train")
     def on_batch_begin(self, train: bool, **kwargs: Any) -> None:
         """Record the learning rate and momentum of this training batch."""
@@ -178,8 +179,8 @@ class Recorder(LearnerCallback):
             # `__getattr__` slot (Python can't specialize it), and this runs every batch.
             d = self.__dict__
             opt = d["opt"]
-            if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties)
-                lr, mom = opt.lr_mom()
+            if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties),
+                lr, mom = OptimWrapper.lr_mom(opt)  # found on the class: no pass through `__getattr__`'s slot
             else:
                 lr, mom = opt.lr, opt.mom
             d["lrs"].append(lr)
