@@ -22,6 +22,35 @@ def test_equals_the_python_formula_bit_for_bit(beta, values):
     assert s.n == len(values) and s.beta == beta
 
 
+@given(beta=st.floats(0.0, 0.999), first=st.lists(st.floats(-1e6, 1e6), max_size=50),
+       rest=st.lists(st.floats(-1e6, 1e6), max_size=200))
+def test_add_values_is_add_value_per_number_bit_for_bit(beta, first, rest):
+    one, many = SmoothenValue(beta), SmoothenValue(beta)
+    for v in first:
+        one.add_value(v)
+    many.add_values(first)
+    got = many.add_values(rest)
+    want = []
+    for v in rest:
+        one.add_value(v)
+        want.append(one.smooth)
+    assert [x.hex() for x in got] == [x.hex() for x in want] and got == ref.smoothen(beta, first + rest)[len(first):]
+    assert many.state_dict() == one.state_dict()
+
+
+def test_add_values_adds_all_or_nothing():
+    s = SmoothenValue(0.9)
+    s.add_values([1.0, 2.0])
+    before = s.state_dict()
+    for bad in ([3.0, float("nan")], [float("inf")], ["x"]):
+        with pytest.raises((ValueError, TypeError)):
+            s.add_values(bad)
+        assert s.state_dict() == before
+    s.add_value(torch.tensor(1.0))
+    with pytest.raises(TypeError, match="values: this average holds a tensor"):
+        s.add_values([1.0])
+
+
 def test_tensors_are_smoothed_on_their_device_and_stay_tensors():
     s = SmoothenValue(0.9)
     s.add_value(1.0)

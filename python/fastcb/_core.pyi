@@ -5,7 +5,7 @@ Bad arguments raise the classes of `fastcb.errors` (`ArgumentError`, `ArgumentTy
 each also the built-in `ValueError`, `TypeError` or `RuntimeError` it refines.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, final, overload
 
 import numpy as np
@@ -81,6 +81,7 @@ class SmoothenValue:
     """The debiased exponential moving average of a value (numbers or device tensors)."""
     def __new__(cls, beta: float) -> Self: ...
     def add_value(self, value: Any) -> None: ...
+    def add_values(self, values: Sequence[float]) -> list[float]: ...
     @property
     def beta(self) -> float: ...
     @property
@@ -117,7 +118,7 @@ SHAPES: tuple[str, ...]
 
 # ---- Composable schedules ----
 
-from collections.abc import Iterable, Sequence  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 
 @final
 class Schedule:

@@ -558,11 +558,7 @@ class CallbackHandler:
         values = host_floats(losses, "losses")
         finite = np.isfinite(values)
         n_finite = 0 if self._history_nan else len(values) if finite.all() else int(np.argmin(finite))
-        history, out = self.loss_history, []
-        add = history.add_value
-        for v in values[:n_finite].tolist():
-            add(v)
-            out.append(history.smooth)
+        out = self.loss_history.add_values(values[:n_finite].tolist())  # one compiled call for the epoch
         if n_finite < len(values):
             self._history_nan = True
             out += [math.nan] * (len(values) - n_finite)

@@ -10,6 +10,7 @@ use pyo3::PyTraverseError;
 use super::convert::{as_number, count, dict, get, is_tensor, real, type_name};
 use super::error::{arg_error, state_error, type_error};
 use super::guard::Guarded;
+use crate::core::error::CoreError;
 use crate::core::smooth::SmoothenValue as CoreSmoothenValue;
 
 struct State {
@@ -123,6 +124,26 @@ impl SmoothenValue {
             _ => {
                 Err(type_error(format!("value: expected a number or a torch tensor, got {}", value.get_type().name()?)))
             }
+        }
+    }
+
+    /// Adds the numbers `values` in order, as one `add_value` each would, and returns the
+    /// smoothed value after each (an epoch's losses in one call). All or nothing: a value that
+    /// isn't finite is an error naming it and adds none of them.
+    fn add_values(&self, py: Python<'_>, values: Vec<f64>) -> PyResult<Vec<f64>> {
+        let added = self.0.with(py, |st| {
+            st.tensor.is_none().then(|| {
+                let mut core = st.core.clone();
+                let out = values.iter().map(|&v| core.add_value(v)).collect::<Result<Vec<f64>, CoreError>>();
+                if out.is_ok() {
+                    st.core = core;
+                }
+                out
+            })
+        })?;
+        match added {
+            Some(out) => Ok(out?),
+            None => Err(type_error("values: this average holds a tensor; add to it with add_value".to_string())),
         }
     }
 
