@@ -5,12 +5,14 @@
 The peers are `fastcb.bench`'s (fastai v1's Stepper with np.cos, the same with math.cos,
 fastai's SmoothenValue, NumPy's vectorized formula); the floor of any per-step call from
 Python into compiled code is one `math.cos(x)` call. `fastcb bench` prints the wider table.
-Absolute times drift on a shared machine; the ratios are what to read.
+Absolute times drift on a shared machine; the ratios are what to read (per call: the
+thread's CPU time).
 """
 
 import argparse
 import math
 import sys
+import time
 import timeit
 
 import numpy as np
@@ -20,14 +22,16 @@ from fastcb.bench import FastaiSmoothenValue, FastaiStepper, fastai_annealing_co
 
 
 def per_call(stmt, env, number):
-    """Best-of-7 seconds per call of `stmt`."""
-    return min(timeit.repeat(stmt, globals=env, number=number, repeat=7)) / number
+    """Best-of-7 seconds per call of `stmt`, in this thread's CPU time (the other processes of a
+    shared machine are not counted)."""
+    return min(timeit.repeat(stmt, globals=env, number=number, repeat=7, timer=time.thread_time)) / number
 
 
 def whole_schedule(n, repeat):
     """Best seconds of NumPy's vectorized cosine schedule and of fastcb's, over `n` steps.
 
-    The two alternate, so that a change in the machine's load falls on both alike.
+    Wall-clock time, since fastcb's runs on all cores; the two alternate, so that a change in the
+    machine's load falls on both alike.
     """
     pct = np.linspace(0.0, 1.0, n)
     runs = {

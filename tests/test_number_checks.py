@@ -2,6 +2,7 @@
 style, the exception type each bad input raised before (a `ValueError` for a value out of range,
 a `TypeError` for a value that is no number), and every input accepted before still accepted."""
 
+import copy
 from decimal import Decimal
 from fractions import Fraction
 
@@ -19,8 +20,9 @@ from fastcb.callbacks.misc import GradientClipping, StopAfterNBatches
 from fastcb.callbacks.mixup import MixUpCallback
 from fastcb.callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateauCallback
 from fastcb.data import DataBunch
-from fastcb.errors import ArgumentError, ArgumentTypeError
+from fastcb.errors import ArgumentError, ArgumentTypeError, StateError
 from fastcb.one_cycle import check_lr
+from fastcb.optim import OptimWrapper
 from fastcb.preview import schedule_trace
 
 NAN, INF = float("nan"), float("inf")
@@ -104,7 +106,7 @@ def test_databunch_counts():
     data = DataBunch.create(ds, ds, bs=np.int64(4), val_bs=2, num_workers=np.int64(0))
     assert data.train_dl.batch_size == 4 and type(data.train_dl.batch_size) is int
     for kwargs in [{"bs": 0}, {"bs": 2.0}, {"bs": True}, {"bs": "4"}, {"val_bs": 0}, {"num_workers": -1}]:
-        with pytest.raises(ArgumentError, match=rf"^{next(iter(kwargs))}: expected (a positive|an) int"):
+        with pytest.raises(ArgumentError, match=rf"^{next(iter(kwargs))}: expected (a positive int|an int >= 0)"):
             DataBunch.create(ds, ds, **kwargs)
 
 
@@ -131,3 +133,29 @@ def test_validator_options():
         check_number("x", torch.ones(2), like_float=True, type_error=ArgumentTypeError)
     with pytest.raises(ArgumentError, match=r"^x: expected a finite number < 3, got 3$"):
         check_number("x", 3, below=3)
+    with pytest.raises(ArgumentError, match=r"^x: expected an int >= 2, got 1$"):
+        check_number("x", 1, integer=True, minimum=2)
+
+
+def test_optimizer_state_numbers_are_state_errors():
+    model = torch.nn.Linear(3, 2)
+    opt = OptimWrapper.create(torch.optim.SGD, 0.1, [model])
+    good = copy.deepcopy(opt.state_dict())
+    for bad in [-0.1, NAN, INF, "0.1", True, None]:
+        sd = copy.deepcopy(good)
+        sd["param_groups"][0]["lr"] = bad
+        with pytest.raises(StateError, match=r"^sd\['param_groups'\]\[\.\.\.\]\['lr'\]: expected a finite number >= 0"):
+            opt.load_state_dict(sd)
+    for bad in [torch.tensor(-1.0), torch.tensor(NAN)]:
+        sd = copy.deepcopy(good)
+        sd["param_groups"][0]["lr"] = bad
+        with pytest.raises(StateError, match="expected a finite number >= 0"):
+            opt.load_state_dict(sd)
+    sd = copy.deepcopy(good)
+    sd["param_groups"][0]["lr"] = torch.ones(2)
+    with pytest.raises(StateError, match="expected one number, got a tensor of shape"):
+        opt.load_state_dict(sd)
+    for ok in [np.float32(0.5), 1, torch.tensor(0.25)]:
+        sd = copy.deepcopy(good)
+        sd["param_groups"][0]["lr"] = ok
+        opt.load_state_dict(sd)  # accepted, as before

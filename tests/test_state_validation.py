@@ -35,8 +35,8 @@ def _same(a, b):
 @pytest.mark.parametrize("change, where", [
     (lambda sd: sd["fastcb"].update(lr=[1e-3, 1e-3, 1e-3]), r"'lr'.*expected 1 values"),
     (lambda sd: sd["fastcb"].update(lr=[math.nan]), r"'lr'.*finite"),
-    (lambda sd: sd["fastcb"].update(wd=[-1.0]), r"'wd'.*non-negative"),
-    (lambda sd: sd["fastcb"].update(mom=["x"]), r"'mom'.*expected a number"),
+    (lambda sd: sd["fastcb"].update(wd=[-1.0]), r"'wd'.*expected a finite number >= 0, got -1.0"),
+    (lambda sd: sd["fastcb"].update(mom=["x"]), r"'mom'.*expected a finite number >= 0, got str"),
     (lambda sd: sd["fastcb"].update(mom=None), r"'mom'.*doesn't fit"),
     (lambda sd: sd["fastcb"].pop("true_wd"), r"missing \['true_wd'\]"),
     (lambda sd: sd["fastcb"].update(true_wd="yes"), r"'true_wd'.*True or False"),

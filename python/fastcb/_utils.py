@@ -93,15 +93,14 @@ def check_number(name: str, value: _T | None, *, integer: bool = False, positive
     fastcb.errors.ArgumentError: factor: expected a number in (0, 1), got 1.5
     """
     x = _as_number(value, integer, like_float)
-    kind = _number_kind(integer, positive, minimum, maximum, below, finite)
-    if x is None:
-        if type_error is not None:
-            raise type_error(f"{name}: expected {kind}, got {type(value).__name__}")
-        raise error(f"{name}: expected {kind}, got {value!r}")
-    if (math.isnan(x) or (finite and math.isinf(x)) or (positive and x <= 0) or (minimum is not None and x < minimum)
+    if x is not None and not (
+            math.isnan(x) or (finite and math.isinf(x)) or (positive and x <= 0) or (minimum is not None and x < minimum)
             or (maximum is not None and x > maximum) or (below is not None and x >= below)):
-        raise error(f"{name}: expected {kind}, got {value!r}")
-    return cast(_T, value)  # a number, so not None
+        return cast(_T, value)  # a number, so not None
+    kind = _number_kind(integer, positive, minimum, maximum, below, finite)
+    if x is None and type_error is not None:
+        raise type_error(f"{name}: expected {kind}, got {type(value).__name__}")
+    raise error(f"{name}: expected {kind}, got {value!r}")
 
 
 def _as_number(value: object, integer: bool, like_float: bool) -> float | None:

@@ -613,9 +613,9 @@ class HandlerState:
             check_number(f"state[{key!r}]['n']", sv.get("n"), integer=True, minimum=0, error=StateError)
             for k in ("mov_avg", "smooth"):
                 v = sv.get(k)
-                finite = bool(torch.isfinite(v).all()) if isinstance(v, torch.Tensor) else \
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                if not finite:
+                if not isinstance(v, torch.Tensor):
+                    check_number(f"state[{key!r}][{k!r}]", v, error=StateError)
+                elif not bool(torch.isfinite(v).all()):
                     raise StateError(f"state[{key!r}][{k!r}]: expected a finite number, got {v!r}")
             new = SmoothenValue(beta)
             try:

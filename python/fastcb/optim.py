@@ -10,7 +10,6 @@ then norm/bias); an optimizer wrapped directly has one layer group per param gro
 from __future__ import annotations
 
 import inspect
-import math
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._utils import GetAttr, listify, split_no_wd_params, trainable_params
+from ._utils import GetAttr, check_number, listify, split_no_wd_params, trainable_params
 from .errors import StateError
 
 __all__ = ["OptimWrapper"]
@@ -85,14 +84,9 @@ def _check_hyper(v: Any, where: str) -> Any:
     if isinstance(v, torch.Tensor):
         if v.numel() != 1 or v.is_complex():
             raise StateError(f"{where}: expected one number, got a tensor of shape {tuple(v.shape)}")
-        x = float(v)
-    elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise StateError(f"{where}: expected a number, got {type(v).__name__}")
-    else:
-        x = float(v)
-    if not (math.isfinite(x) and x >= 0):
-        raise StateError(f"{where}: expected a finite non-negative number, got {v!r}")
-    return v if isinstance(v, torch.Tensor) else x
+        check_number(where, v, minimum=0, like_float=True, error=StateError)
+        return v
+    return float(check_number(where, v, minimum=0, error=StateError, type_error=StateError))
 
 
 def _lr_needs_value(opt_func: Callable[..., Any]) -> bool:
