@@ -51,10 +51,17 @@ fn torch(py: Python<'_>) -> PyResult<&Torch> {
     })
 }
 
-/// What a tensor held when a step last wrote (or read) it. `data` (its `data_ptr()`) changes
-/// where `tensor.data = other` swapped its storage, which leaves `_version` as it was.
+/// A tensor remembered: the weak reference that says it is still the same tensor, and what
+/// it [`Held`].
 struct Shadow {
     tensor: Py<PyWeakrefReference>,
+    held: Held,
+}
+
+/// What a tensor held when a step last wrote (or read) it. `data` (its `data_ptr()`) changes
+/// where `tensor.data = other` swapped its storage, which leaves `_version` as it was.
+#[derive(Clone, Copy)]
+struct Held {
     version: i64,
     data: i64,
     value: f64,
@@ -106,24 +113,20 @@ fn in_memory(data: i64, kind: Kind) -> f64 {
 }
 
 /// What the table says `t` holds, given its `_version` and `data_ptr()` now (and, for a CPU
-/// tensor, what its memory holds), with whether it is a CPU tensor.
-fn lookup(t: &Bound<'_, PyAny>, version: i64, data: i64) -> Option<(f64, Kind, bool, bool)> {
-    let s = shadows();
-    let e = s.map.get(&(t.as_ptr() as usize))?;
-    if e.version != version || e.data != data || !e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
+/// tensor, what its memory holds).
+fn lookup(t: &Bound<'_, PyAny>, version: i64, data: i64) -> Option<Held> {
+    let h = remembered(t)?;
+    if h.version != version || h.data != data || (h.host && in_memory(data, h.kind).to_bits() != h.value.to_bits()) {
         return None;
     }
-    if e.host && in_memory(data, e.kind).to_bits() != e.value.to_bits() {
-        return None;
-    }
-    Some((e.value, e.kind, e.copy, e.host))
+    Some(h)
 }
 
 /// What the table remembers of `t` (whatever has happened to it since).
-fn remembered(t: &Bound<'_, PyAny>) -> Option<(f64, Kind, bool, bool)> {
+fn remembered(t: &Bound<'_, PyAny>) -> Option<Held> {
     let s = shadows();
     let e = s.map.get(&(t.as_ptr() as usize))?;
-    e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)).then_some((e.value, e.kind, e.copy, e.host))
+    e.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)).then_some(e.held)
 }
 
 fn version(t: &Bound<'_, PyAny>) -> PyResult<i64> {
@@ -148,8 +151,15 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
         return Ok(None);
     }
     let (version, data) = (version(obj)?, data_ptr(obj)?);
-    if let Some((x, kind, _, host)) = lookup(obj, version, data) {
-        return Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, host, known: Some(x) }));
+    if let Some(h) = lookup(obj, version, data) {
+        return Ok(Some(TensorLr {
+            tensor: obj.clone(),
+            kind: h.kind,
+            version,
+            data,
+            host: h.host,
+            known: Some(h.value),
+        }));
     }
     let t = torch(py)?;
     let dtype = obj.getattr(intern!(py, "dtype"))?;
@@ -165,27 +175,18 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
     Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, host, known: None }))
 }
 
-fn remember(
-    t: &Bound<'_, PyAny>,
-    version: i64,
-    data: i64,
-    value: f64,
-    kind: Kind,
-    copy: bool,
-    host: bool,
-) -> PyResult<()> {
+fn remember(t: &Bound<'_, PyAny>, held: Held) -> PyResult<()> {
     let key = t.as_ptr() as usize;
     if let Some(entry) = shadows().map.get_mut(&key) {
         if entry.tensor.bind(t.py()).upgrade().is_some_and(|o| o.is(t)) {
-            (entry.version, entry.data, entry.value, entry.kind, entry.copy, entry.host) =
-                (version, data, value, kind, copy, host);
+            entry.held = held;
             return Ok(());
         }
     }
     // Made before taking the lock: an allocation may run the collector, and with it Python code.
     let tensor = PyWeakrefReference::new(t)?.unbind();
     let mut s = shadows();
-    s.map.insert(key, Shadow { tensor, version, data, value, kind, copy, host });
+    s.map.insert(key, Shadow { tensor, held });
     if s.map.len() > s.sweep_at {
         let py = t.py();
         s.map.retain(|_, e| e.tensor.bind(py).upgrade().is_some());
@@ -207,7 +208,10 @@ impl<'py> TensorLr<'py> {
             return Ok(None);
         }
         let x: f64 = t.call_method0(intern!(py, "item"))?.extract()?;
-        remember(t, self.version, self.data, x, self.kind, false, true)?;
+        remember(
+            t,
+            Held { version: self.version, data: self.data, value: x, kind: self.kind, copy: false, host: true },
+        )?;
         Ok(Some(Val { x, kind: self.kind }))
     }
 
@@ -227,7 +231,11 @@ impl<'py> TensorLr<'py> {
         t.call_method1(intern!(t.py(), "fill_"), (x,))?;
         // `fill_` bumps the version by one. (Were it bumped more, by this or by a concurrent
         // write, the next step would see a version it does not know, and read or defer.)
-        remember(t, self.version + 1, self.data, self.kind.round(x), self.kind, false, self.host)?;
+        let value = self.kind.round(x);
+        remember(
+            t,
+            Held { version: self.version + 1, data: self.data, value, kind: self.kind, copy: false, host: self.host },
+        )?;
         Ok(true)
     }
 
@@ -243,9 +251,7 @@ impl<'py> TensorLr<'py> {
             // the lists that share it.)
             // The table is asked first: most copies were never remembered (a value that
             // changes every step), and asking it reads nothing of the tensor.
-            let same = |(held, kind, copy, _): (f64, Kind, bool, bool)| {
-                copy && kind == self.kind && held.to_bits() == x.to_bits()
-            };
+            let same = |h: Held| h.copy && h.kind == self.kind && h.value.to_bits() == x.to_bits();
             if !p.is(&self.tensor)
                 && p.is_exact_instance(torch(p.py())?.tensor.bind(p.py()))
                 && remembered(&p).is_some_and(same)
@@ -258,7 +264,8 @@ impl<'py> TensorLr<'py> {
         }
         let c = self.tensor.call_method0(intern!(self.tensor.py(), "clone"))?;
         if keep {
-            remember(&c, version(&c)?, data_ptr(&c)?, x, self.kind, true, self.host)?;
+            let (version, data) = (version(&c)?, data_ptr(&c)?);
+            remember(&c, Held { version, data, value: x, kind: self.kind, copy: true, host: self.host })?;
         }
         Ok(c)
     }
