@@ -4,6 +4,7 @@ data only (a pickled call in DCP's metadata, a path leaving the folder, a wrong 
 nothing changed)."""
 
 import datetime
+import io
 import os
 import pickle
 import shutil
@@ -102,3 +103,25 @@ def test_sharded_checkpoints_change_world_size_and_resume_exactly(tmp_path):
         other.load("wide")
     for k, v in plain.model.state_dict().items():
         assert torch.equal(v, before[k]), k  # nothing was assigned
+
+
+def test_metadata_getattr_gives_only_members_of_allowed_enums():
+    """Some Python versions pickle an enum member as `getattr(cls, name)` (3.11.2 does, for DCP's
+    memory-format enum): that loads, and a `getattr` for anything else is refused."""
+    from torch.distributed.checkpoint.metadata import _MEM_FORMAT_ENCODING
+
+    from fastcb.sharded import _MetadataUnpickler
+
+    class AsGetattr:
+        def __reduce__(self):
+            return (getattr, (_MEM_FORMAT_ENCODING, "TORCH_CONTIGUOUS_FORMAT"))
+
+    member = _MetadataUnpickler(io.BytesIO(pickle.dumps(AsGetattr()))).load()
+    assert member is _MEM_FORMAT_ENCODING.TORCH_CONTIGUOUS_FORMAT
+
+    class Hostile:
+        def __reduce__(self):
+            return (getattr, (_MEM_FORMAT_ENCODING, "__class__"))
+
+    with pytest.raises(CheckpointError, match="getattr"):
+        _MetadataUnpickler(io.BytesIO(pickle.dumps(Hostile()))).load()

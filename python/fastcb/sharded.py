@@ -17,6 +17,7 @@ They are read into new tensors, then assigned only when all of them are in.
 
 from __future__ import annotations
 
+import enum
 import io
 import os
 import pickle
@@ -89,10 +90,20 @@ def save(learn: Learner, target: str | os.PathLike[str], epoch: int | None = Non
     return side
 
 
+def _enum_member(owner: Any, name: Any) -> Any:
+    """What some Python versions' enum pickling asks `getattr` for (a member as
+    `getattr(cls, name)`): a member of an enum the unpickler allowed, and nothing else."""
+    if isinstance(owner, type) and issubclass(owner, enum.Enum) and isinstance(name, str) and name in owner.__members__:
+        return owner[name]
+    raise CheckpointError(f"metadata: getattr of {name!r} on {owner!r}, which is not a member of a DCP enum")
+
+
 class _MetadataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if name in _DCP_CLASSES.get(module, ()):
             return super().find_class(module, name)
+        if (module, name) == ("builtins", "getattr"):
+            return _enum_member
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         raise CheckpointError(f"metadata: names {module}.{name}, which is not DCP metadata")
