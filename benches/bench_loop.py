@@ -6,19 +6,22 @@ and accuracy kept on the device and read once per epoch. Prints microseconds per
 (validation batches included in the time) and the difference. fastai v2 and Lightning are timed
 too when installed.
 
-    python benches/bench_loop.py [--epochs 3] [--n-train 6400] [--repeats 7] [--quick]
+    python benches/bench_loop.py [--epochs 3] [--n-train 6400] [--repeats 15] [--quick]
 
 The figure that counts is the *paired* one: each repeat times every loop back to back (in an
-order that rotates from repeat to repeat), takes each loop's difference to the bare loop of the
-same repeat, and the table reports the median of those differences with their quartiles, so
-that machine load, which moves every loop of a repeat alike, cancels out. `--quick` times only
-the bare loop and fastcb's quiet loop.
+order that rotates from repeat to repeat, each loop drawing the same shuffles), takes each
+loop's difference to the bare loop of the same repeat, and the table reports the median of those
+differences with their quartiles and a 95% confidence interval of the median (distribution-free:
+order statistics), so that machine load, which moves every loop of a repeat alike, cancels out,
+and what it does not cancel shows as the interval's width. `--quick` times only the bare loop
+and fastcb's quiet loop.
 """
 
 import argparse
 import contextlib
 import importlib.util
 import io
+import math
 import os
 import statistics
 import time
@@ -126,6 +129,16 @@ def lightning_loop(train_dl, valid_dl, epochs):
     trainer.fit(Module(), train_dl, valid_dl)
 
 
+def median_interval(xs, level=0.95):
+    """A distribution-free `level` confidence interval of the median of `xs`: the order statistics
+    `(x_(k), x_(n+1-k))` with the largest `k` whose binomial(n, 1/2) coverage is at least `level`."""
+    xs, n = sorted(xs), len(xs)
+    k = 0
+    while k + 1 <= n // 2 and 1 - 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n >= level:
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k else (float("-inf"), float("inf"))
+
+
 def time_it(fn, *args, repeats, clock=time.perf_counter):
     times = []
     for _ in range(repeats):
@@ -140,7 +153,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-train", type=int, default=6400)
     parser.add_argument("--n-valid", type=int, default=1600)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: perf_counter; cpu: the process's CPU time (time.process_time), which "
                              "leaves out the time other processes hold the cores: steadier on a loaded machine")
@@ -175,6 +188,7 @@ def main():
     times = {name: [] for name in names}
     for r in range(args.repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            torch.manual_seed(r)  # the same shuffles for every loop of a repeat
             times[name] += time_it(peers[name], train_dl, valid_dl, args.epochs, repeats=1, clock=clock)
     load_after = os.getloadavg()
     per_batch = {name: [t / n_batches * 1e6 for t in ts] for name, ts in times.items()}
@@ -183,12 +197,14 @@ def main():
           f"{len(train_dl)} train + {len(valid_dl)} valid batches/epoch, {args.epochs} epochs, "
           f"{args.repeats} paired repeats, {args.clock} clock; load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after ({os.cpu_count()} cores)")
-    print(f"{'loop':42s} {'us/train batch':>14s} {'added (paired median)':>22s} {'quartiles':>18s}")
+    print(f"{'loop':42s} {'us/train batch':>14s} {'added (paired median)':>22s} {'quartiles':>18s} "
+          f"{'95% CI of the median':>22s}")
     for name, ts in per_batch.items():
         diffs = [t - b for t, b in zip(ts, bare)]
         q1, _, q3 = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else (diffs[0],) * 3
+        lo, hi = median_interval(diffs)
         print(f"{name:42s} {statistics.median(ts):14.1f} {statistics.median(diffs):+22.1f} "
-              f"{f'[{q1:+.1f}, {q3:+.1f}]':>18s}")
+              f"{f'[{q1:+.1f}, {q3:+.1f}]':>18s} {f'[{lo:+.1f}, {hi:+.1f}]':>22s}")
 
 
 if __name__ == "__main__":
