@@ -46,6 +46,16 @@ def quartiles(xs):
     return q1, q2, q3
 
 
+def dispatched(handler, i, event):
+    """The hooks of the `i`-th batch event (`event`) as `train_batch` calls them: one hook taking
+    one state value directly (`train_one`), else through `_run`."""
+    one, calls, st = handler.train_one[i], handler.train_calls[i], handler.state_dict
+    if one is None:
+        return lambda *_: handler._run(event, calls)
+    hook, get = one
+    return lambda *_: hook(get(st))
+
+
 def build(train_dl, valid_dl, epochs):
     """A Learner and a started handler, as `fit_one_cycle` builds them (Recorder, one-cycle, accuracy)."""
     data = DataBunch(train_dl, valid_dl, device="cpu")
@@ -122,7 +132,7 @@ def main():
         plain_handler._epoch_losses.clear()
 
     rec, sched = handler.callbacks
-    rec_calls, sched_calls = handler.train_calls[0], handler.train_calls[5]
+    rec_call, sched_call = dispatched(handler, 0, "batch_begin"), dispatched(handler, 5, "batch_end")
 
     def nothing(xb, yb):
         pass
@@ -131,12 +141,12 @@ def main():
         pass
 
     def recorder(xb, yb):
-        handler._run("batch_begin", rec_calls)
+        rec_call()
         if len(rec.lrs) > 4096:
             rec.lrs.clear(), rec.moms.clear()
 
     def scheduler(xb, yb):
-        handler._run("batch_end", sched_calls)
+        sched_call()
 
     def opt_wrapper(xb, yb):  # the bare step through fastcb's OptimWrapper
         loss = F.cross_entropy(bare_model(xb), yb)

@@ -15,6 +15,7 @@ To turn instructions into time, the per-part microseconds of `loop_breakdown.py`
 (for this Python-level code, about 8 000 instructions per microsecond on the 2-core machine).
 
     python benches/loop_instructions.py      # needs valgrind, gcc and valgrind's headers
+    python benches/loop_instructions.py --batch   # the training batch's parts only (faster)
 """
 
 import contextlib
@@ -40,6 +41,8 @@ N_BATCHES, N_VALID_BATCHES = 200, 50
 def measure(lib):
     """Under callgrind: run each piece between a zeroing and a dump named after it."""
     import ctypes
+
+    from loop_breakdown import dispatched
 
     import torch
     import torch.nn.functional as F
@@ -72,7 +75,7 @@ def measure(lib):
     def no_callbacks(xb, yb):
         train_batch(plain.model, xb, yb, plain.loss_func, plain.opt, plain_handler)
 
-    rec_calls, sched_calls = handler.train_calls[0], handler.train_calls[5]
+    rec_call, sched_call = dispatched(handler, 0, "batch_begin"), dispatched(handler, 5, "batch_end")
 
     def nothing(xb, yb):
         pass
@@ -90,8 +93,7 @@ def measure(lib):
         handler.on_epoch_end(0.5)
 
     per_batch = {"nothing": nothing, "bare step": bare, "fastcb batch": fastcb_batch, "without callbacks": no_callbacks,
-                 "recorder": lambda xb, yb: handler._run("batch_begin", rec_calls),
-                 "scheduler": lambda xb, yb: handler._run("batch_end", sched_calls)}
+                 "recorder": rec_call, "scheduler": sched_call}
     per_epoch = {"bare validation": bare_valid, "fastcb validation": fastcb_valid, "epoch end": epoch_end}
     for f in per_batch.values():
         for xb, yb in batches:
@@ -106,6 +108,9 @@ def measure(lib):
         for xb, yb in batches:
             f(xb, yb)
         vg.dump(name.encode())
+    if os.environ.get("FASTCB_CALLGRIND_BATCH"):
+        vg.stop()
+        return
     for name, f in per_epoch.items():
         vg.zero()
         f()
@@ -138,6 +143,13 @@ def report(c):
     n = N_BATCHES
     b = {k: v / n for k, v in c.items() if k in ("nothing", "bare step", "fastcb batch", "without callbacks",
                                                   "recorder", "scheduler")}
+    if "bare run 3" not in c:  # --batch
+        for label, v in (("training batch: fastcb - bare step", b["fastcb batch"] - b["bare step"]),
+                         ("  train_batch without callbacks - bare step", b["without callbacks"] - b["bare step"]),
+                         ("  Recorder.on_batch_begin (dispatched)", b["recorder"] - b["nothing"]),
+                         ("  OneCycleScheduler.on_batch_end (dispatched)", b["scheduler"] - b["nothing"])):
+            print(f"{label:52s} {v:10.0f}")
+        return
     whole = (c["fastcb run 3"] - c["bare run 3"]) / (3 * n)
     fit = (c["fastcb run 0"] - c["bare run 0"]) / (3 * n)
     valid = (c["fastcb validation"] - c["bare validation"]) / n
@@ -176,6 +188,8 @@ def main():
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", lib, src], check=True)
         prefix = os.path.join(tmp, "cg.out")
         env = dict(os.environ, FASTCB_CALLGRIND_MARKERS=lib)
+        if "--batch" in sys.argv[1:]:
+            env["FASTCB_CALLGRIND_BATCH"] = "1"
         run = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={prefix}",
                               sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True)
         if run.returncode:

@@ -269,3 +269,192 @@ def test_train_only_hooks_are_not_called_on_validation_batches():
         handler.on_batch_end(torch.tensor(0.5))
     assert calls == [("marked begin", True), ("marked begin", True), ("marked end", True), ("override end", True),
                      ("metric end", False), ("override end", False)]
+
+
+class _Counting(torch.optim.SGD):
+    """SGD counting its own `step` and `zero_grad` calls."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def step(self, closure=None):
+        self.calls.append("step")
+        return super().step(closure)
+
+    def zero_grad(self, set_to_none=True):
+        self.calls.append("zero_grad")
+        super().zero_grad(set_to_none)
+
+
+class _Changer(Callback):
+    """At batch `at`, runs `change(opt)` (at batch end: the next batch steps with the change)."""
+
+    def __init__(self, opt, at, change):
+        self.opt, self.at, self.change = opt, at, change
+
+    def on_batch_end(self, num_batch, **kwargs):
+        if num_batch == self.at:
+            self.change(self.opt)
+
+
+def _train(change, cls=OptimWrapper, wd=0.0, true_wd=True, batches=6):
+    """Train a Linear with `train_batch` (`change` applied after batch 2), and the same through the
+    wrapper's own methods (`OptimWrapper.step`/`zero_grad`, reached by a subclass): the weights."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 2)
+    opt = cls(_Counting(model.parameters(), lr=0.1, momentum=0.9), wd=wd, true_wd=true_wd)
+    handler = CallbackHandler([_Changer(opt, 2, change)])
+    handler.on_train_begin(1, None, None)
+    handler.on_epoch_begin()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(batches):
+        train_batch(model, torch.randn(8, 10, generator=g), torch.randint(0, 2, (8,), generator=g),
+                    F.cross_entropy, opt, handler)
+    return [p.detach().clone() for p in model.parameters()], opt
+
+
+class _Sub(OptimWrapper):
+    """A subclass that changes nothing: `train_batch` goes through the wrapper's methods."""
+
+
+def _set_wd(opt):
+    opt.wd = 0.1
+
+
+def _set_true_wd(opt):
+    opt.true_wd = False
+    opt.wd = 0.1
+
+
+def _replace_inner(opt):
+    opt.opt = _Counting([p for g in opt.opt.param_groups for p in g["params"]], lr=0.05, momentum=0.5)
+
+
+@pytest.mark.parametrize("change", [lambda opt: None, _set_wd, _set_true_wd, _replace_inner],
+                         ids=["none", "wd mid-run", "true_wd mid-run", "opt replaced"])
+@pytest.mark.parametrize("wd, true_wd", [(0.0, True), (0.1, True), (0.1, False), (0.0, False)])
+def test_train_batch_steps_as_the_wrapper_would_with_or_without_its_frames(change, wd, true_wd):
+    got, opt = _train(change, OptimWrapper, wd, true_wd)
+    want, ref = _train(change, _Sub, wd, true_wd)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert opt.opt.calls == ref.opt.calls and opt.opt.calls[-2:] == ["step", "zero_grad"]
+
+
+def test_train_batch_honours_a_wrapper_subclass_and_methods_set_on_the_instance():
+    seen = []
+
+    class Spy(OptimWrapper):
+        def step(self, *args, **kwargs):
+            seen.append("step")
+            return super().step(*args, **kwargs)
+
+        def zero_grad(self, *args, **kwargs):
+            seen.append("zero_grad")
+            super().zero_grad(*args, **kwargs)
+
+    _train(lambda opt: None, Spy, batches=2)
+    assert seen == ["step", "zero_grad"] * 2
+
+    def patch(opt):
+        opt.step = lambda: seen.append("own step")
+        opt.zero_grad = lambda: seen.append("own zero_grad")
+
+    seen.clear()
+    _, opt = _train(patch, OptimWrapper, batches=5)  # patched after batch 2: batches 3 and 4 use them
+    assert seen == ["own step", "own zero_grad"] * 2 and opt.opt.calls == ["step", "zero_grad"] * 3
+
+
+def _one_hook_log(fused, rule):
+    """A callback whose batch hooks each take one state value (`uses_state`), returning what
+    `rule(event, i)` says; the log of what they saw, the states after each batch, the weights."""
+    from fastcb.callback import uses_state
+
+    log = []
+
+    class One(Callback):
+        @uses_state("iteration")
+        def on_batch_begin(self, iteration, **kwargs):
+            log.append(("begin", iteration))
+            return rule("batch_begin", iteration)
+
+        @uses_state("last_loss")
+        def on_batch_end(self, last_loss, **kwargs):
+            log.append(("end", _val(last_loss)))
+            return rule("batch_end", len(log))
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 2)
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    handler = CallbackHandler([One()])
+    assert handler.train_one[0] is not None and handler.train_one[5] is not None
+    handler.on_train_begin(1, None, None)
+    handler.on_epoch_begin()
+    out = []
+    for xb, yb in tiny_data(n_train=40, bs=8).train_dl:
+        if fused:
+            stop = train_batch(model, xb, yb, F.cross_entropy, opt, handler)
+        else:
+            xb, yb = handler.on_batch_begin(xb, yb)
+            stop = handler.on_batch_end(loss_batch(model, xb, yb, F.cross_entropy, opt, handler))
+        out.append((stop, handler.state_dict["iteration"], _val(handler.state_dict["last_input"])))
+    return log, out, [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("rule", [
+    lambda ev, i: None,
+    lambda ev, i: {"stop_epoch": i % 3 == 0} if ev == "batch_end" else None,
+    lambda ev, i: True if ev == "batch_end" and i == 4 else None,  # the seed's value: stop the epoch
+    lambda ev, i: {"skip_step": True} if ev == "batch_begin" and i % 2 else None,
+], ids=["none", "dict", "value", "skip"])
+def test_one_hook_of_one_state_value_is_dispatched_as_run_would(rule):
+    ref, got = _one_hook_log(False, rule), _one_hook_log(True, rule)
+    assert got[0] == ref[0] and got[1] == ref[1]
+    for a, b in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_one_hook_of_one_state_value_is_called_without_run(monkeypatch):
+    from fastcb.callback import uses_state
+
+    called, seen = [], []
+    monkeypatch.setattr(CallbackHandler, "_run", lambda self, ev, calls, kw=None: called.append(ev))
+
+    class One(Callback):
+        @uses_state("train")
+        def on_batch_begin(self, train, **kwargs):
+            seen.append(("begin", train))
+
+        @uses_state("train")
+        def on_batch_end(self, train, **kwargs):
+            seen.append(("end", train))
+
+    class Whole(Callback):  # the whole state as keywords: through `_run`
+        def on_batch_end(self, **kwargs):
+            pass
+
+    model = torch.nn.Linear(10, 2)
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    xb, yb = torch.randn(4, 10), torch.tensor([0, 1, 0, 1])
+    train_batch(model, xb, yb, F.cross_entropy, opt, CallbackHandler([One()]))
+    assert called == [] and seen == [("begin", True), ("end", True)]
+    handler = CallbackHandler([One(), Whole()])
+    assert handler.train_one[0] is not None and handler.train_one[5] is None
+    train_batch(model, xb, yb, F.cross_entropy, opt, handler)
+    assert called == ["batch_end"] and seen[2:] == [("begin", True)]
+
+
+def test_a_bad_return_of_a_directly_called_hook_names_it():
+    from fastcb.callback import uses_state
+
+    class Bad(Callback):
+        @uses_state("train")
+        def on_batch_end(self, train, **kwargs):
+            return {"nope": 1}
+
+    model = torch.nn.Linear(10, 2)
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(callback_mod.UnknownStateKeyError, match="Bad.on_batch_end returned 'nope'"):
+        train_batch(model, torch.randn(4, 10), torch.tensor([0, 1, 0, 1]), F.cross_entropy, opt,
+                    CallbackHandler([Bad()]))

@@ -16,7 +16,8 @@ _T = TypeVar("_T")
 
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
-           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES"]
+           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES", "read_lr_mom",
+           "write_lr_mom", "step_lr_mom"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
 _ArrLike = npt.ArrayLike
@@ -162,3 +163,12 @@ def torch_get_lr(scheduler: Any, rule: str | None) -> list[float] | None:
     """torch's get_lr() of a drop-in scheduler, compiled; None where torch's must run."""
 def torch_compiled_counts() -> dict[str, tuple[int, int]]:
     """{rule: (steps, get_lr calls)} run compiled in this process."""
+def read_lr_mom(d: dict[str, Any]) -> tuple[float, float | None] | None:
+    """``OptimWrapper.lr_mom()`` for the wrapper whose ``__dict__`` is ``d`` when its last layer
+    group holds plain floats; None otherwise (the Python method's rules then)."""
+def write_lr_mom(d: dict[str, Any], lr: float, mom: float) -> bool:
+    """``lr`` and ``mom`` written into every param group of the wrapper whose ``__dict__`` is
+    ``d`` when all hold plain floats; False, changing nothing, otherwise."""
+def step_lr_mom(lr: Any, mom: Any, d: dict[str, Any]) -> bool | None:
+    """Both ``Stepper``s stepped and written into the wrapper's param groups, then ``lr.is_done``;
+    None, changing nothing, outside the plain case."""

@@ -353,6 +353,10 @@ class CallbackHandler:
             self._calls[ev] = (cbs, mets + cbs)
         #: The callbacks' hooks of a training batch's events, in order (what `loop.train_batch` runs).
         self.train_calls = tuple(self._calls[ev][0] for ev in _BATCH_EVENTS)
+        #: Per event of `train_calls`, `(hook, get)` when it is one hook that takes one state value
+        #: (mode 1), else None: `train_batch` then calls it as `_run` would, without `_run`'s frame.
+        self.train_one = tuple(calls[0][:2] if len(calls) == 1 and calls[0][2] == 1 else None
+                               for calls in self.train_calls)
         #: The hooks of a validation batch's begin and end (metrics first), less the `train_only` ones.
         self._valid_calls = {ev: tuple(c for c in self._calls[ev][1] if not getattr(c[0], "train_only", False))
                              for ev in ("batch_begin", "batch_end")}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._core import read_lr_mom, write_lr_mom
 from ._utils import GetAttr, check_number, listify, split_no_wd_params, trainable_params
 from .errors import StateError
 
@@ -469,7 +470,12 @@ class OptimWrapper(GetAttr):
 
     def lr_mom(self) -> tuple[Any, Any]:
         """`(lr, mom)` as the `lr` and `mom` properties read them, in one call (the Recorder asks
-        every training batch)."""
+        every training batch): the compiled `read_lr_mom` when the last layer group holds plain
+        floats, else the host copies' rules (`_lr_mom`)."""
+        got = read_lr_mom(self.__dict__)
+        return got if got is not None else self._lr_mom()
+
+    def _lr_mom(self) -> tuple[Any, Any]:
         d = self.__dict__  # as in `set_lr_mom`: no pass through `__getattr__`'s slot per attribute
         pgs = d["opt"].param_groups
         g = pgs[-2] if d["paired"] else pgs[-1]
@@ -484,31 +490,12 @@ class OptimWrapper(GetAttr):
 
     def set_lr_mom(self, lr: Any, mom: Any) -> None:
         """`self.lr, self.mom = lr, mom` in one pass over the param groups (a one-cycle scheduler
-        writes both every training batch). Floats into groups that hold floats are written here;
-        anything else goes through the two setters, with their rules. The param groups then hold
-        the values; the host copies `_lr`/`_mom` are read back from them (`_sync`) where needed."""
-        # Attributes read from the instance dict: each `self.x` passes through `GetAttr.__getattr__`'s
-        # slot (Python can't specialize it), and this runs every batch.
-        d = self.__dict__
-        if type(lr) is float and type(mom) is float and d["_mom"] is not None:
-            groups = d["opt"].param_groups
-            if d["_momentum_key"]:
-                for pg in groups:
-                    if type(pg.get("lr")) is not float or type(pg["momentum"]) is not float:
-                        break
-                    pg["lr"] = lr
-                    pg["momentum"] = mom
-                else:
-                    return
-            else:
-                for pg in groups:
-                    betas = pg["betas"]
-                    if type(pg.get("lr")) is not float or type(betas) is not tuple or type(betas[0]) is not float:
-                        break
-                    pg["lr"] = lr
-                    pg["betas"] = (mom, betas[1])
-                else:
-                    return
+        writes both every training batch). Floats into groups that all hold plain floats are
+        written by the compiled `write_lr_mom`; anything else goes through the two setters, with
+        their rules. The param groups then hold the values; the host copies `_lr`/`_mom` are read
+        back from them (`_sync`) where needed."""
+        if type(lr) is float and type(mom) is float and write_lr_mom(self.__dict__, lr, mom):
+            return
         self.lr = lr  # the general case (or a group that isn't plain floats): every group again
         self.mom = mom
 

@@ -6,6 +6,7 @@ mod error;
 mod exact;
 mod guard;
 mod hf_factor;
+mod hyper;
 mod mean;
 mod schedule;
 mod shape;
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     schedule::register(m)?;
     shape::register(m)?;
     torch_core::register(m)?;
+    hyper::register(m)?;
     Ok(())
 }

@@ -196,6 +196,27 @@ fn split_vals<'py>(vals: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
     Ok((vals.clone(), PyFloat::new(py, 0.0).into_any(), false))
 }
 
+impl Stepper {
+    /// Whether `step` computes one number in Rust (not an array, not a Python `func`).
+    pub(super) fn is_scalar(&self, py: Python<'_>) -> PyResult<bool> {
+        self.state.with(py, |st| matches!(st.kind, Kind::Scalar))
+    }
+
+    /// `step()` of a scalar stepper, as an `f64`; `None`, without stepping, for any other kind.
+    pub(super) fn step_scalar(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let stepped = self.state.with(py, |st| match st.kind {
+            Kind::Scalar => st.core.step_first().map(Some),
+            _ => Ok(None),
+        })?;
+        Ok(stepped?)
+    }
+
+    /// `is_done`, for the bindings.
+    pub(super) fn done(&self, py: Python<'_>) -> PyResult<bool> {
+        self.state.with(py, |st| st.core.is_done())
+    }
+}
+
 #[pymethods]
 impl Stepper {
     #[new]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .._core import step_lr_mom
 from .._utils import check_number
 from ..anneal import Stepper
 from ..callback import check_state_number, train_only, uses_state
@@ -75,7 +76,8 @@ class GeneralScheduler(LearnerCallback):
             self._total = total
             return res
         # Per phase, (setter, stepper) pairs: the per-batch work is one call each; a phase of lr and
-        # mom on an OptimWrapper is one `(set_lr_mom, lr stepper, mom stepper, first stepper)` write.
+        # mom on an OptimWrapper is one `(wrapper, its __dict__, lr stepper, mom stepper, first stepper)` step
+        # and write (`step_lr_mom`, compiled, in the plain case).
         self._setters = [self._phase_setters(phase) for phase in scheds]
         for k, v in scheds[0].items():
             self.opt.set_stat(k, v.start)
@@ -84,7 +86,7 @@ class GeneralScheduler(LearnerCallback):
 
     def _phase_setters(self, phase: dict[str, Stepper]) -> Any:
         if set(phase) == {"lr", "mom"} and type(self.opt) is OptimWrapper:
-            return self.opt.set_lr_mom, phase["lr"], phase["mom"], next(iter(phase.values()))
+            return self.opt, vars(self.opt), phase["lr"], phase["mom"], next(iter(phase.values()))
         return [(self._setter(k), v) for k, v in phase.items()]
 
     def _setter(self, name: str) -> Callable[[Any], None]:
@@ -164,13 +166,20 @@ class GeneralScheduler(LearnerCallback):
                 return {"stop_training": True, "stop_epoch": True}
             setters = setters[idx_s]
             if type(setters) is tuple:
-                set_lr_mom, lr, mom, first = setters
-                set_lr_mom(lr.step(), mom.step())
+                opt, opt_dict, lr, mom, first = setters
+                # both steppers stepped and written in one compiled call (None: not the plain case,
+                # nothing done); it answers lr's `is_done`
+                done = step_lr_mom(lr, mom, opt_dict)
+                if done is None:
+                    opt.set_lr_mom(lr.step(), mom.step())
+                    done = first.is_done
+                elif first is not lr:
+                    done = first.is_done
             else:
                 for set_value, sched in setters:
                     set_value(sched.step())
-                first = setters[0][1]
-            if first.is_done:
+                done = setters[0][1].is_done
+            if done:
                 self.idx_s += 1
         return None
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .._core import read_lr_mom
 from .._utils import host_floats
 from ..callback import check_state_number, train_only, uses_state
 from ..errors import StateError
@@ -179,8 +180,10 @@ class Recorder(LearnerCallback):
             # `__getattr__` slot (Python can't specialize it), and this runs every batch.
             d = self.__dict__
             opt = d["opt"]
-            if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties),
-                lr, mom = OptimWrapper.lr_mom(opt)  # found on the class: no pass through `__getattr__`'s slot
+            if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties):
+                # `OptimWrapper.lr_mom` without its frame, compiled in the plain case
+                got = read_lr_mom(opt.__dict__)
+                lr, mom = got if got is not None else OptimWrapper._lr_mom(opt)
             else:
                 lr, mom = opt.lr, opt.mom
             d["lrs"].append(lr)
