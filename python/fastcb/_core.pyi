@@ -17,7 +17,7 @@ _T = TypeVar("_T")
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
            "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES", "read_lr_mom",
-           "write_lr_mom", "step_lr_mom"]
+           "record_lr_mom", "write_lr_mom", "step_lr_mom"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
 _ArrLike = npt.ArrayLike
@@ -166,6 +166,9 @@ def torch_compiled_counts() -> dict[str, tuple[int, int]]:
 def read_lr_mom(d: dict[str, Any]) -> tuple[float, float | None] | None:
     """``OptimWrapper.lr_mom()`` for the wrapper whose ``__dict__`` is ``d`` when its last layer
     group holds plain floats; None otherwise (the Python method's rules then)."""
+def record_lr_mom(d: dict[str, Any], lrs: list[Any], moms: list[Any]) -> bool:
+    """``read_lr_mom(d)``'s values appended to ``lrs`` and ``moms``; False, appending nothing,
+    where it is None."""
 def write_lr_mom(d: dict[str, Any], lr: float, mom: float) -> bool:
     """``lr`` and ``mom`` written into every param group of the wrapper whose ``__dict__`` is
     ``d`` when all hold plain floats; False, changing nothing, otherwise."""

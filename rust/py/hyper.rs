@@ -1,6 +1,6 @@
 //! An `OptimWrapper`'s learning rate and momentum as a training batch reads and writes them,
-//! straight in its optimizer's param groups: the Recorder's read, the one-cycle write, and the
-//! one-cycle step (both `Stepper`s stepped and written in one call).
+//! straight in its optimizer's param groups: the Recorder's read (and record), the one-cycle
+//! write, and the one-cycle step (both `Stepper`s stepped and written in one call).
 //!
 //! Each takes the wrapper's `__dict__` and handles only the plain case, which it checks whole
 //! before changing anything: every param group a dict holding an exact `float` lr and an exact
@@ -47,10 +47,8 @@ fn plain(group: &Bound<'_, PyDict>, by_momentum: bool) -> bool {
         return is_float(borrowed::get(group, intern!(py, "momentum")));
     }
     match borrowed::get(group, intern!(py, "betas")) {
-        Some(b) => match b.cast::<PyTuple>() {
-            Ok(t) if b.is_exact_instance_of::<PyTuple>() && t.len() == 2 => {
-                t.get_borrowed_item(0).is_ok_and(|m| m.is_exact_instance_of::<PyFloat>())
-            }
+        Some(b) => match b.cast_exact::<PyTuple>() {
+            Ok(t) if t.len() == 2 => t.get_borrowed_item(0).is_ok_and(|m| m.is_exact_instance_of::<PyFloat>()),
             _ => false,
         },
         None => false,
@@ -87,9 +85,11 @@ fn write(
             group.set_item(intern!(py, "momentum"), mom)?;
         } else {
             let key = intern!(py, "betas");
-            let betas = group.get_item(key)?.expect("checked: every group has a pair `betas`");
-            let second = betas.cast::<PyTuple>()?.get_item(1)?;
-            group.set_item(key, PyTuple::new(py, [mom.as_any(), &second])?)?;
+            let betas = borrowed::get(&group, key).expect("checked: every group has a pair `betas`");
+            let betas = betas.cast::<PyTuple>()?;
+            let second = betas.get_borrowed_item(1)?;
+            let pair = PyTuple::new(py, [mom.as_any().as_borrowed(), second])?;
+            group.set_item(key, pair)?;
         }
     }
     Ok(())
@@ -129,19 +129,20 @@ fn step_lr_mom(lr: &Bound<'_, PyAny>, mom: &Bound<'_, PyAny>, d: &Bound<'_, PyDi
     Ok(Some(lr.done(py)?))
 }
 
-/// `OptimWrapper.lr_mom()`'s plain case for the wrapper whose `__dict__` is `d`: `(lr, mom)` of
-/// the last layer group's param group when its lr is an exact float and its momentum (if the
-/// wrapper has one) too. `None` otherwise: the Python method reads the host copies then.
-#[pyfunction]
-fn read_lr_mom<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+/// `(lr, mom)` of the last layer group's param group of the wrapper whose `__dict__` is `d`
+/// (`mom` `None` when the wrapper has no momentum), when that group holds plain floats.
+fn last_lr_mom<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
     let py = d.py();
     let Some(paired) = borrowed::get(d, intern!(py, "paired")) else { return Ok(None) };
     let Ok(paired) = paired.cast::<PyBool>().map(|b| b.is_true()) else { return Ok(None) };
-    let Some(mom_hosted) = borrowed::get(d, intern!(py, "_mom")).map(|m| m.to_owned()) else { return Ok(None) };
-    let by_momentum = if mom_hosted.is_none() { None } else { momentum_key(d) };
-    if !mom_hosted.is_none() && by_momentum.is_none() {
-        return Ok(None);
-    }
+    let Some(has_mom) = borrowed::get(d, intern!(py, "_mom")).map(|m| !m.is_none()) else { return Ok(None) };
+    let by_momentum = if has_mom {
+        let Some(key) = borrowed::get(d, intern!(py, "_momentum_key")) else { return Ok(None) };
+        let Ok(key) = key.cast::<PyBool>().map(|b| b.is_true()) else { return Ok(None) };
+        Some(key)
+    } else {
+        None
+    };
     let Some(groups) = param_groups(d) else { return Ok(None) };
     let back = if paired { 2 } else { 1 };
     if groups.len() < back {
@@ -153,24 +154,47 @@ fn read_lr_mom<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Bound<'py, PyTupl
     if !lr.is_exact_instance_of::<PyFloat>() {
         return Ok(None);
     }
-    let Some(by_momentum) = by_momentum else {
-        return Ok(Some(PyTuple::new(py, [lr.to_owned(), py.None().into_bound(py)])?));
+    let mom = match by_momentum {
+        None => py.None().into_bound(py),
+        Some(true) => match borrowed::get(&group, intern!(py, "momentum")) {
+            Some(m) if m.is_exact_instance_of::<PyFloat>() => m.to_owned(),
+            _ => return Ok(None),
+        },
+        Some(false) => {
+            let Some(betas) = borrowed::get(&group, intern!(py, "betas")) else { return Ok(None) };
+            let Ok(betas) = betas.cast_exact::<PyTuple>() else { return Ok(None) };
+            match betas.get_borrowed_item(0) {
+                Ok(m) if betas.len() == 2 && m.is_exact_instance_of::<PyFloat>() => m.to_owned(),
+                _ => return Ok(None),
+            }
+        }
     };
-    if !plain(&group, by_momentum) {
-        return Ok(None);
-    }
-    let mom = if by_momentum {
-        borrowed::get(&group, intern!(py, "momentum")).expect("checked by `plain`").to_owned()
-    } else {
-        let betas = borrowed::get(&group, intern!(py, "betas")).expect("checked by `plain`");
-        betas.cast::<PyTuple>()?.get_item(0)?
-    };
-    Ok(Some(PyTuple::new(py, [lr.to_owned(), mom])?))
+    Ok(Some((lr.to_owned(), mom)))
+}
+
+/// `OptimWrapper.lr_mom()`'s plain case for the wrapper whose `__dict__` is `d`: `(lr, mom)` of
+/// the last layer group's param group when its lr is an exact float and its momentum (if the
+/// wrapper has one) too. `None` otherwise: the Python method reads the host copies then.
+#[pyfunction]
+fn read_lr_mom<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let Some((lr, mom)) = last_lr_mom(d)? else { return Ok(None) };
+    Ok(Some(PyTuple::new(d.py(), [lr, mom])?))
+}
+
+/// The Recorder's per-batch record: `lrs.append(lr)`, `moms.append(mom)` with `read_lr_mom(d)`'s
+/// values; False, appending nothing, where that is `None`.
+#[pyfunction]
+fn record_lr_mom(d: &Bound<'_, PyDict>, lrs: &Bound<'_, PyList>, moms: &Bound<'_, PyList>) -> PyResult<bool> {
+    let Some((lr, mom)) = last_lr_mom(d)? else { return Ok(false) };
+    lrs.append(lr)?;
+    moms.append(mom)?;
+    Ok(true)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_lr_mom, m)?)?;
     m.add_function(wrap_pyfunction!(step_lr_mom, m)?)?;
     m.add_function(wrap_pyfunction!(read_lr_mom, m)?)?;
+    m.add_function(wrap_pyfunction!(record_lr_mom, m)?)?;
     Ok(())
 }

@@ -75,6 +75,7 @@ class GeneralScheduler(LearnerCallback):
             self._run = DeviceRun(self.learn, stepper_schedules(scheds, len(self.opt._groups()[0])), total)
             self._total = total
             return res
+        self._run = None  # in the instance's dict: `on_batch_end` reads it there
         # Per phase, (setter, stepper) pairs: the per-batch work is one call each; a phase of lr and
         # mom on an OptimWrapper is one `(wrapper, its __dict__, lr stepper, mom stepper, first stepper)` step
         # and write (`step_lr_mom`, compiled, in the plain case).
@@ -155,7 +156,7 @@ class GeneralScheduler(LearnerCallback):
             # Read from the instance dict: each `self.x` of a LearnerCallback passes through its
             # `__getattr__` slot (Python can't specialize it), and this runs every batch.
             d = self.__dict__
-            run = d.get("_run")
+            run = d["_run"]
             if run is not None:
                 if run.steps >= self._total:
                     return {"stop_training": True, "stop_epoch": True}

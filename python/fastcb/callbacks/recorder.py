@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .._core import read_lr_mom
+from .._core import record_lr_mom
 from .._utils import host_floats
 from ..callback import check_state_number, train_only, uses_state
 from ..errors import StateError
@@ -181,9 +181,10 @@ class Recorder(LearnerCallback):
             d = self.__dict__
             opt = d["opt"]
             if type(opt) is OptimWrapper:  # both in one call (a subclass may redefine the properties):
-                # `OptimWrapper.lr_mom` without its frame, compiled in the plain case
-                got = read_lr_mom(opt.__dict__)
-                lr, mom = got if got is not None else OptimWrapper._lr_mom(opt)
+                # read and appended by one compiled call in the plain case (`OptimWrapper.lr_mom`'s)
+                if record_lr_mom(opt.__dict__, d["lrs"], d["moms"]):
+                    return
+                lr, mom = OptimWrapper._lr_mom(opt)
             else:
                 lr, mom = opt.lr, opt.mom
             d["lrs"].append(lr)
