@@ -42,14 +42,12 @@ def measure(lib):
     """Under callgrind: run each piece between a zeroing and a dump named after it."""
     import ctypes
 
-    from loop_breakdown import dispatched
-
     import torch
     import torch.nn.functional as F
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_loop import bare_loop, bare_train_step, bare_validate, fastcb_loop, make_data
-    from loop_breakdown import build
+    from loop_breakdown import build, dispatched
 
     from fastcb.loop import train_batch, validate
 
