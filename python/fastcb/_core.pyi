@@ -16,7 +16,7 @@ _T = TypeVar("_T")
 
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
-           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES", "read_lr_mom",
+           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES", "cpu_scalars", "read_lr_mom",
            "record_lr_mom", "write_lr_mom", "step_lr_mom"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
@@ -175,3 +175,6 @@ def write_lr_mom(d: dict[str, Any], lr: float, mom: float) -> bool:
 def step_lr_mom(lr: Any, mom: Any, d: dict[str, Any]) -> bool | None:
     """Both ``Stepper``s stepped and written into the wrapper's param groups, then ``lr.is_done``;
     None, changing nothing, outside the plain case."""
+def cpu_scalars(values: list[Any]) -> _Arr | None:
+    """``values`` as float64 when each is exactly a ``torch.Tensor`` on the CPU holding one real
+    number (each read by its ``item()``); None otherwise (``host_floats``' torch path then)."""

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.types import Device
 
+from ._core import cpu_scalars as _cpu_scalars
 from .errors import ArgumentError
 
 __all__: list[str] = []
@@ -142,13 +143,28 @@ def _number_kind(integer: bool, positive: bool, minimum: float | None, maximum: 
     return ("an " if desc[0] in "aeiou" else "a ") + desc
 
 
+def _modes_active() -> bool:
+    """A torch function mode or dispatch mode is active: it must see torch's operations, so
+    `host_floats` reads through torch."""
+    return torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack() > 0
+
+
 def host_floats(values: Iterable[float | torch.Tensor], what: str = "values") -> npt.NDArray[np.float64]:
     """`values` (numbers, or one-number tensors on any device) as a float64 NumPy array, the tensors
     brought to the host in one transfer: how the loop reads what stayed on the device.
+    Exact 0-dim CPU tensors are read in host memory without a torch operation each
+    (`_core.cpu_scalars`), as their `.double()` converts them, unless a torch function or
+    dispatch mode is active.
 
     `ValueError` naming `what` if a tensor holds more than one number.
     """
     values = list(values)
+    if values and type(values[0]) is torch.Tensor and not _modes_active():
+        # CPU tensors (the loop's losses and metrics on the CPU) are read where they lie; None
+        # for anything else (a device tensor, a subclass, a float among them): torch's path below
+        host = _cpu_scalars(values)
+        if host is not None:
+            return host
     out = np.empty(len(values), dtype=np.float64)
     idx = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
     if idx and len(idx) == len(values):  # the loop's case (a loss per batch): one stack, no op per tensor

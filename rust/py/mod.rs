@@ -6,6 +6,7 @@ mod error;
 mod exact;
 mod guard;
 mod hf_factor;
+mod host;
 mod hyper;
 mod mean;
 mod schedule;
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<mean::WeightedMean>()?;
     schedule::register(m)?;
     shape::register(m)?;
+    host::register(m)?;
     torch_core::register(m)?;
     hyper::register(m)?;
     Ok(())
