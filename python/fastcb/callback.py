@@ -695,15 +695,16 @@ class AverageMetric(Callback):
     @uses_state("last_output", "last_target")
     def on_batch_end(self, last_output: Any, last_target: Any, **kwargs: Any) -> None:
         """Record the metric of this batch (a device tensor, not read here) and its size."""
-        targets = last_target if is_listy(last_target) else [last_target]
+        listy = is_listy(last_target)
         try:
-            val = self.func(last_output, *targets)
+            val = self.func(last_output, *last_target) if listy else self.func(last_output, last_target)
         except Exception as e:
             if hasattr(e, "add_note"):  # Python 3.11+: the error keeps its type and names the metric
                 e.add_note(f"raised by the metric {self.name!r}")
             raise
         self._vals.append(val.detach() if isinstance(val, torch.Tensor) and val.requires_grad else val)
-        self._weights.append(first_el(targets).shape[0])
+        # the batch size: the first target's (a tensor's own, without a call in the common case)
+        self._weights.append((last_target if type(last_target) is torch.Tensor else first_el(last_target)).shape[0])
 
     @property
     def count(self) -> int:

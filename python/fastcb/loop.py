@@ -153,10 +153,14 @@ def validate(model: nn.Module, dl: Iterable[Any], loss_func: Callable[..., torch
     """
     model.eval()
     with torch.no_grad():
-        val_losses, nums = [], []
+        val_losses: list[Any] = []
+        nums: list[int] = []
         if cb_handler:
             cb_handler.set_dl(dl)
         bar = progress_bar(dl, parent=pbar, leave=pbar is not None, quiet=quiet)
+        if cb_handler is not None and loss_func:
+            _valid_losses(model, bar, loss_func, cb_handler, val_losses, nums, n_batch)
+            return _weighted_mean(val_losses, nums) if average else val_losses
         for xb, yb in bar:
             if cb_handler:
                 xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
@@ -171,6 +175,48 @@ def validate(model: nn.Module, dl: Iterable[Any], loss_func: Callable[..., torch
         if not average:
             return val_losses
         return _weighted_mean(val_losses, nums)
+
+
+def _valid_losses(model: nn.Module, bar: Iterable[Any], loss_func: Callable[..., torch.Tensor],
+                  cb_handler: CallbackHandler, val_losses: list[Any], nums: list[int], n_batch: int | None) -> None:
+    """`validate`'s batches with a handler and a loss function: per batch what
+    `cb_handler.on_batch_begin(xb, yb, train=False)`, `loss_batch(model, xb, yb, loss_func,
+    cb_handler=cb_handler)` and `cb_handler.on_batch_end(loss)` do (the same events reach the
+    same hooks, with the same state), in one frame: an event no hook takes costs a test, not
+    a call. Appends each batch's loss and size to `val_losses` and `nums`."""
+    st = cb_handler.state_dict
+    for xb, yb in bar:
+        st["last_input"], st["last_target"], st["train"] = xb, yb, False
+        st["stop_epoch"] = st["skip_step"] = st["skip_zero"] = st["skip_bwd"] = False
+        calls = cb_handler._valid_calls["batch_begin"]
+        if calls:
+            cb_handler._run("batch_begin", calls)
+            xb, yb = st["last_input"], st["last_target"]
+        out = st["last_output"] = model(*xb) if isinstance(xb, (list, tuple)) else model(xb)
+        calls = cb_handler._calls["loss_begin"][0]
+        if calls:
+            cb_handler._run("loss_begin", calls)
+            out = st["last_output"]
+        loss = loss_func(out, *yb) if isinstance(yb, (list, tuple)) else loss_func(out, yb)
+        if loss.dim():  # shape metadata only: no host-device sync
+            _check_scalar_loss(loss, loss_func)
+        if loss.requires_grad:  # a loss function that enabled grad itself
+            loss = loss.detach()
+        val_losses.append(loss)
+        nums.append((yb if type(yb) is torch.Tensor else first_el(yb)).shape[0])
+        if st["train"]:  # a hook said this is training: the handler's own rules for that
+            cb_handler.on_batch_end(loss)
+        else:
+            st["last_loss"] = loss
+            calls = cb_handler._valid_calls["batch_end"]
+            if calls:
+                cb_handler._run("batch_end", calls)
+        if st["stop_epoch"]:
+            end_interrupted(bar)
+            return
+        if n_batch and len(nums) >= n_batch:
+            end_interrupted(bar)
+            return
 
 
 def fit(epochs: int, learn: Learner, callbacks: Sequence[Callback] | None = None,
