@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use super::exact::{Int, Num};
@@ -38,24 +39,73 @@ fn count(counter: &[AtomicU64; COUNTED], i: usize) {
     counter[i].fetch_add(1, Ordering::Relaxed);
 }
 
-#[derive(FromPyObject)]
-#[pyo3(from_item_all)]
-struct SequentialSpec<'py> {
-    last_epoch: Int,
-    #[pyo3(item("_milestones"))]
-    milestones: Vec<Int>,
-    #[pyo3(item("_schedulers"))]
-    schedulers: Bound<'py, PyList>,
+/// Up to this many param groups, a step's per-group numbers live on the stack.
+const INLINE: usize = 16;
+
+/// A step's per-group numbers: on the stack up to [`INLINE`] groups (no allocation on the
+/// hot path), on the heap beyond. Made once per step and filled in place ([`PerGroup::resize`]).
+struct PerGroup<T: Copy> {
+    inline: [T; INLINE],
+    heap: Vec<T>,
+    len: usize,
 }
 
-/// What one step reads: the param groups, their base and current learning rates, and
-/// the groups whose learning rate is a tensor.
+impl<T: Copy> PerGroup<T> {
+    #[inline(always)]
+    fn new(x: T) -> Self {
+        PerGroup { inline: [x; INLINE], heap: Vec::new(), len: 0 }
+    }
+
+    /// `len` numbers, each `x`.
+    #[inline(always)]
+    fn resize(&mut self, len: usize, x: T) {
+        self.len = len;
+        if len > INLINE {
+            self.heap = vec![x; len];
+        } else {
+            self.inline[..len].fill(x);
+        }
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[T] {
+        if self.len > INLINE {
+            &self.heap
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+
+    #[inline(always)]
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.len > INLINE {
+            &mut self.heap
+        } else {
+            &mut self.inline[..self.len]
+        }
+    }
+}
+
+/// The numbers one step reads, a slot per param group: the base and current learning rates.
+struct Numbers {
+    base: PerGroup<Val>,
+    lrs: PerGroup<Val>,
+    /// The learning rates as read (`lrs` before the rule ran; 0 for an unread tensor).
+    before: PerGroup<f64>,
+}
+
+impl Numbers {
+    #[inline(always)]
+    fn new() -> Self {
+        let zero = Val::float(0.0);
+        Numbers { base: PerGroup::new(zero), lrs: PerGroup::new(zero), before: PerGroup::new(0.0) }
+    }
+}
+
+/// What one step reads besides the [`Numbers`]: the param groups, and the groups whose
+/// learning rate is a tensor.
 struct Groups<'py> {
     groups: Bound<'py, PyList>,
-    base: Vec<Val>,
-    lrs: Vec<Val>,
-    /// The learning rates as read (`lrs` before the rule ran; 0 for an unread tensor).
-    before: Vec<f64>,
     /// `(group, its tensor)` for the groups whose learning rate is a tensor (none
     /// allocated for float groups only).
     tensors: Vec<(usize, TensorLr<'py>)>,
@@ -91,47 +141,64 @@ fn read_val<'py>(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Option<(Val, Option<
 }
 
 /// `base_lrs`, one per group.
-fn read_base(d: &Bound<'_, PyDict>, groups: &Bound<'_, PyList>, tensors: bool) -> PyResult<Option<Vec<Val>>> {
-    let Some(base_list) = d.get_item(intern!(d.py(), "base_lrs"))? else { return Ok(None) };
-    let Ok(base_list) = base_list.cast_into::<PyList>() else { return Ok(None) };
+#[inline(always)]
+fn read_base(
+    d: &Bound<'_, PyDict>,
+    groups: &Bound<'_, PyList>,
+    tensors: bool,
+    base: &mut PerGroup<Val>,
+) -> PyResult<bool> {
+    let Some(base_list) = borrowed::get(d, intern!(d.py(), "base_lrs")) else { return Ok(false) };
+    let Ok(base_list) = base_list.cast::<PyList>() else { return Ok(false) };
     if base_list.len() != groups.len() {
-        return Ok(None);
+        return Ok(false);
     }
-    let mut base = Vec::with_capacity(groups.len());
-    for i in 0..base_list.len() {
+    base.resize(groups.len(), Val::float(0.0));
+    for (i, slot) in base.as_mut_slice().iter_mut().enumerate() {
         let b = borrowed::item(&base_list, i)?;
         if let Ok(b) = b.extract::<Num>() {
-            base.push(Val::float(b.0));
+            *slot = Val::float(b.0);
         } else if !tensors {
-            return Ok(None);
+            return Ok(false);
         } else {
-            let Some((b, _)) = read_val(b)? else { return Ok(None) };
-            base.push(b);
+            let Some((b, _)) = read_val(b)? else { return Ok(false) };
+            *slot = b;
         }
     }
-    Ok(Some(base))
+    Ok(true)
 }
 
-/// The param groups with plain-float (or, `tensors`, tensor) learning rates, and when
-/// `base`, a base learning rate each. Without `current`, a tensor's value is not looked up
-/// (`lrs[g]` is then 0 of the tensor's kind).
-fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool, current: bool) -> PyResult<Option<Groups<'py>>> {
+/// The param groups with plain-float (or, `tensors`, tensor) learning rates, their numbers
+/// into `nums`, and when `base`, a base learning rate each. Without `current`, a tensor's
+/// value is not looked up (`lrs[g]` is then 0 of the tensor's kind).
+#[inline(always)]
+fn read_groups<'py>(
+    d: &Bound<'py, PyDict>,
+    tensors: bool,
+    base: bool,
+    current: bool,
+    nums: &mut Numbers,
+) -> PyResult<Option<Groups<'py>>> {
     let py = d.py();
-    let Some(opt) = d.get_item(intern!(py, "optimizer"))? else { return Ok(None) };
+    let Some(opt) = borrowed::get(d, intern!(py, "optimizer")) else { return Ok(None) };
     let Ok(groups) = opt.getattr(intern!(py, "param_groups")) else { return Ok(None) };
     let Ok(groups) = groups.cast_into::<PyList>() else { return Ok(None) };
-    let base = if base { read_base(d, &groups, tensors)? } else { Some(Vec::new()) };
-    let Some(base) = base else { return Ok(None) };
+    if base && !read_base(d, &groups, tensors, &mut nums.base)? {
+        return Ok(None);
+    }
     let lr_key = intern!(py, "lr");
-    let mut lrs = Vec::with_capacity(groups.len());
+    let n = groups.len();
+    nums.lrs.resize(n, Val::float(0.0));
+    nums.before.resize(n, 0.0);
     let mut held = Vec::new();
-    for i in 0..groups.len() {
+    for (i, (slot, was)) in nums.lrs.as_mut_slice().iter_mut().zip(nums.before.as_mut_slice()).enumerate() {
         let group = borrowed::item(&groups, i)?;
         let Ok(group) = group.cast::<PyDict>() else { return Ok(None) };
         let Some(lr) = borrowed::get(&group, lr_key) else { return Ok(None) };
         // Exactly a float: replacing it runs no Python code (no `__del__`).
         if let Ok(lr) = lr.cast_exact::<PyFloat>() {
-            lrs.push(Val::float(lr.value()));
+            *slot = Val::float(lr.value());
+            *was = slot.x;
             continue;
         }
         let lr = lr.to_owned();
@@ -141,14 +208,14 @@ fn read_groups<'py>(d: &Bound<'py, PyDict>, tensors: bool, base: bool, current: 
         let Some(t) = tensor_lr(&lr)? else { return Ok(None) };
         if current {
             let Some(v) = t.value()? else { return Ok(None) };
-            lrs.push(v);
+            *slot = v;
         } else {
-            lrs.push(Val { x: 0.0, kind: t.kind });
+            *slot = Val { x: 0.0, kind: t.kind };
         }
+        *was = slot.x;
         held.push((i, t));
     }
-    let before = lrs.iter().map(|v| v.x).collect();
-    Ok(Some(Groups { groups, base, lrs, before, tensors: held }))
+    Ok(Some(Groups { groups, tensors: held }))
 }
 
 /// Sets a group's momentum as torch does: `group["momentum"] = m`, or
@@ -183,9 +250,44 @@ fn momenta_writable(groups: &Bound<'_, PyList>, key: MomentumKey) -> PyResult<bo
     Ok(true)
 }
 
-/// One regular step of `sched` by rule `r`, all in Rust: whether a group's learning rate is a
-/// tensor, or `None` (changing nothing) where torch's own step must run.
-fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
+/// `dict[key] = value`, straight to the interpreter (no conversion, no reference counted).
+fn put(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: attached to the interpreter; three live objects the caller holds, `dict` a dict.
+    if unsafe { ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), value.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(dict.py()))
+    }
+}
+
+/// A new list of `n` slots, each to be set with [`fill_slot`] before the list is used.
+fn slots(py: Python<'_>, n: usize) -> PyResult<Bound<'_, PyList>> {
+    // SAFETY: attached to the interpreter; a new reference, or NULL with an exception set.
+    // A slot not yet set is NULL, which the list's deallocation skips.
+    unsafe { Ok(Bound::from_owned_ptr_or_err(py, ffi::PyList_New(n as ffi::Py_ssize_t))?.cast_into_unchecked()) }
+}
+
+/// Sets slot `i` (in range) of a list made by [`slots`] to `item`.
+fn fill_slot(list: &Bound<'_, PyList>, i: usize, item: Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: attached to the interpreter; `PyList_SetItem` takes the reference `into_ptr`
+    // hands over (and releases it on failure).
+    if unsafe { ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(list.py()))
+    }
+}
+
+/// What a compiled step did: whether a group's learning rate is a tensor, and the new
+/// `_last_lr`.
+struct Stepped<'py> {
+    tensors: bool,
+    last_lr: Bound<'py, PyList>,
+}
+
+/// One regular step of `sched` by rule `r`, all in Rust, or `None` (changing nothing) where
+/// torch's own step must run.
+fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped<'py>>> {
     let rule = &RULES[r];
     let py = sched.py();
     let Some(d) = instance_dict(sched) else { return Ok(None) };
@@ -205,47 +307,48 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
         }
     }
     let Some(epoch) = last.checked_add(1) else { return Ok(None) };
-    let Some(mut g) = read_groups(&d, true, rule.base, rule.current)? else { return Ok(None) };
+    let mut nums = Numbers::new();
+    let Some(g) = read_groups(&d, true, rule.base, rule.current, &mut nums)? else { return Ok(None) };
     let attrs = SchedAttrs { dict: &d, groups: &g.groups };
-    let Some(done) = (rule.apply)(&attrs, epoch, true, &mut g.lrs, &g.base) else { return Ok(None) };
+    let Some(done) = (rule.apply)(&attrs, epoch, true, nums.lrs.as_mut_slice(), nums.base.as_slice()) else {
+        return Ok(None);
+    };
     if let Some((key, _)) = &done.momenta {
         if !momenta_writable(&g.groups, *key)? {
             return Ok(None);
         }
     }
+    let (lrs, before) = (nums.lrs.as_slice(), nums.before.as_slice());
     // A float group given a tensor's value: torch would put a tensor in the group.
-    if g.lrs.iter().enumerate().any(|(i, v)| v.kind != Kind::Float && g.tensor(i).is_none()) {
+    if g.has_tensors() && lrs.iter().enumerate().any(|(i, v)| v.kind != Kind::Float && g.tensor(i).is_none()) {
         return Ok(None);
     }
-    // Everything is read and computed: now write what torch's step writes: a float group's
-    // new float (the same object in `_last_lr`; an unchanged value keeps its object, as
-    // torch's step keeps it where its formula hands back `group["lr"]`), a tensor's `fill_`
-    // (and a copy in `_last_lr`).
-    let lr_key = intern!(py, "lr");
-    let kept = |i: usize| g.before[i].to_bits() == g.lrs[i].x.to_bits() && g.tensor(i).is_none();
-    let held = |i: usize| {
-        let group = borrowed::item(&g.groups, i).ok()?;
-        Some(borrowed::get(&*group.cast::<PyDict>().ok()?, lr_key)?.to_owned())
-    };
-    let any_kept = (0..g.lrs.len()).any(kept);
-    let last_lr = if any_kept {
-        PyList::new(
-            py,
-            (0..g.lrs.len()).map(|i| match kept(i).then(|| held(i)).flatten() {
-                Some(lr) => lr,
-                None => PyFloat::new(py, g.lrs[i].x).into_any(),
-            }),
-        )?
-    } else {
-        PyList::new(py, g.lrs.iter().map(|v| v.x))?
-    };
+    if !g.has_tensors() && lrs.iter().any(|v| v.kind != Kind::Float) {
+        return Ok(None);
+    }
+    // Everything is read and computed: now write what torch's step writes, in one pass over
+    // the groups: a float group's new float (the same object in `_last_lr`; an unchanged
+    // value keeps its object, as torch's step keeps it where its formula hands back
+    // `group["lr"]`), a tensor's `fill_` (and a copy in `_last_lr`, made below).
+    let lr_key = intern!(py, "lr").as_any();
+    let last_lr = slots(py, lrs.len())?;
     let mut wrote = Vec::new();
-    for i in 0..g.lrs.len() {
-        let group = g.groups.get_item(i)?.cast_into::<PyDict>()?;
+    for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
+        // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
+        let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
         match g.tensor(i) {
-            None if any_kept && kept(i) => {}
-            None => group.set_item(lr_key, borrowed::item(&last_lr, i)?)?,
-            Some(t) => wrote.push(t.fill(g.lrs[i].x)?),
+            Some(t) => wrote.push(t.fill(v.x)?),
+            None => {
+                let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
+                match held {
+                    Some(lr) => fill_slot(&last_lr, i, lr.to_owned())?,
+                    None => {
+                        let lr = PyFloat::new(py, v.x).into_any();
+                        put(&group, lr_key, &lr)?;
+                        fill_slot(&last_lr, i, lr)?;
+                    }
+                }
+            }
         }
         if let Some((key, moms)) = &done.momenta {
             set_momentum(&group, *key, moms[i])?;
@@ -254,53 +357,84 @@ fn step_one(sched: &Bound<'_, PyAny>, r: usize) -> PyResult<Option<bool>> {
     if g.has_tensors() {
         let previous =
             borrowed::get(&d, intern!(py, "_last_lr")).and_then(|p| p.to_owned().cast_into_exact::<PyList>().ok());
-        let previous = previous.filter(|p| p.len() == g.lrs.len());
+        let previous = previous.filter(|p| p.len() == lrs.len());
         for ((i, t), wrote) in g.tensors.iter().zip(wrote) {
             let before = previous.as_ref().map(|p| p.get_item(*i)).transpose()?;
-            last_lr.set_item(*i, t.copy(g.lrs[*i].x, before, !wrote || rule.piecewise)?)?;
+            fill_slot(&last_lr, *i, t.copy(lrs[*i].x, before, !wrote || rule.piecewise)?)?;
         }
     }
     let tensors = g.has_tensors();
-    d.set_item(intern!(py, "last_epoch"), epoch)?;
+    put(&d, intern!(py, "last_epoch").as_any(), epoch.into_pyobject(py)?.as_any())?;
     for (name, value) in done.writes {
-        d.set_item(key(py, name), value)?;
+        put(&d, key(py, name).as_any(), value.into_pyobject(py)?.as_any())?;
     }
     if !rule.own_step {
-        d.set_item(intern!(py, "_step_count"), step_count + 1)?;
+        put(&d, intern!(py, "_step_count").as_any(), (step_count + 1).into_pyobject(py)?.as_any())?;
     }
-    d.set_item(intern!(py, "_last_lr"), last_lr)?;
+    put(&d, intern!(py, "_last_lr").as_any(), last_lr.as_any())?;
     count(if tensors { &TENSOR_STEPS } else { &STEPS }, r);
-    Ok(Some(tensors))
+    Ok(Some(Stepped { tensors, last_lr }))
 }
 
 /// SequentialLR between milestones: the current scheduler's compiled step.
 fn sequential_step(sched: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = sched.py();
     let Some(d) = instance_dict(sched) else { return Ok(false) };
-    let Ok(s) = d.as_any().extract::<SequentialSpec<'_>>() else { return Ok(false) };
-    let Some(epoch) = s.last_epoch.0.checked_add(1) else { return Ok(false) };
-    let idx = s.milestones.partition_point(|m| m.0 <= epoch);
-    if (idx > 0 && s.milestones[idx - 1].0 == epoch) || idx >= s.schedulers.len() {
+    let Some(last) = borrowed::get(&d, intern!(py, "last_epoch")) else { return Ok(false) };
+    let Ok(Int(last)) = last.extract::<Int>() else { return Ok(false) };
+    let Some(epoch) = last.checked_add(1) else { return Ok(false) };
+    let Some(milestones) = borrowed::get(&d, intern!(py, "_milestones")) else { return Ok(false) };
+    let Ok(milestones) = milestones.cast::<PyList>() else { return Ok(false) };
+    let Some(schedulers) = borrowed::get(&d, intern!(py, "_schedulers")) else { return Ok(false) };
+    let Ok(schedulers) = schedulers.cast::<PyList>() else { return Ok(false) };
+    // torch's `bisect_right(milestones, epoch)`, step for step (every milestone it compares
+    // an exact int); at a milestone torch's step switches schedulers (its own code runs).
+    let milestone =
+        |i: usize| -> PyResult<Option<i64>> { Ok(borrowed::item(&milestones, i)?.extract::<Int>().ok().map(|m| m.0)) };
+    let (mut lo, mut hi) = (0, milestones.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let Some(m) = milestone(mid)? else { return Ok(false) };
+        if epoch < m {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let idx = lo;
+    if idx > 0 && milestone(idx - 1)? == Some(epoch) {
         return Ok(false);
     }
-    let child = s.schedulers.get_item(idx)?;
-    let Ok(rule) = child.getattr(intern!(py, "_fastcb_rule")) else { return Ok(false) };
-    let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(false) };
-    let Some(r) = rule_index(rule.to_str()?) else { return Ok(false) };
-    let Some(tensors) = step_one(&child, r)? else { return Ok(false) };
-    let Some(child_dict) = instance_dict(&child) else { return Ok(false) };
-    d.set_item(intern!(py, "last_epoch"), epoch)?;
-    if let Some(last_lr) = child_dict.get_item(intern!(py, "_last_lr"))? {
-        d.set_item(intern!(py, "_last_lr"), last_lr)?;
+    if idx >= schedulers.len() {
+        return Ok(false);
     }
-    count(if tensors { &TENSOR_STEPS } else { &STEPS }, SEQUENTIAL);
+    let child = schedulers.get_item(idx)?;
+    let r = match class_rule(&child)? {
+        Some(r) if r != SEQUENTIAL => r,
+        _ => return Ok(false),
+    };
+    let Some(stepped) = step_one(&child, r)? else { return Ok(false) };
+    put(&d, intern!(py, "last_epoch").as_any(), epoch.into_pyobject(py)?.as_any())?;
+    put(&d, intern!(py, "_last_lr").as_any(), stepped.last_lr.as_any())?;
+    count(if stepped.tensors { &TENSOR_STEPS } else { &STEPS }, SEQUENTIAL);
     Ok(true)
 }
 
+/// The rule names as Python strings: the class attribute `_fastcb_rule` is one of these
+/// very objects (a literal in the class statement, interned), so a rule is found by address.
+static RULE_NAMES: PyOnceLock<[Py<PyString>; COUNTED]> = PyOnceLock::new();
+
 /// The rule a compiled class names (`_fastcb_rule`, a class attribute): its index in
-/// [`RULES`], [`SEQUENTIAL`], or `None` (torch's code, always).
+/// [`RULES`], [`SEQUENTIAL`], or `None` (torch's code, always; also for a class without one).
 fn class_rule(sched: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
-    let rule = sched.get_type().getattr(intern!(sched.py(), "_fastcb_rule"))?;
+    let py = sched.py();
+    let Ok(rule) = sched.get_type().getattr(intern!(py, "_fastcb_rule")) else { return Ok(None) };
+    let names = RULE_NAMES.get_or_init(py, || {
+        std::array::from_fn(|i| PyString::intern(py, RULES.get(i).map_or("sequential", |r| r.name)).unbind())
+    });
+    if let Some(i) = names.iter().position(|n| n.is(&rule)) {
+        return Ok(Some(i));
+    }
     let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(None) };
     let rule = rule.to_str()?;
     Ok(if rule == "sequential" { Some(SEQUENTIAL) } else { rule_index(rule) })
@@ -428,9 +562,12 @@ fn torch_get_lr<'py>(
     let Some(last) = d.get_item(intern!(py, "last_epoch"))? else { return Ok(None) };
     let Ok(Int(epoch)) = last.extract::<Int>() else { return Ok(None) };
     // torch's get_lr gives new tensors for tensor groups: its own code makes them.
-    let Some(mut g) = read_groups(&d, false, rule.base, true)? else { return Ok(None) };
+    let mut nums = Numbers::new();
+    let Some(g) = read_groups(&d, false, rule.base, true, &mut nums)? else { return Ok(None) };
     let attrs = SchedAttrs { dict: &d, groups: &g.groups };
-    let Some(done) = (rule.apply)(&attrs, epoch, false, &mut g.lrs, &g.base) else { return Ok(None) };
+    let Some(done) = (rule.apply)(&attrs, epoch, false, nums.lrs.as_mut_slice(), nums.base.as_slice()) else {
+        return Ok(None);
+    };
     if let Some((key, moms)) = &done.momenta {
         if !momenta_writable(&g.groups, *key)? {
             return Ok(None);
@@ -440,7 +577,7 @@ fn torch_get_lr<'py>(
         }
     }
     count(&GET_LRS, r);
-    Ok(Some(PyList::new(py, g.lrs.iter().map(|v| v.x))?))
+    Ok(Some(PyList::new(py, nums.lrs.as_slice().iter().map(|v| v.x))?))
 }
 
 /// `{rule: (steps, get_lr calls, steps with tensor learning rates)}` run compiled so far
