@@ -498,3 +498,115 @@ def test_an_unchanged_float_lr_keeps_its_object_as_torchs_step_does():
         assert all(a is b for a, b in zip(held, now, strict=True))
         assert all(a is b for a, b in zip(s.get_last_lr(), now, strict=True))
     assert lrs(ours.optimizer) == lrs(theirs.optimizer)
+
+
+class _CountFill:
+    """Counts the calls of `torch.Tensor.fill_` (the compiled step's own, not a direct write)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        fill = torch.Tensor.fill_
+
+        def counted(t, *args, **kwargs):
+            self.calls += 1
+            return fill(t, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "fill_", counted)
+
+
+def _bits(s):
+    """Every group's learning rate as written (value, dtype, `_version`) and `_last_lr`'s values."""
+    groups = s.optimizer.param_groups
+    return [(g["lr"].item(), g["lr"].dtype, g["lr"]._version) for g in groups], _last(s)
+
+
+#: classes whose learning rates change at every step (so that torch's `fill_` runs every step)
+CHANGING = ["ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "CyclicLR", "OneCycleLR"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", CHANGING)
+def test_a_direct_write_is_torchs_fill_exactly(name, dtype, monkeypatch):
+    """A 0-dim CPU learning rate is written in place, without `fill_`: the same value (float32
+    rounded as `fill_` rounds), the same `_version` as torch's step leaves, step after step."""
+    build, _ = BUILDERS[name]
+    ours, theirs = build(F, _tensor_opt(dtype)), build(T, _tensor_opt(dtype))
+    run(ours, theirs, n=3)
+    assert _bits(ours) == _bits(theirs)
+    fills = _CountFill(monkeypatch)
+    for step in range(8):
+        ours.step()
+        theirs.step()
+        assert _bits(ours) == _bits(theirs), step
+    assert fills.calls == 8 * 2, "torch's own step fills; ours wrote in place"
+
+
+def _fill_cases():
+    def under_function_mode(build, dtype):
+        class Mode(torch.overrides.TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                return func(*args, **(kwargs or {}))
+        return build, Mode, _tensor_opt(dtype)
+
+    def one_element_not_0_dim(build, dtype):
+        o = _tensor_opt(dtype)
+        for g in o.param_groups:
+            g["lr"] = g["lr"].reshape(1)
+        return build, None, o
+
+    def a_view(build, dtype):
+        o = _tensor_opt(dtype)
+        base = torch.tensor([g["lr"].item() for g in o.param_groups], dtype=dtype)
+        for i, g in enumerate(o.param_groups):
+            g["lr"] = base[i]
+        return build, None, o
+
+    return [under_function_mode, one_element_not_0_dim, a_view]
+
+
+@pytest.mark.parametrize("case", _fill_cases(), ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_what_a_direct_write_cannot_prove_the_same_goes_through_fill(case, dtype, monkeypatch):
+    """Under a torch function mode (which sees a `fill_`), a learning rate that is not 0-dim,
+    and a view (whose base's autograd state decides what `fill_` may do) are written by
+    `fill_`, as torch's step writes them: the same values and `_version`s."""
+    build, _ = BUILDERS["ExponentialLR"]
+
+    def make(m):
+        b, mode, o = case(build, dtype)
+        return b(m, o), mode
+
+    (ours, mode), (theirs, _) = make(F), make(T)
+    run(ours, theirs, n=3)
+    fills = _CountFill(monkeypatch)
+    for step in range(4):
+        before = fills.calls
+        if mode is None:
+            ours.step()
+        else:
+            with mode():
+                ours.step()
+        # one `fill_` a group (a mode sees it, and may call it again)
+        assert fills.calls - before >= 2 if mode else fills.calls - before == 2, step
+        theirs.step()
+        assert _bits(ours) == _bits(theirs), step
+
+
+def test_an_inference_tensor_lr_runs_torchs_step():
+    """An inference tensor has no `_version`: torch's own step runs, and does what torch's
+    does (writes it in inference mode, raises outside)."""
+    def make(m):
+        with torch.inference_mode():
+            s = m.ExponentialLR(_tensor_opt(), gamma=0.5)
+            s.optimizer.step()
+        return s
+
+    ours, theirs = make(F), make(T)
+    with torch.inference_mode():
+        for _ in range(3):  # the first step is torch's in any case (it warns there)
+            ours.step()
+            theirs.step()
+    assert lrs(ours.optimizer) == lrs(theirs.optimizer) == [0.0125, 0.00625]
+    for s in (ours, theirs):
+        with pytest.raises(RuntimeError, match="[Ii]nference"):
+            s.step()

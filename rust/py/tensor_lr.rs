@@ -27,15 +27,20 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyType, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 
 use crate::core::torch_sched::{Kind, Val};
 
-/// torch's `Tensor` type and the two dtypes taken.
+/// torch's `Tensor` type, the two dtypes taken, and the functions a direct write asks.
 struct Torch {
     tensor: Py<PyType>,
     float32: Py<PyAny>,
     float64: Py<PyAny>,
+    /// `torch._C._increment_version`: what an in-place operation does to `_version`.
+    increment_version: Py<PyAny>,
+    /// The number of torch function modes and of torch dispatch modes active, and whether
+    /// a functorch transform (`vmap`, `grad`) is: anything that would see a `fill_`.
+    modes: [Py<PyAny>; 3],
 }
 
 static TORCH: PyOnceLock<Torch> = PyOnceLock::new();
@@ -43,10 +48,18 @@ static TORCH: PyOnceLock<Torch> = PyOnceLock::new();
 fn torch(py: Python<'_>) -> PyResult<&Torch> {
     TORCH.get_or_try_init(py, || {
         let torch = py.import("torch")?;
+        let c = torch.getattr("_C")?;
+        let get = |name: &str| c.getattr(name).map(Bound::unbind);
         Ok(Torch {
             tensor: torch.getattr("Tensor")?.cast_into::<PyType>()?.unbind(),
             float32: torch.getattr("float32")?.unbind(),
             float64: torch.getattr("float64")?.unbind(),
+            increment_version: get("_increment_version")?,
+            modes: [
+                get("_len_torch_function_stack")?,
+                get("_len_torch_dispatch_stack")?,
+                get("_are_functorch_transforms_active")?,
+            ],
         })
     })
 }
@@ -150,7 +163,9 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
     if !plain_tensor(obj)? {
         return Ok(None);
     }
-    let (version, data) = (version(obj)?, data_ptr(obj)?);
+    // An inference tensor has no version counter: torch's step runs (and does what it does).
+    let Ok(version) = version(obj) else { return Ok(None) };
+    let data = data_ptr(obj)?;
     if let Some(h) = lookup(obj, version, data) {
         return Ok(Some(TensorLr {
             tensor: obj.clone(),
@@ -173,6 +188,16 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
     let host =
         obj.getattr(intern!(py, "is_cpu"))?.is_truthy()? && obj.getattr(intern!(py, "ndim"))?.extract::<i64>()? == 0;
     Ok(Some(TensorLr { tensor: obj.clone(), kind, version, data, host, known: None }))
+}
+
+/// Whether a tensor learning rate may be written in place ([`TensorLr::fill`]) now: no
+/// torch function mode, no torch dispatch mode and no functorch transform is active (each
+/// would see the `fill_`).
+pub fn direct_writes(py: Python<'_>) -> PyResult<bool> {
+    let [functions, dispatch, functorch] = &torch(py)?.modes;
+    Ok(functions.bind(py).call0()?.extract::<i64>()? == 0
+        && dispatch.bind(py).call0()?.extract::<i64>()? == 0
+        && !functorch.bind(py).call0()?.is_truthy()?)
 }
 
 fn remember(t: &Bound<'_, PyAny>, held: Held) -> PyResult<()> {
@@ -222,13 +247,31 @@ impl<'py> TensorLr<'py> {
 
     /// `tensor.fill_(x)`, as torch's step writes a tensor learning rate, skipped where the
     /// tensor provably holds `x` already ([`TensorLr::holds`]); remembers the value written.
-    /// Returns whether it wrote.
-    pub fn fill(&self, x: f64) -> PyResult<bool> {
+    /// With `direct` (no mode or transform would see the `fill_`: [`direct_writes`]), a
+    /// tensor for which it is provably the same ([`TensorLr::writable`]) is written in place
+    /// instead: the value, rounded as `fill_` rounds it, at `data_ptr()`, and `_version`
+    /// bumped as `fill_` bumps it. Returns whether it wrote.
+    pub fn fill(&self, x: f64, direct: bool) -> PyResult<bool> {
         if self.holds(x) {
             return Ok(false);
         }
         let t = &self.tensor;
-        t.call_method1(intern!(t.py(), "fill_"), (x,))?;
+        let py = t.py();
+        if direct && self.writable(x)? {
+            // SAFETY: `writable` has just read, of this live tensor (the caller holds it), that
+            // it is a 0-dim CPU tensor of this dtype whose element is at `data`, not
+            // written by anyone else since (unchanged `_version` and `data_ptr()`).
+            // Volatile: another thread may read it.
+            unsafe {
+                match self.kind {
+                    Kind::F32 => std::ptr::write_volatile(self.data as usize as *mut f32, x as f32),
+                    _ => std::ptr::write_volatile(self.data as usize as *mut f64, x),
+                }
+            }
+            torch(py)?.increment_version.bind(py).call1((PyTuple::new(py, [t])?,))?;
+        } else {
+            t.call_method1(intern!(py, "fill_"), (x,))?;
+        }
         // `fill_` bumps the version by one. (Were it bumped more, by this or by a concurrent
         // write, the next step would see a version it does not know, and read or defer.)
         let value = self.kind.round(x);
@@ -237,6 +280,31 @@ impl<'py> TensorLr<'py> {
             Held { version: self.version + 1, data: self.data, value, kind: self.kind, copy: false, host: self.host },
         )?;
         Ok(true)
+    }
+
+    /// Whether writing `x` at `data_ptr()` is provably what `fill_(x)` would do: a 0-dim
+    /// CPU tensor of this kind's dtype whose element is still where this step found it
+    /// (read now: `t.data = other` changes them and neither
+    /// `_version` nor always `data_ptr()`), not a view (whose base may refuse in-place
+    /// writes), without the negative bit (its memory holds `-x`), not an inference tensor
+    /// (probed already: it has no `_version`), and `x` within the dtype's range (beyond,
+    /// `fill_` raises).
+    fn writable(&self, x: f64) -> PyResult<bool> {
+        let t = &self.tensor;
+        let py = t.py();
+        let dtype = match self.kind {
+            Kind::F32 if x.is_finite() && x.abs() > f64::from(f32::MAX) => return Ok(false),
+            Kind::F32 => &torch(py)?.float32,
+            Kind::F64 => &torch(py)?.float64,
+            Kind::Float => return Ok(false),
+        };
+        Ok(self.host
+            && data_ptr(t)? == self.data
+            && t.getattr(intern!(py, "dtype"))?.is(dtype)
+            && t.getattr(intern!(py, "is_cpu"))?.is_truthy()?
+            && t.getattr(intern!(py, "ndim"))?.extract::<i64>()? == 0
+            && !t.call_method0(intern!(py, "_is_view"))?.is_truthy()?
+            && !t.call_method0(intern!(py, "is_neg"))?.is_truthy()?)
     }
 
     /// A copy of the tensor holding `x`, as torch keeps in `_last_lr`: `previous` (the entry

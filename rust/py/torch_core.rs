@@ -20,7 +20,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use super::exact::{Int, Num};
-use super::tensor_lr::{tensor_lr, TensorLr};
+use super::tensor_lr::{direct_writes, tensor_lr, TensorLr};
 use super::torch_attrs::{borrowed, key, SchedAttrs};
 use crate::core::torch_sched::{rule_index, Kind, MomentumKey, Val, RULES};
 
@@ -332,12 +332,13 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     // `group["lr"]`), a tensor's `fill_` (and a copy in `_last_lr`, made below).
     let lr_key = intern!(py, "lr").as_any();
     let last_lr = slots(py, lrs.len())?;
+    let direct = g.has_tensors() && direct_writes(py)?;
     let mut wrote = Vec::new();
     for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
         // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
         let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
         match g.tensor(i) {
-            Some(t) => wrote.push(t.fill(v.x)?),
+            Some(t) => wrote.push(t.fill(v.x, direct)?),
             None => {
                 let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
                 match held {
