@@ -1,8 +1,9 @@
 //! Tensor learning rates on the compiled scheduler steps, known without reading the tensor.
 //!
-//! A compiled step writes a tensor learning rate with `fill_(value)`, as torch's step does,
-//! and remembers here the value written and the tensor's version counter after the write
-//! (keyed by the tensor, held weakly). At the next step, an unchanged `_version` (and
+//! A compiled step writes a tensor learning rate as torch's step does, with `fill_(value)`
+//! or, where that is provably the same, in place at `data_ptr()` with `_version` bumped as
+//! `fill_` bumps it ([`TensorLr::fill`]), and remembers here the value written and the
+//! tensor's version counter after the write (keyed by the tensor, held weakly). At the next step, an unchanged `_version` (and
 //! `data_ptr()`) says that nothing wrote the tensor since: the remembered value is its value,
 //! and the tensor is not read (no device sync, no host read). A tensor not seen before, or
 //! written by anything else since, is read once with `item()` when it is a CPU tensor; on

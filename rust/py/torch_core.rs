@@ -6,8 +6,8 @@
 //! scheduler's `__dict__` and the optimizer's param groups (`torch_attrs`), computes in Rust,
 //! and writes exactly what torch's own step writes. So an in-place edit (`gamma`, `T_max`,
 //! `base_lrs[i]`, a group's `max_lr`) is honoured at the next step, and a scheduler holds no
-//! reference to itself. A tensor learning rate is written with its `fill_` (its value known
-//! as `tensor_lr` describes). Anything a rule can't read (a tensor parameter, a float where
+//! reference to itself. A tensor learning rate is written as its `fill_` writes it (its value
+//! known, and the write done, as `tensor_lr` describes). Anything a rule can't read (a tensor parameter, a float where
 //! torch needs an int, a Python lambda) answers `False`/`None`: torch's code path then runs,
 //! unchanged.
 
@@ -222,16 +222,24 @@ fn read_groups<'py>(
 /// `group["betas"] = (m, *group["betas"][1:])`.
 fn set_momentum(group: &Bound<'_, PyDict>, key: MomentumKey, m: f64) -> PyResult<()> {
     let py = group.py();
+    let m = PyFloat::new(py, m).into_any();
     if key == MomentumKey::Momentum {
-        return group.set_item(intern!(py, "momentum"), m);
+        return put(group, intern!(py, "momentum").as_any(), &m);
     }
     let betas_key = intern!(py, "betas");
-    let m = PyFloat::new(py, m).into_any();
-    let mut items = vec![m];
-    if let Some(old) = group.get_item(betas_key)? {
-        items.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
-    }
-    group.set_item(betas_key, PyTuple::new(py, items)?)
+    let old = group.get_item(betas_key)?;
+    let betas = match old.as_ref().map(|b| b.cast_exact::<PyTuple>()) {
+        // Adam's `(beta1, beta2)`: no list to gather the rest in.
+        Some(Ok(old)) if old.len() == 2 => PyTuple::new(py, [m, old.get_item(1)?])?,
+        _ => {
+            let mut items = vec![m];
+            if let Some(old) = old {
+                items.extend(old.try_iter()?.skip(1).collect::<PyResult<Vec<_>>>()?);
+            }
+            PyTuple::new(py, items)?
+        }
+    };
+    put(group, betas_key.as_any(), betas.as_any())
 }
 
 /// Whether every momentum can be written without running Python code that could fail halfway.
@@ -251,6 +259,7 @@ fn momenta_writable(groups: &Bound<'_, PyList>, key: MomentumKey) -> PyResult<bo
 }
 
 /// `dict[key] = value`, straight to the interpreter (no conversion, no reference counted).
+#[inline]
 fn put(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
     // SAFETY: attached to the interpreter; three live objects the caller holds, `dict` a dict.
     if unsafe { ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), value.as_ptr()) } == 0 {
@@ -268,6 +277,7 @@ fn slots(py: Python<'_>, n: usize) -> PyResult<Bound<'_, PyList>> {
 }
 
 /// Sets slot `i` (in range) of a list made by [`slots`] to `item`.
+#[inline]
 fn fill_slot(list: &Bound<'_, PyList>, i: usize, item: Bound<'_, PyAny>) -> PyResult<()> {
     // SAFETY: attached to the interpreter; `PyList_SetItem` takes the reference `into_ptr`
     // hands over (and releases it on failure).
