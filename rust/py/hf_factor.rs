@@ -32,8 +32,6 @@ struct Cosine {
     num_warmup_steps: Steps,
     num_training_steps: Steps,
     num_cycles: Num,
-    #[pyo3(default)]
-    min_lr_rate: Option<Num>,
 }
 
 #[derive(FromPyObject)]
@@ -42,10 +40,17 @@ struct CosineLrRate {
     num_warmup_steps: Steps,
     num_training_steps: Steps,
     num_cycles: Num,
-    #[pyo3(default)]
-    min_lr_rate: Option<Num>,
-    #[pyo3(default)]
-    warmup_lr_rate: Option<Num>,
+}
+
+/// An optional keyword: `Some(None)` where it is absent or `None`, `None` where it is not a
+/// plain number. (Looked up without raising: a derived `#[pyo3(default)]` field costs a
+/// `KeyError` made and dropped at every step where the keyword is absent.)
+fn optional(kw: &Bound<'_, PyDict>, name: &Bound<'_, PyString>) -> Option<Option<f64>> {
+    match kw.get_item(name).ok()? {
+        None => Some(None),
+        Some(v) if v.is_none() => Some(None),
+        Some(v) => Some(Some(v.extract::<Num>().ok()?.0)),
+    }
 }
 
 #[derive(FromPyObject)]
@@ -87,6 +92,8 @@ struct Wsd {
 
 /// The factor `kind` with keyword arguments `kw`; `None` where they are not plain numbers.
 fn factor(kind: &str, kw: &Bound<'_, PyDict>) -> Option<HfFactor> {
+    let py = kw.py();
+    let min_lr_rate = || optional(kw, intern!(py, "min_lr_rate"));
     let kw = kw.as_any();
     Some(match kind {
         "constant_warmup" => {
@@ -103,17 +110,18 @@ fn factor(kind: &str, kw: &Bound<'_, PyDict>) -> Option<HfFactor> {
                 warmup: s.num_warmup_steps.0,
                 total: s.num_training_steps.0,
                 cycles: s.num_cycles.0,
-                min_rate: s.min_lr_rate.map_or(0.0, |r| r.0),
+                min_rate: min_lr_rate()?.unwrap_or(0.0),
             }
         }
         "cosine_lr_rate" => {
             let s: CosineLrRate = kw.extract().ok()?;
+            let warmup_rate = optional(kw.cast::<PyDict>().ok()?, intern!(py, "warmup_lr_rate"))?;
             HfFactor::CosineLrRate {
                 warmup: s.num_warmup_steps.0 as f64,
                 total: s.num_training_steps.0 as f64,
                 cycles: s.num_cycles.0,
-                min_rate: s.min_lr_rate.map_or(0.0, |r| r.0),
-                warmup_rate: s.warmup_lr_rate.map(|r| r.0),
+                min_rate: min_lr_rate()?.unwrap_or(0.0),
+                warmup_rate,
             }
         }
         "hard_restarts" => {
