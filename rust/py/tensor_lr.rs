@@ -37,10 +37,16 @@ struct Torch {
     tensor: Py<PyType>,
     float32: Py<PyAny>,
     float64: Py<PyAny>,
-    /// `torch._C._increment_version`: what an in-place operation does to `_version`.
+    /// What a direct write needs of torch's private API, `None` where this torch lacks any
+    /// of it (every write then goes through `fill_`):
+    direct: Option<Direct>,
+}
+
+/// `torch._C._increment_version` (what an in-place operation does to `_version`), and the
+/// functions saying how many torch function modes and torch dispatch modes are active and
+/// whether a functorch transform (`vmap`, `grad`) is: anything that would see a `fill_`.
+struct Direct {
     increment_version: Py<PyAny>,
-    /// The number of torch function modes and of torch dispatch modes active, and whether
-    /// a functorch transform (`vmap`, `grad`) is: anything that would see a `fill_`.
     modes: [Py<PyAny>; 3],
 }
 
@@ -55,12 +61,16 @@ fn torch(py: Python<'_>) -> PyResult<&Torch> {
             tensor: torch.getattr("Tensor")?.cast_into::<PyType>()?.unbind(),
             float32: torch.getattr("float32")?.unbind(),
             float64: torch.getattr("float64")?.unbind(),
-            increment_version: get("_increment_version")?,
-            modes: [
-                get("_len_torch_function_stack")?,
-                get("_len_torch_dispatch_stack")?,
-                get("_are_functorch_transforms_active")?,
-            ],
+            direct: (|| {
+                Some(Direct {
+                    increment_version: get("_increment_version").ok()?,
+                    modes: [
+                        get("_len_torch_function_stack").ok()?,
+                        get("_len_torch_dispatch_stack").ok()?,
+                        get("_are_functorch_transforms_active").ok()?,
+                    ],
+                })
+            })(),
         })
     })
 }
@@ -195,7 +205,8 @@ pub fn tensor_lr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<TensorLr<'py>>
 /// torch function mode, no torch dispatch mode and no functorch transform is active (each
 /// would see the `fill_`).
 pub fn direct_writes(py: Python<'_>) -> PyResult<bool> {
-    let [functions, dispatch, functorch] = &torch(py)?.modes;
+    let Some(direct) = &torch(py)?.direct else { return Ok(false) };
+    let [functions, dispatch, functorch] = &direct.modes;
     Ok(functions.bind(py).call0()?.extract::<i64>()? == 0
         && dispatch.bind(py).call0()?.extract::<i64>()? == 0
         && !functorch.bind(py).call0()?.is_truthy()?)
@@ -258,7 +269,11 @@ impl<'py> TensorLr<'py> {
         }
         let t = &self.tensor;
         let py = t.py();
-        if direct && self.writable(x)? {
+        let via = match &torch(py)?.direct {
+            Some(d) if direct && self.writable(x)? => Some(d),
+            _ => None,
+        };
+        if let Some(d) = via {
             // SAFETY: `writable` has just read, of this live tensor (the caller holds it), that
             // it is a 0-dim CPU tensor of this dtype whose element is at `data`, not
             // written by anyone else since (unchanged `_version` and `data_ptr()`).
@@ -269,7 +284,7 @@ impl<'py> TensorLr<'py> {
                     _ => std::ptr::write_volatile(self.data as usize as *mut f64, x),
                 }
             }
-            torch(py)?.increment_version.bind(py).call1((PyTuple::new(py, [t])?,))?;
+            d.increment_version.bind(py).call1((PyTuple::new(py, [t])?,))?;
         } else {
             t.call_method1(intern!(py, "fill_"), (x,))?;
         }
