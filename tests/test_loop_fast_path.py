@@ -458,3 +458,114 @@ def test_a_bad_return_of_a_directly_called_hook_names_it():
     with pytest.raises(callback_mod.UnknownStateKeyError, match="Bad.on_batch_end returned 'nope'"):
         train_batch(model, torch.randn(4, 10), torch.tensor([0, 1, 0, 1]), F.cross_entropy, opt,
                     CallbackHandler([Bad()]))
+
+
+def _fit_records(opt_factory, compiled, n_epochs=2, moms=(0.95, 0.85), **fit_kwargs):
+    """`fit_one_cycle` with the Recorder's and the scheduler's hooks called compiled (as `fit`
+    does) or as their Python methods (subclasses whose hooks only call the parent's, so the
+    handler finds no compiled equal): what the run recorded and where it ended."""
+    from functools import partial
+
+    from fastcb import Learner
+    from fastcb.callbacks.one_cycle import OneCycleScheduler
+    from fastcb.callbacks.recorder import Recorder
+
+    from fastcb.callback import uses_state
+
+    class PyRecorder(Recorder):
+        @uses_state("train")
+        def on_batch_begin(self, train, **kwargs):
+            return super().on_batch_begin(train, **kwargs)
+
+    class PyOneCycle(OneCycleScheduler):
+        @uses_state("train")
+        def on_batch_end(self, train, **kwargs):
+            return super().on_batch_end(train, **kwargs)
+
+    torch.manual_seed(0)
+    learn = Learner(tiny_data(n_train=56), torch.nn.Linear(10, 2), loss_func=F.cross_entropy, silent=True)
+    if not compiled:
+        learn.callback_fns = [partial(PyRecorder, **f.keywords) if getattr(f, "func", None) is Recorder else f
+                              for f in learn.callback_fns]
+    learn.opt = opt_factory(learn.model)
+    sched = (OneCycleScheduler if compiled else PyOneCycle)(learn, 1e-2, moms=moms, **fit_kwargs)
+    learn.fit(n_epochs, callbacks=[sched])
+    handler = learn.cb_handler
+    rec_hook, sched_hook = handler.train_one[0][0], handler.train_one[5][0]
+    assert (getattr(rec_hook, "func", None) is not None) == compiled  # a partial of the compiled function
+    assert (getattr(sched_hook, "func", None) is not None) == compiled
+    params = [p.detach().clone() for p in learn.model.parameters()]
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in learn.opt.opt.param_groups]
+    rec = next(cb for cb in handler.callbacks if isinstance(cb, Recorder))
+    return rec.lrs, rec.moms, sched.state_dict(), groups, params
+
+
+_OPTS = {
+    "adam": lambda m: OptimWrapper(torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.9, 0.99))),
+    "sgd": lambda m: OptimWrapper(torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)),
+    "two groups": lambda m: OptimWrapper(torch.optim.SGD([{"params": [m.weight]}, {"params": [m.bias]}], lr=0.1,
+                                                         momentum=0.9)),
+    "tensor lr": lambda m: OptimWrapper(torch.optim.Adam(m.parameters(), lr=torch.tensor(1e-3), betas=(0.9, 0.99))),
+    "no momentum": lambda m: OptimWrapper(torch.optim.Adagrad(m.parameters(), lr=0.1)),
+    "a subclass": lambda m: _Sub(torch.optim.Adam(m.parameters(), lr=1e-3)),
+}
+
+
+@pytest.mark.parametrize("opt", sorted(_OPTS))
+def test_the_compiled_recorder_and_scheduler_hooks_are_their_python_methods(opt):
+    got, want = _fit_records(_OPTS[opt], True), _fit_records(_OPTS[opt], False)
+    assert len(got[0]) == 14 and got[0] == want[0] and got[1] == want[1]  # every batch's lr and mom, the same
+    assert all(type(x) is type(y) for x, y in zip(got[0] + got[1], want[0] + want[1]))
+    assert got[2] == want[2]  # the schedules' position: phases and step counts
+    assert str(got[3]) == str(want[3])
+    for a, b in zip(got[4], want[4]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_compiled_scheduler_hook_ends_the_run_as_the_method_does():
+    # tot_epochs=1 on a 2-epoch fit: the schedule runs out after the first epoch's batches
+    got, want = _fit_records(_OPTS["adam"], True, tot_epochs=1), _fit_records(_OPTS["adam"], False, tot_epochs=1)
+    assert got[0] == want[0] and 7 < len(got[0]) < 14 and got[2] == want[2]  # stopped in the second epoch
+
+
+def test_compiled_hooks_fall_back_to_the_method_outside_their_plain_case():
+    from functools import partial
+
+    from fastcb._core import recorder_batch_begin, scheduler_batch_end
+
+    calls = []
+
+    def hook(train):
+        calls.append(train)
+        return "hook's"
+
+    class Bare:
+        pass
+
+    cb = Bare()
+    for train in (False, 1, None):  # only `True` itself is a training batch to them
+        assert recorder_batch_begin(cb, hook, OptimWrapper, train) == "hook's"
+        assert scheduler_batch_end(cb, hook, train) == "hook's"
+    assert recorder_batch_begin(cb, hook, OptimWrapper, True) == "hook's"  # no opt, lrs, moms
+    assert scheduler_batch_end(cb, hook, True) == "hook's"  # no _run, idx_s, _setters
+    cb.opt, cb.lrs, cb.moms = object(), [], []
+    assert recorder_batch_begin(cb, hook, OptimWrapper, True) == "hook's" and cb.lrs == []
+    cb._run, cb.idx_s, cb._setters = None, 0, [("not", "a", "phase")]
+    assert scheduler_batch_end(cb, hook, True) == "hook's"
+    assert calls == [False, False, 1, 1, None, None, True, True, True, True]
+    assert partial(recorder_batch_begin, cb, hook, OptimWrapper)(False) == "hook's"
+
+
+def test_a_hook_marked_compiled_is_called_compiled_only_when_it_is_the_only_one():
+    from fastcb import Learner
+    from fastcb.callbacks.recorder import Recorder
+
+    class Other(Callback):
+        def on_batch_begin(self, **kwargs):
+            pass
+
+    learn = Learner(tiny_data(), torch.nn.Linear(10, 2), loss_func=F.cross_entropy, silent=True)
+    rec = Recorder(learn)
+    assert CallbackHandler([rec]).train_one[0][0].func.__name__ == "recorder_batch_begin"
+    handler = CallbackHandler([rec, Other()])
+    assert handler.train_one[0] is None and handler.train_calls[0][0][0] == rec.on_batch_begin

@@ -17,7 +17,7 @@ _T = TypeVar("_T")
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
            "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES", "cpu_scalars", "read_lr_mom",
-           "record_lr_mom", "write_lr_mom", "step_lr_mom"]
+           "record_lr_mom", "recorder_batch_begin", "scheduler_batch_end", "write_lr_mom", "step_lr_mom"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
 _ArrLike = npt.ArrayLike
@@ -169,6 +169,12 @@ def read_lr_mom(d: dict[str, Any]) -> tuple[float, float | None] | None:
 def record_lr_mom(d: dict[str, Any], lrs: list[Any], moms: list[Any]) -> bool:
     """``read_lr_mom(d)``'s values appended to ``lrs`` and ``moms``; False, appending nothing,
     where it is None."""
+def recorder_batch_begin(cb: Any, hook: Callable[[Any], Any], wrapper: type, train: Any) -> Any:
+    """``Recorder.on_batch_begin(train)`` of ``cb`` (its method ``hook``): compiled in the plain
+    case (``cb.opt`` exactly a ``wrapper``), else ``hook(train)``."""
+def scheduler_batch_end(cb: Any, hook: Callable[[Any], Any], train: Any) -> Any:
+    """``GeneralScheduler.on_batch_end(train)`` of ``cb`` (its method ``hook``): a one-cycle step
+    inside a phase compiled in the plain case, else ``hook(train)``."""
 def write_lr_mom(d: dict[str, Any], lr: float, mom: float) -> bool:
     """``lr`` and ``mom`` written into every param group of the wrapper whose ``__dict__`` is
     ``d`` when all hold plain floats; False, changing nothing, otherwise."""

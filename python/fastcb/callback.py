@@ -32,6 +32,7 @@ __all__ = [
     "UnknownStateKeyError",
     "add_metrics",
     "check_state_number",
+    "compiled_as",
     "train_only",
     "weighted_mean",
     "uses_state",
@@ -235,6 +236,20 @@ def train_only(hook: _H) -> _H:
     return hook
 
 
+def compiled_as(factory: Callable[[Any, Callable[..., Any]], Callable[[Any], Any]]) -> Callable[[_H], _H]:
+    """Declare that a batch hook taking one state value has a compiled equal: `factory(callback,
+    hook)` returns a callable of that value doing what `hook` does (falling back to `hook`
+    itself outside its plain case), which `train_batch` calls instead when the hook is the only
+    one of its event. Only the marked function is concerned: a subclass's override is called
+    as usual."""
+
+    def mark(hook: _H) -> _H:
+        hook.compiled_as = factory  # type: ignore[attr-defined]  # a function's attribute
+        return hook
+
+    return mark
+
+
 def wanted_state(hook: Callable[..., Any]) -> tuple[str, ...] | None:
     """The state keys `hook` takes, in order, or None for the whole state as keywords.
 
@@ -355,8 +370,7 @@ class CallbackHandler:
         self.train_calls = tuple(self._calls[ev][0] for ev in _BATCH_EVENTS)
         #: Per event of `train_calls`, `(hook, get)` when it is one hook that takes one state value
         #: (mode 1), else None: `train_batch` then calls it as `_run` would, without `_run`'s frame.
-        self.train_one = tuple(calls[0][:2] if len(calls) == 1 and calls[0][2] == 1 else None
-                               for calls in self.train_calls)
+        self.train_one = tuple(self._direct(calls) for calls in self.train_calls)
         #: The hooks of a validation batch's begin and end (metrics first), less the `train_only` ones.
         self._valid_calls = {ev: tuple(c for c in self._calls[ev][1] if not getattr(c[0], "train_only", False))
                              for ev in ("batch_begin", "batch_end")}
@@ -375,6 +389,19 @@ class CallbackHandler:
         if not wants:
             return hook, None, 3
         return hook, itemgetter(*wants), 1 if len(wants) == 1 else 2
+
+    def _direct(self, calls: tuple[Any, ...]) -> tuple[Callable[[Any], Any], Any] | None:
+        """`(hook, get)` if `calls` is one hook taking one state value, else None; a hook marked
+        `compiled_as` is its compiled equal, bound to its callback."""
+        if len(calls) != 1 or calls[0][2] != 1:
+            return None
+        hook, get, _ = calls[0]
+        factory = getattr(hook, "compiled_as", None)
+        owner = getattr(hook, "__self__", None)
+        if factory is not None and owner is not None:
+            hook = factory(owner, hook)
+            self._owners[id(hook)] = type(owner).__name__
+        return hook, get
 
     def _refresh(self) -> None:
         if self._dispatch_on != (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics))):

@@ -9,9 +9,10 @@
 //! (the general case: tensors, per-group values, the setters' rules and errors). Replacing an
 //! exact float, or a pair whose second item the new pair keeps, runs no Python code.
 
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple, PyType};
 
 use super::stepper::Stepper;
 use super::torch_attrs::borrowed;
@@ -172,6 +173,100 @@ fn last_lr_mom<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<(Bound<'py, PyAny
     Ok(Some((lr.to_owned(), mom)))
 }
 
+/// The instance dict of `obj` (`None` if it has none).
+fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    // SAFETY: attached to the interpreter; a new reference to the instance's dict, or NULL
+    // with an exception set (no instance dict), which `from_owned_ptr_or_err` takes.
+    let d = unsafe {
+        Bound::from_owned_ptr_or_err(obj.py(), ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()))
+    };
+    d.ok()?.cast_into_exact::<PyDict>().ok()
+}
+
+/// `Recorder.on_batch_begin(train)` of the Recorder `cb`, whose Python method is `hook`:
+/// the lr and mom appended by `record_lr_mom` when `train` is True, `cb.opt` is exactly of
+/// the class `wrapper` (`OptimWrapper`) and the plain case holds; else `hook(train)`, which
+/// then does everything (nothing was changed before).
+#[pyfunction]
+fn recorder_batch_begin<'py>(
+    cb: &Bound<'py, PyAny>,
+    hook: &Bound<'py, PyAny>,
+    wrapper: &Bound<'py, PyType>,
+    train: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = cb.py();
+    if train.is(PyBool::new(py, true)) {
+        if let Some(d) = instance_dict(cb) {
+            let got = (|| {
+                let opt = borrowed::get(&d, intern!(py, "opt"))?.to_owned();
+                if !opt.get_type().is(wrapper) {
+                    return None;
+                }
+                let lrs = borrowed::get(&d, intern!(py, "lrs"))?.to_owned().cast_into_exact::<PyList>().ok()?;
+                let moms = borrowed::get(&d, intern!(py, "moms"))?.to_owned().cast_into_exact::<PyList>().ok()?;
+                Some((instance_dict(&opt)?, lrs, moms))
+            })();
+            if let Some((od, lrs, moms)) = got {
+                if let Some((lr, mom)) = last_lr_mom(&od)? {
+                    lrs.append(lr)?;
+                    moms.append(mom)?;
+                    return Ok(py.None().into_bound(py));
+                }
+            }
+        }
+    }
+    hook.call1((train,))
+}
+
+/// `GeneralScheduler.on_batch_end(train)` of the scheduler `cb`, whose Python method is `hook`,
+/// for a training batch inside a phase of lr and mom on an `OptimWrapper` (its per-phase entry
+/// `(wrapper, wrapper's __dict__, lr, mom, first)` with `first` the lr stepper): `step_lr_mom`,
+/// which returns None. Anything else (validation, a schedule on the device, the batch that ends
+/// a phase, past the last phase, not the plain case) is `hook(train)`, which then does
+/// everything: nothing was changed before.
+#[pyfunction]
+fn scheduler_batch_end<'py>(
+    cb: &Bound<'py, PyAny>,
+    hook: &Bound<'py, PyAny>,
+    train: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = cb.py();
+    if train.is(PyBool::new(py, true)) {
+        let entry = (|| {
+            let d = instance_dict(cb)?;
+            if !borrowed::get(&d, intern!(py, "_run"))?.is_none() {
+                return None;
+            }
+            let idx = borrowed::get(&d, intern!(py, "idx_s"))?;
+            if !idx.is_exact_instance_of::<PyInt>() {
+                return None;
+            }
+            let idx: usize = idx.extract().ok()?;
+            let setters = borrowed::get(&d, intern!(py, "_setters"))?.to_owned().cast_into_exact::<PyList>().ok()?;
+            if idx >= setters.len() {
+                return None;
+            }
+            let entry = setters.get_item(idx).ok()?.cast_into_exact::<PyTuple>().ok()?;
+            (entry.len() == 5).then_some(entry)
+        })();
+        if let Some(entry) = entry {
+            let (lr, mom, first) = (entry.get_item(2)?, entry.get_item(3)?, entry.get_item(4)?);
+            let ends = match lr.cast_exact::<Stepper>() {
+                Ok(s) => s.get().ends_next(py)?,
+                Err(_) => true,
+            };
+            if first.is(&lr) && !ends {
+                if let Ok(od) = entry.get_item(1)?.cast_into_exact::<PyDict>() {
+                    if step_lr_mom(&lr, &mom, &od)?.is_some() {
+                        return Ok(py.None().into_bound(py));
+                    }
+                }
+            }
+        }
+    }
+    hook.call1((train,))
+}
+
 /// `OptimWrapper.lr_mom()`'s plain case for the wrapper whose `__dict__` is `d`: `(lr, mom)` of
 /// the last layer group's param group when its lr is an exact float and its momentum (if the
 /// wrapper has one) too. `None` otherwise: the Python method reads the host copies then.
@@ -196,5 +291,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(step_lr_mom, m)?)?;
     m.add_function(wrap_pyfunction!(read_lr_mom, m)?)?;
     m.add_function(wrap_pyfunction!(record_lr_mom, m)?)?;
+    m.add_function(wrap_pyfunction!(recorder_batch_begin, m)?)?;
+    m.add_function(wrap_pyfunction!(scheduler_batch_end, m)?)?;
     Ok(())
 }

@@ -211,6 +211,11 @@ impl Stepper {
         Ok(stepped?)
     }
 
+    /// Whether the next step ends the schedule (`n + 1 >= n_iter`; true past `2**64 - 1`).
+    pub(super) fn ends_next(&self, py: Python<'_>) -> PyResult<bool> {
+        self.state.with(py, |st| st.core.n_after(1).map_or(true, |n| n >= st.core.n_iter))
+    }
+
     /// `is_done`, for the bindings.
     pub(super) fn done(&self, py: Python<'_>) -> PyResult<bool> {
         self.state.with(py, |st| st.core.is_done())

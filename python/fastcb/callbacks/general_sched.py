@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .._core import step_lr_mom
+from .._core import scheduler_batch_end, step_lr_mom
 from .._utils import check_number
 from ..anneal import Stepper
-from ..callback import check_state_number, train_only, uses_state
+from ..callback import check_state_number, compiled_as, train_only, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
 from ..optim import OptimWrapper
@@ -150,6 +150,7 @@ class GeneralScheduler(LearnerCallback):
 
     @train_only
     @uses_state("train")
+    @compiled_as(lambda cb, hook: partial(scheduler_batch_end, cb, hook))
     def on_batch_end(self, train: bool, **kwargs: Any) -> dict[str, Any] | None:
         """Step every schedule of the current phase; move on when it is done; stop after the last."""
         if train:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .._core import record_lr_mom
+from .._core import record_lr_mom, recorder_batch_begin
 from .._utils import host_floats
-from ..callback import check_state_number, train_only, uses_state
+from ..callback import check_state_number, compiled_as, train_only, uses_state
 from ..errors import StateError
 from ..learner_callback import LearnerCallback
 from ..optim import OptimWrapper
@@ -173,6 +174,7 @@ class Recorder(LearnerCallback):
 
     @train_only
     @uses_state("train")
+    @compiled_as(lambda cb, hook: partial(recorder_batch_begin, cb, hook, OptimWrapper))
     def on_batch_begin(self, train: bool, **kwargs: Any) -> None:
         """Record the learning rate and momentum of this training batch."""
         if train:
