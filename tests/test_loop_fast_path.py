@@ -569,3 +569,30 @@ def test_a_hook_marked_compiled_is_called_compiled_only_when_it_is_the_only_one(
     assert CallbackHandler([rec]).train_one[0][0].func.__name__ == "recorder_batch_begin"
     handler = CallbackHandler([rec, Other()])
     assert handler.train_one[0] is None and handler.train_calls[0][0][0] == rec.on_batch_begin
+
+
+def test_train_batch_unpacks_lists_and_tuples_only():
+    class Sub(torch.Tensor):  # a tensor subclass: passed as it is, like a tensor
+        pass
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(10, 2)
+
+        def forward(self, a, b=None):
+            return self.lin(a if b is None else a + b)
+
+    seen = []
+
+    def loss_func(out, y, w=None):
+        seen.append((type(y).__name__, w is not None))
+        return F.cross_entropy(out, y) * (1.0 if w is None else w)
+
+    model = Two()
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    handler = CallbackHandler([])
+    x, y = torch.randn(4, 10), torch.tensor([0, 1, 0, 1])
+    for xb, yb in [(x, y), ([x, x], (y, torch.tensor(2.0))), (x.as_subclass(Sub), y.as_subclass(Sub))]:
+        train_batch(model, xb, yb, loss_func, opt, handler)
+    assert seen == [("Tensor", False), ("Tensor", True), ("Sub", False)]

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["fit", "loss_batch", "validate", "get_preds"]
 
+_Tensor = torch.Tensor
+
 
 def loss_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., torch.Tensor] | None = None, opt: Any = None,
                cb_handler: CallbackHandler | None = None) -> Any:
@@ -71,12 +73,15 @@ def train_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., tor
             if res is not None:
                 cb_handler._apply("batch_begin", one[0], res)
         xb, yb = st["last_input"], st["last_target"]
-    # one input and one target (the common case) are passed as they are: no list to build and unpack
-    out = st["last_output"] = model(*xb) if isinstance(xb, (list, tuple)) else model(xb)
+    # one input and one target (the common case) are passed as they are: no list to build and
+    # unpack (a plain tensor is told apart by its type alone, before the `isinstance` test)
+    listy = type(xb) is not _Tensor and isinstance(xb, (list, tuple))
+    out = st["last_output"] = model(*xb) if listy else model(xb)
     if loss_begin:
         cb_handler._run("loss_begin", loss_begin)
         out = st["last_output"]
-    loss = loss_func(out, *yb) if isinstance(yb, (list, tuple)) else loss_func(out, yb)
+    listy = type(yb) is not _Tensor and isinstance(yb, (list, tuple))
+    loss = loss_func(out, *yb) if listy else loss_func(out, yb)
     if loss.dim():  # shape metadata only: no host-device sync
         _check_scalar_loss(loss, loss_func)
     # kept for the epoch's record, and returned unless a hook replaces the loss. `.data` is
