@@ -467,10 +467,9 @@ def _fit_records(opt_factory, compiled, n_epochs=2, moms=(0.95, 0.85), **fit_kwa
     from functools import partial
 
     from fastcb import Learner
+    from fastcb.callback import uses_state
     from fastcb.callbacks.one_cycle import OneCycleScheduler
     from fastcb.callbacks.recorder import Recorder
-
-    from fastcb.callback import uses_state
 
     class PyRecorder(Recorder):
         @uses_state("train")
