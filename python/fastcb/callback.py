@@ -204,6 +204,21 @@ def overrides(obj: object, event: str) -> bool:
     return getattr(meth, "__func__", meth) is not getattr(Callback, "on_" + event)
 
 
+#: `(event, "on_<event>")` per event (interned names: attribute lookups by them hit the type's cache).
+_HOOKS = tuple((ev, sys.intern("on_" + ev)) for ev in EVENTS)
+
+
+def _own_hooks(obj: object) -> dict[str, Callable[..., Any]]:
+    """`{event: obj.on_<event>}` for the events `obj` overrides (`overrides`' rule), each hook
+    read once."""
+    out = {}
+    for ev, name in _HOOKS:
+        meth = getattr(obj, name, None)
+        if meth is not None and callable(meth) and getattr(meth, "__func__", meth) is not getattr(Callback, name):
+            out[ev] = meth
+    return out
+
+
 _H = TypeVar("_H", bound=Callable[..., Any])
 
 
@@ -362,9 +377,10 @@ class CallbackHandler:
         self.callbacks.sort(key=lambda o: getattr(o, "_order", 0))
         self._calls: dict[str, tuple[Any, Any]] = {}
         self._owners: dict[int, str] = {}
+        cb_hooks, met_hooks = [(c, _own_hooks(c)) for c in self.callbacks], [(m, _own_hooks(m)) for m in self.metrics]
         for ev in EVENTS:
-            cbs = tuple(self._hook(c, ev) for c in self.callbacks if overrides(c, ev))
-            mets = tuple(self._hook(m, ev) for m in self.metrics if overrides(m, ev))
+            cbs = tuple(self._hook(c, hooks[ev]) for c, hooks in cb_hooks if ev in hooks)
+            mets = tuple(self._hook(m, hooks[ev]) for m, hooks in met_hooks if ev in hooks)
             self._calls[ev] = (cbs, mets + cbs)
         #: The callbacks' hooks of a training batch's events, in order (what `loop.train_batch` runs).
         self.train_calls = tuple(self._calls[ev][0] for ev in _BATCH_EVENTS)
@@ -377,11 +393,10 @@ class CallbackHandler:
         self._live_smoothing = any(_reads_smooth_loss(hook) for ev in _BATCH_EVENTS for hook, *_ in self._calls[ev][0])
         self._dispatch_on = (tuple(map(id, self.callbacks)), tuple(map(id, self.metrics)))
 
-    def _hook(self, obj: object, event: str) -> tuple[Callable[..., Any], Callable[[dict[str, Any]], Any] | None, int]:
-        """`(hook, get, mode)`: how `_run` passes the state to the hook: mode 0, all of it as
-        keywords; 1, the one value `get(state)`; 2, the values `*get(state)`; 3, nothing.
-        Tuples rather than closures: one Python call per hook, not two."""
-        hook = getattr(obj, "on_" + event)
+    def _hook(self, obj: object, hook: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[[dict[str, Any]], Any] | None, int]:
+        """`(hook, get, mode)` for `obj`'s `hook`: how `_run` passes the state to the hook: mode 0,
+        all of it as keywords; 1, the one value `get(state)`; 2, the values `*get(state)`; 3,
+        nothing. Tuples rather than closures: one Python call per hook, not two."""
         self._owners[id(hook)] = type(obj).__name__
         wants = wanted_state(hook)
         if wants is None:
