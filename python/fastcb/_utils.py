@@ -1,5 +1,6 @@
 """Small helpers shared by the callback layer (fastai v1's `core`/`torch_core` bits we need)."""
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -59,6 +60,7 @@ _camel_re1 = re.compile("(.)([A-Z][a-z]+)")
 _camel_re2 = re.compile("([a-z0-9])([A-Z])")
 
 
+@functools.lru_cache(maxsize=1024)  # class names, each fit: two `re.sub`s expand their templates in Python
 def camel2snake(name: str) -> str:
     """`MyCallback` -> `my_callback`."""
     return _camel_re2.sub(r"\1_\2", _camel_re1.sub(r"\1_\2", name)).lower()
