@@ -1,5 +1,7 @@
 """Tiny data and learners shared by the callback-layer tests."""
 
+import random
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -65,3 +67,30 @@ class EventLog:
 
     def names(self):
         return [e for e, _ in self.events]
+
+
+class Meddler(Callback):
+    """Defines the hooks of `events`; at each, logs `self.seen(event, state)` and returns
+    `self.reply(event, state, r)` for a seeded random `r` in [0, 1): a subclass says what it logs
+    and what it returns (what fastai v1 lets a hook return there)."""
+
+    def __init__(self, events, seed, log):
+        self.rng, self.log = random.Random(seed), log
+        for ev in events:
+            setattr(self, "on_" + ev, self._make(ev))
+
+    def _make(self, ev):
+        def hook(**kw):
+            self.log.append(self.seen(ev, kw))
+            return self.reply(ev, kw, self.rng.random())
+
+        return hook
+
+    def seen(self, event, state):
+        """What the log keeps of one call."""
+        raise NotImplementedError
+
+    def reply(self, event, state, r):
+        """What the hook returns, given `r`."""
+        raise NotImplementedError
+

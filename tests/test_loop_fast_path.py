@@ -1,8 +1,8 @@
 """`fit`'s fused training batch (`loop.train_batch`) against the event-by-event path it replaces
 (`on_batch_begin`, `loss_batch`, `on_batch_end`), and the per-fit caches behind it."""
 
-import random
 
+import loop_helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,33 +18,33 @@ from fastcb.optim import _lr_needs_value
 _BATCH_EVENTS = ("batch_begin", "loss_begin", "backward_begin", "backward_end", "step_end", "batch_end")
 
 
-class Meddler(Callback):
-    """Defines the events in `events`; at each, logs what it sees and, at random (seeded), returns
-    what fastai v1 lets a hook return there."""
+class Meddler(loop_helpers.Meddler):
+    """Logs the state each batch hook sees and, at random, returns what fastai v1 lets it return."""
 
-    def __init__(self, events, seed, log):
-        self.rng, self.log = random.Random(seed), log
-        for ev in events:
-            setattr(self, "on_" + ev, self._make(ev))
+    def seen(self, ev, kw):
+        return (ev, kw["iteration"], kw["num_batch"], kw["train"], kw["skip_bwd"], kw["skip_step"], kw["skip_zero"],
+                _val(kw["last_loss"]), _val(kw["last_output"]))
 
-    def _make(self, ev):
-        def hook(**kw):
-            self.log.append((ev, kw["iteration"], kw["num_batch"], kw["train"], kw["skip_bwd"], kw["skip_step"],
-                             kw["skip_zero"], _val(kw["last_loss"]), _val(kw["last_output"])))
-            r = self.rng.random()
-            if r < 0.5:
-                return None
-            if ev == "batch_begin":
-                return (kw["last_input"] * 0.5, kw["last_target"])
-            if ev == "loss_begin":
-                return kw["last_output"] * 2.0
-            if ev == "backward_begin":
-                return kw["last_loss"] * 0.5 if r < 0.8 else {"skip_bwd": True}
-            if ev in ("backward_end", "step_end"):
-                return True
-            return {"stop_epoch": r > 0.95}
+    def reply(self, ev, kw, r):
+        if r < 0.5:
+            return None
+        if ev == "batch_begin":
+            return (kw["last_input"] * 0.5, kw["last_target"])
+        if ev == "loss_begin":
+            return kw["last_output"] * 2.0
+        if ev == "backward_begin":
+            return kw["last_loss"] * 0.5 if r < 0.8 else {"skip_bwd": True}
+        if ev in ("backward_end", "step_end"):
+            return True
+        return {"stop_epoch": r > 0.95}
 
-        return hook
+
+def _batch(model, opt, handler, xb, yb, fused):
+    """One training batch: fused (`train_batch`) or event by event (the path it replaces)."""
+    if fused:
+        return train_batch(model, xb, yb, F.cross_entropy, opt, handler)
+    xb, yb = handler.on_batch_begin(xb, yb)
+    return handler.on_batch_end(loss_batch(model, xb, yb, F.cross_entropy, opt, handler))
 
 
 def _val(v):
@@ -61,11 +61,7 @@ def _run(events, seed, fused):
     handler.on_epoch_begin()
     out = []
     for xb, yb in tiny_data(n_train=40, bs=8).train_dl:
-        if fused:
-            stop = train_batch(model, xb, yb, F.cross_entropy, opt, handler)
-        else:
-            xb, yb = handler.on_batch_begin(xb, yb)
-            stop = handler.on_batch_end(loss_batch(model, xb, yb, F.cross_entropy, opt, handler))
+        stop = _batch(model, opt, handler, xb, yb, fused)
         out.append((stop, _val(handler.state_dict["last_loss"])))
         if stop:
             break
@@ -393,11 +389,7 @@ def _one_hook_log(fused, rule):
     handler.on_epoch_begin()
     out = []
     for xb, yb in tiny_data(n_train=40, bs=8).train_dl:
-        if fused:
-            stop = train_batch(model, xb, yb, F.cross_entropy, opt, handler)
-        else:
-            xb, yb = handler.on_batch_begin(xb, yb)
-            stop = handler.on_batch_end(loss_batch(model, xb, yb, F.cross_entropy, opt, handler))
+        stop = _batch(model, opt, handler, xb, yb, fused)
         out.append((stop, handler.state_dict["iteration"], _val(handler.state_dict["last_input"])))
     return log, out, [p.detach().clone() for p in model.parameters()]
 

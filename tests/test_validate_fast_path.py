@@ -1,9 +1,9 @@
 """`validate`'s batches in one frame (`loop._valid_losses`) against the event-by-event path they
 replace (`on_batch_begin(train=False)`, `loss_batch`, `on_batch_end`)."""
 
-import random
 from functools import partial
 
+import loop_helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,38 +11,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loop_helpers import tiny_data
 
-from fastcb import AverageMetric, Callback, CallbackHandler, accuracy
+from fastcb import AverageMetric, CallbackHandler, accuracy
 from fastcb._utils import first_el
 from fastcb.loop import _weighted_mean, loss_batch, validate
 
 _EVENTS = ("batch_begin", "loss_begin", "batch_end")
 
 
-class Meddler(Callback):
-    """Defines the events in `events`; at each, logs what it sees and, at random (seeded), returns
-    what fastai v1 lets a hook return there (a stop, and rarely `train=True`, among them)."""
+class Meddler(loop_helpers.Meddler):
+    """Logs the state each hook sees and, at random, returns what fastai v1 lets it return (a stop,
+    and rarely `train=True`, among them)."""
 
-    def __init__(self, events, seed, log):
-        self.rng, self.log = random.Random(seed), log
-        for ev in events:
-            setattr(self, "on_" + ev, self._make(ev))
+    def seen(self, ev, kw):
+        return (ev, kw["iteration"], kw["num_batch"], kw["train"], kw["stop_epoch"], _val(kw["last_loss"]),
+                _val(kw["last_output"]), _val(kw["last_input"]))
 
-    def _make(self, ev):
-        def hook(**kw):
-            self.log.append((ev, kw["iteration"], kw["num_batch"], kw["train"], kw["stop_epoch"],
-                             _val(kw["last_loss"]), _val(kw["last_output"]), _val(kw["last_input"])))
-            r = self.rng.random()
-            if r < 0.4:
-                return None
-            if r < 0.5:  # the rare hook that calls a validation batch a training one
-                return {"train": True}
-            if ev == "batch_begin":
-                return (_half(kw["last_input"]), kw["last_target"]) if r < 0.8 else {"stop_epoch": r > 0.93}
-            if ev == "loss_begin":
-                return kw["last_output"] * 2.0
-            return {"stop_epoch": r > 0.9}
-
-        return hook
+    def reply(self, ev, kw, r):
+        if r < 0.4:
+            return None
+        if r < 0.5:  # the rare hook that calls a validation batch a training one
+            return {"train": True}
+        if ev == "batch_begin":
+            return (_half(kw["last_input"]), kw["last_target"]) if r < 0.8 else {"stop_epoch": r > 0.93}
+        if ev == "loss_begin":
+            return kw["last_output"] * 2.0
+        return {"stop_epoch": r > 0.9}
 
 
 def _val(v):
