@@ -362,6 +362,27 @@ def test_train_batch_honours_a_wrapper_subclass_and_methods_set_on_the_instance(
     assert seen == ["own step", "own zero_grad"] * 2 and opt.opt.calls == ["step", "zero_grad"] * 3
 
 
+def test_train_batch_honours_wrapper_methods_patched_on_the_class(monkeypatch):
+    seen = []
+    step, zero_grad = OptimWrapper.step, OptimWrapper.zero_grad
+
+    def patched_step(self, *args, **kwargs):
+        seen.append("step")
+        return step(self, *args, **kwargs)
+
+    def patched_zero_grad(self, *args, **kwargs):
+        seen.append("zero_grad")
+        zero_grad(self, *args, **kwargs)
+
+    monkeypatch.setattr(OptimWrapper, "step", patched_step)
+    _train(lambda opt: None, OptimWrapper, batches=2)
+    assert seen == ["step"] * 2
+    seen.clear()
+    monkeypatch.setattr(OptimWrapper, "zero_grad", patched_zero_grad)
+    _, opt = _train(lambda opt: None, OptimWrapper, batches=2)
+    assert seen == ["step", "zero_grad"] * 2 and opt.opt.calls == ["step", "zero_grad"] * 2
+
+
 def _one_hook_log(fused, rule):
     """A callback whose batch hooks each take one state value (`uses_state`), returning what
     `rule(event, i)` says; the log of what they saw, the states after each batch, the weights."""

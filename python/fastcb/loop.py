@@ -104,8 +104,10 @@ def train_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., tor
         cb_handler._run("backward_end", backward_end)
     # An exact OptimWrapper steps and zeroes as its optimizer does when it has no decoupled decay
     # to apply: the optimizer's own methods are called (the one it holds now), without the
-    # wrapper's frames. A subclass, a method set on the instance, or decay go through the wrapper.
-    od = opt.__dict__ if type(opt) is OptimWrapper else None
+    # wrapper's frames. A subclass, a method set on the instance or patched on the class, or
+    # decay go through the wrapper.
+    od = (opt.__dict__ if type(opt) is OptimWrapper and OptimWrapper.step is _WRAPPER_STEP
+          and OptimWrapper.zero_grad is _WRAPPER_ZERO_GRAD else None)
     if not st["skip_step"]:
         if od is not None and not (od["true_wd"] and any(od["_wd"])) and "step" not in od:
             od["opt"].step()
@@ -130,6 +132,9 @@ def train_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable[..., tor
     st["iteration"] += 1
     st["num_batch"] += 1
     return st["stop_epoch"]
+
+
+_WRAPPER_STEP, _WRAPPER_ZERO_GRAD = OptimWrapper.step, OptimWrapper.zero_grad  # what the shortcut stands in for
 
 
 def _check_scalar_loss(loss: torch.Tensor, loss_func: Any) -> None:
