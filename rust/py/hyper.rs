@@ -9,13 +9,12 @@
 //! (the general case: tensors, per-group values, the setters' rules and errors). Replacing an
 //! exact float, or a pair whose second item the new pair keeps, runs no Python code.
 
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple, PyType};
 
 use super::stepper::Stepper;
-use super::torch_attrs::borrowed;
+use super::torch_attrs::{borrowed, instance_dict};
 
 /// The momentum key of the wrapper `d` (`_momentum_key`: `momentum` if true, else `betas[0]`),
 /// when it has a momentum (`_mom` is not None); `None` otherwise.
@@ -173,14 +172,10 @@ fn last_lr_mom<'py>(d: &Bound<'py, PyDict>) -> PyResult<Option<(Bound<'py, PyAny
     Ok(Some((lr.to_owned(), mom)))
 }
 
-/// The instance dict of `obj` (`None` if it has none).
-fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
-    // SAFETY: attached to the interpreter; a new reference to the instance's dict, or NULL
-    // with an exception set (no instance dict), which `from_owned_ptr_or_err` takes.
-    let d = unsafe {
-        Bound::from_owned_ptr_or_err(obj.py(), ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()))
-    };
-    d.ok()?.cast_into_exact::<PyDict>().ok()
+/// The instance dict of `obj` when it is an exact dict (`None` otherwise): the writes here go
+/// straight to the dict, so a subclass's own `__setitem__` must get the Python path.
+fn exact_instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    instance_dict(obj).filter(|d| d.is_exact_instance_of::<PyDict>())
 }
 
 /// `Recorder.on_batch_begin(train)` of the Recorder `cb`, whose Python method is `hook`:
@@ -196,7 +191,7 @@ fn recorder_batch_begin<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = cb.py();
     if train.is(PyBool::new(py, true)) {
-        if let Some(d) = instance_dict(cb) {
+        if let Some(d) = exact_instance_dict(cb) {
             let got = (|| {
                 let opt = borrowed::get(&d, intern!(py, "opt"))?.to_owned();
                 if !opt.get_type().is(wrapper) {
@@ -204,7 +199,7 @@ fn recorder_batch_begin<'py>(
                 }
                 let lrs = borrowed::get(&d, intern!(py, "lrs"))?.to_owned().cast_into_exact::<PyList>().ok()?;
                 let moms = borrowed::get(&d, intern!(py, "moms"))?.to_owned().cast_into_exact::<PyList>().ok()?;
-                Some((instance_dict(&opt)?, lrs, moms))
+                Some((exact_instance_dict(&opt)?, lrs, moms))
             })();
             if let Some((od, lrs, moms)) = got {
                 if let Some((lr, mom)) = last_lr_mom(&od)? {
@@ -233,7 +228,7 @@ fn scheduler_batch_end<'py>(
     let py = cb.py();
     if train.is(PyBool::new(py, true)) {
         let entry = (|| {
-            let d = instance_dict(cb)?;
+            let d = exact_instance_dict(cb)?;
             if !borrowed::get(&d, intern!(py, "_run"))?.is_none() {
                 return None;
             }

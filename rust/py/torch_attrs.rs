@@ -54,6 +54,16 @@ pub fn key<'py>(py: Python<'py>, name: &'static str) -> Borrowed<'static, 'py, P
     unsafe { Borrowed::from_ptr(py, ptr).cast_unchecked() }
 }
 
+/// The instance's `__dict__` (`None` if it has none), as `obj.__dict__` gives it.
+pub fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    // SAFETY: attached to the interpreter; a new reference to the instance's dict, or NULL
+    // with an exception set (no instance dict), which `from_owned_ptr_or_err` takes.
+    let d = unsafe {
+        Bound::from_owned_ptr_or_err(obj.py(), ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()))
+    };
+    d.ok()?.cast_into::<PyDict>().ok()
+}
+
 /// Borrowed access on the hot path of a step. An owned handle costs a reference-count call
 /// into the interpreter to make and another to drop (abi3).
 pub mod borrowed {

@@ -21,7 +21,7 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use super::exact::{Int, Num};
 use super::tensor_lr::{direct_writes, tensor_lr, TensorLr};
-use super::torch_attrs::{borrowed, key, SchedAttrs};
+use super::torch_attrs::{borrowed, instance_dict, key, SchedAttrs};
 use crate::core::torch_sched::{rule_index, Kind, MomentumKey, Val, RULES};
 
 /// Counters are kept per rule, and for SequentialLR after them.
@@ -119,16 +119,6 @@ impl Groups<'_> {
     fn tensor(&self, group: usize) -> Option<&TensorLr<'_>> {
         self.tensors.iter().find(|(i, _)| *i == group).map(|(_, t)| t)
     }
-}
-
-/// The scheduler's `__dict__`.
-fn instance_dict<'py>(sched: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
-    let py = sched.py();
-    // SAFETY: attached to the interpreter; a new reference to the instance's dict, or NULL
-    // with an exception set (no instance dict), which `from_owned_ptr_or_err` takes.
-    let d =
-        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyObject_GenericGetDict(sched.as_ptr(), std::ptr::null_mut())) };
-    d.ok()?.cast_into::<PyDict>().ok()
 }
 
 /// A plain float, or a tensor's value (known without reading it, [`TensorLr::value`]).
