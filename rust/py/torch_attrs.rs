@@ -5,7 +5,7 @@
 //! list or dict: nothing that runs Python code to convert); anything else answers `None`
 //! and torch's own code runs.
 
-use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -16,42 +16,52 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use super::exact::{Int, Num};
 use super::hf_factor::lambda_factor;
 use crate::core::hf_sched::HfFactor;
-use crate::core::torch_sched::{Attrs, CyclicMode};
+use crate::core::torch_sched::{Attrs, CyclicMode, PerGroup};
 
-/// Slots of the per-thread table of the names' Python strings (more than the rules name).
+/// Slots of the table of the names' Python strings (more than the rules name).
 const SLOTS: usize = 256;
 
-thread_local! {
-    /// `(address, length, string)` of each name seen, at the slot its address picks (or
-    /// the next free one); `0` marks a free slot.
-    static KEYS: RefCell<[(usize, usize, usize); SLOTS]> = const { RefCell::new([(0, 0, 0); SLOTS]) };
-}
+/// `(address, length, string)` of each name seen, at the slot its address picks (or the next
+/// free one); an address of `0` marks a free slot. Written only while attached to the
+/// interpreter (whose lock serialises the writers), the address last, so that a reader never
+/// sees a slot's address before its string; plain loads and stores (no thread-local lookup:
+/// this runs several times in every step).
+static KEYS: [[AtomicUsize; 3]; SLOTS] = [const { [const { AtomicUsize::new(0) }; 3] }; SLOTS];
 
-/// `name` as a Python string, made once per name and thread and kept for the thread's life
-/// (the names are the rules' `'static` attribute names: a few dozen).
+/// `name` as a Python string, made once per name and kept for the process's life (the names
+/// are the rules' `'static` attribute names: a few dozen).
 pub fn key<'py>(py: Python<'py>, name: &'static str) -> Borrowed<'static, 'py, PyString> {
-    let id = (name.as_ptr() as usize, name.len());
-    let start = (id.0 ^ (id.0 >> 9)) % SLOTS;
-    let found = KEYS.with_borrow(|keys| {
-        (0..SLOTS).map(|p| keys[(start + p) % SLOTS]).find(|&(a, l, s)| s == 0 || (a, l) == id).map(|(_, _, s)| s)
-    });
-    let ptr = match found {
-        Some(s) if s != 0 => s as *mut ffi::PyObject,
-        _ => {
-            // Made outside the borrow: an allocation may run the collector, and with it
-            // Python code. Never released: the table holds it for the thread's life.
-            let k = PyString::intern(py, name).into_ptr();
-            KEYS.with_borrow_mut(|keys| {
-                let free = (0..SLOTS).map(|p| (start + p) % SLOTS).find(|&i| keys[i].2 == 0);
-                let i = free.expect("more attribute names than slots");
-                keys[i] = (id.0, id.1, k as usize);
-            });
-            k
+    let (addr, len) = (name.as_ptr() as usize, name.len());
+    let start = (addr ^ (addr >> 9)) % SLOTS;
+    let mut free = None;
+    for p in 0..SLOTS {
+        let slot = &KEYS[(start + p) % SLOTS];
+        let a = slot[0].load(Ordering::Acquire);
+        if a == 0 {
+            free = Some(slot);
+            break;
         }
-    };
-    // SAFETY: attached to the interpreter; `ptr` is a `str` the table holds a reference to
-    // for the rest of the thread's life.
-    unsafe { Borrowed::from_ptr(py, ptr).cast_unchecked() }
+        if a == addr && slot[1].load(Ordering::Relaxed) == len {
+            // SAFETY: attached to the interpreter; a `str` the table holds a reference to
+            // for the rest of the process's life.
+            return unsafe {
+                Borrowed::from_ptr(py, slot[2].load(Ordering::Relaxed) as *mut ffi::PyObject).cast_unchecked()
+            };
+        }
+    }
+    // Made before the slot is taken: an allocation may run the collector, and with it
+    // Python code (which may take slots of its own). Never released: the table holds it.
+    let k = PyString::intern(py, name).into_ptr();
+    let slot = free
+        .into_iter()
+        .chain((0..SLOTS).map(|p| &KEYS[(start + p) % SLOTS]))
+        .find(|slot| slot[0].load(Ordering::Acquire) == 0)
+        .expect("more attribute names than slots");
+    slot[2].store(k as usize, Ordering::Relaxed);
+    slot[1].store(len, Ordering::Relaxed);
+    slot[0].store(addr, Ordering::Release);
+    // SAFETY: attached to the interpreter; `k` is a `str` the table now holds a reference to.
+    unsafe { Borrowed::from_ptr(py, k).cast_unchecked() }
 }
 
 /// The instance's `__dict__` (`None` if it has none), as `obj.__dict__` gives it.
@@ -112,11 +122,11 @@ impl<'a, 'py> SchedAttrs<'a, 'py> {
         borrowed::get(self.dict, &key(self.dict.py(), name))
     }
 
-    /// `attr[i][k]`, where `attr` is a list of dicts.
-    fn item(&self, name: &'static str, i: usize, k: &'static str) -> Option<Bound<'py, PyAny>> {
-        let list = self.get(name)?.to_owned().cast_into_exact::<PyList>().ok()?;
-        let record = list.get_item(i).ok()?.cast_into_exact::<PyDict>().ok()?;
-        borrowed::get(&record, &key(self.dict.py(), k)).map(|v| v.to_owned())
+    /// The dict `attr[i]`, where `attr` is a list of dicts.
+    fn record(&self, name: &'static str, i: usize) -> Option<Bound<'py, PyDict>> {
+        let list = self.get(name)?;
+        let list = list.cast_exact::<PyList>().ok()?;
+        Some(borrowed::item(&list, i).ok()?.cast_exact::<PyDict>().ok()?.to_owned())
     }
 
     /// Param group `g`'s number at `k`.
@@ -183,10 +193,14 @@ impl Attrs for SchedAttrs<'_, '_> {
         Some(self.get(name)?.is_none())
     }
 
-    fn nums(&self, name: &'static str) -> Option<Vec<f64>> {
+    fn nums(&self, name: &'static str) -> Option<PerGroup<f64>> {
         let list = self.get(name)?;
         let list = list.cast_exact::<PyList>().ok()?;
-        (0..list.len()).map(|i| borrowed::item(&list, i).ok()?.extract::<Num>().ok().map(|n| n.0)).collect()
+        let mut out = PerGroup::filled(list.len(), 0.0);
+        for (i, x) in out.as_mut_slice().iter_mut().enumerate() {
+            *x = borrowed::item(&list, i).ok()?.extract::<Num>().ok()?.0;
+        }
+        Some(out)
     }
 
     fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize> {
@@ -226,12 +240,26 @@ impl Attrs for SchedAttrs<'_, '_> {
     }
 
     fn item_num(&self, name: &'static str, i: usize, k: &'static str) -> Option<f64> {
-        self.item(name, i, k)?.extract::<Num>().ok().map(|n| n.0)
+        let record = self.record(name, i)?;
+        borrowed::get(&record, &key(self.dict.py(), k))?.extract::<Num>().ok().map(|n| n.0)
     }
 
-    fn groups_at(&self, name: &'static str, i: usize, k: &'static str) -> Option<Vec<f64>> {
-        let k = self.item(name, i, k)?;
-        (0..self.groups.len()).map(|g| self.group_at(g, &k)).collect()
+    fn groups_at(
+        &self,
+        name: &'static str,
+        i: usize,
+        keys: (&'static str, &'static str),
+    ) -> Option<PerGroup<(f64, f64)>> {
+        let py = self.dict.py();
+        let record = self.record(name, i)?;
+        // Owned: a lookup in a group may run Python code (a key's `__eq__`).
+        let a = borrowed::get(&record, &key(py, keys.0))?.to_owned();
+        let b = borrowed::get(&record, &key(py, keys.1))?.to_owned();
+        let mut out = PerGroup::filled(self.groups.len(), (0.0, 0.0));
+        for (g, pair) in out.as_mut_slice().iter_mut().enumerate() {
+            *pair = (self.group_at(g, &a)?, self.group_at(g, &b)?);
+        }
+        Some(out)
     }
 
     fn group_num(&self, g: usize, k: &'static str) -> Option<f64> {

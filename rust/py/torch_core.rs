@@ -22,7 +22,7 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 use super::exact::{Int, Num};
 use super::tensor_lr::{direct_writes, tensor_lr, TensorLr};
 use super::torch_attrs::{borrowed, instance_dict, key, SchedAttrs};
-use crate::core::torch_sched::{rule_index, Kind, MomentumKey, Val, RULES};
+use crate::core::torch_sched::{rule_index, Kind, MomentumKey, PerGroup, Val, RULES};
 
 /// Counters are kept per rule, and for SequentialLR after them.
 const SEQUENTIAL: usize = RULES.len();
@@ -39,66 +39,29 @@ fn count(counter: &[AtomicU64; COUNTED], i: usize) {
     counter[i].fetch_add(1, Ordering::Relaxed);
 }
 
-/// Up to this many param groups, a step's per-group numbers live on the stack.
-const INLINE: usize = 16;
-
-/// A step's per-group numbers: on the stack up to [`INLINE`] groups (no allocation on the
-/// hot path), on the heap beyond. Made once per step and filled in place ([`PerGroup::resize`]).
-struct PerGroup<T: Copy> {
-    inline: [T; INLINE],
-    heap: Vec<T>,
-    len: usize,
-}
-
-impl<T: Copy> PerGroup<T> {
-    #[inline(always)]
-    fn new(x: T) -> Self {
-        PerGroup { inline: [x; INLINE], heap: Vec::new(), len: 0 }
-    }
-
-    /// `len` numbers, each `x`.
-    #[inline(always)]
-    fn resize(&mut self, len: usize, x: T) {
-        self.len = len;
-        if len > INLINE {
-            self.heap = vec![x; len];
-        } else {
-            self.inline[..len].fill(x);
-        }
-    }
-
-    #[inline(always)]
-    fn as_slice(&self) -> &[T] {
-        if self.len > INLINE {
-            &self.heap
-        } else {
-            &self.inline[..self.len]
-        }
-    }
-
-    #[inline(always)]
-    fn as_mut_slice(&mut self) -> &mut [T] {
-        if self.len > INLINE {
-            &mut self.heap
-        } else {
-            &mut self.inline[..self.len]
-        }
-    }
-}
-
-/// The numbers one step reads, a slot per param group: the base and current learning rates.
+/// What one step reads and computes, a slot per param group: the base and current learning
+/// rates, the groups and learning rates as read, the momenta a rule sets. Made once per
+/// step by the caller, filled in place (nothing this size is moved).
 struct Numbers {
     base: PerGroup<Val>,
     lrs: PerGroup<Val>,
     /// The learning rates as read (`lrs` before the rule ran; 0 for an unread tensor).
     before: PerGroup<f64>,
+    held: Held,
+    momenta: PerGroup<f64>,
 }
 
 impl Numbers {
     #[inline(always)]
     fn new() -> Self {
         let zero = Val::float(0.0);
-        Numbers { base: PerGroup::new(zero), lrs: PerGroup::new(zero), before: PerGroup::new(0.0) }
+        Numbers {
+            base: PerGroup::new(zero),
+            lrs: PerGroup::new(zero),
+            before: PerGroup::new(0.0),
+            held: Held { refs: PerGroup::new((std::ptr::null_mut(), std::ptr::null_mut())) },
+            momenta: PerGroup::new(0.0),
+        }
     }
 }
 
@@ -111,13 +74,65 @@ struct Groups<'py> {
     tensors: Vec<(usize, TensorLr<'py>)>,
 }
 
-impl Groups<'_> {
+impl<'py> Groups<'py> {
     fn has_tensors(&self) -> bool {
         !self.tensors.is_empty()
     }
 
-    fn tensor(&self, group: usize) -> Option<&TensorLr<'_>> {
+    fn tensor(&self, group: usize) -> Option<&TensorLr<'py>> {
         self.tensors.iter().find(|(i, _)| *i == group).map(|(_, t)| t)
+    }
+}
+
+/// Owned references to each group and its learning rate as a step read them, released when
+/// dropped: the writes use them (the same objects even where a write runs Python code, a
+/// key's `__eq__`), and a learning rate that did not change is handed on as the very object
+/// read, without a second lookup.
+struct Held {
+    refs: PerGroup<(*mut ffi::PyObject, *mut ffi::PyObject)>,
+}
+
+impl Held {
+    /// `n` empty slots (whatever was held released).
+    fn reset(&mut self, n: usize) {
+        self.release();
+        self.refs.resize(n, (std::ptr::null_mut(), std::ptr::null_mut()));
+    }
+
+    /// Holds `group` and `lr` at slot `i` (empty before).
+    fn hold(&mut self, i: usize, group: &Bound<'_, PyAny>, lr: &Bound<'_, PyAny>) {
+        self.refs.as_mut_slice()[i] = (group.clone().into_ptr(), lr.clone().into_ptr());
+    }
+
+    /// Group `i` (a dict), as read.
+    fn group<'a, 'py>(&'a self, py: Python<'py>, i: usize) -> Borrowed<'a, 'py, PyDict> {
+        // SAFETY: attached to the interpreter; this owns a reference to the group, a dict
+        // (checked when read), for as long as it lives.
+        unsafe { Borrowed::from_ptr(py, self.refs.as_slice()[i].0).cast_unchecked() }
+    }
+
+    /// Group `i`'s learning rate, as read.
+    fn lr<'a, 'py>(&'a self, py: Python<'py>, i: usize) -> Borrowed<'a, 'py, PyAny> {
+        // SAFETY: attached to the interpreter; this owns a reference to it.
+        unsafe { Borrowed::from_ptr(py, self.refs.as_slice()[i].1) }
+    }
+
+    fn release(&mut self) {
+        for slot in self.refs.as_mut_slice() {
+            let (group, lr) = std::mem::replace(slot, (std::ptr::null_mut(), std::ptr::null_mut()));
+            // SAFETY: attached to the interpreter (a step runs attached, and so does its
+            // unwinding); each pointer is NULL or a reference this owns.
+            unsafe {
+                ffi::Py_XDECREF(group);
+                ffi::Py_XDECREF(lr);
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -180,22 +195,25 @@ fn read_groups<'py>(
     let n = groups.len();
     nums.lrs.resize(n, Val::float(0.0));
     nums.before.resize(n, 0.0);
-    let mut held = Vec::new();
-    for (i, (slot, was)) in nums.lrs.as_mut_slice().iter_mut().zip(nums.before.as_mut_slice()).enumerate() {
+    nums.held.reset(n);
+    let mut tensor_groups = Vec::new();
+    let (lrs, before) = (nums.lrs.as_mut_slice(), nums.before.as_mut_slice());
+    for (i, (slot, was)) in lrs.iter_mut().zip(before).enumerate() {
         let group = borrowed::item(&groups, i)?;
         let Ok(group) = group.cast::<PyDict>() else { return Ok(None) };
         let Some(lr) = borrowed::get(&group, lr_key) else { return Ok(None) };
+        // Held before anything else runs (a tensor's attributes are Python code).
+        nums.held.hold(i, group.as_any(), &lr);
         // Exactly a float: replacing it runs no Python code (no `__del__`).
         if let Ok(lr) = lr.cast_exact::<PyFloat>() {
             *slot = Val::float(lr.value());
             *was = slot.x;
             continue;
         }
-        let lr = lr.to_owned();
         if !tensors {
             return Ok(None);
         }
-        let Some(t) = tensor_lr(&lr)? else { return Ok(None) };
+        let Some(t) = tensor_lr(&lr.to_owned())? else { return Ok(None) };
         if current {
             let Some(v) = t.value()? else { return Ok(None) };
             *slot = v;
@@ -203,9 +221,9 @@ fn read_groups<'py>(
             *slot = Val { x: 0.0, kind: t.kind };
         }
         *was = slot.x;
-        held.push((i, t));
+        tensor_groups.push((i, t));
     }
-    Ok(Some(Groups { groups, tensors: held }))
+    Ok(Some(Groups { groups, tensors: tensor_groups }))
 }
 
 /// Sets a group's momentum as torch does: `group["momentum"] = m`, or
@@ -310,11 +328,13 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     let mut nums = Numbers::new();
     let Some(g) = read_groups(&d, true, rule.base, rule.current, &mut nums)? else { return Ok(None) };
     let attrs = SchedAttrs { dict: &d, groups: &g.groups };
-    let Some(done) = (rule.apply)(&attrs, epoch, true, nums.lrs.as_mut_slice(), nums.base.as_slice()) else {
+    let Some(done) =
+        (rule.apply)(&attrs, epoch, true, nums.lrs.as_mut_slice(), nums.base.as_slice(), &mut nums.momenta)
+    else {
         return Ok(None);
     };
-    if let Some((key, _)) = &done.momenta {
-        if !momenta_writable(&g.groups, *key)? {
+    if let Some(key) = done.momenta {
+        if !momenta_writable(&g.groups, key)? {
             return Ok(None);
         }
     }
@@ -335,24 +355,18 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     let direct = g.has_tensors() && direct_writes(py)?;
     let mut wrote = Vec::new();
     for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
-        // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
-        let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
+        let group = nums.held.group(py, i);
         match g.tensor(i) {
             Some(t) => wrote.push(t.fill(v.x, direct)?),
+            None if was.to_bits() == v.x.to_bits() => fill_slot(&last_lr, i, nums.held.lr(py, i).to_owned())?,
             None => {
-                let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
-                match held {
-                    Some(lr) => fill_slot(&last_lr, i, lr.to_owned())?,
-                    None => {
-                        let lr = PyFloat::new(py, v.x).into_any();
-                        put(&group, lr_key, &lr)?;
-                        fill_slot(&last_lr, i, lr)?;
-                    }
-                }
+                let lr = PyFloat::new(py, v.x).into_any();
+                put(&group, lr_key, &lr)?;
+                fill_slot(&last_lr, i, lr)?;
             }
         }
-        if let Some((key, moms)) = &done.momenta {
-            set_momentum(&group, *key, moms[i])?;
+        if let Some(key) = done.momenta {
+            set_momentum(&group, key, nums.momenta.as_slice()[i])?;
         }
     }
     if g.has_tensors() {
@@ -366,7 +380,7 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     }
     let tensors = g.has_tensors();
     put(&d, intern!(py, "last_epoch").as_any(), epoch.into_pyobject(py)?.as_any())?;
-    for (name, value) in done.writes {
+    for (name, value) in done.writes.into_iter().flatten() {
         put(&d, key(py, name).as_any(), value.into_pyobject(py)?.as_any())?;
     }
     if !rule.own_step {
@@ -566,15 +580,17 @@ fn torch_get_lr<'py>(
     let mut nums = Numbers::new();
     let Some(g) = read_groups(&d, false, rule.base, true, &mut nums)? else { return Ok(None) };
     let attrs = SchedAttrs { dict: &d, groups: &g.groups };
-    let Some(done) = (rule.apply)(&attrs, epoch, false, nums.lrs.as_mut_slice(), nums.base.as_slice()) else {
+    let Some(done) =
+        (rule.apply)(&attrs, epoch, false, nums.lrs.as_mut_slice(), nums.base.as_slice(), &mut nums.momenta)
+    else {
         return Ok(None);
     };
-    if let Some((key, moms)) = &done.momenta {
-        if !momenta_writable(&g.groups, *key)? {
+    if let Some(key) = done.momenta {
+        if !momenta_writable(&g.groups, key)? {
             return Ok(None);
         }
-        for (i, m) in moms.iter().enumerate() {
-            set_momentum(&g.groups.get_item(i)?.cast_into::<PyDict>()?, *key, *m)?;
+        for (i, m) in nums.momenta.as_slice().iter().enumerate() {
+            set_momentum(&nums.held.group(py, i), key, *m)?;
         }
     }
     count(&GET_LRS, r);

@@ -1,6 +1,6 @@
 //! CyclicLR (and its momentum cycle), for the built-in scaling policies.
 
-use super::{all_finite, Attrs, MomentumKey, TorchRule, Val};
+use super::{all_finite, Attrs, MomentumKey, PerGroup, TorchRule, Val};
 
 /// CyclicLR's built-in scaling policies.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,9 +18,9 @@ pub struct Cyclic {
     pub mode: CyclicMode,
     /// torch's `scale_mode == "cycle"`: the scale function takes the cycle, else the epoch.
     pub by_cycle: bool,
-    pub max_lrs: Vec<f64>,
+    pub max_lrs: PerGroup<f64>,
     /// `(base_momentum, max_momentum)` per group and where they go, when momentum is cycled.
-    pub momentums: Option<(MomentumKey, Vec<(f64, f64)>)>,
+    pub momentums: Option<(MomentumKey, PerGroup<(f64, f64)>)>,
 }
 
 impl Cyclic {
@@ -52,7 +52,11 @@ impl TorchRule for Cyclic {
         }
         let momentums = if a.flag("cycle_momentum")? {
             let (base, max) = (a.nums("base_momentums")?, a.nums("max_momentums")?);
-            Some((MomentumKey::new(a.flag("use_beta1")?), base.into_iter().zip(max).collect()))
+            let mut pairs = PerGroup::filled(base.len().min(max.len()), (0.0, 0.0));
+            for (pair, (&b, &m)) in pairs.as_mut_slice().iter_mut().zip(base.as_slice().iter().zip(max.as_slice())) {
+                *pair = (b, m);
+            }
+            Some((MomentumKey::new(a.flag("use_beta1")?), pairs))
         } else {
             None
         };
@@ -71,7 +75,7 @@ impl TorchRule for Cyclic {
             return None;
         }
         let (scale_factor, scale) = self.factors(epoch);
-        for ((lr, &b), &max) in lrs.iter_mut().zip(base).zip(&self.max_lrs) {
+        for ((lr, &b), &max) in lrs.iter_mut().zip(base).zip(self.max_lrs.as_slice()) {
             *lr = b + (max - b) * scale_factor * scale;
         }
         all_finite(lrs)
@@ -87,7 +91,7 @@ impl TorchRule for Cyclic {
             return None;
         }
         let (scale_factor, scale) = self.factors(epoch);
-        for (m, &(base, max)) in out.iter_mut().zip(moms) {
+        for (m, &(base, max)) in out.iter_mut().zip(moms.as_slice()) {
             *m = max - (max - base) * scale_factor * scale;
         }
         out.iter().all(|m| m.is_finite()).then_some(())

@@ -24,6 +24,7 @@ mod lambda;
 mod linear;
 mod multistep;
 mod one_cycle;
+mod per_group;
 mod polynomial;
 mod step;
 mod value;
@@ -37,6 +38,7 @@ pub use lambda::Lambda;
 pub use linear::Linear;
 pub use multistep::MultiStep;
 pub use one_cycle::{OneCycle, ShapeAt};
+pub use per_group::{PerGroup, INLINE};
 pub use polynomial::Polynomial;
 pub use step::Step;
 pub use value::{Kind, Val};
@@ -60,7 +62,7 @@ pub trait Attrs {
     /// Whether the attribute is `None`.
     fn is_none(&self, name: &'static str) -> Option<bool>;
     /// A list of numbers, one per param group.
-    fn nums(&self, name: &'static str) -> Option<Vec<f64>>;
+    fn nums(&self, name: &'static str) -> Option<PerGroup<f64>>;
     /// The index in `options` of a `str` attribute's value.
     fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize>;
     /// `attr[key]` of a `Counter` of ints (0 where `key` is absent).
@@ -73,9 +75,15 @@ pub trait Attrs {
     fn len(&self, name: &'static str) -> Option<usize>;
     /// A number at `key` of the dict `attr[i]`.
     fn item_num(&self, name: &'static str, i: usize, key: &'static str) -> Option<f64>;
-    /// Every param group's number at the key that `attr[i][key]` holds (torch's OneCycleLR:
-    /// `group[phase["start_lr"]]`).
-    fn groups_at(&self, name: &'static str, i: usize, key: &'static str) -> Option<Vec<f64>>;
+    /// Every param group's pair of numbers at the keys that `attr[i][keys.0]` and
+    /// `attr[i][keys.1]` hold (torch's OneCycleLR: `(group[phase["start_lr"]],
+    /// group[phase["end_lr"]])`), read group by group in that order.
+    fn groups_at(
+        &self,
+        name: &'static str,
+        i: usize,
+        keys: (&'static str, &'static str),
+    ) -> Option<PerGroup<(f64, f64)>>;
     /// A number at `key` of param group `g`.
     fn group_num(&self, g: usize, key: &'static str) -> Option<f64>;
 }
@@ -139,33 +147,50 @@ pub trait TorchRule: Sized {
     }
 
     /// The integer attributes a step sets besides `last_epoch` (and `_step_count`).
-    fn writes(&self) -> Vec<(&'static str, i64)> {
-        Vec::new()
+    fn writes(&self) -> Writes {
+        [None; 2]
     }
 }
 
-/// What a rule's step computed besides the learning rates.
-#[derive(Debug, Default, PartialEq)]
+/// The integer attributes a step sets besides `last_epoch` (and `_step_count`): at most two
+/// (CosineAnnealingWarmRestarts' `T_cur` and `T_i`), without an allocation.
+pub type Writes = [Option<(&'static str, i64)>; 2];
+
+/// What a rule's step computed besides the learning rates (and the momenta).
+#[derive(Debug, PartialEq)]
 pub struct Outcome {
-    pub momenta: Option<(MomentumKey, Vec<f64>)>,
-    pub writes: Vec<(&'static str, i64)>,
+    /// Where the momenta go, when the rule set them.
+    pub momenta: Option<MomentumKey>,
+    pub writes: Writes,
 }
 
-/// A rule's step at `epoch` (see [`TorchRule`]): the learning rates into `lrs`, the rest returned.
-pub type Apply = fn(attrs: &dyn Attrs, epoch: i64, advance: bool, lrs: &mut [Val], base: &[Val]) -> Option<Outcome>;
+/// A rule's step at `epoch` (see [`TorchRule`]): the learning rates into `lrs`, the momenta
+/// (for a rule that sets them) into `momenta`, the rest returned.
+pub type Apply = fn(
+    attrs: &dyn Attrs,
+    epoch: i64,
+    advance: bool,
+    lrs: &mut [Val],
+    base: &[Val],
+    momenta: &mut PerGroup<f64>,
+) -> Option<Outcome>;
 
-fn apply<R: TorchRule>(attrs: &dyn Attrs, epoch: i64, advance: bool, lrs: &mut [Val], base: &[Val]) -> Option<Outcome> {
+fn apply<R: TorchRule>(
+    attrs: &dyn Attrs,
+    epoch: i64,
+    advance: bool,
+    lrs: &mut [Val],
+    base: &[Val],
+    momenta: &mut PerGroup<f64>,
+) -> Option<Outcome> {
     let rule = R::read(attrs, epoch, advance)?;
     rule.lrs(epoch, lrs, base)?;
-    let momenta = match rule.momentum_key() {
-        None => None,
-        Some(key) => {
-            let mut out = vec![0.0; lrs.len()];
-            rule.momenta(epoch, &mut out)?;
-            Some((key, out))
-        }
-    };
-    Some(Outcome { momenta, writes: rule.writes() })
+    let key = rule.momentum_key();
+    if key.is_some() {
+        momenta.resize(lrs.len(), 0.0);
+        rule.momenta(epoch, momenta.as_mut_slice())?;
+    }
+    Some(Outcome { momenta: key, writes: rule.writes() })
 }
 
 /// A [`TorchRule`] as a registry entry.
@@ -295,7 +320,7 @@ mod tests {
         fn is_none(&self, name: &'static str) -> Option<bool> {
             Some(!self.attrs.contains_key(name))
         }
-        fn nums(&self, _name: &'static str) -> Option<Vec<f64>> {
+        fn nums(&self, _name: &'static str) -> Option<PerGroup<f64>> {
             None
         }
         fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize> {
@@ -325,14 +350,19 @@ mod tests {
                 _ => None,
             }
         }
-        fn groups_at(&self, name: &'static str, i: usize, key: &'static str) -> Option<Vec<f64>> {
-            match self.attrs.get(name)? {
-                V::Records(r) => match r.get(i)?.get(key)? {
-                    V::Text(k) => (0..self.groups()).map(|g| self.group_num(g, k)).collect(),
-                    _ => None,
-                },
-                _ => None,
+        fn groups_at(
+            &self,
+            name: &'static str,
+            i: usize,
+            keys: (&'static str, &'static str),
+        ) -> Option<PerGroup<(f64, f64)>> {
+            let V::Records(r) = self.attrs.get(name)? else { return None };
+            let (V::Text(a), V::Text(b)) = (r.get(i)?.get(keys.0)?, r.get(i)?.get(keys.1)?) else { return None };
+            let mut out = PerGroup::filled(self.groups(), (0.0, 0.0));
+            for (g, slot) in out.as_mut_slice().iter_mut().enumerate() {
+                *slot = (self.group_num(g, a)?, self.group_num(g, b)?);
             }
+            Some(out)
         }
         fn group_num(&self, g: usize, key: &'static str) -> Option<f64> {
             self.groups.get(g)?.get(key).copied()
@@ -483,10 +513,11 @@ mod tests {
     fn one_cycle_at(a: &Map, e: i64) -> Option<(Vec<f64>, Vec<f64>)> {
         let n = a.groups();
         let mut lrs = vec![Val::float(0.0); n];
-        let out = (RULES[rule_index("onecycle")?].apply)(a, e, true, &mut lrs, &[])?;
-        let (key, moms) = out.momenta?;
+        let mut moms = PerGroup::new(0.0);
+        let out = (RULES[rule_index("onecycle")?].apply)(a, e, true, &mut lrs, &[], &mut moms)?;
+        let key = out.momenta?;
         assert_eq!(key, MomentumKey::Momentum);
-        Some((lrs.iter().map(|v| v.x).collect(), moms))
+        Some((lrs.iter().map(|v| v.x).collect(), moms.as_slice().to_vec()))
     }
 
     #[test]
@@ -556,8 +587,8 @@ mod tests {
             step_ratio: 0.5,
             mode: CyclicMode::Triangular2,
             by_cycle: true,
-            max_lrs: vec![1.0],
-            momentums: Some((MomentumKey::Momentum, vec![(0.8, 0.9)])),
+            max_lrs: PerGroup::from_slice(&[1.0]),
+            momentums: Some((MomentumKey::Momentum, PerGroup::from_slice(&[(0.8, 0.9)]))),
         };
         assert_eq!(lr(&rule, 2, 0.0, 0.0), Some(1.0));
         assert_eq!(lr(&rule, 6, 0.0, 0.0), Some(0.5));
@@ -579,12 +610,12 @@ mod tests {
         };
         let mut out = [Val::float(0.0); 2];
         let rule = &RULES[rule_index("warmrestarts").unwrap()];
-        let done = (rule.apply)(&a, 0, true, &mut out, &[1.0, 0.5].map(Val::float)).unwrap();
+        let done = (rule.apply)(&a, 0, true, &mut out, &[1.0, 0.5].map(Val::float), &mut PerGroup::new(0.0)).unwrap();
         assert_eq!(out, [1.0, 0.5].map(Val::float));
-        assert_eq!(done.writes, vec![("T_cur", 0), ("T_i", 20)]);
+        assert_eq!(done.writes, [Some(("T_cur", 0)), Some(("T_i", 20))]);
         // get_lr at the current position moves nothing
-        let done = (rule.apply)(&a, 0, false, &mut out, &[1.0, 0.5].map(Val::float)).unwrap();
-        assert_eq!(done.writes, vec![("T_cur", 9), ("T_i", 10)]);
+        let done = (rule.apply)(&a, 0, false, &mut out, &[1.0, 0.5].map(Val::float), &mut PerGroup::new(0.0)).unwrap();
+        assert_eq!(done.writes, [Some(("T_cur", 9)), Some(("T_i", 10))]);
     }
 
     #[test]
@@ -594,12 +625,13 @@ mod tests {
         let step = &RULES[rule_index("step").unwrap()];
         let mut lrs = [Val::float(1.0)];
         let a = attrs(&[("step_size", V::Int(2)), ("gamma", V::Num(0.5))]);
-        assert!((step.apply)(&a, 2, true, &mut lrs, &[]).is_some());
+        assert!((step.apply)(&a, 2, true, &mut lrs, &[], &mut PerGroup::new(0.0)).is_some());
         assert_eq!(lrs[0].x, 0.5);
         // a float step size (torch would raise on it) or a missing gamma: torch's code runs
         let a = attrs(&[("step_size", V::Num(2.0)), ("gamma", V::Num(0.5))]);
-        assert!((step.apply)(&a, 2, true, &mut lrs, &[]).is_none());
-        assert!((step.apply)(&attrs(&[("step_size", V::Int(2))]), 2, true, &mut lrs, &[]).is_none());
+        assert!((step.apply)(&a, 2, true, &mut lrs, &[], &mut PerGroup::new(0.0)).is_none());
+        assert!((step.apply)(&attrs(&[("step_size", V::Int(2))]), 2, true, &mut lrs, &[], &mut PerGroup::new(0.0))
+            .is_none());
         let names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
         let mut unique = names.clone();
         unique.sort_unstable();

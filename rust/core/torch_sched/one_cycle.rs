@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{all_finite, Attrs, MomentumKey, TorchRule, Val};
+use super::{all_finite, Attrs, MomentumKey, PerGroup, TorchRule, Val};
 use crate::core::anneal::Anneal;
 
 /// An annealing shape at one `pct`, shared by every `(start, end)` pair of a step.
@@ -42,14 +42,9 @@ impl ShapeAt {
 pub struct OneCycle {
     pub at: ShapeAt,
     /// Per group, the learning rate's `(start, end)` in the step's phase.
-    pub lrs: Vec<(f64, f64)>,
+    pub lrs: PerGroup<(f64, f64)>,
     /// The same for the momentum, and where it goes, when it is cycled.
-    pub momenta: Option<(MomentumKey, Vec<(f64, f64)>)>,
-}
-
-/// Each group's `(group[phase[start]], group[phase[end]])`, for phase `i`.
-fn pairs(a: &dyn Attrs, i: usize, start: &'static str, end: &'static str) -> Option<Vec<(f64, f64)>> {
-    Some(a.groups_at(PHASES, i, start)?.into_iter().zip(a.groups_at(PHASES, i, end)?).collect())
+    pub momenta: Option<(MomentumKey, PerGroup<(f64, f64)>)>,
 }
 
 const PHASES: &str = "_schedule_phases";
@@ -79,10 +74,10 @@ impl TorchRule for OneCycle {
             return None;
         }
         let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
-        let lrs = pairs(a, i, "start_lr", "end_lr")?;
+        let lrs = a.groups_at(PHASES, i, ("start_lr", "end_lr"))?;
         let momenta = if a.flag("cycle_momentum")? {
             let to = MomentumKey::new(a.flag("use_beta1")?);
-            Some((to, pairs(a, i, "start_momentum", "end_momentum")?))
+            Some((to, a.groups_at(PHASES, i, ("start_momentum", "end_momentum"))?))
         } else {
             None
         };
@@ -93,7 +88,7 @@ impl TorchRule for OneCycle {
         if self.lrs.len() != lrs.len() {
             return None;
         }
-        for (lr, &(start, end)) in lrs.iter_mut().zip(&self.lrs) {
+        for (lr, &(start, end)) in lrs.iter_mut().zip(self.lrs.as_slice()) {
             *lr = Val::float(self.at.value(start, end));
         }
         all_finite(lrs)
@@ -108,7 +103,7 @@ impl TorchRule for OneCycle {
         if moms.len() != out.len() {
             return None;
         }
-        for (m, &(start, end)) in out.iter_mut().zip(moms) {
+        for (m, &(start, end)) in out.iter_mut().zip(moms.as_slice()) {
             *m = self.at.value(start, end);
         }
         out.iter().all(|m| m.is_finite()).then_some(())

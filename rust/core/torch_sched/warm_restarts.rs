@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use super::{all_finite, floor_mod, Attrs, TorchRule, Val};
+use super::{all_finite, floor_mod, Attrs, TorchRule, Val, Writes};
 
 /// CosineAnnealingWarmRestarts at the position `(t_cur, t_i)` of a step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,7 +47,7 @@ impl TorchRule for WarmRestarts {
         all_finite(lrs)
     }
 
-    fn writes(&self) -> Vec<(&'static str, i64)> {
-        vec![("T_cur", self.t_cur), ("T_i", self.t_i)]
+    fn writes(&self) -> Writes {
+        [Some(("T_cur", self.t_cur)), Some(("T_i", self.t_i))]
     }
 }

@@ -1,0 +1,101 @@
+//! A step's per-group numbers, without an allocation for the usual few param groups.
+
+/// Up to this many param groups, a step's per-group numbers live on the stack.
+pub const INLINE: usize = 16;
+
+/// Numbers, one per param group: on the stack up to [`INLINE`] groups (no allocation on the
+/// hot path), on the heap beyond. Made once per step and filled in place ([`PerGroup::resize`]).
+#[derive(Debug, Clone)]
+pub struct PerGroup<T: Copy> {
+    inline: [T; INLINE],
+    heap: Vec<T>,
+    len: usize,
+}
+
+impl<T: Copy> PerGroup<T> {
+    /// None yet; `x` fills the unused slots.
+    #[inline(always)]
+    pub fn new(x: T) -> Self {
+        PerGroup { inline: [x; INLINE], heap: Vec::new(), len: 0 }
+    }
+
+    /// `len` numbers, each `x`.
+    #[inline(always)]
+    pub fn filled(len: usize, x: T) -> Self {
+        let mut out = PerGroup::new(x);
+        out.resize(len, x);
+        out
+    }
+
+    /// A copy of `xs`.
+    pub fn from_slice(xs: &[T]) -> Self
+    where
+        T: Default,
+    {
+        let mut out = PerGroup::filled(xs.len(), T::default());
+        out.as_mut_slice().copy_from_slice(xs);
+        out
+    }
+
+    /// `len` numbers, each `x`.
+    #[inline(always)]
+    pub fn resize(&mut self, len: usize, x: T) {
+        self.len = len;
+        if len > INLINE {
+            self.heap = vec![x; len];
+        } else {
+            self.inline[..len].fill(x);
+        }
+    }
+
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[T] {
+        if self.len > INLINE {
+            &self.heap
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+
+    #[inline(always)]
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.len > INLINE {
+            &mut self.heap
+        } else {
+            &mut self.inline[..self.len]
+        }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<T: Copy + PartialEq> PartialEq for PerGroup<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_and_heap_hold_the_same_numbers() {
+        for n in [0, 3, INLINE, INLINE + 1, 40] {
+            let mut p = PerGroup::filled(n, 0.0);
+            for (i, x) in p.as_mut_slice().iter_mut().enumerate() {
+                *x = i as f64;
+            }
+            assert_eq!(p.len(), n);
+            assert_eq!(p.as_slice(), (0..n).map(|i| i as f64).collect::<Vec<_>>().as_slice());
+        }
+    }
+}
