@@ -175,6 +175,43 @@ def test_subclass_adding_init_logic_keeps_the_compiled_step():
     assert counts("cosine") - before == 19
 
 
+def test_registering_a_class_needs_its_rule():
+    # fastcb's own classes are registered when made; a class without a rule (torch's) is
+    # refused, never taken for a compiled one
+    with pytest.raises(ValueError, match="cls"):
+        _core.torch_register_class(T.StepLR)
+    _core.torch_register_class(F.StepLR)  # again: a no-op
+    s = F.StepLR(make_opt(), step_size=2, gamma=0.5)
+    s.optimizer.step()
+    s.step()
+    before = counts("step")
+    s.step()
+    assert counts("step") - before == 1
+
+
+# more groups than a step keeps on the stack (16): the per-group numbers on the heap
+MANY = {
+    "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=0.5, total_steps=40, three_phase=True),
+    "CyclicLR": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3),
+    **{n: b for n, (b, _) in BUILDERS.items() if n not in ("OneCycleLR", "CyclicLR")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MANY))
+def test_more_groups_than_the_stack_holds_step_as_torchs(name):
+    ours = MANY[name](F, make_opt(groups=19))
+    # transformers' own factory is the oracle of the LambdaLR case
+    theirs = _hf().get_linear_schedule_with_warmup(make_opt(groups=19), 3, 30) if name == "LambdaLR" else (
+        MANY[name](T, make_opt(groups=19)))
+    rule = BUILDERS[name][1]
+    before = counts(rule)
+    for step, (a, b) in enumerate(run(ours, theirs, n=25)):
+        assert a == b, step
+    assert counts(rule) - before >= 20
+    moms = [[g.get("momentum") for g in s.optimizer.param_groups] for s in (ours, theirs)]
+    assert moms[0] == moms[1]
+
+
 EDITS = [
     ("StepLR", lambda s: setattr(s, "gamma", 0.1)),
     ("StepLR", lambda s: setattr(s, "step_size", 5)),

@@ -16,7 +16,7 @@ _T = TypeVar("_T")
 
 __all__ = ["annealing_no", "annealing_linear", "annealing_exp", "annealing_cos", "do_annealing_poly",
            "annealing_poly", "AnnealPoly", "Stepper", "SmoothenValue", "WeightedMean", "Schedule",
-           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "SHAPES", "cpu_scalars", "read_lr_mom",
+           "torch_step_method", "torch_get_lr", "torch_compiled_counts", "torch_register_class", "SHAPES", "cpu_scalars", "read_lr_mom",
            "record_lr_mom", "recorder_batch_begin", "scheduler_batch_end", "write_lr_mom", "step_lr_mom"]
 _Num = float | int | np.number[Any]
 _Arr = npt.NDArray[np.float64]
@@ -163,6 +163,9 @@ def torch_get_lr(scheduler: Any, rule: str | None) -> list[float] | None:
     """torch's get_lr() of a drop-in scheduler, compiled; None where torch's must run."""
 def torch_compiled_counts() -> dict[str, tuple[int, int]]:
     """{rule: (steps, get_lr calls)} run compiled in this process."""
+def torch_register_class(cls: type) -> None:
+    """Registers one of fastcb's compiled scheduler classes (its ``_fastcb_rule`` read once),
+    so that its schedulers find their rule without an attribute lookup at each step."""
 def read_lr_mom(d: dict[str, Any]) -> tuple[float, float | None] | None:
     """``OptimWrapper.lr_mom()`` for the wrapper whose ``__dict__`` is ``d`` when its last layer
     group holds plain floats; None otherwise (the Python method's rules then)."""

@@ -11,7 +11,7 @@
 //! torch needs an int, a Python lambda) answers `False`/`None`: torch's code path then runs,
 //! unchanged.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -22,7 +22,7 @@ use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 use super::exact::{Int, Num};
 use super::tensor_lr::{direct_writes, tensor_lr, TensorLr};
 use super::torch_attrs::{borrowed, instance_dict, key, SchedAttrs};
-use crate::core::torch_sched::{rule_index, Kind, MomentumKey, PerGroup, Val, RULES};
+use crate::core::torch_sched::{rule_index, Kind, MomentumKey, PerGroup, Val, Writes, RULES};
 
 /// Counters are kept per rule, and for SequentialLR after them.
 const SEQUENTIAL: usize = RULES.len();
@@ -105,16 +105,11 @@ impl Held {
     }
 
     /// Group `i` (a dict), as read.
+    #[inline(always)]
     fn group<'a, 'py>(&'a self, py: Python<'py>, i: usize) -> Borrowed<'a, 'py, PyDict> {
         // SAFETY: attached to the interpreter; this owns a reference to the group, a dict
         // (checked when read), for as long as it lives.
         unsafe { Borrowed::from_ptr(py, self.refs.as_slice()[i].0).cast_unchecked() }
-    }
-
-    /// Group `i`'s learning rate, as read.
-    fn lr<'a, 'py>(&'a self, py: Python<'py>, i: usize) -> Borrowed<'a, 'py, PyAny> {
-        // SAFETY: attached to the interpreter; this owns a reference to it.
-        unsafe { Borrowed::from_ptr(py, self.refs.as_slice()[i].1) }
     }
 
     fn release(&mut self) {
@@ -296,6 +291,49 @@ fn fill_slot(list: &Bound<'_, PyList>, i: usize, item: Bound<'_, PyAny>) -> PyRe
     }
 }
 
+/// The write pass of a step whose every group holds a float: each group's new float into
+/// the group and into slot `i` of `last_lr` (a new list of as many slots; an unchanged value:
+/// the very object read, as torch's step keeps it where its formula hands back
+/// `group["lr"]`), then the group's momentum.
+#[inline(always)]
+fn write_floats(
+    py: Python<'_>,
+    nums: &Numbers,
+    momenta: Option<MomentumKey>,
+    last_lr: &Bound<'_, PyList>,
+) -> PyResult<()> {
+    let lr_key = intern!(py, "lr").as_ptr();
+    let (lrs, before, held) = (nums.lrs.as_slice(), nums.before.as_slice(), nums.held.refs.as_slice());
+    for (i, ((v, was), &(group, lr))) in lrs.iter().zip(before).zip(held).enumerate() {
+        // SAFETY: attached to the interpreter; `group` (a dict) and `lr` are references
+        // `nums.held` owns; `PyList_SetItem` takes the reference to `item` (and releases it
+        // on failure).
+        unsafe {
+            let item = if was.to_bits() == v.x.to_bits() {
+                ffi::Py_INCREF(lr);
+                lr
+            } else {
+                let new = ffi::PyFloat_FromDouble(v.x);
+                if new.is_null() {
+                    return Err(PyErr::fetch(py));
+                }
+                if ffi::PyDict_SetItem(group, lr_key, new) != 0 {
+                    ffi::Py_DECREF(new);
+                    return Err(PyErr::fetch(py));
+                }
+                new
+            };
+            if ffi::PyList_SetItem(last_lr.as_ptr(), i as ffi::Py_ssize_t, item) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        if let Some(key) = momenta {
+            set_momentum(&nums.held.group(py, i), key, nums.momenta.as_slice()[i])?;
+        }
+    }
+    Ok(())
+}
+
 /// What a compiled step did: whether a group's learning rate is a tensor, and the new
 /// `_last_lr`.
 struct Stepped<'py> {
@@ -350,19 +388,29 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     // the groups: a float group's new float (the same object in `_last_lr`; an unchanged
     // value keeps its object, as torch's step keeps it where its formula hands back
     // `group["lr"]`), a tensor's `fill_` (and a copy in `_last_lr`, made below).
-    let lr_key = intern!(py, "lr").as_any();
     let last_lr = slots(py, lrs.len())?;
+    if !g.has_tensors() {
+        write_floats(py, &nums, done.momenta, &last_lr)?;
+        return finish(&d, r, epoch, step_count, &done.writes, last_lr, false);
+    }
+    let lr_key = intern!(py, "lr").as_any();
     let direct = g.has_tensors() && direct_writes(py)?;
     let mut wrote = Vec::new();
     for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
-        let group = nums.held.group(py, i);
+        // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
+        let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
         match g.tensor(i) {
             Some(t) => wrote.push(t.fill(v.x, direct)?),
-            None if was.to_bits() == v.x.to_bits() => fill_slot(&last_lr, i, nums.held.lr(py, i).to_owned())?,
             None => {
-                let lr = PyFloat::new(py, v.x).into_any();
-                put(&group, lr_key, &lr)?;
-                fill_slot(&last_lr, i, lr)?;
+                let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
+                match held {
+                    Some(lr) => fill_slot(&last_lr, i, lr.to_owned())?,
+                    None => {
+                        let lr = PyFloat::new(py, v.x).into_any();
+                        put(&group, lr_key, &lr)?;
+                        fill_slot(&last_lr, i, lr)?;
+                    }
+                }
             }
         }
         if let Some(key) = done.momenta {
@@ -378,15 +426,30 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
             fill_slot(&last_lr, *i, t.copy(lrs[*i].x, before, !wrote || rule.piecewise)?)?;
         }
     }
-    let tensors = g.has_tensors();
-    put(&d, intern!(py, "last_epoch").as_any(), epoch.into_pyobject(py)?.as_any())?;
-    for (name, value) in done.writes.into_iter().flatten() {
-        put(&d, key(py, name).as_any(), value.into_pyobject(py)?.as_any())?;
+    finish(&d, r, epoch, step_count, &done.writes, last_lr, true)
+}
+
+/// The end of a compiled step of rule `r` to `epoch`, once the groups are written: the
+/// scheduler's `last_epoch`, the attributes the rule sets, `_step_count` (to `step_count + 1`,
+/// where torch's step counts), `_last_lr`; the step counted (`tensors`: with a tensor lr).
+fn finish<'py>(
+    d: &Bound<'py, PyDict>,
+    r: usize,
+    epoch: i64,
+    step_count: i64,
+    writes: &Writes,
+    last_lr: Bound<'py, PyList>,
+    tensors: bool,
+) -> PyResult<Option<Stepped<'py>>> {
+    let py = d.py();
+    put(d, intern!(py, "last_epoch").as_any(), epoch.into_pyobject(py)?.as_any())?;
+    for &(name, value) in writes.iter().flatten() {
+        put(d, key(py, name).as_any(), value.into_pyobject(py)?.as_any())?;
     }
-    if !rule.own_step {
-        put(&d, intern!(py, "_step_count").as_any(), (step_count + 1).into_pyobject(py)?.as_any())?;
+    if !RULES[r].own_step {
+        put(d, intern!(py, "_step_count").as_any(), (step_count + 1).into_pyobject(py)?.as_any())?;
     }
-    put(&d, intern!(py, "_last_lr").as_any(), last_lr.as_any())?;
+    put(d, intern!(py, "_last_lr").as_any(), last_lr.as_any())?;
     count(if tensors { &TENSOR_STEPS } else { &STEPS }, r);
     Ok(Some(Stepped { tensors, last_lr }))
 }
@@ -439,11 +502,19 @@ fn sequential_step(sched: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// very objects (a literal in the class statement, interned), so a rule is found by address.
 static RULE_NAMES: PyOnceLock<[Py<PyString>; COUNTED]> = PyOnceLock::new();
 
-/// The rule a compiled class names (`_fastcb_rule`, a class attribute): its index in
-/// [`RULES`], [`SEQUENTIAL`], or `None` (torch's code, always; also for a class without one).
-fn class_rule(sched: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
-    let py = sched.py();
-    let Ok(rule) = sched.get_type().getattr(intern!(py, "_fastcb_rule")) else { return Ok(None) };
+/// fastcb's own compiled classes, exactly, with their rules: `(class address, rule index)`,
+/// an address of `0` marking a free slot. Registered when each class is made
+/// ([`torch_register_class`], which keeps the class alive for the process's life, so an
+/// address is never reused), written while attached to the interpreter (whose lock serialises
+/// the writers), the address last. A scheduler of one of these classes finds its rule without
+/// an attribute lookup; any other class (a user's subclass) looks `_fastcb_rule` up.
+static CLASSES: [[AtomicUsize; 2]; 32] = [const { [const { AtomicUsize::new(0) }; 2] }; 32];
+
+/// The rule a class attribute `_fastcb_rule` names: its index in [`RULES`], [`SEQUENTIAL`],
+/// or `None` (torch's code, always; also for a class without one).
+fn named_rule(cls: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    let py = cls.py();
+    let Ok(rule) = cls.getattr(intern!(py, "_fastcb_rule")) else { return Ok(None) };
     let names = RULE_NAMES.get_or_init(py, || {
         std::array::from_fn(|i| PyString::intern(py, RULES.get(i).map_or("sequential", |r| r.name)).unbind())
     });
@@ -453,6 +524,44 @@ fn class_rule(sched: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
     let Ok(rule) = rule.cast_into::<PyString>() else { return Ok(None) };
     let rule = rule.to_str()?;
     Ok(if rule == "sequential" { Some(SEQUENTIAL) } else { rule_index(rule) })
+}
+
+/// The rule of the scheduler's class (see [`named_rule`]).
+#[inline]
+fn class_rule(sched: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    // SAFETY: `sched` is a live object; its type pointer is valid while it is.
+    let cls = unsafe { ffi::Py_TYPE(sched.as_ptr()) } as usize;
+    for slot in &CLASSES {
+        match slot[0].load(Ordering::Acquire) {
+            0 => break,
+            a if a == cls => return Ok(Some(slot[1].load(Ordering::Relaxed))),
+            _ => {}
+        }
+    }
+    named_rule(sched.get_type().as_any())
+}
+
+/// `torch_register_class(cls)`: registers one of fastcb's compiled classes (one naming its
+/// rule in its class statement) so that its schedulers find the rule without an attribute
+/// lookup. The class is kept alive for the process's life; `_fastcb_rule` is read now, once.
+#[pyfunction]
+fn torch_register_class(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let Some(rule) = named_rule(cls.as_any())? else {
+        return Err(pyo3::exceptions::PyValueError::new_err("cls: a class with a compiled rule (_fastcb_rule)"));
+    };
+    let addr = cls.as_ptr() as usize;
+    if CLASSES.iter().any(|slot| slot[0].load(Ordering::Acquire) == addr) {
+        return Ok(());
+    }
+    let Some(slot) = CLASSES.iter().find(|slot| slot[0].load(Ordering::Acquire) == 0) else {
+        // Full: the class looks its rule up at each step, as a subclass does.
+        return Ok(());
+    };
+    // Never released: the table's reference keeps the address from being reused.
+    let _ = cls.clone().into_ptr();
+    slot[1].store(rule, Ordering::Relaxed);
+    slot[0].store(addr, Ordering::Release);
+    Ok(())
 }
 
 /// Whether a call of `step` passed nothing but `epoch=None` (positionally or by name).
@@ -615,5 +724,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(torch_get_lr, m)?)?;
     m.add_function(wrap_pyfunction!(torch_step_method, m)?)?;
     m.add_function(wrap_pyfunction!(torch_compiled_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(torch_register_class, m)?)?;
     Ok(())
 }

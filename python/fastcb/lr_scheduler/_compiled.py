@@ -60,6 +60,7 @@ class _Compiled(_SchedulerBase):
         if rule is not None:
             cls._fastcb_rule = rule
             cls._fastcb_methods = {n: getattr(cls, n, None) for n in _STANDS_IN_FOR + stands_in_for}
+            _core.torch_register_class(cls)
         elif cls._fastcb_rule is not None and any(getattr(cls, n, None) is not m for n, m in cls._fastcb_methods.items()):
             cls._fastcb_rule = None
 
@@ -242,6 +243,9 @@ class SequentialLR(_torch.SequentialLR):
         #: torch's ``step()``, a method written in Rust: between milestones the current
         #: scheduler's compiled step; anything else ``_fastcb_torch_step``.
         step = _core.torch_step_method(_torch.SequentialLR)
+
+
+_core.torch_register_class(SequentialLR)
 
 
 class ChainedScheduler(_torch.ChainedScheduler):

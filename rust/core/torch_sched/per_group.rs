@@ -1,30 +1,25 @@
 //! A step's per-group numbers, without an allocation for the usual few param groups.
 
+use std::mem::MaybeUninit;
+
 /// Up to this many param groups, a step's per-group numbers live on the stack.
 pub const INLINE: usize = 16;
 
 /// Numbers, one per param group: on the stack up to [`INLINE`] groups (no allocation on the
-/// hot path), on the heap beyond. Made once per step and filled in place ([`PerGroup::resize`]).
-#[derive(Debug, Clone)]
+/// hot path), on the heap beyond. Made once per step and filled in place ([`PerGroup::resize`]);
+/// the stack slots past the length are never written nor read (nothing to initialise).
+#[derive(Clone)]
 pub struct PerGroup<T: Copy> {
-    inline: [T; INLINE],
+    inline: [MaybeUninit<T>; INLINE],
     heap: Vec<T>,
     len: usize,
 }
 
 impl<T: Copy> PerGroup<T> {
-    /// None yet; `x` fills the unused slots.
+    /// None yet.
     #[inline(always)]
-    pub fn new(x: T) -> Self {
-        PerGroup { inline: [x; INLINE], heap: Vec::new(), len: 0 }
-    }
-
-    /// `len` numbers, each `x`.
-    #[inline(always)]
-    pub fn filled(len: usize, x: T) -> Self {
-        let mut out = PerGroup::new(x);
-        out.resize(len, x);
-        out
+    pub fn new(_x: T) -> Self {
+        PerGroup { inline: [MaybeUninit::uninit(); INLINE], heap: Vec::new(), len: 0 }
     }
 
     /// A copy of `xs`.
@@ -39,13 +34,21 @@ impl<T: Copy> PerGroup<T> {
 
     /// `len` numbers, each `x`.
     #[inline(always)]
+    pub fn filled(len: usize, x: T) -> Self {
+        let mut out = PerGroup::new(x);
+        out.resize(len, x);
+        out
+    }
+
+    /// `len` numbers, each `x`.
+    #[inline(always)]
     pub fn resize(&mut self, len: usize, x: T) {
-        self.len = len;
         if len > INLINE {
             self.heap = vec![x; len];
         } else {
-            self.inline[..len].fill(x);
+            self.inline[..len].fill(MaybeUninit::new(x));
         }
+        self.len = len;
     }
 
     #[inline(always)]
@@ -53,7 +56,8 @@ impl<T: Copy> PerGroup<T> {
         if self.len > INLINE {
             &self.heap
         } else {
-            &self.inline[..self.len]
+            // SAFETY: `resize` wrote the first `len` stack slots.
+            unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<T>(), self.len) }
         }
     }
 
@@ -62,7 +66,8 @@ impl<T: Copy> PerGroup<T> {
         if self.len > INLINE {
             &mut self.heap
         } else {
-            &mut self.inline[..self.len]
+            // SAFETY: `resize` wrote the first `len` stack slots.
+            unsafe { std::slice::from_raw_parts_mut(self.inline.as_mut_ptr().cast::<T>(), self.len) }
         }
     }
 
@@ -74,6 +79,12 @@ impl<T: Copy> PerGroup<T> {
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl<T: Copy + std::fmt::Debug> std::fmt::Debug for PerGroup<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
