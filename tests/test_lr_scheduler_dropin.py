@@ -228,6 +228,9 @@ EDITS = [
     ("CosineAnnealingWarmRestarts", lambda s: setattr(s, "T_mult", 1)),
     ("CyclicLR", lambda s: s.max_lrs.__setitem__(0, 0.3)),
     ("CyclicLR", lambda s: s.base_lrs.__setitem__(1, 0.02)),
+    # momentum lists of another length than the groups': torch's strict zip raises
+    ("CyclicLR", lambda s: s.base_momentums.append(0.8)),
+    ("CyclicLR", lambda s: s.max_momentums.pop()),
     ("OneCycleLR", lambda s: s.optimizer.param_groups[0].__setitem__("max_lr", 0.2)),
     ("OneCycleLR", lambda s: s.optimizer.param_groups[1].__setitem__("min_lr", 1e-3)),
     ("OneCycleLR", lambda s: s.optimizer.param_groups[0].__setitem__("initial_lr", 0.05)),

@@ -17,6 +17,7 @@ pub struct Num(pub f64);
 impl<'a, 'py> FromPyObject<'a, 'py> for Num {
     type Error = PyErr;
 
+    #[inline]
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         if let Ok(f) = obj.cast_exact::<PyFloat>() {
             return Ok(Num(f.value()));
@@ -36,6 +37,7 @@ pub struct Int(pub i64);
 impl<'a, 'py> FromPyObject<'a, 'py> for Int {
     type Error = PyErr;
 
+    #[inline]
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         if obj.is_exact_instance_of::<PyInt>() {
             return Ok(Int(obj.extract()?));
@@ -52,6 +54,7 @@ pub struct Steps(pub i64);
 impl<'a, 'py> FromPyObject<'a, 'py> for Steps {
     type Error = PyErr;
 
+    #[inline]
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         if obj.is_exact_instance_of::<PyInt>() {
             return Ok(Steps(obj.extract()?));

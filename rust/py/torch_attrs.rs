@@ -5,6 +5,7 @@
 //! list or dict: nothing that runs Python code to convert); anything else answers `None`
 //! and torch's own code runs.
 
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::ffi;
@@ -30,6 +31,7 @@ static KEYS: [[AtomicUsize; 3]; SLOTS] = [const { [const { AtomicUsize::new(0) }
 
 /// `name` as a Python string, made once per name and kept for the process's life (the names
 /// are the rules' `'static` attribute names: a few dozen).
+#[inline]
 pub fn key<'py>(py: Python<'py>, name: &'static str) -> Borrowed<'static, 'py, PyString> {
     let (addr, len) = (name.as_ptr() as usize, name.len());
     let start = (addr ^ (addr >> 9)) % SLOTS;
@@ -111,28 +113,50 @@ pub mod borrowed {
     }
 }
 
-/// A scheduler's `__dict__` and its optimizer's param groups.
+/// A scheduler's `__dict__` and its optimizer's param groups, for one step.
 pub struct SchedAttrs<'a, 'py> {
     pub dict: &'a Bound<'py, PyDict>,
-    pub groups: &'a Bound<'py, PyList>,
+    /// `(param group, its learning rate)` as the step read them and holds references to
+    /// them, each group a dict.
+    groups: &'a [(*mut ffi::PyObject, *mut ffi::PyObject)],
+    /// The list of records a rule reads several times in a step (OneCycleLR's
+    /// `_schedule_phases`), looked up once: `(its name, the list)`.
+    records: OnceCell<(&'static str, Option<Bound<'py, PyList>>)>,
 }
 
 impl<'a, 'py> SchedAttrs<'a, 'py> {
+    /// `groups`: each param group (and its learning rate) as the step read it, a dict it
+    /// holds a reference to for as long as this lives.
+    pub fn new(dict: &'a Bound<'py, PyDict>, groups: &'a [(*mut ffi::PyObject, *mut ffi::PyObject)]) -> Self {
+        SchedAttrs { dict, groups, records: OnceCell::new() }
+    }
+
     fn get(&self, name: &'static str) -> Option<Borrowed<'a, 'py, PyAny>> {
         borrowed::get(self.dict, &key(self.dict.py(), name))
     }
 
+    /// The list attribute `name` (exactly a list), looked up once per step for the first
+    /// name asked.
+    fn records(&self, name: &'static str) -> Option<Bound<'py, PyList>> {
+        let lookup = || self.get(name).and_then(|l| l.to_owned().cast_into_exact::<PyList>().ok());
+        let (first, list) = self.records.get_or_init(|| (name, lookup()));
+        if std::ptr::eq(*first, name) {
+            list.clone()
+        } else {
+            lookup()
+        }
+    }
+
     /// The dict `attr[i]`, where `attr` is a list of dicts.
     fn record(&self, name: &'static str, i: usize) -> Option<Bound<'py, PyDict>> {
-        let list = self.get(name)?;
-        let list = list.cast_exact::<PyList>().ok()?;
+        let list = self.records(name)?;
         Some(borrowed::item(&list, i).ok()?.cast_exact::<PyDict>().ok()?.to_owned())
     }
 
     /// Param group `g`'s number at `k`.
     fn group_at(&self, g: usize, k: &Bound<'py, PyAny>) -> Option<f64> {
-        let group = borrowed::item(self.groups, g).ok()?;
-        let group = group.cast::<PyDict>().ok()?;
+        // SAFETY: attached to the interpreter; a dict the step holds a reference to.
+        let group = unsafe { Borrowed::from_ptr(self.dict.py(), self.groups.get(g)?.0).cast_unchecked::<PyDict>() };
         borrowed::get(&group, k)?.extract::<Num>().ok().map(|n| n.0)
     }
 }
@@ -186,21 +210,28 @@ impl Attrs for SchedAttrs<'_, '_> {
     }
 
     fn flag(&self, name: &'static str) -> Option<bool> {
-        self.get(name)?.extract::<bool>().ok()
+        let v = self.get(name)?;
+        // SAFETY: the two singletons, compared by address.
+        let (t, f) = unsafe { (ffi::Py_True(), ffi::Py_False()) };
+        match v.as_ptr() {
+            p if p == t => Some(true),
+            p if p == f => Some(false),
+            _ => v.extract::<bool>().ok(),
+        }
     }
 
     fn is_none(&self, name: &'static str) -> Option<bool> {
         Some(self.get(name)?.is_none())
     }
 
-    fn nums(&self, name: &'static str) -> Option<PerGroup<f64>> {
+    fn nums(&self, name: &'static str, out: &mut PerGroup<f64>) -> Option<()> {
         let list = self.get(name)?;
         let list = list.cast_exact::<PyList>().ok()?;
-        let mut out = PerGroup::filled(list.len(), 0.0);
-        for (i, x) in out.as_mut_slice().iter_mut().enumerate() {
-            *x = borrowed::item(&list, i).ok()?.extract::<Num>().ok()?.0;
+        out.clear();
+        for i in 0..list.len() {
+            out.push(borrowed::item(&list, i).ok()?.extract::<Num>().ok()?.0);
         }
-        Some(out)
+        Some(())
     }
 
     fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize> {
@@ -236,7 +267,7 @@ impl Attrs for SchedAttrs<'_, '_> {
     }
 
     fn len(&self, name: &'static str) -> Option<usize> {
-        Some(self.get(name)?.cast_exact::<PyList>().ok()?.len())
+        Some(self.records(name)?.len())
     }
 
     fn item_num(&self, name: &'static str, i: usize, k: &'static str) -> Option<f64> {
@@ -249,17 +280,18 @@ impl Attrs for SchedAttrs<'_, '_> {
         name: &'static str,
         i: usize,
         keys: (&'static str, &'static str),
-    ) -> Option<PerGroup<(f64, f64)>> {
+        out: &mut PerGroup<(f64, f64)>,
+    ) -> Option<()> {
         let py = self.dict.py();
         let record = self.record(name, i)?;
         // Owned: a lookup in a group may run Python code (a key's `__eq__`).
         let a = borrowed::get(&record, &key(py, keys.0))?.to_owned();
         let b = borrowed::get(&record, &key(py, keys.1))?.to_owned();
-        let mut out = PerGroup::filled(self.groups.len(), (0.0, 0.0));
-        for (g, pair) in out.as_mut_slice().iter_mut().enumerate() {
-            *pair = (self.group_at(g, &a)?, self.group_at(g, &b)?);
+        out.clear();
+        for g in 0..self.groups.len() {
+            out.push((self.group_at(g, &a)?, self.group_at(g, &b)?));
         }
-        Some(out)
+        Some(())
     }
 
     fn group_num(&self, g: usize, k: &'static str) -> Option<f64> {

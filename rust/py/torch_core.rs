@@ -59,7 +59,7 @@ impl Numbers {
             base: PerGroup::new(zero),
             lrs: PerGroup::new(zero),
             before: PerGroup::new(0.0),
-            held: Held { refs: PerGroup::new((std::ptr::null_mut(), std::ptr::null_mut())) },
+            held: Held::new(),
             momenta: PerGroup::new(0.0),
         }
     }
@@ -89,19 +89,19 @@ impl<'py> Groups<'py> {
 /// key's `__eq__`), and a learning rate that did not change is handed on as the very object
 /// read, without a second lookup.
 struct Held {
+    /// `(group, its learning rate)`, each group a dict.
     refs: PerGroup<(*mut ffi::PyObject, *mut ffi::PyObject)>,
 }
 
 impl Held {
-    /// `n` empty slots (whatever was held released).
-    fn reset(&mut self, n: usize) {
-        self.release();
-        self.refs.resize(n, (std::ptr::null_mut(), std::ptr::null_mut()));
+    fn new() -> Self {
+        Held { refs: PerGroup::new((std::ptr::null_mut(), std::ptr::null_mut())) }
     }
 
-    /// Holds `group` and `lr` at slot `i` (empty before).
-    fn hold(&mut self, i: usize, group: &Bound<'_, PyAny>, lr: &Bound<'_, PyAny>) {
-        self.refs.as_mut_slice()[i] = (group.clone().into_ptr(), lr.clone().into_ptr());
+    /// Holds `group` and `lr`, the next group's.
+    #[inline(always)]
+    fn hold(&mut self, group: &Bound<'_, PyDict>, lr: &Bound<'_, PyAny>) {
+        self.refs.push((group.clone().into_ptr(), lr.clone().into_ptr()));
     }
 
     /// Group `i` (a dict), as read.
@@ -112,16 +112,18 @@ impl Held {
         unsafe { Borrowed::from_ptr(py, self.refs.as_slice()[i].0).cast_unchecked() }
     }
 
+    /// Nothing held (whatever was, released).
     fn release(&mut self) {
-        for slot in self.refs.as_mut_slice() {
-            let (group, lr) = std::mem::replace(slot, (std::ptr::null_mut(), std::ptr::null_mut()));
+        for &(group, lr) in self.refs.as_slice() {
             // SAFETY: attached to the interpreter (a step runs attached, and so does its
-            // unwinding); each pointer is NULL or a reference this owns.
+            // unwinding); each is a reference this owns (what its release may run can't
+            // reach this).
             unsafe {
-                ffi::Py_XDECREF(group);
-                ffi::Py_XDECREF(lr);
+                ffi::Py_DECREF(group);
+                ffi::Py_DECREF(lr);
             }
         }
+        self.refs.clear();
     }
 }
 
@@ -153,16 +155,16 @@ fn read_base(
     if base_list.len() != groups.len() {
         return Ok(false);
     }
-    base.resize(groups.len(), Val::float(0.0));
-    for (i, slot) in base.as_mut_slice().iter_mut().enumerate() {
+    base.clear();
+    for i in 0..groups.len() {
         let b = borrowed::item(&base_list, i)?;
         if let Ok(b) = b.extract::<Num>() {
-            *slot = Val::float(b.0);
+            base.push(Val::float(b.0));
         } else if !tensors {
             return Ok(false);
         } else {
             let Some((b, _)) = read_val(b)? else { return Ok(false) };
-            *slot = b;
+            base.push(b);
         }
     }
     Ok(true)
@@ -187,35 +189,35 @@ fn read_groups<'py>(
         return Ok(None);
     }
     let lr_key = intern!(py, "lr");
-    let n = groups.len();
-    nums.lrs.resize(n, Val::float(0.0));
-    nums.before.resize(n, 0.0);
-    nums.held.reset(n);
+    nums.lrs.clear();
+    nums.before.clear();
+    nums.held.release();
     let mut tensor_groups = Vec::new();
-    let (lrs, before) = (nums.lrs.as_mut_slice(), nums.before.as_mut_slice());
-    for (i, (slot, was)) in lrs.iter_mut().zip(before).enumerate() {
+    for i in 0..groups.len() {
         let group = borrowed::item(&groups, i)?;
         let Ok(group) = group.cast::<PyDict>() else { return Ok(None) };
         let Some(lr) = borrowed::get(&group, lr_key) else { return Ok(None) };
         // Held before anything else runs (a tensor's attributes are Python code).
-        nums.held.hold(i, group.as_any(), &lr);
+        nums.held.hold(&group, &lr);
         // Exactly a float: replacing it runs no Python code (no `__del__`).
         if let Ok(lr) = lr.cast_exact::<PyFloat>() {
-            *slot = Val::float(lr.value());
-            *was = slot.x;
+            let x = lr.value();
+            nums.lrs.push(Val::float(x));
+            nums.before.push(x);
             continue;
         }
         if !tensors {
             return Ok(None);
         }
         let Some(t) = tensor_lr(&lr.to_owned())? else { return Ok(None) };
-        if current {
+        let v = if current {
             let Some(v) = t.value()? else { return Ok(None) };
-            *slot = v;
+            v
         } else {
-            *slot = Val { x: 0.0, kind: t.kind };
-        }
-        *was = slot.x;
+            Val { x: 0.0, kind: t.kind }
+        };
+        nums.lrs.push(v);
+        nums.before.push(v.x);
         tensor_groups.push((i, t));
     }
     Ok(Some(Groups { groups, tensors: tensor_groups }))
@@ -365,7 +367,7 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     let Some(epoch) = last.checked_add(1) else { return Ok(None) };
     let mut nums = Numbers::new();
     let Some(g) = read_groups(&d, true, rule.base, rule.current, &mut nums)? else { return Ok(None) };
-    let attrs = SchedAttrs { dict: &d, groups: &g.groups };
+    let attrs = SchedAttrs::new(&d, nums.held.refs.as_slice());
     let Some(done) =
         (rule.apply)(&attrs, epoch, true, nums.lrs.as_mut_slice(), nums.base.as_slice(), &mut nums.momenta)
     else {
@@ -688,7 +690,7 @@ fn torch_get_lr<'py>(
     // torch's get_lr gives new tensors for tensor groups: its own code makes them.
     let mut nums = Numbers::new();
     let Some(g) = read_groups(&d, false, rule.base, true, &mut nums)? else { return Ok(None) };
-    let attrs = SchedAttrs { dict: &d, groups: &g.groups };
+    let attrs = SchedAttrs::new(&d, nums.held.refs.as_slice());
     let Some(done) =
         (rule.apply)(&attrs, epoch, false, nums.lrs.as_mut_slice(), nums.base.as_slice(), &mut nums.momenta)
     else {

@@ -19,8 +19,10 @@ pub struct Cyclic {
     /// torch's `scale_mode == "cycle"`: the scale function takes the cycle, else the epoch.
     pub by_cycle: bool,
     pub max_lrs: PerGroup<f64>,
-    /// `(base_momentum, max_momentum)` per group and where they go, when momentum is cycled.
-    pub momentums: Option<(MomentumKey, PerGroup<(f64, f64)>)>,
+    /// Where the momenta go, when momentum is cycled, and per group its base and max.
+    pub momentum: Option<MomentumKey>,
+    pub base_momentums: PerGroup<f64>,
+    pub max_momentums: PerGroup<f64>,
 }
 
 impl Cyclic {
@@ -50,24 +52,28 @@ impl TorchRule for Cyclic {
         if !a.is_none("_scale_fn_custom")? {
             return None;
         }
-        let momentums = if a.flag("cycle_momentum")? {
-            let (base, max) = (a.nums("base_momentums")?, a.nums("max_momentums")?);
-            let mut pairs = PerGroup::filled(base.len().min(max.len()), (0.0, 0.0));
-            for (pair, (&b, &m)) in pairs.as_mut_slice().iter_mut().zip(base.as_slice().iter().zip(max.as_slice())) {
-                *pair = (b, m);
-            }
-            Some((MomentumKey::new(a.flag("use_beta1")?), pairs))
-        } else {
-            None
+        // Filled in place: the lists are a few hundred bytes, not worth a copy each.
+        let mut rule = Cyclic {
+            total_size: 0.0,
+            step_ratio: 0.0,
+            mode: CyclicMode::Triangular,
+            by_cycle: false,
+            max_lrs: PerGroup::new(0.0),
+            momentum: None,
+            base_momentums: PerGroup::new(0.0),
+            max_momentums: PerGroup::new(0.0),
         };
-        Some(Cyclic {
-            total_size: a.num("total_size")?,
-            step_ratio: a.num("step_ratio")?,
-            mode: a.cyclic_scale("_scale_fn_ref")?,
-            by_cycle: a.choice("scale_mode", &["cycle", "iterations"])? == 0,
-            max_lrs: a.nums("max_lrs")?,
-            momentums,
-        })
+        if a.flag("cycle_momentum")? {
+            a.nums("base_momentums", &mut rule.base_momentums)?;
+            a.nums("max_momentums", &mut rule.max_momentums)?;
+            rule.momentum = Some(MomentumKey::new(a.flag("use_beta1")?));
+        }
+        rule.total_size = a.num("total_size")?;
+        rule.step_ratio = a.num("step_ratio")?;
+        rule.mode = a.cyclic_scale("_scale_fn_ref")?;
+        rule.by_cycle = a.choice("scale_mode", &["cycle", "iterations"])? == 0;
+        a.nums("max_lrs", &mut rule.max_lrs)?;
+        Some(rule)
     }
 
     fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()> {
@@ -82,16 +88,18 @@ impl TorchRule for Cyclic {
     }
 
     fn momentum_key(&self) -> Option<MomentumKey> {
-        self.momentums.as_ref().map(|(key, _)| *key)
+        self.momentum
     }
 
     fn momenta(&self, epoch: i64, out: &mut [f64]) -> Option<()> {
-        let (_, moms) = self.momentums.as_ref()?;
-        if moms.len() != out.len() {
+        self.momentum?;
+        // torch zips the two lists: a length other than the groups' is torch's error to raise
+        let (base, max) = (self.base_momentums.as_slice(), self.max_momentums.as_slice());
+        if base.len() != out.len() || max.len() != out.len() {
             return None;
         }
         let (scale_factor, scale) = self.factors(epoch);
-        for (m, &(base, max)) in out.iter_mut().zip(moms.as_slice()) {
+        for (m, (&base, &max)) in out.iter_mut().zip(base.iter().zip(max)) {
             *m = max - (max - base) * scale_factor * scale;
         }
         out.iter().all(|m| m.is_finite()).then_some(())

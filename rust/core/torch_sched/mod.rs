@@ -61,8 +61,8 @@ pub trait Attrs {
     fn flag(&self, name: &'static str) -> Option<bool>;
     /// Whether the attribute is `None`.
     fn is_none(&self, name: &'static str) -> Option<bool>;
-    /// A list of numbers, one per param group.
-    fn nums(&self, name: &'static str) -> Option<PerGroup<f64>>;
+    /// A list of numbers, one per param group, into `out`.
+    fn nums(&self, name: &'static str, out: &mut PerGroup<f64>) -> Option<()>;
     /// The index in `options` of a `str` attribute's value.
     fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize>;
     /// `attr[key]` of a `Counter` of ints (0 where `key` is absent).
@@ -77,13 +77,14 @@ pub trait Attrs {
     fn item_num(&self, name: &'static str, i: usize, key: &'static str) -> Option<f64>;
     /// Every param group's pair of numbers at the keys that `attr[i][keys.0]` and
     /// `attr[i][keys.1]` hold (torch's OneCycleLR: `(group[phase["start_lr"]],
-    /// group[phase["end_lr"]])`), read group by group in that order.
+    /// group[phase["end_lr"]])`), read group by group in that order, into `out`.
     fn groups_at(
         &self,
         name: &'static str,
         i: usize,
         keys: (&'static str, &'static str),
-    ) -> Option<PerGroup<(f64, f64)>>;
+        out: &mut PerGroup<(f64, f64)>,
+    ) -> Option<()>;
     /// A number at `key` of param group `g`.
     fn group_num(&self, g: usize, key: &'static str) -> Option<f64>;
 }
@@ -320,7 +321,7 @@ mod tests {
         fn is_none(&self, name: &'static str) -> Option<bool> {
             Some(!self.attrs.contains_key(name))
         }
-        fn nums(&self, _name: &'static str) -> Option<PerGroup<f64>> {
+        fn nums(&self, _name: &'static str, _out: &mut PerGroup<f64>) -> Option<()> {
             None
         }
         fn choice(&self, name: &'static str, options: &[&str]) -> Option<usize> {
@@ -355,14 +356,15 @@ mod tests {
             name: &'static str,
             i: usize,
             keys: (&'static str, &'static str),
-        ) -> Option<PerGroup<(f64, f64)>> {
+            out: &mut PerGroup<(f64, f64)>,
+        ) -> Option<()> {
             let V::Records(r) = self.attrs.get(name)? else { return None };
             let (V::Text(a), V::Text(b)) = (r.get(i)?.get(keys.0)?, r.get(i)?.get(keys.1)?) else { return None };
-            let mut out = PerGroup::filled(self.groups(), (0.0, 0.0));
+            out.resize(self.groups(), (0.0, 0.0));
             for (g, slot) in out.as_mut_slice().iter_mut().enumerate() {
                 *slot = (self.group_num(g, a)?, self.group_num(g, b)?);
             }
-            Some(out)
+            Some(())
         }
         fn group_num(&self, g: usize, key: &'static str) -> Option<f64> {
             self.groups.get(g)?.get(key).copied()
@@ -588,7 +590,9 @@ mod tests {
             mode: CyclicMode::Triangular2,
             by_cycle: true,
             max_lrs: PerGroup::from_slice(&[1.0]),
-            momentums: Some((MomentumKey::Momentum, PerGroup::from_slice(&[(0.8, 0.9)]))),
+            momentum: Some(MomentumKey::Momentum),
+            base_momentums: PerGroup::from_slice(&[0.8]),
+            max_momentums: PerGroup::from_slice(&[0.9]),
         };
         assert_eq!(lr(&rule, 2, 0.0, 0.0), Some(1.0));
         assert_eq!(lr(&rule, 6, 0.0, 0.0), Some(0.5));

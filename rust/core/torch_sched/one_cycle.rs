@@ -7,12 +7,18 @@ use crate::core::anneal::Anneal;
 
 /// An annealing shape at one `pct`, shared by every `(start, end)` pair of a step.
 ///
-/// `value(start, end)` equals `shape.value(start, end, pct)` bit for bit; the cosine of
-/// [`Anneal::Cos`] is computed once, when the shape is placed, instead of once per pair.
+/// `value(start, end)` equals `shape.value(start, end, pct)` bit for bit; what depends on
+/// `pct` only (the cosine of [`Anneal::Cos`], the power of [`Anneal::Poly`]) is computed once,
+/// when the shape is placed, instead of once per pair (and no math call is left in `value`
+/// for the compiler to hoist out of a loop over the pairs, where it would run whatever the shape).
 #[derive(Debug, Clone, Copy)]
 pub enum ShapeAt {
     /// `cos(pi * pct) + 1`, the part of the cosine shape that depends on `pct` only.
     Cos(f64),
+    /// `pct`.
+    Linear(f64),
+    /// `(1 - pct) ** degree`.
+    Poly(f64),
     Other(Anneal, f64),
 }
 
@@ -20,6 +26,8 @@ impl ShapeAt {
     pub fn new(shape: Anneal, pct: f64) -> Self {
         match shape {
             Anneal::Cos => ShapeAt::Cos((PI * pct).cos() + 1.0),
+            Anneal::Linear => ShapeAt::Linear(pct),
+            Anneal::Poly(degree) => ShapeAt::Poly(pow(1.0 - pct, degree)),
             other => ShapeAt::Other(other, pct),
         }
     }
@@ -29,9 +37,18 @@ impl ShapeAt {
     pub fn value(self, start: f64, end: f64) -> f64 {
         match self {
             ShapeAt::Cos(c) => end + (start - end) / 2.0 * c,
+            ShapeAt::Linear(pct) => start + pct * (end - start),
+            ShapeAt::Poly(f) => end + (start - end) * f,
             ShapeAt::Other(shape, pct) => shape.value(start, end, pct),
         }
     }
+}
+
+/// `x ** y`, not inlined: the compiler may run an inlined `powf` whatever the branch it is in
+/// (a math intrinsic it takes as free of effects), here at every step whatever the shape.
+#[inline(never)]
+fn pow(x: f64, y: f64) -> f64 {
+    x.powf(y)
 }
 
 /// OneCycleLR at one step: torch's `_schedule_phases` give the phase of the step and name
@@ -43,8 +60,9 @@ pub struct OneCycle {
     pub at: ShapeAt,
     /// Per group, the learning rate's `(start, end)` in the step's phase.
     pub lrs: PerGroup<(f64, f64)>,
-    /// The same for the momentum, and where it goes, when it is cycled.
-    pub momenta: Option<(MomentumKey, PerGroup<(f64, f64)>)>,
+    /// Where the momentum goes, when it is cycled, and per group its `(start, end)`.
+    pub momentum: Option<MomentumKey>,
+    pub momenta: PerGroup<(f64, f64)>,
 }
 
 const PHASES: &str = "_schedule_phases";
@@ -74,14 +92,15 @@ impl TorchRule for OneCycle {
             return None;
         }
         let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
-        let lrs = a.groups_at(PHASES, i, ("start_lr", "end_lr"))?;
-        let momenta = if a.flag("cycle_momentum")? {
-            let to = MomentumKey::new(a.flag("use_beta1")?);
-            Some((to, a.groups_at(PHASES, i, ("start_momentum", "end_momentum"))?))
-        } else {
-            None
-        };
-        Some(OneCycle { at, lrs, momenta })
+        // Filled in place: the pairs are a few hundred bytes, not worth a copy each.
+        let mut rule =
+            OneCycle { at, lrs: PerGroup::new((0.0, 0.0)), momentum: None, momenta: PerGroup::new((0.0, 0.0)) };
+        a.groups_at(PHASES, i, ("start_lr", "end_lr"), &mut rule.lrs)?;
+        if a.flag("cycle_momentum")? {
+            rule.momentum = Some(MomentumKey::new(a.flag("use_beta1")?));
+            a.groups_at(PHASES, i, ("start_momentum", "end_momentum"), &mut rule.momenta)?;
+        }
+        Some(rule)
     }
 
     fn lrs(&self, _step: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
@@ -95,15 +114,15 @@ impl TorchRule for OneCycle {
     }
 
     fn momentum_key(&self) -> Option<MomentumKey> {
-        self.momenta.as_ref().map(|(key, _)| *key)
+        self.momentum
     }
 
     fn momenta(&self, _step: i64, out: &mut [f64]) -> Option<()> {
-        let (_, moms) = self.momenta.as_ref()?;
-        if moms.len() != out.len() {
+        self.momentum?;
+        if self.momenta.len() != out.len() {
             return None;
         }
-        for (m, &(start, end)) in out.iter_mut().zip(moms.as_slice()) {
+        for (m, &(start, end)) in out.iter_mut().zip(self.momenta.as_slice()) {
             *m = self.at.value(start, end);
         }
         out.iter().all(|m| m.is_finite()).then_some(())

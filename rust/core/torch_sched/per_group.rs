@@ -51,6 +51,29 @@ impl<T: Copy> PerGroup<T> {
         self.len = len;
     }
 
+    /// None, keeping what the heap holds for the numbers pushed next.
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        self.heap.clear();
+        self.len = 0;
+    }
+
+    /// `x` after the numbers there are.
+    #[inline(always)]
+    pub fn push(&mut self, x: T) {
+        if self.len < INLINE {
+            self.inline[self.len] = MaybeUninit::new(x);
+        } else {
+            if self.len == INLINE {
+                // SAFETY: the `INLINE` stack slots are written.
+                let inline = unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<T>(), INLINE) };
+                self.heap.extend_from_slice(inline);
+            }
+            self.heap.push(x);
+        }
+        self.len += 1;
+    }
+
     #[inline(always)]
     pub fn as_slice(&self) -> &[T] {
         if self.len > INLINE {
@@ -101,12 +124,21 @@ mod tests {
     #[test]
     fn inline_and_heap_hold_the_same_numbers() {
         for n in [0, 3, INLINE, INLINE + 1, 40] {
+            let want: Vec<f64> = (0..n).map(|i| i as f64).collect();
             let mut p = PerGroup::filled(n, 0.0);
             for (i, x) in p.as_mut_slice().iter_mut().enumerate() {
                 *x = i as f64;
             }
             assert_eq!(p.len(), n);
-            assert_eq!(p.as_slice(), (0..n).map(|i| i as f64).collect::<Vec<_>>().as_slice());
+            assert_eq!(p.as_slice(), want.as_slice());
+            // pushed, twice over the same storage
+            for _ in 0..2 {
+                p.clear();
+                for &x in &want {
+                    p.push(x);
+                }
+                assert_eq!(p.as_slice(), want.as_slice());
+            }
         }
     }
 }
