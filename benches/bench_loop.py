@@ -15,6 +15,17 @@ differences with their quartiles and a 95% confidence interval of the median (di
 order statistics), so that machine load, which moves every loop of a repeat alike, cancels out,
 and what it does not cancel shows as the interval's width. `--quick` times only the bare loop
 and fastcb's quiet loop.
+
+The clock is wall-clock by default; `--clock cpu` takes the process's CPU time instead (the
+loops are single-threaded: `torch.set_num_threads(1)`, no DataLoader workers), which leaves out
+the time other processes hold the cores but not their effect on the caches, and was no steadier
+here. To resolve a few microseconds on a 2-core VM take many repeats: `--quick --repeats 41`.
+
+Why a few thousand instructions cost microseconds here: between two of torch's steps, which on
+this model stream more code and data through the CPU than its L2 cache holds, what a loop adds
+runs cold, its code and data fetched back from L3 or memory every batch, so it costs several
+times what it costs in a tight loop (`loop_breakdown.py` times both; `loop_instructions.py
+--cache` counts the cache misses).
 """
 
 import argparse
@@ -156,7 +167,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: perf_counter; cpu: the process's CPU time (time.process_time), which "
-                             "leaves out the time other processes hold the cores: steadier on a loaded machine")
+                             "leaves out the time other processes hold the cores")
     parser.add_argument("--quick", action="store_true", help="only the bare loop and fastcb's quiet loop")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -10,6 +10,13 @@ the median over thousands of pairs is steady. Printed, in microseconds per train
   one-cycle scheduler, as `fit_one_cycle` builds them) minus the bare step, and the parts of
   it timed alone (each against an empty call): the callbacks' dispatch, the Recorder's
   `on_batch_begin`, the scheduler's `on_batch_end`;
+* the same hooks *in context*: each called next to a bare step, minus the bare step. A hook
+  costs several times more there than alone: between two of torch's steps, which stream more
+  code and data through the CPU than its L2 cache holds, it runs cold (its code and data come
+  back from L3 or memory every batch); `loop_instructions.py --cache` counts those misses;
+* `bookkeeping alone (hot)`: `train_batch` with the Recorder and the scheduler, torch's work
+  (model, loss, backward, step) replaced by stand-ins that do nothing, against the same
+  stand-ins called bare: what fastcb's own code costs when it stays in the caches;
 * `per epoch` and `per fit`: what `fit` adds outside the batches (validation with the metric,
   the epoch's end: the losses' transfer and smoothing, the Recorder's table row; building the
   Learner, its optimizer, the callbacks), spread over the batches of `bench_loop.py`'s run.
@@ -68,6 +75,62 @@ def build(train_dl, valid_dl, epochs):
     handler.set_dl(learn.data.train_dl)
     handler.on_epoch_begin()
     return learn, handler
+
+
+class _Loss:
+    """A stand-in for a loss tensor: what `train_batch` calls on one, doing nothing."""
+
+    def __init__(self):
+        self.data = torch.tensor(0.5)
+
+    def dim(self):
+        return 0
+
+    def backward(self):
+        pass
+
+
+class _Optimizer:
+    """A stand-in for the optimizer: the real one's param groups (the hooks read and write
+    them), a step and a zero_grad that do nothing."""
+
+    def __init__(self, param_groups):
+        self.param_groups = param_groups
+
+    def step(self):
+        pass
+
+    def zero_grad(self):
+        pass
+
+
+def stand_ins(train_dl, valid_dl, epochs):
+    """`(bare, fastcb)`: a training batch with torch's work replaced by stand-ins that do nothing,
+    called bare and through `train_batch` with the Recorder and the one-cycle scheduler."""
+    learn, handler = build(train_dl, valid_dl, epochs)
+    out, loss = torch.zeros(32, 2), _Loss()
+    opt = _Optimizer(learn.opt.opt.param_groups)
+    learn.opt.opt = opt
+
+    def model(xb):
+        return out
+
+    def loss_func(out, yb):
+        return loss
+
+    def bare(xb, yb):
+        loss_func(model(xb), yb).backward()
+        opt.step()
+        opt.zero_grad()
+
+    rec = handler.callbacks[0]
+
+    def fastcb(xb, yb):
+        train_batch(model, xb, yb, loss_func, learn.opt, handler)
+        if len(handler._epoch_losses) > 4096:
+            handler._epoch_losses.clear(), rec.lrs.clear(), rec.moms.clear()
+
+    return bare, fastcb
 
 
 def paired(batches, a, b, rounds):
@@ -156,6 +219,19 @@ def main():
 
     learn_bare = OptimWrapper(bare_opt)
 
+    ctx_model = torch.nn.Linear(10, 2)  # a bare step with a hook beside it (its own model and optimizer)
+    ctx_opt = torch.optim.Adam(ctx_model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+
+    def recorder_in_context(xb, yb):
+        recorder(xb, yb)
+        bare_train_step(ctx_model, ctx_opt, xb, yb)
+
+    def scheduler_in_context(xb, yb):
+        bare_train_step(ctx_model, ctx_opt, xb, yb)
+        sched_call()
+
+    hot_step, hot_fastcb = stand_ins(train_dl, valid_dl, args.epochs)
+
     load = os.getloadavg()
     print(f"torch {torch.__version__}; Linear(10,2), batch 32; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{'per training batch (us)':46s} {'median':>8s} {'quartiles':>18s} {'p10-p10':>8s} {'p10 of a':>9s}")
@@ -163,8 +239,11 @@ def main():
         ("fastcb's training batch - bare step", bare, fastcb_batch),
         ("  train_batch without callbacks - bare step", bare, no_callbacks),
         ("  OptimWrapper step+zero_grad - torch's", bare, opt_wrapper),
-        ("  Recorder.on_batch_begin (dispatched)", nothing, recorder),
-        ("  OneCycleScheduler.on_batch_end (dispatched)", nothing, scheduler),
+        ("  Recorder.on_batch_begin, in context", bare, recorder_in_context),
+        ("  OneCycleScheduler.on_batch_end, in context", bare, scheduler_in_context),
+        ("  Recorder.on_batch_begin alone (dispatched)", nothing, recorder),
+        ("  OneCycleScheduler.on_batch_end alone", nothing, scheduler),
+        ("fastcb's bookkeeping alone (hot, stand-ins)", hot_step, hot_fastcb),
         ("  (timer floor: nothing - nothing)", nothing, nothing_either),
     ]
     for label, a, b in rows:

@@ -16,6 +16,15 @@ To turn instructions into time, the per-part microseconds of `loop_breakdown.py`
 
     python benches/loop_instructions.py      # needs valgrind, gcc and valgrind's headers
     python benches/loop_instructions.py --batch   # the training batch's parts only (faster)
+    python benches/loop_instructions.py --batch --cache   # and the cache misses
+
+The rate above holds for code that stays in the CPU's caches. A training batch's bookkeeping
+doesn't: between two of torch's steps, which stream more code and data than the L2 cache
+holds, it runs cold. `--cache` simulates the caches and branch predictor (callgrind's
+`--cache-sim` and `--branch-sim`, with its last level set to this CPU's L2, so that a miss
+there is a fetch from L3 or memory) and prints, per training batch, fastcb minus bare: the L1
+and L2 misses, code and data, and the mispredicted branches. At some 50 cycles an L2 miss, a
+few hundred of them cost more than the instructions themselves.
 """
 
 import contextlib
@@ -74,6 +83,16 @@ def measure(lib):
         train_batch(plain.model, xb, yb, plain.loss_func, plain.opt, plain_handler)
 
     rec_call, sched_call = dispatched(handler, 0, "batch_begin"), dispatched(handler, 5, "batch_end")
+    ctx_model = torch.nn.Linear(10, 2)  # a bare step with a hook beside it
+    ctx_opt = torch.optim.Adam(ctx_model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+
+    def recorder_in_context(xb, yb):
+        rec_call()
+        bare_train_step(ctx_model, ctx_opt, xb, yb)
+
+    def scheduler_in_context(xb, yb):
+        bare_train_step(ctx_model, ctx_opt, xb, yb)
+        sched_call()
 
     def nothing(xb, yb):
         pass
@@ -91,7 +110,8 @@ def measure(lib):
         handler.on_epoch_end(0.5)
 
     per_batch = {"nothing": nothing, "bare step": bare, "fastcb batch": fastcb_batch, "without callbacks": no_callbacks,
-                 "recorder": rec_call, "scheduler": sched_call}
+                 "recorder": rec_call, "scheduler": sched_call, "recorder in context": recorder_in_context,
+                 "scheduler in context": scheduler_in_context}
     per_epoch = {"bare validation": bare_valid, "fastcb validation": fastcb_valid, "epoch end": epoch_end}
     for f in per_batch.values():
         for xb, yb in batches:
@@ -122,8 +142,9 @@ def measure(lib):
     vg.stop()
 
 
-def read_dumps(prefix):
-    """{dump name: instructions} from callgrind's numbered output files."""
+def read_dumps(prefix, events=None):
+    """{dump name: instructions} from callgrind's numbered output files; with `events` (a dict),
+    each dump's {event: count} is put there too."""
     out = {}
     folder, base = os.path.split(prefix)
     for name in os.listdir(folder):
@@ -131,10 +152,45 @@ def read_dumps(prefix):
             continue
         text = open(os.path.join(folder, name)).read()
         trig = re.search(r"^desc: Trigger: Client Request: (.*)$", text, re.M)
-        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        total = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.M)
+        names = re.search(r"^events: (.*)$", text, re.M)
         if trig and total:
-            out[trig.group(1).strip()] = int(total.group(1))
+            counts = [int(v) for v in total.group(1).split()]
+            out[trig.group(1).strip()] = counts[0]
+            if events is not None and names:
+                events[trig.group(1).strip()] = dict(zip(names.group(1).split(), counts))
     return out
+
+
+def l2_cache():
+    """callgrind's `--LL` for this CPU's L2 cache (size,ways,line), or its L2 of 512 KiB, 8 ways."""
+    base = "/sys/devices/system/cpu/cpu0/cache/index2/"
+    try:
+        size = open(base + "size").read().strip()
+        size = int(size[:-1]) * {"K": 1024, "M": 1024 ** 2}[size[-1]] if size[-1] in "KM" else int(size)
+        ways, line = (int(open(base + f).read()) for f in ("ways_of_associativity", "coherency_line_size"))
+    except (OSError, ValueError, KeyError):
+        size, ways, line = 512 * 1024, 8, 64
+    return f"{size},{ways},{line}"
+
+
+def report_cache(events):
+    """Per training batch, fastcb minus bare: the simulated cache misses and mispredictions."""
+    n = N_BATCHES
+    rows = (("training batch: fastcb - bare step", "fastcb batch", "bare step"),
+            ("  train_batch without callbacks - bare step", "without callbacks", "bare step"),
+            ("  Recorder.on_batch_begin beside a bare step", "recorder in context", "bare step"),
+            ("  OneCycleScheduler.on_batch_end beside a bare step", "scheduler in context", "bare step"),
+            ("  Recorder.on_batch_begin alone (dispatched)", "recorder", "nothing"),
+            ("  OneCycleScheduler.on_batch_end alone", "scheduler", "nothing"),
+            ("(bare step itself)", "bare step", "nothing"))
+    print(f"\nsimulated caches (L2 as the last level: {l2_cache()}), per training batch")
+    print(f"{'':52s} {'instr':>7s} {'L1 code':>8s} {'L1 data':>8s} {'L2 code':>8s} {'L2 data':>8s} {'mispred':>8s}")
+    for label, a, b in rows:
+        d = {k: (events[a].get(k, 0) - events[b].get(k, 0)) / n for k in events[a]}
+        print(f"{label:52s} {d['Ir']:7.0f} {d.get('I1mr', 0):8.0f} {d.get('D1mr', 0) + d.get('D1mw', 0):8.0f} "
+              f"{d.get('ILmr', 0):8.0f} {d.get('DLmr', 0) + d.get('DLmw', 0):8.0f} "
+              f"{d.get('Bcm', 0) + d.get('Bim', 0):8.0f}")
 
 
 def report(c):
@@ -188,12 +244,18 @@ def main():
         env = dict(os.environ, FASTCB_CALLGRIND_MARKERS=lib)
         if "--batch" in sys.argv[1:]:
             env["FASTCB_CALLGRIND_BATCH"] = "1"
-        run = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={prefix}",
-                              sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True)
+        cache = "--cache" in sys.argv[1:]
+        sim = ["--cache-sim=yes", "--branch-sim=yes", f"--LL={l2_cache()}"] if cache else []
+        run = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", *sim,
+                              f"--callgrind-out-file={prefix}", sys.executable, os.path.abspath(__file__)],
+                             env=env, capture_output=True, text=True)
         if run.returncode:
             print(run.stdout[-2000:], run.stderr[-4000:])
             return run.returncode
-        report(read_dumps(prefix))
+        events = {}
+        report(read_dumps(prefix, events))
+        if cache:
+            report_cache(events)
     return 0
 
 
