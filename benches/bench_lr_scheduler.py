@@ -84,16 +84,41 @@ def per_step(sched, n: int = 5_000, repeats: int = 9) -> float:
     return best
 
 
+def copies_per_step(sched, n: int = 50) -> float:
+    """How many new tensors a step puts in `_last_lr`, on average: torch's `_last_lr` holds a
+    `clone()` of every tensor lr, and fastcb's reuses the previous step's only where the value
+    did not change, so each value that changes costs a clone in either library."""
+    before, made = sched.get_last_lr(), 0
+    for _ in range(n):
+        sched.step()
+        now = sched.get_last_lr()
+        made += sum(a is not b for a, b in zip(now, before, strict=True))
+        before = now
+    return made / n
+
+
 def bench_steps(tensor: bool) -> list[tuple[str, int, float]]:
-    """Prints torch's and fastcb's per-step cost; returns `(name, groups, ratio)`."""
+    """Prints torch's and fastcb's per-step cost; returns `(name, groups, ratio)`. With tensor
+    lrs, also the ratio the clones bound: torch's time over the time of the clones fastcb's
+    step must make (`copies_per_step` of them, at a `clone()`'s cost), the most any step
+    that keeps torch's `_last_lr` copies could reach."""
     kind = "tensor" if tensor else "float"
-    print(f"\n{'scheduler.step(), ' + kind + ' lrs':34s} {'groups':>6s} {'torch µs':>9s} {'fastcb µs':>10s} {'ratio':>7s}")
+    bound = f" {'clones':>6s} {'bound':>7s}" if tensor else ""
+    print(f"\n{'scheduler.step(), ' + kind + ' lrs':34s} {'groups':>6s} {'torch µs':>9s} {'fastcb µs':>10s} {'ratio':>7s}"
+          + bound)
+    clone = per_call(torch.tensor(0.5).clone) if tensor else 0.0
     out = []
     for name, build in CASES.items():
         for groups in (2, 10):
             theirs = per_step(build(T, make_opt(groups, tensor)))
             ours = per_step(build(F, make_opt(groups, tensor)))
-            print(f"{name:34s} {groups:6d} {theirs * 1e6:9.3f} {ours * 1e6:10.3f} {theirs / ours:6.1f}x", flush=True)
+            line = f"{name:34s} {groups:6d} {theirs * 1e6:9.3f} {ours * 1e6:10.3f} {theirs / ours:6.1f}x"
+            if tensor:
+                sched = build(F, make_opt(groups, tensor))
+                per_step(sched, n=10, repeats=1)  # past the first steps (torch's own)
+                copies = copies_per_step(sched)
+                line += f" {copies:6.1f} " + (f"{theirs / (copies * clone):6.1f}x" if copies else "      -")
+            print(line, flush=True)
             out.append((name, groups, theirs / ours))
     return out
 

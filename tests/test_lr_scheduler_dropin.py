@@ -601,7 +601,15 @@ def _fill_cases():
             g["lr"] = base[i]
         return build, None, o
 
-    return [under_function_mode, one_element_not_0_dim, a_view]
+    def a_negative_bit(build, dtype):
+        o = _tensor_opt(dtype)
+        for g in o.param_groups:
+            t = -g["lr"]
+            t.data = t.data._neg_view()  # reads as the lr; its memory holds minus that
+            g["lr"] = t
+        return build, None, o
+
+    return [under_function_mode, one_element_not_0_dim, a_view, a_negative_bit]
 
 
 @pytest.mark.parametrize("case", _fill_cases(), ids=lambda f: f.__name__)
@@ -630,6 +638,73 @@ def test_what_a_direct_write_cannot_prove_the_same_goes_through_fill(case, dtype
         assert fills.calls - before >= 2 if mode else fills.calls - before == 2, step
         theirs.step()
         assert _bits(ours) == _bits(theirs), step
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["ExponentialLR", "OneCycleLR"])
+def test_groups_written_in_place_and_by_fill_in_one_step(name, dtype, monkeypatch):
+    """One group's learning rate a view (written by `fill_`), one written in place, and a float
+    one, in the same step: torch's values, `_version`s and momenta, step after step."""
+    def opt():
+        o = make_opt(groups=3)
+        base = torch.tensor([0.1, 0.0], dtype=dtype)
+        o.param_groups[0]["lr"] = base[0]
+        o.param_groups[1]["lr"] = torch.tensor(0.05, dtype=dtype)
+        return o
+
+    build = BUILDERS[name][0] if name != "OneCycleLR" else (lambda m, o: m.OneCycleLR(o, max_lr=0.5, total_steps=40))
+    ours, theirs = build(F, opt()), build(T, opt())
+    run(ours, theirs, n=3)
+
+    def state(s):
+        groups = s.optimizer.param_groups
+        tensors = [(g["lr"].item(), g["lr"]._version) for g in groups[:2]]
+        return tensors, groups[2]["lr"], [g["momentum"] for g in groups], _last(s)
+
+    fills = _CountFill(monkeypatch)
+    for step in range(6):
+        before = fills.calls
+        ours.step()
+        assert fills.calls - before == 1, step  # the view's
+        theirs.step()
+        assert state(ours) == state(theirs), step
+
+
+def test_a_tensor_lrs_own_attributes_do_not_steer_its_write():
+    """What a step asks of a tensor learning rate (its address, its negative bit, whether it is
+    a view) is torch's `Tensor` type's answer: a method set on the tensor itself (which torch's
+    step never calls) changes nothing, and is never trusted for a write in place."""
+    build, _ = BUILDERS["ExponentialLR"]
+    ours, theirs = build(F, _tensor_opt()), build(T, _tensor_opt())
+    run(ours, theirs, n=3)
+    for s in (ours, theirs):
+        for g in s.optimizer.param_groups:
+            g["lr"].data_ptr = lambda: 4096
+            g["lr"].is_neg = lambda: False
+            g["lr"]._is_view = lambda: False
+    for step in range(4):
+        ours.step()
+        theirs.step()
+        assert _bits(ours) == _bits(theirs), step
+
+
+@pytest.mark.parametrize("name", ["ExponentialLR", "StepLR"])
+def test_a_step_under_inference_mode_runs_compiled_with_torchs_values(name):
+    """Under `torch.inference_mode()` a step's new copies for `_last_lr` are inference tensors,
+    which have no version counter (torch's `clone()`s are too): the step still runs compiled,
+    with torch's values."""
+    build, rule = BUILDERS[name]
+    ours, theirs = build(F, _tensor_opt()), build(T, _tensor_opt())
+    run(ours, theirs, n=3)
+    before = _core.torch_compiled_counts()[rule][2]
+    with torch.inference_mode():
+        for step in range(7):
+            ours.step()
+            theirs.step()
+            assert lrs(ours.optimizer) == lrs(theirs.optimizer) and _last(ours) == _last(theirs), step
+    assert _core.torch_compiled_counts()[rule][2] - before == 7
+    for step, (a, b) in enumerate(run(ours, theirs, n=4)):
+        assert a == b and _last(ours) == _last(theirs), step
 
 
 def test_an_inference_tensor_lr_runs_torchs_step():

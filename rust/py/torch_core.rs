@@ -20,7 +20,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use super::exact::{Int, Num};
-use super::tensor_lr::{direct_writes, tensor_lr, TensorLr};
+use super::tensor_lr::{direct_writes, tensor_lr, TensorLr, Write, Written};
 use super::torch_attrs::{borrowed, instance_dict, key, SchedAttrs};
 use crate::core::torch_sched::{rule_index, Kind, MomentumKey, PerGroup, Val, Writes, RULES};
 
@@ -396,29 +396,54 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
         return finish(&d, r, epoch, step_count, &done.writes, last_lr, false);
     }
     let lr_key = intern!(py, "lr").as_any();
-    let direct = g.has_tensors() && direct_writes(py)?;
-    let mut wrote = Vec::new();
-    for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
-        // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
-        let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
-        match g.tensor(i) {
-            Some(t) => wrote.push(t.fill(v.x, direct)?),
-            None => {
-                let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
-                match held {
-                    Some(lr) => fill_slot(&last_lr, i, lr.to_owned())?,
-                    None => {
-                        let lr = PyFloat::new(py, v.x).into_any();
-                        put(&group, lr_key, &lr)?;
-                        fill_slot(&last_lr, i, lr)?;
+    // The modes are asked only where some tensor gets a new value.
+    let changed = g.tensors.iter().any(|(i, t)| !t.holds(lrs[*i].x));
+    let direct = changed && direct_writes(py)?;
+    // How each tensor is written, asked of all of them before anything is written.
+    let plans = g.tensors.iter().map(|(i, t)| t.plan(lrs[*i].x, direct)).collect::<PyResult<Vec<_>>>()?;
+    // Where none needs its `fill_` (nothing can fail), the tensors are written after the
+    // float groups and momenta, all together, so that nothing runs between their writes and
+    // their version bump; else each in its group's turn, as torch's step writes them.
+    let together = plans.iter().all(|p| *p != Write::Fill);
+    let written = if plans.contains(&Write::Direct) { Some(Written::new(py)?) } else { None };
+    let mut wrote = vec![false; g.tensors.len()];
+    let writes = (|| -> PyResult<()> {
+        for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
+            // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
+            let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
+            match g.tensors.iter().position(|(j, _)| *j == i) {
+                Some(k) => {
+                    if !together {
+                        wrote[k] = g.tensors[k].1.write(v.x, plans[k], written.as_ref())?;
+                    }
+                }
+                None => {
+                    let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
+                    match held {
+                        Some(lr) => fill_slot(&last_lr, i, lr.to_owned())?,
+                        None => {
+                            let lr = PyFloat::new(py, v.x).into_any();
+                            put(&group, lr_key, &lr)?;
+                            fill_slot(&last_lr, i, lr)?;
+                        }
                     }
                 }
             }
+            if let Some(key) = done.momenta {
+                set_momentum(&group, key, nums.momenta.as_slice()[i])?;
+            }
         }
-        if let Some(key) = done.momenta {
-            set_momentum(&group, key, nums.momenta.as_slice()[i])?;
+        if together {
+            for (k, (i, t)) in g.tensors.iter().enumerate() {
+                wrote[k] = t.write(lrs[*i].x, plans[k], written.as_ref())?;
+            }
         }
-    }
+        Ok(())
+    })();
+    // Whatever failed, what was written in place gets its version bump.
+    let bumped = written.as_ref().map_or(Ok(()), Written::bump);
+    writes?;
+    bumped?;
     if g.has_tensors() {
         let previous =
             borrowed::get(&d, intern!(py, "_last_lr")).and_then(|p| p.to_owned().cast_into_exact::<PyList>().ok());
