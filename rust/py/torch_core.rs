@@ -54,13 +54,12 @@ struct Numbers {
 impl Numbers {
     #[inline(always)]
     fn new() -> Self {
-        let zero = Val::float(0.0);
         Numbers {
-            base: PerGroup::new(zero),
-            lrs: PerGroup::new(zero),
-            before: PerGroup::new(0.0),
+            base: PerGroup::new(),
+            lrs: PerGroup::new(),
+            before: PerGroup::new(),
             held: Held::new(),
-            momenta: PerGroup::new(0.0),
+            momenta: PerGroup::new(),
         }
     }
 }
@@ -95,7 +94,7 @@ struct Held {
 
 impl Held {
     fn new() -> Self {
-        Held { refs: PerGroup::new((std::ptr::null_mut(), std::ptr::null_mut())) }
+        Held { refs: PerGroup::new() }
     }
 
     /// Holds `group` and `lr`, the next group's.

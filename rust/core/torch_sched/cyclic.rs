@@ -58,10 +58,10 @@ impl TorchRule for Cyclic {
             step_ratio: 0.0,
             mode: CyclicMode::Triangular,
             by_cycle: false,
-            max_lrs: PerGroup::new(0.0),
+            max_lrs: PerGroup::new(),
             momentum: None,
-            base_momentums: PerGroup::new(0.0),
-            max_momentums: PerGroup::new(0.0),
+            base_momentums: PerGroup::new(),
+            max_momentums: PerGroup::new(),
         };
         if a.flag("cycle_momentum")? {
             a.nums("base_momentums", &mut rule.base_momentums)?;

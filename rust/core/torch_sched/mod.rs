@@ -515,7 +515,7 @@ mod tests {
     fn one_cycle_at(a: &Map, e: i64) -> Option<(Vec<f64>, Vec<f64>)> {
         let n = a.groups();
         let mut lrs = vec![Val::float(0.0); n];
-        let mut moms = PerGroup::new(0.0);
+        let mut moms = PerGroup::new();
         let out = (RULES[rule_index("onecycle")?].apply)(a, e, true, &mut lrs, &[], &mut moms)?;
         let key = out.momenta?;
         assert_eq!(key, MomentumKey::Momentum);
@@ -614,11 +614,11 @@ mod tests {
         };
         let mut out = [Val::float(0.0); 2];
         let rule = &RULES[rule_index("warmrestarts").unwrap()];
-        let done = (rule.apply)(&a, 0, true, &mut out, &[1.0, 0.5].map(Val::float), &mut PerGroup::new(0.0)).unwrap();
+        let done = (rule.apply)(&a, 0, true, &mut out, &[1.0, 0.5].map(Val::float), &mut PerGroup::new()).unwrap();
         assert_eq!(out, [1.0, 0.5].map(Val::float));
         assert_eq!(done.writes, [Some(("T_cur", 0)), Some(("T_i", 20))]);
         // get_lr at the current position moves nothing
-        let done = (rule.apply)(&a, 0, false, &mut out, &[1.0, 0.5].map(Val::float), &mut PerGroup::new(0.0)).unwrap();
+        let done = (rule.apply)(&a, 0, false, &mut out, &[1.0, 0.5].map(Val::float), &mut PerGroup::new()).unwrap();
         assert_eq!(done.writes, [Some(("T_cur", 9)), Some(("T_i", 10))]);
     }
 
@@ -629,13 +629,14 @@ mod tests {
         let step = &RULES[rule_index("step").unwrap()];
         let mut lrs = [Val::float(1.0)];
         let a = attrs(&[("step_size", V::Int(2)), ("gamma", V::Num(0.5))]);
-        assert!((step.apply)(&a, 2, true, &mut lrs, &[], &mut PerGroup::new(0.0)).is_some());
+        assert!((step.apply)(&a, 2, true, &mut lrs, &[], &mut PerGroup::new()).is_some());
         assert_eq!(lrs[0].x, 0.5);
         // a float step size (torch would raise on it) or a missing gamma: torch's code runs
         let a = attrs(&[("step_size", V::Num(2.0)), ("gamma", V::Num(0.5))]);
-        assert!((step.apply)(&a, 2, true, &mut lrs, &[], &mut PerGroup::new(0.0)).is_none());
-        assert!((step.apply)(&attrs(&[("step_size", V::Int(2))]), 2, true, &mut lrs, &[], &mut PerGroup::new(0.0))
-            .is_none());
+        assert!((step.apply)(&a, 2, true, &mut lrs, &[], &mut PerGroup::new()).is_none());
+        assert!(
+            (step.apply)(&attrs(&[("step_size", V::Int(2))]), 2, true, &mut lrs, &[], &mut PerGroup::new()).is_none()
+        );
         let names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
         let mut unique = names.clone();
         unique.sort_unstable();

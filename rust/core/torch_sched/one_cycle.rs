@@ -93,8 +93,7 @@ impl TorchRule for OneCycle {
         }
         let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
         // Filled in place: the pairs are a few hundred bytes, not worth a copy each.
-        let mut rule =
-            OneCycle { at, lrs: PerGroup::new((0.0, 0.0)), momentum: None, momenta: PerGroup::new((0.0, 0.0)) };
+        let mut rule = OneCycle { at, lrs: PerGroup::new(), momentum: None, momenta: PerGroup::new() };
         a.groups_at(PHASES, i, ("start_lr", "end_lr"), &mut rule.lrs)?;
         if a.flag("cycle_momentum")? {
             rule.momentum = Some(MomentumKey::new(a.flag("use_beta1")?));
