@@ -22,8 +22,6 @@
 //! read where `data_ptr()` points (no copy, no dispatch), so such a write is seen as torch's
 //! step would see it. On an accelerator that read would be a sync; there the version decides.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use pyo3::ffi;
@@ -33,6 +31,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyString, PyTuple, PyType, PyWeakrefMethods, PyWeakrefReference};
 
 use crate::core::torch_sched::{Kind, Val};
+use rustc_hash::FxHashMap;
 
 /// torch's `Tensor` type, the two dtypes taken, the attributes and methods a step reads of
 /// a tensor, and the functions a direct write asks.
@@ -186,38 +185,17 @@ impl Held {
     }
 }
 
-/// Hashes a tensor's address (the table's key): one multiplication, where the default
-/// hasher's rounds cost more than the rest of a lookup. The high half is folded in, since
-/// the low bits of an aligned address are all zero.
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_usize(usize::from(*b) ^ self.0 as usize);
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        let h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 32);
-    }
-}
-
 /// Keyed by the tensor's address; an entry counts only while its weak reference still
 /// points at that same tensor.
 struct Shadows {
-    map: HashMap<usize, Shadow, BuildHasherDefault<AddrHasher>>,
+    /// rustc-hash's hasher: one multiplication and a rotation for an address, where the
+    /// default hasher's rounds cost more than the rest of a lookup.
+    map: FxHashMap<usize, Shadow>,
     sweep_at: usize,
 }
 
 static SHADOWS: LazyLock<Mutex<Shadows>> =
-    LazyLock::new(|| Mutex::new(Shadows { map: HashMap::default(), sweep_at: 64 }));
+    LazyLock::new(|| Mutex::new(Shadows { map: FxHashMap::default(), sweep_at: 64 }));
 
 fn shadows() -> MutexGuard<'static, Shadows> {
     SHADOWS.lock().unwrap_or_else(|e| e.into_inner())
