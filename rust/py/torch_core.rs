@@ -292,10 +292,46 @@ fn fill_slot(list: &Bound<'_, PyList>, i: usize, item: Bound<'_, PyAny>) -> PyRe
     }
 }
 
-/// The write pass of a step whose every group holds a float: each group's new float into
-/// the group and into slot `i` of `last_lr` (a new list of as many slots; an unchanged value:
-/// the very object read, as torch's step keeps it where its formula hands back
-/// `group["lr"]`), then the group's momentum.
+/// Group `i`'s new float learning rate `now` (read as `was`, the object `lr` of `group`,
+/// both held by the step): a new float into the group where the value changed, and the
+/// group's float into slot `i` of `last_lr` (an unchanged value: the very object read, as
+/// torch's step keeps it where its formula hands back `group["lr"]`).
+#[inline(always)]
+fn write_float(
+    py: Python<'_>,
+    (group, lr): (*mut ffi::PyObject, *mut ffi::PyObject),
+    was: f64,
+    now: f64,
+    last_lr: &Bound<'_, PyList>,
+    i: usize,
+) -> PyResult<()> {
+    // SAFETY: attached to the interpreter; `group` (a dict) and `lr` are references the
+    // step's `Held` owns; `PyList_SetItem` takes the reference to `item` (and releases it on
+    // failure).
+    unsafe {
+        let item = if was.to_bits() == now.to_bits() {
+            ffi::Py_INCREF(lr);
+            lr
+        } else {
+            let new = ffi::PyFloat_FromDouble(now);
+            if new.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            if ffi::PyDict_SetItem(group, intern!(py, "lr").as_ptr(), new) != 0 {
+                ffi::Py_DECREF(new);
+                return Err(PyErr::fetch(py));
+            }
+            new
+        };
+        if ffi::PyList_SetItem(last_lr.as_ptr(), i as ffi::Py_ssize_t, item) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(())
+}
+
+/// The write pass of a step whose every group holds a float: each group's new float
+/// ([`write_float`]), then the group's momentum.
 #[inline(always)]
 fn write_floats(
     py: Python<'_>,
@@ -303,31 +339,9 @@ fn write_floats(
     momenta: Option<MomentumKey>,
     last_lr: &Bound<'_, PyList>,
 ) -> PyResult<()> {
-    let lr_key = intern!(py, "lr").as_ptr();
     let (lrs, before, held) = (nums.lrs.as_slice(), nums.before.as_slice(), nums.held.refs.as_slice());
-    for (i, ((v, was), &(group, lr))) in lrs.iter().zip(before).zip(held).enumerate() {
-        // SAFETY: attached to the interpreter; `group` (a dict) and `lr` are references
-        // `nums.held` owns; `PyList_SetItem` takes the reference to `item` (and releases it
-        // on failure).
-        unsafe {
-            let item = if was.to_bits() == v.x.to_bits() {
-                ffi::Py_INCREF(lr);
-                lr
-            } else {
-                let new = ffi::PyFloat_FromDouble(v.x);
-                if new.is_null() {
-                    return Err(PyErr::fetch(py));
-                }
-                if ffi::PyDict_SetItem(group, lr_key, new) != 0 {
-                    ffi::Py_DECREF(new);
-                    return Err(PyErr::fetch(py));
-                }
-                new
-            };
-            if ffi::PyList_SetItem(last_lr.as_ptr(), i as ffi::Py_ssize_t, item) != 0 {
-                return Err(PyErr::fetch(py));
-            }
-        }
+    for (i, ((v, was), &refs)) in lrs.iter().zip(before).zip(held).enumerate() {
+        write_float(py, refs, *was, v.x, last_lr, i)?;
         if let Some(key) = momenta {
             set_momentum(&nums.held.group(py, i), key, nums.momenta.as_slice()[i])?;
         }
@@ -394,7 +408,6 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
         write_floats(py, &nums, done.momenta, &last_lr)?;
         return finish(&d, r, epoch, step_count, &done.writes, last_lr, false);
     }
-    let lr_key = intern!(py, "lr").as_any();
     // The modes are asked only where some tensor gets a new value.
     let changed = g.tensors.iter().any(|(i, t)| !t.holds(lrs[*i].x));
     let direct = changed && direct_writes(py)?;
@@ -408,28 +421,16 @@ fn step_one<'py>(sched: &Bound<'py, PyAny>, r: usize) -> PyResult<Option<Stepped
     let mut wrote = vec![false; g.tensors.len()];
     let writes = (|| -> PyResult<()> {
         for (i, (v, was)) in lrs.iter().zip(before).enumerate() {
-            // Owned: a write may run Python code (a key's `__eq__`), which must not free it.
-            let group = borrowed::item(&g.groups, i)?.to_owned().cast_into::<PyDict>()?;
             match g.tensors.iter().position(|(j, _)| *j == i) {
                 Some(k) => {
                     if !together {
                         wrote[k] = g.tensors[k].1.write(v.x, plans[k], written.as_ref())?;
                     }
                 }
-                None => {
-                    let held = if was.to_bits() == v.x.to_bits() { borrowed::get(&group, lr_key) } else { None };
-                    match held {
-                        Some(lr) => fill_slot(&last_lr, i, lr.to_owned())?,
-                        None => {
-                            let lr = PyFloat::new(py, v.x).into_any();
-                            put(&group, lr_key, &lr)?;
-                            fill_slot(&last_lr, i, lr)?;
-                        }
-                    }
-                }
+                None => write_float(py, nums.held.refs.as_slice()[i], *was, v.x, &last_lr, i)?,
             }
             if let Some(key) = done.momenta {
-                set_momentum(&group, key, nums.momenta.as_slice()[i])?;
+                set_momentum(&nums.held.group(py, i), key, nums.momenta.as_slice()[i])?;
             }
         }
         if together {

@@ -19,10 +19,16 @@ pub struct Cyclic {
     /// torch's `scale_mode == "cycle"`: the scale function takes the cycle, else the epoch.
     pub by_cycle: bool,
     pub max_lrs: PerGroup<f64>,
-    /// Where the momenta go, when momentum is cycled, and per group its base and max.
-    pub momentum: Option<MomentumKey>,
-    pub base_momentums: PerGroup<f64>,
-    pub max_momentums: PerGroup<f64>,
+    /// The momentum cycle, when momentum is cycled.
+    pub momentum: Option<CycleMomentum>,
+}
+
+/// CyclicLR's momentum cycle: where the momenta go, and per group the base and the max.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CycleMomentum {
+    pub key: MomentumKey,
+    pub base: PerGroup<f64>,
+    pub max: PerGroup<f64>,
 }
 
 impl Cyclic {
@@ -52,28 +58,24 @@ impl TorchRule for Cyclic {
         if !a.is_none("_scale_fn_custom")? {
             return None;
         }
-        // Filled in place: the lists are a few hundred bytes, not worth a copy each.
-        let mut rule = Cyclic {
-            total_size: 0.0,
-            step_ratio: 0.0,
-            mode: CyclicMode::Triangular,
-            by_cycle: false,
-            max_lrs: PerGroup::new(),
-            momentum: None,
-            base_momentums: PerGroup::new(),
-            max_momentums: PerGroup::new(),
+        let momentum = if a.flag("cycle_momentum")? {
+            let (mut base, mut max) = (PerGroup::new(), PerGroup::new());
+            a.nums("base_momentums", &mut base)?;
+            a.nums("max_momentums", &mut max)?;
+            Some(CycleMomentum { key: MomentumKey::new(a.flag("use_beta1")?), base, max })
+        } else {
+            None
         };
-        if a.flag("cycle_momentum")? {
-            a.nums("base_momentums", &mut rule.base_momentums)?;
-            a.nums("max_momentums", &mut rule.max_momentums)?;
-            rule.momentum = Some(MomentumKey::new(a.flag("use_beta1")?));
-        }
-        rule.total_size = a.num("total_size")?;
-        rule.step_ratio = a.num("step_ratio")?;
-        rule.mode = a.cyclic_scale("_scale_fn_ref")?;
-        rule.by_cycle = a.choice("scale_mode", &["cycle", "iterations"])? == 0;
-        a.nums("max_lrs", &mut rule.max_lrs)?;
-        Some(rule)
+        let mut max_lrs = PerGroup::new();
+        a.nums("max_lrs", &mut max_lrs)?;
+        Some(Cyclic {
+            total_size: a.num("total_size")?,
+            step_ratio: a.num("step_ratio")?,
+            mode: a.cyclic_scale("_scale_fn_ref")?,
+            by_cycle: a.choice("scale_mode", &["cycle", "iterations"])? == 0,
+            max_lrs,
+            momentum,
+        })
     }
 
     fn lrs(&self, epoch: i64, lrs: &mut [Val], base: &[Val]) -> Option<()> {
@@ -88,13 +90,13 @@ impl TorchRule for Cyclic {
     }
 
     fn momentum_key(&self) -> Option<MomentumKey> {
-        self.momentum
+        self.momentum.as_ref().map(|m| m.key)
     }
 
     fn momenta(&self, epoch: i64, out: &mut [f64]) -> Option<()> {
-        self.momentum?;
+        let cycle = self.momentum.as_ref()?;
         // torch zips the two lists: a length other than the groups' is torch's error to raise
-        let (base, max) = (self.base_momentums.as_slice(), self.max_momentums.as_slice());
+        let (base, max) = (cycle.base.as_slice(), cycle.max.as_slice());
         if base.len() != out.len() || max.len() != out.len() {
             return None;
         }

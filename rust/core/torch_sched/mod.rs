@@ -32,7 +32,7 @@ mod warm_restarts;
 
 pub use constant::Constant;
 pub use cosine::Cosine;
-pub use cyclic::{Cyclic, CyclicMode};
+pub use cyclic::{CycleMomentum, Cyclic, CyclicMode};
 pub use exponential::Exponential;
 pub use lambda::Lambda;
 pub use linear::Linear;
@@ -590,9 +590,11 @@ mod tests {
             mode: CyclicMode::Triangular2,
             by_cycle: true,
             max_lrs: PerGroup::from_slice(&[1.0]),
-            momentum: Some(MomentumKey::Momentum),
-            base_momentums: PerGroup::from_slice(&[0.8]),
-            max_momentums: PerGroup::from_slice(&[0.9]),
+            momentum: Some(CycleMomentum {
+                key: MomentumKey::Momentum,
+                base: PerGroup::from_slice(&[0.8]),
+                max: PerGroup::from_slice(&[0.9]),
+            }),
         };
         assert_eq!(lr(&rule, 2, 0.0, 0.0), Some(1.0));
         assert_eq!(lr(&rule, 6, 0.0, 0.0), Some(0.5));

@@ -92,14 +92,15 @@ impl TorchRule for OneCycle {
             return None;
         }
         let at = ShapeAt::new(shape, (step as f64 - start) / (end - start));
-        // Filled in place: the pairs are a few hundred bytes, not worth a copy each.
-        let mut rule = OneCycle { at, lrs: PerGroup::new(), momentum: None, momenta: PerGroup::new() };
-        a.groups_at(PHASES, i, ("start_lr", "end_lr"), &mut rule.lrs)?;
-        if a.flag("cycle_momentum")? {
-            rule.momentum = Some(MomentumKey::new(a.flag("use_beta1")?));
-            a.groups_at(PHASES, i, ("start_momentum", "end_momentum"), &mut rule.momenta)?;
-        }
-        Some(rule)
+        let (mut lrs, mut momenta) = (PerGroup::new(), PerGroup::new());
+        a.groups_at(PHASES, i, ("start_lr", "end_lr"), &mut lrs)?;
+        let momentum = if a.flag("cycle_momentum")? {
+            a.groups_at(PHASES, i, ("start_momentum", "end_momentum"), &mut momenta)?;
+            Some(MomentumKey::new(a.flag("use_beta1")?))
+        } else {
+            None
+        };
+        Some(OneCycle { at, lrs, momentum, momenta })
     }
 
     fn lrs(&self, _step: i64, lrs: &mut [Val], _base: &[Val]) -> Option<()> {
